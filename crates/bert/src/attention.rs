@@ -1,0 +1,105 @@
+//! `BertAttention`: multi-head self-attention (`self`) and its output projection (`output`).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use lora_adapter::LoraLinear;
+
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// `BertSelfAttention`. The projections are [`LoraLinear`]s, so that any of them can take an
+/// adapter by configuration.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    pub query: LoraLinear<B>,
+    pub key: LoraLinear<B>,
+    pub value: LoraLinear<B>,
+    pub dropout: Dropout,
+    pub num_attention_heads: usize,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            query: w.linear(&format!("{prefix}.query"), h, h)?,
+            key: w.linear(&format!("{prefix}.key"), h, h)?,
+            value: w.linear(&format!("{prefix}.value"), h, h)?,
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_attention_heads: config.num_attention_heads,
+        })
+    }
+
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`
+    /// - mask_bias: `[batch, 1, 1, seq]`, 0 where attended and `f32::MIN` at padding
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, seq, width] = hidden.dims();
+        let heads = self.num_attention_heads;
+        let head_dim = width / heads;
+        let split = |x: Tensor<B, 3>| x.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2); // (B, nh, T, hs)
+
+        let q = split(self.query.forward(hidden.clone()));
+        let k = split(self.key.forward(hidden.clone()));
+        let v = split(self.value.forward(hidden));
+
+        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt(); // (B, nh, T, T)
+        let probs = self.dropout.forward(softmax(scores + mask_bias, 3));
+        probs
+            .matmul(v) // (B, nh, T, hs)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, width])
+    }
+}
+
+/// `BertSelfOutput`: dense, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertSelfOutput<B: Backend> {
+    pub dense: LoraLinear<B>,
+    /// Checkpoint key `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertSelfOutput<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            dense: w.linear(&format!("{prefix}.dense"), h, h)?,
+            layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), h, config.layer_norm_eps)?,
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        })
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        let hidden = self.dropout.forward(self.dense.forward(hidden));
+        self.layer_norm.forward(hidden + residual)
+    }
+}
+
+/// `BertAttention`.
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    /// Checkpoint key `self`.
+    pub self_attention: BertSelfAttention<B>,
+    pub output: BertSelfOutput<B>,
+}
+
+impl<B: Backend> BertAttention<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            self_attention: BertSelfAttention::load(w, &format!("{prefix}.self"), config)?,
+            output: BertSelfOutput::load(w, &format!("{prefix}.output"), config)?,
+        })
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let attended = self.self_attention.forward(hidden.clone(), mask_bias);
+        self.output.forward(attended, hidden)
+    }
+}

@@ -1,0 +1,114 @@
+//! `BertEncoder`: the stack of `BertLayer`s (attention, intermediate, output).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm};
+use burn::tensor::activation::{gelu, relu, silu};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use lora_adapter::LoraLinear;
+
+use crate::attention::BertAttention;
+use crate::config::{Activation, BertConfig};
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// `BertIntermediate`: dense to `intermediate_size`, then the activation.
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    pub dense: LoraLinear<B>,
+    pub activation: Activation,
+}
+
+impl<B: Backend> BertIntermediate<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig, activation: Activation) -> Result<Self> {
+        Ok(Self {
+            dense: w.linear(&format!("{prefix}.dense"), config.hidden_size, config.intermediate_size)?,
+            activation,
+        })
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.dense.forward(hidden);
+        match self.activation {
+            Activation::Gelu => gelu(x),
+            Activation::GeluTanh => burn::tensor::activation::gelu_approximate(x),
+            Activation::Relu => relu(x),
+            Activation::Silu => silu(x),
+        }
+    }
+}
+
+/// `BertOutput`: dense back to `hidden_size`, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertOutput<B: Backend> {
+    pub dense: LoraLinear<B>,
+    /// Checkpoint key `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertOutput<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            dense: w.linear(&format!("{prefix}.dense"), config.intermediate_size, config.hidden_size)?,
+            layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), config.hidden_size, config.layer_norm_eps)?,
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        })
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        let hidden = self.dropout.forward(self.dense.forward(hidden));
+        self.layer_norm.forward(hidden + residual)
+    }
+}
+
+/// `BertLayer`.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: BertAttention<B>,
+    pub intermediate: BertIntermediate<B>,
+    pub output: BertOutput<B>,
+}
+
+impl<B: Backend> BertLayer<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig, activation: Activation) -> Result<Self> {
+        Ok(Self {
+            attention: BertAttention::load(w, &format!("{prefix}.attention"), config)?,
+            intermediate: BertIntermediate::load(w, &format!("{prefix}.intermediate"), config, activation)?,
+            output: BertOutput::load(w, &format!("{prefix}.output"), config)?,
+        })
+    }
+
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, 1, 1, seq]`
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let attended = self.attention.forward(hidden, mask_bias);
+        let intermediate = self.intermediate.forward(attended.clone());
+        self.output.forward(intermediate, attended)
+    }
+}
+
+/// `BertEncoder`.
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    pub layer: Vec<BertLayer<B>>,
+}
+
+impl<B: Backend> BertEncoder<B> {
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+        let activation = config.activation().map_err(|message| crate::BertError::Config {
+            path: "config.json".into(),
+            message,
+        })?;
+        let layer = (0..config.num_hidden_layers)
+            .map(|i| BertLayer::load(w, &format!("{prefix}.layer.{i}"), config, activation))
+            .collect::<Result<_>>()?;
+        Ok(Self { layer })
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        self.layer
+            .iter()
+            .fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()))
+    }
+}

@@ -1,0 +1,163 @@
+//! `BertModel` (embeddings, encoder, pooler) and `BertForSequenceClassification`.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use lora_adapter::{AdaptableModel, LoraLinear};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::BertConfig;
+use crate::embeddings::BertEmbeddings;
+use crate::encoder::BertEncoder;
+use crate::error::Result;
+use crate::weights::{LoadReport, Weights};
+
+/// A padded batch, with Hugging Face's field names.
+///
+/// # Shapes
+/// - each field: `[batch, seq]`; `attention_mask` is 1 for real tokens and 0 for padding
+#[derive(Debug, Clone)]
+pub struct BertInput<B: Backend> {
+    pub input_ids: Tensor<B, 2, Int>,
+    pub attention_mask: Tensor<B, 2, Int>,
+    pub token_type_ids: Tensor<B, 2, Int>,
+}
+
+/// What `BertModel` computes.
+#[derive(Debug, Clone)]
+pub struct BertModelOutput<B: Backend> {
+    /// `[batch, seq, hidden]`: after the embeddings' LayerNorm (transformers' `hidden_states[0]`).
+    pub embedding_output: Tensor<B, 3>,
+    /// `[batch, seq, hidden]`.
+    pub last_hidden_state: Tensor<B, 3>,
+    /// `[batch, hidden]`: `tanh(dense(h[:, 0]))`.
+    pub pooler_output: Tensor<B, 2>,
+}
+
+/// `BertPooler`: `tanh(dense(h[:, 0]))`.
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    pub dense: LoraLinear<B>,
+}
+
+impl<B: Backend> BertPooler<B> {
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`, output: `[batch, hidden]`
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [batch, _, width] = hidden.dims();
+        let first = hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
+        self.dense.forward(first).tanh()
+    }
+}
+
+/// `BertModel`.
+#[derive(Module, Debug)]
+pub struct BertModel<B: Backend> {
+    pub embeddings: BertEmbeddings<B>,
+    pub encoder: BertEncoder<B>,
+    pub pooler: BertPooler<B>,
+}
+
+impl<B: Backend> BertModel<B> {
+    /// Builds the model under `prefix` (empty for the top level).
+    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            embeddings: BertEmbeddings::load(w, &join(prefix, "embeddings"), config)?,
+            encoder: BertEncoder::load(w, &join(prefix, "encoder"), config)?,
+            pooler: BertPooler { dense: w.linear(&join(prefix, "pooler.dense"), h, h)? },
+        })
+    }
+
+    pub fn forward(&self, input: BertInput<B>) -> BertModelOutput<B> {
+        let mask_bias = attention_bias(input.attention_mask);
+        let embedding_output = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        let last_hidden_state = self.encoder.forward(embedding_output.clone(), mask_bias);
+        let pooler_output = self.pooler.forward(last_hidden_state.clone());
+        BertModelOutput { embedding_output, last_hidden_state, pooler_output }
+    }
+}
+
+/// The additive attention mask of transformers' `get_extended_attention_mask`:
+/// `(1 - mask) * finfo(float32).min`, broadcast over heads and query positions.
+///
+/// # Shapes
+/// - attention_mask: `[batch, seq]`, output: `[batch, 1, 1, seq]`
+pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
+    let [batch, seq] = attention_mask.dims();
+    let mask = attention_mask.float();
+    (mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])
+}
+
+/// `BertForSequenceClassification`: pooler output, dropout, classifier.
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification<B: Backend> {
+    pub bert: BertModel<B>,
+    pub dropout: Dropout,
+    pub classifier: LoraLinear<B>,
+}
+
+impl<B: Backend> BertForSequenceClassification<B> {
+    /// Builds from `w`; the checkpoint's encoder keys have no `bert.` prefix after
+    /// normalisation (see [`crate::checkpoint`]), its head keys are `classifier.*`.
+    pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            bert: BertModel::load(w, "", config)?,
+            dropout: DropoutConfig::new(config.classifier_dropout()).init(),
+            classifier: w.linear("classifier", config.hidden_size, config.num_labels())?,
+        })
+    }
+
+    /// A model of `config` with every weight drawn as transformers initialises it.
+    pub fn random(config: &BertConfig, device: &B::Device) -> Self {
+        let mut w = Weights::random(config.initializer_range, device);
+        // A random build reads no file, so it cannot fail once the config is valid.
+        match Self::load(&mut w, config) {
+            Ok(model) => model,
+            Err(e) => unreachable!("random init of a validated config failed: {e}"),
+        }
+    }
+
+    /// Loads a checkpoint; a missing classifier is initialised (and listed in the report),
+    /// any other missing, unexpected or mis-shaped tensor is an error.
+    pub fn from_checkpoint(config: &BertConfig, checkpoint: Checkpoint, device: &B::Device) -> Result<(Self, LoadReport)> {
+        let mut w = Weights::from_checkpoint(checkpoint, config.initializer_range, &["classifier."], device);
+        let model = Self::load(&mut w, config)?;
+        Ok((model, w.finish()?))
+    }
+
+    /// `[batch, num_labels]` logits.
+    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 2> {
+        self.forward_all(input).1
+    }
+
+    /// The encoder's outputs and the logits.
+    pub fn forward_all(&self, input: BertInput<B>) -> (BertModelOutput<B>, Tensor<B, 2>) {
+        let out = self.bert.forward(input);
+        let logits = self.classifier.forward(self.dropout.forward(out.pooler_output.clone()));
+        (out, logits)
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+impl<B: Backend> AdaptableModel<B> for BertForSequenceClassification<B> {
+    /// Names as in PEFT's view of transformers' `BertForSequenceClassification`.
+    fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
+        for (i, layer) in self.bert.encoder.layer.iter_mut().enumerate() {
+            let p = format!("bert.encoder.layer.{i}");
+            let attention = &mut layer.attention;
+            f(&format!("{p}.attention.self.query"), &mut attention.self_attention.query);
+            f(&format!("{p}.attention.self.key"), &mut attention.self_attention.key);
+            f(&format!("{p}.attention.self.value"), &mut attention.self_attention.value);
+            f(&format!("{p}.attention.output.dense"), &mut attention.output.dense);
+            f(&format!("{p}.intermediate.dense"), &mut layer.intermediate.dense);
+            f(&format!("{p}.output.dense"), &mut layer.output.dense);
+        }
+        f("bert.pooler.dense", &mut self.bert.pooler.dense);
+        f("classifier", &mut self.classifier);
+    }
+}

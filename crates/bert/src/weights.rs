@@ -1,0 +1,185 @@
+//! Builds the model's parameters, from a checkpoint or freshly initialised as transformers'
+//! `BertPreTrainedModel._init_weights` does.
+//!
+//! Modules ask for their tensors by checkpoint key (`encoder.layer.0.attention.self.query`),
+//! so the loader is the model's own structure and there is no separate mapping to keep true.
+
+use std::collections::BTreeSet;
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use lora_adapter::LoraLinear;
+
+use crate::checkpoint::{Checkpoint, RawTensor};
+use crate::error::{BertError, Result};
+
+/// How a tensor absent from the checkpoint is initialised.
+#[derive(Debug, Clone, Copy)]
+enum Init {
+    Normal,
+    Zeros,
+    Ones,
+}
+
+/// What loading did besides reading tensors: the tensors it had to initialise.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Keys created fresh (a classifier on a checkpoint that has none), in creation order.
+    pub initialized: Vec<String>,
+}
+
+/// The source of a model's parameters while it is being built.
+pub struct Weights<B: Backend> {
+    checkpoint: Option<Checkpoint>,
+    device: B::Device,
+    initializer_range: f64,
+    /// Key prefixes that may be missing from a checkpoint and are then initialised.
+    may_initialize: Vec<String>,
+    used: BTreeSet<String>,
+    report: LoadReport,
+}
+
+impl<B: Backend> Weights<B> {
+    /// Every tensor freshly initialised (a random model of a config).
+    pub fn random(initializer_range: f64, device: &B::Device) -> Self {
+        Self {
+            checkpoint: None,
+            device: device.clone(),
+            initializer_range,
+            may_initialize: Vec::new(),
+            used: BTreeSet::new(),
+            report: LoadReport::default(),
+        }
+    }
+
+    /// Every tensor from `checkpoint`, except keys under `may_initialize` that it lacks.
+    pub fn from_checkpoint(
+        checkpoint: Checkpoint,
+        initializer_range: f64,
+        may_initialize: &[&str],
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            checkpoint: Some(checkpoint),
+            device: device.clone(),
+            initializer_range,
+            may_initialize: may_initialize.iter().map(|s| s.to_string()).collect(),
+            used: BTreeSet::new(),
+            report: LoadReport::default(),
+        }
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Ends loading: a checkpoint tensor that nothing asked for is an error, since it means the
+    /// checkpoint and the config describe different models.
+    pub fn finish(self) -> Result<LoadReport> {
+        if let Some(checkpoint) = &self.checkpoint {
+            let unused: Vec<String> = checkpoint
+                .tensors
+                .keys()
+                .filter(|key| !self.used.contains(*key))
+                .cloned()
+                .collect();
+            if !unused.is_empty() {
+                return Err(BertError::UnexpectedTensors {
+                    path: checkpoint.path.clone(),
+                    keys: unused,
+                });
+            }
+        }
+        Ok(self.report)
+    }
+
+    fn raw(&mut self, key: &str, shape: &[usize], init: Init) -> Result<RawTensor> {
+        let Some(checkpoint) = &self.checkpoint else {
+            return Ok(self.initialize(key, shape, init));
+        };
+        match checkpoint.tensors.get(key) {
+            Some(tensor) if tensor.shape == shape => {
+                self.used.insert(key.to_string());
+                Ok(tensor.clone())
+            }
+            Some(tensor) => Err(BertError::ShapeMismatch {
+                key: key.to_string(),
+                path: checkpoint.path.clone(),
+                expected: shape.to_vec(),
+                found: tensor.shape.clone(),
+            }),
+            None if self.may_initialize.iter().any(|p| key.starts_with(p.as_str())) => {
+                self.report.initialized.push(key.to_string());
+                Ok(self.initialize(key, shape, init))
+            }
+            None => Err(BertError::MissingTensor {
+                key: key.to_string(),
+                path: checkpoint.path.clone(),
+                expected: shape.to_vec(),
+            }),
+        }
+    }
+
+    fn initialize(&self, _key: &str, shape: &[usize], init: Init) -> RawTensor {
+        let n = shape.iter().product();
+        let data = match init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Normal => {
+                // Drawn on the device's seeded generator (`B::seed`), so runs repeat.
+                let t = Tensor::<B, 1>::random(
+                    [n],
+                    Distribution::Normal(0.0, self.initializer_range),
+                    &self.device,
+                );
+                t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+            }
+        };
+        RawTensor { shape: shape.to_vec(), data }
+    }
+
+    fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D], init: Init) -> Result<Tensor<B, D>> {
+        let raw = self.raw(key, &shape, init)?;
+        Ok(Tensor::from_data(TensorData::new(raw.data, shape), &self.device))
+    }
+
+    /// `{prefix}.weight` (`[out, in]` in the checkpoint) and `{prefix}.bias`.
+    pub fn linear(&mut self, prefix: &str, d_input: usize, d_output: usize) -> Result<LoraLinear<B>> {
+        let raw = self.raw(&format!("{prefix}.weight"), &[d_output, d_input], Init::Normal)?;
+        let weight = Tensor::from_data(TensorData::new(transpose(&raw.data, d_output, d_input), [d_input, d_output]), &self.device);
+        let bias = self.tensor(&format!("{prefix}.bias"), [d_output], Init::Zeros)?;
+        Ok(LoraLinear::new(Param::from_tensor(weight), Some(Param::from_tensor(bias))))
+    }
+
+    /// `{prefix}.weight` and `{prefix}.bias` of a LayerNorm.
+    pub fn layer_norm(&mut self, prefix: &str, d_model: usize, epsilon: f64) -> Result<LayerNorm<B>> {
+        let mut norm = LayerNormConfig::new(d_model).with_epsilon(epsilon).init(&self.device);
+        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_model], Init::Ones)?);
+        norm.beta = Some(Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d_model], Init::Zeros)?));
+        Ok(norm)
+    }
+
+    /// `{prefix}.weight`; a fresh table has its `padding_idx` row zeroed, as torch does.
+    pub fn embedding(&mut self, prefix: &str, n: usize, d_model: usize, padding_idx: Option<usize>) -> Result<Embedding<B>> {
+        let key = format!("{prefix}.weight");
+        let mut raw = self.raw(&key, &[n, d_model], Init::Normal)?;
+        if self.checkpoint.is_none() && let Some(pad) = padding_idx.filter(|&p| p < n) {
+            raw.data[pad * d_model..(pad + 1) * d_model].fill(0.0);
+        }
+        let weight = Tensor::from_data(TensorData::new(raw.data, [n, d_model]), &self.device);
+        Ok(Embedding { weight: Param::from_tensor(weight) })
+    }
+}
+
+/// Row-major `[rows, cols]` to row-major `[cols, rows]`.
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
