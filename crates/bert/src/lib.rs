@@ -8,6 +8,7 @@ pub mod assets;
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod embeddings;
 pub mod encoder;
 pub mod error;

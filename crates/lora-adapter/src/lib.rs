@@ -1,10 +1,17 @@
-//! LoRA adapters (Hu et al., 2021) with Hugging Face PEFT's semantics.
+//! LoRA adapters (Hu et al., 2021) with Hugging Face PEFT's semantics and file format.
 #![allow(non_snake_case)] // `lora_A`, `lora_B`: PEFT's names, which are the saved tensor names.
 //!
 //! The unit is [`LoraLinear`]: a frozen linear with an optional low-rank adapter beside it.
-//! A model that builds its linears from it can take adapters on any of them without a code
-//! change; the adapter knows nothing about the model around it.
+//! A model that builds its linears from it and lists them ([`AdaptableModel`]) takes adapters on
+//! any of them by config ([`inject`]); this crate knows nothing about the model around them.
 
+pub mod config;
+pub mod error;
+pub mod inject;
 mod linear;
+pub mod peft;
 
+pub use config::{InitLoraWeights, LoraConfig, TargetModules};
+pub use error::{LoraError, Result};
+pub use inject::{Injected, ParameterCount, inject, merge};
 pub use linear::{AdaptableModel, LoraAdapter, LoraLinear};

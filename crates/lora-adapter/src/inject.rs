@@ -1,0 +1,175 @@
+//! Putting adapters on a model's linears by config, freezing the rest, counting parameters,
+//! and merging adapters back into plain linears.
+
+use burn::module::{Module, Param};
+use burn::nn::DropoutConfig;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+
+use crate::config::{InitLoraWeights, LoraConfig};
+use crate::error::{LoraError, Result};
+use crate::linear::{AdaptableModel, LoraAdapter, LoraLinear};
+
+/// What [`inject`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Injected {
+    /// Modules that got an adapter, in model order.
+    pub adapted: Vec<String>,
+    /// `modules_to_save` found in the model, trained in full.
+    pub saved_modules: Vec<String>,
+}
+
+/// Freezes every parameter of `model`, puts a fresh adapter on each linear `config` targets,
+/// and unfreezes the `modules_to_save`. Fresh adapters are drawn on the backend's seeded
+/// generator, as PEFT draws them (see [`InitLoraWeights`]).
+///
+/// The last linear the model lists is its output layer, which `"all-linear"` leaves out.
+pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(model: M, config: &LoraConfig, device: &B::Device) -> Result<(M, Injected)> {
+    config.validate().map_err(|message| LoraError::Config { path: None, message })?;
+    let mut model = model.no_grad();
+    let mut injected = Injected::default();
+    let mut names = Vec::new();
+    model.visit_linears(&mut |name, _| names.push(name.to_string()));
+    let output_layer = names.last().cloned();
+    model.visit_linears(&mut |name, linear| {
+        if config.saves_module(name) {
+            unfreeze(linear);
+            injected.saved_modules.push(name.to_string());
+        } else if config.targets(name, Some(name) == output_layer.as_deref()) {
+            linear.adapter = Some(fresh_adapter(linear.dims(), name, config, device));
+            injected.adapted.push(name.to_string());
+        }
+    });
+    if injected.adapted.is_empty() {
+        let mut tails: Vec<&str> = names.iter().filter_map(|n| n.rsplit('.').next()).collect();
+        tails.sort_unstable();
+        tails.dedup();
+        return Err(LoraError::NoTarget {
+            targets: serde_json::to_string(&config.target_modules).unwrap_or_default(),
+            available: tails.join(", "),
+        });
+    }
+    Ok((model, injected))
+}
+
+fn unfreeze<B: Backend>(linear: &mut LoraLinear<B>) {
+    linear.weight = linear.weight.clone().set_require_grad(true);
+    linear.bias = linear.bias.take().map(|b| b.set_require_grad(true));
+}
+
+/// A fresh adapter for a linear of `[d_input, d_output]`, as PEFT's `reset_lora_parameters`.
+pub fn fresh_adapter<B: Backend>(dims: [usize; 2], name: &str, config: &LoraConfig, device: &B::Device) -> LoraAdapter<B> {
+    let [d_input, d_output] = dims;
+    let shape = config.shape_for(name);
+    let r = shape.r;
+    // torch's kaiming_uniform_(a = √5) on a `[out, in]` weight: bound = 1 / √fan_in.
+    let kaiming = |fan_in: usize| Distribution::Uniform(-1.0 / (fan_in as f64).sqrt(), 1.0 / (fan_in as f64).sqrt());
+    let (a, b) = match &config.init_lora_weights {
+        InitLoraWeights::Flag(true) => (Tensor::random([d_input, r], kaiming(d_input), device), Tensor::zeros([r, d_output], device)),
+        InitLoraWeights::Flag(false) => (
+            Tensor::random([d_input, r], kaiming(d_input), device),
+            Tensor::random([r, d_output], kaiming(r), device),
+        ),
+        InitLoraWeights::Method(_) => (
+            Tensor::random([d_input, r], Distribution::Normal(0.0, 1.0 / r as f64), device),
+            Tensor::zeros([r, d_output], device),
+        ),
+    };
+    LoraAdapter {
+        lora_A: Param::from_tensor(a),
+        lora_B: Param::from_tensor(b),
+        scaling: shape.scaling,
+        dropout: DropoutConfig::new(config.lora_dropout).init(),
+    }
+}
+
+/// Parameter counts as PEFT's `print_trainable_parameters` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParameterCount {
+    pub trainable: usize,
+    /// PEFT's "all params": the model's, plus a second copy of each module to save (PEFT keeps
+    /// the original beside the trained copy).
+    pub all: usize,
+}
+
+impl ParameterCount {
+    pub fn of<B: Backend, M: Module<B> + AdaptableModel<B>>(model: &mut M, config: &LoraConfig) -> Self {
+        let all = model.num_params();
+        let (mut adapter, mut saved) = (0, 0);
+        model.visit_linears(&mut |name, linear| {
+            if let Some(a) = &linear.adapter {
+                adapter += a.lora_A.num_params() + a.lora_B.num_params();
+            }
+            if config.saves_module(name) {
+                saved += linear.weight.num_params() + linear.bias.as_ref().map_or(0, |b| b.num_params());
+            }
+        });
+        Self { trainable: adapter + saved, all: all + saved }
+    }
+}
+
+impl std::fmt::Display for ParameterCount {
+    /// `trainable params: 296,450 || all params: 109,780,994 || trainable%: 0.2700`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let percent = 100.0 * self.trainable as f64 / self.all.max(1) as f64;
+        write!(f, "trainable params: {} || all params: {} || trainable%: {percent:.4}", thousands(self.trainable), thousands(self.all))
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Folds every adapter into its base weight (`W + scaling * A B`) and drops it, leaving plain
+/// linears with no adapter cost. Refuses if any merged weight would be non-finite.
+pub fn merge<B: Backend, M: AdaptableModel<B>>(mut model: M) -> Result<M> {
+    let mut failure = None;
+    let mut merged = Vec::new();
+    model.visit_linears(&mut |name, linear| {
+        if failure.is_some() {
+            return;
+        }
+        if let Some(adapter) = &linear.adapter {
+            let delta = adapter.lora_A.val().matmul(adapter.lora_B.val()) * adapter.scaling; // [in, out]
+            let weight = linear.weight.val() + delta;
+            let finite = weight.clone().into_data().convert::<f32>().to_vec::<f32>().is_ok_and(|v| v.iter().all(|x| x.is_finite()));
+            if finite {
+                merged.push((name.to_string(), weight));
+            } else {
+                failure = Some(name.to_string());
+            }
+        }
+    });
+    if let Some(module) = failure {
+        return Err(LoraError::NonFiniteMerge { module });
+    }
+    let mut merged = merged.into_iter();
+    model.visit_linears(&mut |_, linear| {
+        if linear.adapter.take().is_some()
+            && let Some((_, weight)) = merged.next()
+        {
+            linear.weight = Param::from_tensor(weight.detach());
+        }
+    });
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(296450), "296,450");
+        assert_eq!(thousands(109482240), "109,482,240");
+        assert_eq!(thousands(12), "12");
+    }
+}

@@ -1,0 +1,262 @@
+//! Adapters on disk in Hugging Face PEFT's format: `adapter_config.json` and
+//! `adapter_model.safetensors` (or an older PEFT's `adapter_model.bin`).
+//!
+//! Saved tensor names are PEFT's for the wrapped model: `base_model.model.{module}.lora_A.weight`
+//! (`[r, in]`), `...lora_B.weight` (`[out, r]`), and the modules to save in full under
+//! `base_model.model.{module}.weight` / `.bias`; f32, header metadata `{"format": "pt"}`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::LoraConfig;
+use crate::error::{LoraError, Result};
+use crate::inject::inject;
+use crate::linear::AdaptableModel;
+
+pub const CONFIG_FILE: &str = "adapter_config.json";
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+pub const LEGACY_WEIGHTS_FILE: &str = "adapter_model.bin";
+const PREFIX: &str = "base_model.model.";
+
+/// A tensor in PyTorch's layout, row-major f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// What [`save_adapter`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedAdapter {
+    pub weights: PathBuf,
+    pub config: PathBuf,
+    /// Size of `adapter_model.safetensors` in bytes.
+    pub bytes: u64,
+    pub tensors: usize,
+}
+
+/// The adapter tensors of `model`, under PEFT's saved names.
+pub fn adapter_tensors<B: Backend, M: AdaptableModel<B>>(model: &mut M, config: &LoraConfig) -> BTreeMap<String, RawTensor> {
+    let mut tensors = BTreeMap::new();
+    model.visit_linears(&mut |name, linear| {
+        if let Some(adapter) = &linear.adapter {
+            tensors.insert(format!("{PREFIX}{name}.lora_A.weight"), transposed(adapter.lora_A.val()));
+            tensors.insert(format!("{PREFIX}{name}.lora_B.weight"), transposed(adapter.lora_B.val()));
+        }
+        if config.saves_module(name) {
+            tensors.insert(format!("{PREFIX}{name}.weight"), transposed(linear.weight.val()));
+            if let Some(bias) = &linear.bias {
+                let data = bias.val().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+                tensors.insert(format!("{PREFIX}{name}.bias"), RawTensor { shape: vec![data.len()], data });
+            }
+        }
+    });
+    tensors
+}
+
+/// `[a, b]` in Burn's layout to `[b, a]` in PyTorch's.
+fn transposed<B: Backend>(t: Tensor<B, 2>) -> RawTensor {
+    let [rows, cols] = t.dims();
+    let data = t.transpose().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+    RawTensor { shape: vec![cols, rows], data }
+}
+
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` (created if needed).
+///
+/// Each file is written to a temporary name beside it, synced, then renamed over the old one,
+/// weights first: an interrupted save leaves the previous adapter readable, never a torn file.
+pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(model: &mut M, config: &LoraConfig, dir: &Path) -> Result<SavedAdapter> {
+    let tensors = adapter_tensors(model, config);
+    std::fs::create_dir_all(dir).map_err(|source| LoraError::Write { path: dir.to_path_buf(), source })?;
+
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(k, b, shape)| TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (k.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| LoraError::Write { path: dir.join(WEIGHTS_FILE), source: std::io::Error::other(e.to_string()) })?;
+    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
+    let serialized = safetensors::serialize(views, metadata)
+        .map_err(|e| LoraError::Write { path: dir.join(WEIGHTS_FILE), source: std::io::Error::other(e.to_string()) })?;
+
+    // PEFT writes the config of a saved adapter in inference mode.
+    let saved_config = LoraConfig { inference_mode: true, ..config.clone() };
+    let json = serde_json::to_string_pretty(&saved_config)
+        .map_err(|e| LoraError::Write { path: dir.join(CONFIG_FILE), source: std::io::Error::other(e.to_string()) })?;
+
+    let weights = dir.join(WEIGHTS_FILE);
+    write_atomic(&weights, &serialized)?;
+    let config_path = dir.join(CONFIG_FILE);
+    write_atomic(&config_path, json.as_bytes())?;
+    Ok(SavedAdapter { weights, config: config_path, bytes: serialized.len() as u64, tensors: tensors.len() })
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let fail = |source| LoraError::Write { path: path.to_path_buf(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent()
+            && let Ok(dir) = std::fs::File::open(dir)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
+}
+
+/// Reads an adapter directory's config.
+pub fn read_config(dir: &Path) -> Result<LoraConfig> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| LoraError::Io { path: path.clone(), source })?;
+    let config: LoraConfig = serde_json::from_str(&text)
+        .map_err(|e| LoraError::Config { path: Some(path.clone()), message: e.to_string() })?;
+    config.validate().map_err(|message| LoraError::Config { path: Some(path), message })?;
+    Ok(config)
+}
+
+/// Reads an adapter directory's tensors with PEFT's names normalised: no `base_model.model.`
+/// prefix and no adapter name (`.default`), e.g. `bert.encoder.layer.0.attention.self.query.lora_A.weight`.
+pub fn read_tensors(dir: &Path) -> Result<(PathBuf, BTreeMap<String, RawTensor>)> {
+    let safetensors = dir.join(WEIGHTS_FILE);
+    let legacy = dir.join(LEGACY_WEIGHTS_FILE);
+    let (path, raw) = if safetensors.is_file() {
+        (safetensors.clone(), read_safetensors(&safetensors)?)
+    } else if legacy.is_file() {
+        (legacy.clone(), read_pytorch(&legacy)?)
+    } else {
+        return Err(LoraError::Io {
+            path: safetensors,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE} in the adapter directory")),
+        });
+    };
+    let tensors = raw.into_iter().map(|(k, t)| (normalise_key(&k), t)).collect();
+    Ok((path, tensors))
+}
+
+fn normalise_key(key: &str) -> String {
+    let key = key.strip_prefix(PREFIX).unwrap_or(key);
+    key.replace(".modules_to_save.default.", ".").replace(".default.", ".")
+}
+
+fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
+    let bytes = std::fs::read(path).map_err(|source| LoraError::Io { path: path.to_path_buf(), source })?;
+    let fail = |message: String| LoraError::Weights { path: path.to_path_buf(), message };
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a valid safetensors file ({e})")))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let d = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => d.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => d.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => return Err(fail(format!("tensor `{name}` has dtype {other:?}; expected F32, F16 or BF16"))),
+        };
+        out.insert(name, RawTensor { shape: view.shape().to_vec(), data });
+    }
+    Ok(out)
+}
+
+fn read_pytorch(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
+    let fail = |message: String| LoraError::Weights { path: path.to_path_buf(), message };
+    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| fail(format!("not a readable PyTorch file ({e})")))?;
+    let mut out = BTreeMap::new();
+    for (name, snapshot) in reader.into_tensors() {
+        let shape = snapshot.shape.to_vec();
+        let data = snapshot
+            .to_data()
+            .map_err(|e| fail(format!("tensor `{name}`: {e:?}")))?
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| fail(format!("tensor `{name}`: {e:?}")))?;
+        out.insert(name, RawTensor { shape, data });
+    }
+    Ok(out)
+}
+
+/// Loads an adapter written here or by Python PEFT onto `model`: adapters on the modules its
+/// config targets, the saved modules replaced, everything else frozen.
+///
+/// A config and weights that disagree (rank, shapes, a target the model lacks, a missing
+/// tensor, a tensor for no known module) are an error naming the tensor and both shapes.
+pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(model: M, dir: &Path, device: &B::Device) -> Result<(M, LoraConfig)> {
+    let config = read_config(dir)?.with_task_defaults();
+    let (path, mut tensors) = read_tensors(dir)?;
+    let (mut model, _) = inject(model, &config, device)?;
+    let mut failure = None;
+    model.visit_linears(&mut |name, linear| {
+        if failure.is_some() {
+            return;
+        }
+        let [d_in, d_out] = linear.dims();
+        // PyTorch's `[rows, cols]` to Burn's `[cols, rows]`.
+        // Transposed on the host: a contiguous tensor multiplies exactly as the saved one did.
+        let matrix = |raw: RawTensor| {
+            let (rows, cols) = (raw.shape[0], raw.shape[1]);
+            let mut data = vec![0.0; raw.data.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    data[c * rows + r] = raw.data[r * cols + c];
+                }
+            }
+            Tensor::<B, 2>::from_data(TensorData::new(data, [cols, rows]), device)
+        };
+        let result = (|| -> Result<()> {
+            if let Some(adapter) = linear.adapter.as_mut() {
+                let r = adapter.rank();
+                adapter.lora_A = Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.lora_A.weight"), &[r, d_in])?));
+                adapter.lora_B = Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.lora_B.weight"), &[d_out, r])?));
+            }
+            if config.saves_module(name) {
+                linear.weight = Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.weight"), &[d_out, d_in])?));
+                if linear.bias.is_some() {
+                    let raw = take(&mut tensors, &path, &format!("{name}.bias"), &[d_out])?;
+                    linear.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(raw.data, [d_out]), device)));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failure = Some(e);
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if !tensors.is_empty() {
+        return Err(LoraError::UnexpectedTensors { path, keys: tensors.into_keys().collect() });
+    }
+    Ok((model, config))
+}
+
+/// Removes `key` from `tensors`, checking its shape.
+fn take(tensors: &mut BTreeMap<String, RawTensor>, path: &Path, key: &str, expected: &[usize]) -> Result<RawTensor> {
+    let raw = tensors.remove(key).ok_or_else(|| LoraError::MissingTensor {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        expected: expected.to_vec(),
+    })?;
+    if raw.shape != expected {
+        return Err(LoraError::ShapeMismatch { key: key.to_string(), path: path.to_path_buf(), expected: expected.to_vec(), found: raw.shape });
+    }
+    Ok(raw)
+}

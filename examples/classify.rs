@@ -1,0 +1,62 @@
+//! Classify texts with a BERT checkpoint, on the CPU or an NVIDIA GPU chosen at run time.
+//!
+//! ```text
+//! cargo run --release -p bert --example classify -- --model ../shared/assets/all-MiniLM-L6-v2 \
+//!     --text "A wonderful film." --text "Dull and far too long."
+//! cargo run --release -p bert --features cuda --example classify -- --device cuda:0 --model ...
+//! ```
+//! It prints one JSON line per text with the logits of `BertForSequenceClassification`
+//! (a checkpoint without a classifier gets a freshly initialised one, and says so).
+
+use bert::device::{DeviceSpec, check_available};
+use burn::tensor::backend::Backend;
+
+fn main() {
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut model = None;
+    let mut texts = Vec::new();
+    let mut device = DeviceSpec::Cpu;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--model" => model = Some(value()?),
+            "--text" => texts.push(value()?),
+            "--device" => device = value()?.parse()?,
+            other => return Err(format!("unknown argument {other:?}; expected --model, --text, --device")),
+        }
+    }
+    let model = model.ok_or("--model DIR_OR_HUB_ID is required")?;
+    check_available(device)?;
+    match device {
+        DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, &texts, &Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(n) => classify::<burn::backend::Cuda>(&model, &texts, &burn::backend::cuda::CudaDevice::new(n)),
+        #[cfg(not(feature = "cuda"))]
+        DeviceSpec::Cuda(_) => unreachable!("check_available refuses cuda without the feature"),
+    }
+}
+
+fn classify<B: Backend>(model: &str, texts: &[String], device: &B::Device) -> Result<(), String> {
+    let pretrained = bert::load_pretrained::<B>(model, None, device).map_err(|e| e.to_string())?;
+    if !pretrained.report.initialized.is_empty() {
+        eprintln!("note: {} has no classifier; initialised {} as transformers does", model, pretrained.report.initialized.join(", "));
+    }
+    let tokenizer = pretrained.tokenizer(512).map_err(|e| e.to_string())?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encoded = tokenizer.encode_batch(&refs).map_err(|e| e.to_string())?;
+    let batch = tokenizer.pad(&encoded.iter().collect::<Vec<_>>());
+    let logits = pretrained.model.forward(batch.to_input(device));
+    let logits = logits.into_data().into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let labels = logits.len() / texts.len().max(1);
+    for (text, row) in texts.iter().zip(logits.chunks(labels.max(1))) {
+        println!("{}", serde_json::json!({ "text": text, "logits": row }));
+    }
+    Ok(())
+}
