@@ -7,6 +7,7 @@
 //! ```
 //! It prints one JSON line per text with the logits of `BertForSequenceClassification`
 //! (a checkpoint without a classifier gets a freshly initialised one, and says so).
+//! `--adapter DIR` loads a PEFT LoRA adapter (written here or by Python PEFT) onto the model.
 
 use bert::device::{DeviceSpec, check_available};
 use burn::tensor::backend::Backend;
@@ -20,6 +21,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let mut model = None;
+    let mut adapter = None;
     let mut texts = Vec::new();
     let mut device = DeviceSpec::Cpu;
     let mut args = std::env::args().skip(1);
@@ -28,24 +30,27 @@ fn run() -> Result<(), String> {
         match arg.as_str() {
             "--model" => model = Some(value()?),
             "--text" => texts.push(value()?),
+            "--adapter" => adapter = Some(std::path::PathBuf::from(value()?)),
             "--device" => device = value()?.parse()?,
-            other => return Err(format!("unknown argument {other:?}; expected --model, --text, --device")),
+            other => return Err(format!("unknown argument {other:?}; expected --model, --adapter, --text, --device")),
         }
     }
     let model = model.ok_or("--model DIR_OR_HUB_ID is required")?;
     check_available(device)?;
     match device {
-        DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, &texts, &Default::default()),
+        DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, adapter.as_deref(), &texts, &Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(n) => classify::<burn::backend::Cuda>(&model, &texts, &burn::backend::cuda::CudaDevice::new(n)),
+        DeviceSpec::Cuda(n) => classify::<burn::backend::Cuda>(&model, adapter.as_deref(), &texts, &burn::backend::cuda::CudaDevice::new(n)),
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => unreachable!("check_available refuses cuda without the feature"),
     }
 }
 
-fn classify<B: Backend>(model: &str, texts: &[String], device: &B::Device) -> Result<(), String> {
-    let pretrained = bert::load_pretrained::<B>(model, None, device).map_err(|e| e.to_string())?;
-    if !pretrained.report.initialized.is_empty() {
+fn classify<B: Backend>(model: &str, adapter: Option<&std::path::Path>, texts: &[String], device: &B::Device) -> Result<(), String> {
+    let mut pretrained = bert::load_pretrained::<B>(model, None, device).map_err(|e| e.to_string())?;
+    if let Some(dir) = adapter {
+        pretrained.model = lora_adapter::peft::load_adapter(pretrained.model, dir, device).map_err(|e| e.to_string())?.0;
+    } else if !pretrained.report.initialized.is_empty() {
         eprintln!("note: {} has no classifier; initialised {} as transformers does", model, pretrained.report.initialized.join(", "));
     }
     let tokenizer = pretrained.tokenizer(512).map_err(|e| e.to_string())?;

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Reverse-direction PEFT check: an adapter written by this project, loaded by Python PEFT.
+
+Loads ADAPTER onto BASE with `PeftModel.from_pretrained` (as the model card does), computes the
+logits of the first N reviews of test_500.jsonl, gets this project's logits for the same texts
+(`cargo run --release -p bert --example classify -- --model BASE --adapter ADAPTER --text ...`,
+or `--ours FILE` with its JSON lines), and prints the largest absolute difference and whether
+the predicted labels agree. Exit status 1 when they differ by more than --tol.
+
+  .venv/bin/python scripts/peft_check.py --base ../shared/assets/all-MiniLM-L6-v2 --adapter runs/x/adapter
+Pinned: torch 2.5.1, transformers 4.46.3, peft 0.13.2 (docs/golden-fixtures.md). Not part of CI.
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import peft
+import torch
+import transformers
+from peft import PeftModel
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True)
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--texts", default=str(ROOT.parent / "shared/assets/imdb/test_500.jsonl"))
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--ours", help="JSON lines with `logits` per text, instead of running cargo")
+    p.add_argument("--tol", type=float, default=1e-4)
+    args = p.parse_args()
+    found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
+    if found != PINNED:
+        sys.exit(f"pinned versions {PINNED}, found {found}")
+
+    with open(args.texts) as f:
+        texts = [json.loads(line)["text"] for _, line in zip(range(args.n), f)]
+
+    if args.ours:
+        lines = Path(args.ours).read_text().splitlines()
+    else:
+        cmd = ["cargo", "run", "-q", "--release", "-p", "bert", "--example", "classify", "--",
+               "--model", args.base, "--adapter", args.adapter]
+        for t in texts:
+            cmd += ["--text", t]
+        lines = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout.splitlines()
+    ours = torch.tensor([json.loads(line)["logits"] for line in lines])
+
+    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    base = BertForSequenceClassification.from_pretrained(args.base)
+    model = PeftModel.from_pretrained(base, args.adapter).eval()
+    enc = tokenizer(texts, padding="longest", truncation=True, max_length=512, return_tensors="pt")
+    with torch.no_grad():
+        theirs = model(**enc).logits
+
+    diff = (ours - theirs).abs().max().item()
+    agree = (ours.argmax(-1) == theirs.argmax(-1)).float().mean().item()
+    print(json.dumps({"texts": len(texts), "max_abs_diff": diff, "label_agreement": agree,
+                      "peft": peft.__version__, "adapter": args.adapter, "base": args.base}))
+    sys.exit(0 if diff <= args.tol else 1)
+
+
+if __name__ == "__main__":
+    main()
