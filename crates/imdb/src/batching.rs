@@ -1,0 +1,190 @@
+//! Tokenization once per run, Burn's `Dataset` and `Batcher` over the tokenized reviews, and the
+//! order of each epoch's batches (seeded shuffle, optionally grouped by length).
+
+use bert::{BertInput, BertTokenizer, Encoded};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::error::{DataError, Result};
+use crate::review::Review;
+
+/// One review as the model reads it: truncated ids with special tokens, unpadded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedReview {
+    pub encoded: Encoded,
+    pub label: u8,
+}
+
+/// `<br />` (the release's line breaks) as a space. Off by default: the Hub copy keeps them.
+pub fn strip_html_breaks(text: &str) -> String {
+    text.replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
+}
+
+/// Tokenizes every review in parallel (rayon, inside `tokenizers`), in input order.
+/// `progress` is called with the number of reviews done after each chunk.
+pub fn tokenize(reviews: &[Review], tokenizer: &BertTokenizer, strip_breaks: bool, mut progress: impl FnMut(usize)) -> Result<Vec<TokenizedReview>> {
+    const CHUNK: usize = 1024;
+    let mut out = Vec::with_capacity(reviews.len());
+    for chunk in reviews.chunks(CHUNK) {
+        let texts: Vec<String> = chunk.iter().map(|r| if strip_breaks { strip_html_breaks(&r.text) } else { r.text.clone() }).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encoded = tokenizer.encode_batch(&refs).map_err(|e| DataError::Tokenize(e.to_string()))?;
+        out.extend(encoded.into_iter().zip(chunk).map(|(encoded, r)| TokenizedReview { encoded, label: r.label }));
+        progress(out.len());
+    }
+    Ok(out)
+}
+
+/// Tokenized reviews as a Burn dataset.
+#[derive(Debug, Clone)]
+pub struct ReviewDataset {
+    items: Vec<TokenizedReview>,
+}
+
+impl ReviewDataset {
+    pub fn new(items: Vec<TokenizedReview>) -> Self {
+        Self { items }
+    }
+
+    pub fn lengths(&self) -> Vec<usize> {
+        self.items.iter().map(|i| i.encoded.len()).collect()
+    }
+
+    pub fn items(&self) -> &[TokenizedReview] {
+        &self.items
+    }
+
+    /// The items of one batch plan, in order.
+    pub fn select(&self, indices: &[usize]) -> Vec<TokenizedReview> {
+        indices.iter().filter_map(|&i| self.items.get(i).cloned()).collect()
+    }
+}
+
+impl Dataset<TokenizedReview> for ReviewDataset {
+    fn get(&self, index: usize) -> Option<TokenizedReview> {
+        self.items.get(index).cloned()
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// A padded batch with its labels.
+///
+/// # Shapes
+/// - input fields: `[batch, longest]`; labels: `[batch]`
+#[derive(Debug, Clone)]
+pub struct ReviewBatch<B: Backend> {
+    pub input: BertInput<B>,
+    pub labels: Tensor<B, 1, Int>,
+    /// Tokens that are not padding.
+    pub real_tokens: usize,
+}
+
+/// Pads each batch to its own longest review, never further.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewBatcher {
+    pub pad_id: u32,
+}
+
+impl<B: Backend> Batcher<B, TokenizedReview, ReviewBatch<B>> for ReviewBatcher {
+    fn batch(&self, items: Vec<TokenizedReview>, device: &B::Device) -> ReviewBatch<B> {
+        let encoded: Vec<&Encoded> = items.iter().map(|i| &i.encoded).collect();
+        let padded = bert::tokenizer::pad_batch(&encoded, self.pad_id);
+        let labels: Vec<i64> = items.iter().map(|i| i64::from(i.label)).collect();
+        ReviewBatch {
+            input: padded.to_input(device),
+            labels: Tensor::from_data(TensorData::new(labels, [items.len()]), device),
+            real_tokens: padded.real_tokens(),
+        }
+    }
+}
+
+/// A seeded permutation of `0..n`: the same for the same `(seed, epoch)` on every machine.
+pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let salt = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_cached_key(|&i| (xxh3_64_with_seed(&(i as u64).to_le_bytes(), salt), i));
+    order
+}
+
+/// The batches of one epoch, as indices into the dataset.
+///
+/// Without grouping: a seeded shuffle cut into batches. With `group_by_length`, as transformers'
+/// `LengthGroupedSampler`: the shuffle is cut into mega-batches of 50 batches, each sorted by
+/// length (longest first) and cut into batches, and the batch with the longest review goes first
+/// (a run that will run out of memory does so at once).
+pub fn epoch_batches(lengths: &[usize], batch_size: usize, seed: u64, epoch: u64, group_by_length: bool) -> Vec<Vec<usize>> {
+    let batch_size = batch_size.max(1);
+    let mut order = permutation(lengths.len(), seed, epoch);
+    if group_by_length {
+        for mega in order.chunks_mut(batch_size * 50) {
+            mega.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        }
+    }
+    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    if group_by_length
+        && let Some(longest) = (0..batches.len()).max_by_key(|&b| (lengths[batches[b][0]], std::cmp::Reverse(b)))
+    {
+        batches.swap(0, longest);
+    }
+    batches
+}
+
+/// Padding of a batch plan: tokens added to reach each batch's longest review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PaddingStats {
+    pub real_tokens: usize,
+    pub padded_tokens: usize,
+}
+
+impl PaddingStats {
+    pub fn of(lengths: &[usize], batches: &[Vec<usize>]) -> Self {
+        let mut stats = Self::default();
+        for batch in batches {
+            let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+            let real: usize = batch.iter().map(|&i| lengths[i]).sum();
+            stats.real_tokens += real;
+            stats.padded_tokens += longest * batch.len() - real;
+        }
+        stats
+    }
+
+    /// Padded tokens per real token (0.25 = a quarter of the compute is padding).
+    pub fn waste(&self) -> f64 {
+        self.padded_tokens as f64 / self.real_tokens.max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_every_index_once_and_repeat_for_a_seed() {
+        let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 500 + 5).collect();
+        for group in [false, true] {
+            let batches = epoch_batches(&lengths, 16, 3, 1, group);
+            let mut all: Vec<usize> = batches.concat();
+            all.sort_unstable();
+            assert_eq!(all, (0..1000).collect::<Vec<_>>());
+            assert_eq!(batches, epoch_batches(&lengths, 16, 3, 1, group));
+            assert_ne!(batches, epoch_batches(&lengths, 16, 3, 2, group), "each epoch its own order");
+        }
+    }
+
+    #[test]
+    fn grouping_by_length_cuts_padding_and_puts_the_longest_first() {
+        let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 500 + 5).collect();
+        let plain = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 3, 0, false));
+        let grouped_batches = epoch_batches(&lengths, 16, 3, 0, true);
+        let grouped = PaddingStats::of(&lengths, &grouped_batches);
+        assert_eq!(plain.real_tokens, grouped.real_tokens);
+        assert!(grouped.waste() < plain.waste() / 5.0, "{} vs {}", grouped.waste(), plain.waste());
+        assert_eq!(lengths[grouped_batches[0][0]], *lengths.iter().max().unwrap());
+    }
+}
