@@ -165,11 +165,25 @@ pub fn load_pretrained_with<B: Backend>(
     hub: &HubOptions,
     device: &B::Device,
 ) -> Result<Pretrained<B>> {
+    load_pretrained_configured(name, hub, device, |config| {
+        if let Some(n) = num_labels {
+            config.num_labels = Some(n);
+        }
+    })
+}
+
+/// Loads with `configure` applied to `config.json` first, as `from_pretrained(name, **kwargs)`
+/// overrides config attributes (dropout, `num_labels`).
+pub fn load_pretrained_configured<B: Backend>(
+    name: &str,
+    hub: &HubOptions,
+    device: &B::Device,
+    configure: impl FnOnce(&mut BertConfig),
+) -> Result<Pretrained<B>> {
     let files = ModelFiles::resolve_with(name, hub)?;
     let mut config = BertConfig::from_file(&files.config)?;
-    if let Some(n) = num_labels {
-        config.num_labels = Some(n);
-    }
+    configure(&mut config);
+    config.validate().map_err(|message| BertError::Config { path: files.config.clone(), message })?;
     let checkpoint = Checkpoint::read(&files.weights)?;
     let (model, report) = BertForSequenceClassification::from_checkpoint(&config, checkpoint, device)?;
     Ok(Pretrained { model, config, files, report })

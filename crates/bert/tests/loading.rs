@@ -165,3 +165,27 @@ fn downloads_from_the_hub_then_works_offline_from_the_cache() {
     let err = ModelFiles::resolve_with("tiny-org/absent", &online).unwrap_err();
     assert!(err.to_string().contains("tiny-org/absent") && err.to_string().contains("config.json"), "{err}");
 }
+
+#[test]
+fn save_pretrained_round_trips_with_transformers_names() {
+    let (model, _) = {
+        let dir = fixture("tiny-bert");
+        let config = BertConfig::from_file(dir.join("config.json")).unwrap();
+        BertForSequenceClassification::<B>::from_checkpoint(&config, Checkpoint::read(dir.join("model.safetensors")).unwrap(), &Default::default()).unwrap()
+    };
+    let original = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
+    let saved = bert::save::state_dict(&model);
+    // Same names (after the loader's normalisation) and bit-identical values.
+    let renamed: std::collections::BTreeMap<String, _> = saved.into_iter().map(|(k, v)| (bert::checkpoint::normalise_key(&k).unwrap(), v)).collect();
+    assert_eq!(renamed, original.tensors);
+
+    let out = tempfile::tempdir().unwrap();
+    let config = BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap();
+    bert::save::save_pretrained(&model, &config, out.path()).unwrap();
+    let reread = bert::load_pretrained::<B>(out.path().to_str().unwrap(), None, &Default::default()).unwrap();
+    assert!(reread.report.initialized.is_empty());
+    let names = bert::checkpoint::read_safetensors(&out.path().join("model.safetensors")).unwrap();
+    assert!(names.contains_key("bert.encoder.layer.1.attention.self.query.weight"));
+    assert!(names.contains_key("bert.embeddings.LayerNorm.weight"));
+    assert!(names.contains_key("classifier.bias"));
+}

@@ -1,0 +1,110 @@
+//! Writing a model in Hugging Face's layout (`config.json` + `model.safetensors`), readable by
+//! transformers' `from_pretrained` and by this crate.
+//!
+//! The tensor names come from Burn's module walk, with the remap table of
+//! [`crate::checkpoint`] run backwards: `self_attention` → `self`, `layer_norm` → `LayerNorm`,
+//! LayerNorm `gamma`/`beta` → `weight`/`bias`; linear weights go back to PyTorch's `[out, in]`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use safetensors::tensor::TensorView;
+
+use crate::checkpoint::RawTensor;
+use crate::config::BertConfig;
+use crate::error::{BertError, Result};
+use crate::model::BertForSequenceClassification;
+
+struct Collector {
+    path: Vec<(String, String)>,
+    tensors: BTreeMap<String, RawTensor>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Collector {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some((leaf, container)) = self.path.last() else { return };
+        let in_linear = container == "Struct:LoraLinear";
+        let in_norm = container == "Struct:LayerNorm";
+        let key: Vec<String> = self
+            .path
+            .iter()
+            .map(|(name, _)| match name.as_str() {
+                "self_attention" => "self".to_string(),
+                "layer_norm" => "LayerNorm".to_string(),
+                "gamma" if in_norm => "weight".to_string(),
+                "beta" if in_norm => "bias".to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let tensor = param.val();
+        let dims = tensor.dims().to_vec();
+        let (shape, data) = if in_linear && leaf == "weight" && D == 2 {
+            // Burn's [in, out] to PyTorch's [out, in].
+            let t = tensor.reshape([dims[0], dims[1]]).transpose();
+            (vec![dims[1], dims[0]], t.into_data())
+        } else {
+            (dims, tensor.into_data())
+        };
+        let data = data.convert::<f32>().into_vec::<f32>().unwrap_or_default();
+        self.tensors.insert(key.join("."), RawTensor { shape, data });
+    }
+}
+
+/// The model's tensors under transformers' `BertForSequenceClassification` names.
+/// Linears must be plain (no adapter): merge first.
+pub fn state_dict<B: Backend>(model: &BertForSequenceClassification<B>) -> BTreeMap<String, RawTensor> {
+    let mut collector = Collector { path: Vec::new(), tensors: BTreeMap::new() };
+    model.visit(&mut collector);
+    collector.tensors
+}
+
+/// Writes `config.json` and `model.safetensors` into `dir`.
+pub fn save_pretrained<B: Backend>(model: &BertForSequenceClassification<B>, config: &BertConfig, dir: &Path) -> Result<()> {
+    let fail = |path: &Path, e: String| BertError::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let tensors = state_dict(model);
+    if let Some(key) = tensors.keys().find(|k| k.contains("lora_")) {
+        return Err(fail(dir, format!("`{key}` is an adapter tensor: merge the adapter before saving a full model")));
+    }
+    std::fs::create_dir_all(dir).map_err(|source| BertError::Io { path: dir.to_path_buf(), source })?;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
+        tensors.iter().map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone())).collect();
+    let views = bytes
+        .iter()
+        .map(|(k, b, s)| TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| fail(dir, e.to_string()))?;
+    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
+    let serialized = safetensors::serialize(views, metadata).map_err(|e| fail(dir, e.to_string()))?;
+    let mut config = config.clone();
+    config.architectures = Some(vec!["BertForSequenceClassification".into()]);
+    config.model_type = Some("bert".into());
+    let json = serde_json::to_string_pretty(&config).map_err(|e| fail(dir, e.to_string()))?;
+    write_atomic(&dir.join("model.safetensors"), &serialized)?;
+    write_atomic(&dir.join("config.json"), json.as_bytes())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|source| BertError::Io { path: path.to_path_buf(), source })
+}

@@ -1,0 +1,125 @@
+//! The command line: `lora train | eval | predict | merge`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "lora", version, about = "LoRA fine-tuning of BERT encoders, with adapters in Hugging Face PEFT's format")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// `cpu`, `cuda` or `cuda:N` (the `cuda` build).
+    #[arg(long, default_value = "cpu", global = true)]
+    pub device: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fine-tune: the run's config, checkpoints, metrics and final adapter go to the output directory.
+    Train(TrainArgs),
+    /// Accuracy, loss, F1 and confusion matrix of an adapter on held-out reviews.
+    Eval(EvalArgs),
+    /// One JSON line per text: label, probabilities, logits.
+    Predict(PredictArgs),
+    /// Fold the adapter into the base weights and write a plain Hugging Face model.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// TOML config with [model], [lora], [data], [training].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model directory or Hub id (overrides model.name_or_path).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset source (overrides data.source).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Override any config key: `--set training.learning_rate=1e-4`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Output directory (overrides training.output_dir).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Continue the run in the output directory from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace a run already in the output directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress output.
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Log lines as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Dataset source; reviews are drawn from its test split as training draws them.
+    #[arg(long)]
+    pub data: String,
+    #[arg(long, default_value_t = 500)]
+    pub eval_size: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 512)]
+    pub max_length: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Where the JSON goes (default: eval_results.json beside the adapter directory).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// A text to classify (repeatable).
+    #[arg(long, conflicts_with = "input")]
+    pub text: Vec<String>,
+    /// JSON Lines with a `text` field, or plain text, one per line.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Write the JSON lines here instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, default_value_t = 512)]
+    pub max_length: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Directory for config.json, model.safetensors and the tokenizer files.
+    #[arg(long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+

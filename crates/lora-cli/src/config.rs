@@ -1,0 +1,298 @@
+//! The run config: TOML with `[model]`, `[lora]`, `[data]` and `[training]`, keys named as in
+//! Hugging Face (`LoraConfig`, `TrainingArguments`), every default written down.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use lora_adapter::config::{InitLoraWeights, Layers, TargetModules};
+use lora_adapter::LoraConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// A local directory or a Hub model id.
+    pub name_or_path: String,
+    pub num_labels: usize,
+    /// Overrides of `config.json`, as `from_pretrained(..., hidden_dropout_prob=...)`.
+    pub hidden_dropout_prob: Option<f64>,
+    pub attention_probs_dropout_prob: Option<f64>,
+    pub classifier_dropout: Option<f64>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self { name_or_path: "bert-base-uncased".into(), num_labels: 2, hidden_dropout_prob: None, attention_probs_dropout_prob: None, classifier_dropout: None }
+    }
+}
+
+/// PEFT's `LoraConfig` keys a run sets (the rest keep PEFT's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSection {
+    pub r: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub target_modules: TargetModules,
+    pub modules_to_save: Option<Vec<String>>,
+    pub use_rslora: bool,
+    pub layers_to_transform: Option<Vec<usize>>,
+    pub bias: String,
+    pub init_lora_weights: InitLoraWeights,
+    pub task_type: String,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        let peft = LoraConfig::default();
+        Self {
+            r: peft.r,
+            lora_alpha: peft.lora_alpha,
+            lora_dropout: peft.lora_dropout,
+            target_modules: TargetModules::Names(vec!["query".into(), "value".into()]),
+            modules_to_save: None,
+            use_rslora: false,
+            layers_to_transform: None,
+            bias: "none".into(),
+            init_lora_weights: InitLoraWeights::Flag(true),
+            task_type: "SEQ_CLS".into(),
+        }
+    }
+}
+
+impl LoraSection {
+    pub fn to_peft(&self, base_model: &str) -> LoraConfig {
+        LoraConfig {
+            r: self.r,
+            lora_alpha: self.lora_alpha,
+            lora_dropout: self.lora_dropout,
+            target_modules: Some(self.target_modules.clone()),
+            modules_to_save: self.modules_to_save.clone(),
+            use_rslora: self.use_rslora,
+            layers_to_transform: self.layers_to_transform.clone().map(Layers::Many),
+            bias: self.bias.clone(),
+            init_lora_weights: self.init_lora_weights.clone(),
+            task_type: Some(self.task_type.clone()),
+            base_model_name_or_path: Some(base_model.to_string()),
+            ..LoraConfig::default()
+        }
+        .with_task_defaults()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// A directory, file, tarball or Hub dataset id (see the imdb crate).
+    pub source: String,
+    pub train_size: usize,
+    pub eval_size: usize,
+    /// Seed of the subset draw.
+    pub seed: u64,
+    pub balanced: bool,
+    pub dedup: bool,
+    pub drop_test_overlap: bool,
+    pub max_length: usize,
+    /// `<br />` to spaces before tokenizing (off: the Hub copy keeps them).
+    pub strip_html_breaks: bool,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        let s = imdb::SubsetConfig::default();
+        Self {
+            source: "stanfordnlp/imdb".into(),
+            train_size: s.train_size,
+            eval_size: s.eval_size,
+            seed: s.seed,
+            balanced: s.balanced,
+            dedup: s.dedup,
+            drop_test_overlap: s.drop_test_overlap,
+            max_length: 512,
+            strip_html_breaks: false,
+        }
+    }
+}
+
+impl DataSection {
+    pub fn subset(&self) -> imdb::SubsetConfig {
+        imdb::SubsetConfig {
+            train_size: self.train_size,
+            eval_size: self.eval_size,
+            seed: self.seed,
+            balanced: self.balanced,
+            dedup: self.dedup,
+            drop_test_overlap: self.drop_test_overlap,
+        }
+    }
+}
+
+/// `TrainingArguments` names and defaults, where they apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingSection {
+    pub output_dir: PathBuf,
+    pub num_train_epochs: usize,
+    pub per_device_train_batch_size: usize,
+    pub per_device_eval_batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub max_grad_norm: f64,
+    /// `"linear"` (decay to zero) or `"constant"`.
+    pub lr_scheduler_type: String,
+    pub warmup_steps: usize,
+    pub warmup_ratio: f64,
+    /// Seed of the model's fresh weights (classifier, adapters), dropout and each epoch's shuffle.
+    pub seed: u64,
+    /// Only `"epoch"`: evaluate after every epoch.
+    pub eval_strategy: String,
+    pub logging_steps: usize,
+    pub group_by_length: bool,
+}
+
+impl Default for TrainingSection {
+    fn default() -> Self {
+        Self {
+            output_dir: PathBuf::from("runs/lora"),
+            num_train_epochs: 3,
+            per_device_train_batch_size: 8,
+            per_device_eval_batch_size: 8,
+            learning_rate: 5e-5,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            lr_scheduler_type: "linear".into(),
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+            seed: 42,
+            eval_strategy: "epoch".into(),
+            logging_steps: 10,
+            group_by_length: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: ModelSection,
+    pub lora: LoraSection,
+    pub data: DataSection,
+    pub training: TrainingSection,
+}
+
+const SECTIONS: [&str; 4] = ["model", "lora", "data", "training"];
+
+impl RunConfig {
+    /// Reads `path` (if any), applies `--set section.key=value` overrides, and checks the result.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for item in overrides {
+            set(&mut table, item)?;
+        }
+        let origin = path.map_or("the config".to_string(), |p| p.display().to_string());
+        let config = Self::from_table(table).with_context(|| format!("invalid config {origin}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(mut table: toml::Table) -> Result<Self> {
+        if let Some(unknown) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            bail!("unknown section [{unknown}]; expected one of [{}]", SECTIONS.join("], ["));
+        }
+        let mut section = |name: &str| table.remove(name).unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        Ok(Self {
+            model: section("model").try_into().context("in [model]")?,
+            lora: section("lora").try_into().context("in [lora]")?,
+            data: section("data").try_into().context("in [data]")?,
+            training: section("training").try_into().context("in [training]")?,
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.training;
+        if t.num_train_epochs == 0 || t.per_device_train_batch_size == 0 || t.per_device_eval_batch_size == 0 {
+            bail!("training.num_train_epochs and the batch sizes must be at least 1");
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            bail!("training.learning_rate must be a positive number, got {}", t.learning_rate);
+        }
+        if !["linear", "constant"].contains(&t.lr_scheduler_type.as_str()) {
+            bail!("training.lr_scheduler_type {:?} is not supported; expected \"linear\" or \"constant\"", t.lr_scheduler_type);
+        }
+        if t.eval_strategy != "epoch" {
+            bail!("training.eval_strategy {:?} is not supported; expected \"epoch\"", t.eval_strategy);
+        }
+        if !(0.0..=1.0).contains(&t.warmup_ratio) {
+            bail!("training.warmup_ratio must be in [0, 1], got {}", t.warmup_ratio);
+        }
+        if self.data.max_length < 2 || self.data.max_length > 512 {
+            bail!("data.max_length must be in 2..=512, got {}", self.data.max_length);
+        }
+        self.lora.to_peft(&self.model.name_or_path).validate().map_err(|m| anyhow::anyhow!("[lora]: {m}"))?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Applies one `section.key=value`; the value is read as TOML (`5e-5`, `true`, `["query"]`),
+/// or as a string if it is not TOML.
+fn set(table: &mut toml::Table, item: &str) -> Result<()> {
+    let (key, value) = item.split_once('=').with_context(|| format!("--set {item:?}: expected section.key=value"))?;
+    let (section, field) = key.trim().split_once('.').with_context(|| format!("--set {item:?}: expected section.key=value, e.g. training.learning_rate=1e-4"))?;
+    if !SECTIONS.contains(&section) {
+        bail!("--set {item:?}: unknown section {section:?}; expected one of {}", SECTIONS.join(", "));
+    }
+    let value = format!("v = {}", value.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+    let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(section_table) = entry else { bail!("[{section}] in the config is not a table") };
+    section_table.insert(field.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_unknown_keys_list_the_valid_ones() {
+        let config = RunConfig::load(None, &["training.learning_rate=1e-4".into(), "lora.target_modules=[\"query\"]".into(), "data.source=some/dir".into()]).unwrap();
+        assert_eq!(config.training.learning_rate, 1e-4);
+        assert_eq!(config.lora.target_modules, TargetModules::Names(vec!["query".into()]));
+        assert_eq!(config.data.source, "some/dir");
+
+        let err = format!("{:#}", RunConfig::load(None, &["training.lerning_rate=1".into()]).unwrap_err());
+        assert!(err.contains("lerning_rate") && err.contains("learning_rate") && err.contains("[training]"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["optim.lr=1".into()]).unwrap_err());
+        assert!(err.contains("optim") && err.contains("training"), "{err}");
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for name in ["imdb-bert-base-lora.toml", "imdb-minilm-lora.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
+            let config = RunConfig::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(config.training.num_train_epochs, 5);
+            assert_eq!(config.training.per_device_train_batch_size, 16);
+            assert_eq!(config.lora.r, 8);
+        }
+    }
+}

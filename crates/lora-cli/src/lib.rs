@@ -1,0 +1,11 @@
+//! The `lora` program's library: the run config, the training loop with Hugging Face Trainer's
+//! optimizer semantics, evaluation, and the subcommands. `src/main.rs` is a thin shell over it,
+//! so that tests drive the same code.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod eval;
+pub mod optim;
+pub mod report;
+pub mod train;

@@ -1,0 +1,198 @@
+//! AdamW, gradient clipping and the learning-rate schedule exactly as Hugging Face's `Trainer`
+//! drives them: `torch.optim.AdamW` (decoupled decay, PyTorch's bias-correction arithmetic),
+//! no decay on biases and LayerNorm weights, `clip_grad_norm_` over the global norm of all
+//! trainable gradients, and `get_linear_schedule_with_warmup`.
+//!
+//! Burn's AdamW differs (defaults, per-tensor clipping, one decay for all parameters; see
+//! `../shared/BURN_NOTES.md`), and its state is not ours to save: hence this small optimizer.
+//! It works on the trainable tensors the model lists by name ([`AdaptableModel`]), so its state
+//! is keyed by names that survive a restart.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use lora_adapter::{AdaptableModel, LoraConfig};
+
+/// AdamW hyper-parameters (`TrainingArguments` names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    /// 0 turns clipping off.
+    pub max_grad_norm: f64,
+}
+
+/// First and second moments of one tensor, flat.
+pub struct Moments<B: Backend> {
+    pub m: Tensor<B, 1>,
+    pub v: Tensor<B, 1>,
+}
+
+pub struct AdamW<B: Backend> {
+    pub config: AdamWConfig,
+    /// Optimizer steps taken.
+    pub step: u64,
+    pub state: BTreeMap<String, Moments<B>>,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Global gradient norm before clipping (Trainer logs this as `grad_norm`).
+    pub grad_norm: f64,
+}
+
+/// Trainer's `get_decay_parameter_names`: everything but biases and LayerNorm weights.
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with("bias") || name.contains("LayerNorm"))
+}
+
+/// One trainable tensor of the model: its name and a handle on its parameter.
+enum Slot<'a, B: AutodiffBackend> {
+    Matrix(&'a mut Param<Tensor<B, 2>>),
+    Vector(&'a mut Param<Tensor<B, 1>>),
+}
+
+/// Calls `f` with every trainable tensor: adapter matrices, and the linears `config` saves in full.
+fn for_each_trainable<B: AutodiffBackend, M: AdaptableModel<B>>(model: &mut M, lora: &LoraConfig, f: &mut dyn FnMut(String, Slot<'_, B>)) {
+    model.visit_linears(&mut |name, linear| {
+        if let Some(adapter) = linear.adapter.as_mut() {
+            f(format!("{name}.lora_A.weight"), Slot::Matrix(&mut adapter.lora_A));
+            f(format!("{name}.lora_B.weight"), Slot::Matrix(&mut adapter.lora_B));
+        }
+        if lora.saves_module(name) {
+            f(format!("{name}.weight"), Slot::Matrix(&mut linear.weight));
+            if let Some(bias) = linear.bias.as_mut() {
+                f(format!("{name}.bias"), Slot::Vector(bias));
+            }
+        }
+    });
+}
+
+impl<IB: Backend> AdamW<IB> {
+    pub fn new(config: AdamWConfig) -> Self {
+        Self { config, step: 0, state: BTreeMap::new() }
+    }
+
+    /// Clips, then updates every trainable tensor of `model` in place with learning rate `lr`.
+    pub fn step<B, M>(&mut self, model: &mut M, lora: &LoraConfig, grads: &B::Gradients, lr: f64) -> StepStats
+    where
+        B: AutodiffBackend<InnerBackend = IB>,
+        M: AdaptableModel<B>,
+    {
+        // Pass 1: flat gradients by name, and their global norm.
+        let mut flat: BTreeMap<String, Tensor<IB, 1>> = BTreeMap::new();
+        for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
+            let g = match slot {
+                Slot::Matrix(p) => p.grad(grads).map(|g| g.reshape([-1])),
+                Slot::Vector(p) => p.grad(grads),
+            };
+            if let Some(g) = g {
+                flat.insert(name, g);
+            }
+        });
+        let squares: Vec<f64> = flat.values().map(|g| g.clone().powf_scalar(2.0).sum().into_scalar().elem::<f64>()).collect();
+        let grad_norm = squares.iter().sum::<f64>().sqrt();
+        // torch.nn.utils.clip_grad_norm_: coefficient clamped at 1.
+        let coef = if self.config.max_grad_norm > 0.0 { (self.config.max_grad_norm / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
+
+        self.step += 1;
+        let t = self.step as i32;
+        let c = self.config;
+        let bias_correction1 = 1.0 - c.beta1.powi(t);
+        let bias_correction2 = 1.0 - c.beta2.powi(t);
+        let step_size = lr / bias_correction1;
+        let bias_correction2_sqrt = bias_correction2.sqrt();
+
+        // Pass 2: torch.optim.AdamW's single-tensor update, name by name.
+        for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
+            let Some(g) = flat.remove(&name) else { return };
+            let g = if coef < 1.0 { g * coef } else { g };
+            let decay = if decays(&name) { c.weight_decay } else { 0.0 };
+            let update = |p: Tensor<IB, 1>, state: &mut BTreeMap<String, Moments<IB>>| {
+                let p = if decay > 0.0 { p * (1.0 - lr * decay) } else { p };
+                let moments = state.entry(name.clone()).or_insert_with(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
+                moments.m = moments.m.clone() * c.beta1 + g.clone() * (1.0 - c.beta1);
+                moments.v = moments.v.clone() * c.beta2 + g.clone() * g.clone() * (1.0 - c.beta2);
+                let denom = moments.v.clone().sqrt() / bias_correction2_sqrt + c.epsilon;
+                p - moments.m.clone() / denom * step_size
+            };
+            match slot {
+                Slot::Matrix(param) => {
+                    let dims = param.dims();
+                    let new = update(param.val().inner().reshape([-1]), &mut self.state).reshape(dims);
+                    *param = Param::initialized(param.id, Tensor::from_inner(new).require_grad());
+                }
+                Slot::Vector(param) => {
+                    let new = update(param.val().inner(), &mut self.state);
+                    *param = Param::initialized(param.id, Tensor::from_inner(new).require_grad());
+                }
+            }
+        });
+        StepStats { grad_norm }
+    }
+
+    /// The state as flat f32 tensors (`{name}.exp_avg`, `{name}.exp_avg_sq`), for a checkpoint.
+    pub fn to_tensors(&self) -> BTreeMap<String, Vec<f32>> {
+        let mut out = BTreeMap::new();
+        for (name, m) in &self.state {
+            out.insert(format!("{name}.exp_avg"), m.m.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default());
+            out.insert(format!("{name}.exp_avg_sq"), m.v.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default());
+        }
+        out
+    }
+
+    /// Restores what [`to_tensors`](Self::to_tensors) wrote.
+    pub fn restore(&mut self, step: u64, tensors: BTreeMap<String, Vec<f32>>, device: &IB::Device) -> Result<(), String> {
+        self.step = step;
+        self.state.clear();
+        let tensor = |v: &Vec<f32>| Tensor::<IB, 1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        for (key, m) in &tensors {
+            if let Some(name) = key.strip_suffix(".exp_avg") {
+                let v = tensors.get(&format!("{name}.exp_avg_sq")).ok_or_else(|| format!("optimizer state has `{key}` but no `{name}.exp_avg_sq`"))?;
+                self.state.insert(name.to_string(), Moments { m: tensor(m), v: tensor(v) });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trainer's learning rate at optimizer step `step` (0-based): linear warm-up, then linear
+/// decay to zero at `total` (or constant).
+pub fn learning_rate(base: f64, step: usize, total: usize, warmup: usize, kind: &str) -> f64 {
+    if step < warmup {
+        return base * step as f64 / warmup.max(1) as f64;
+    }
+    match kind {
+        "constant" => base,
+        _ => base * ((total.saturating_sub(step)) as f64 / (total.saturating_sub(warmup)).max(1) as f64).max(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_schedule_as_trainer() {
+        assert_eq!(learning_rate(1.0, 0, 10, 0, "linear"), 1.0);
+        assert_eq!(learning_rate(1.0, 5, 10, 0, "linear"), 0.5);
+        assert_eq!(learning_rate(1.0, 10, 10, 0, "linear"), 0.0);
+        assert_eq!(learning_rate(1.0, 1, 10, 2, "linear"), 0.5);
+        assert_eq!(learning_rate(1.0, 2, 10, 2, "linear"), 1.0);
+        assert_eq!(learning_rate(1.0, 6, 10, 2, "linear"), 0.5);
+        assert_eq!(learning_rate(1.0, 7, 10, 0, "constant"), 1.0);
+    }
+
+    #[test]
+    fn decay_groups_as_trainer() {
+        assert!(decays("bert.encoder.layer.0.attention.self.query.lora_A.weight"));
+        assert!(decays("classifier.weight"));
+        assert!(!decays("classifier.bias"));
+        assert!(!decays("bert.embeddings.LayerNorm.weight"));
+    }
+}
