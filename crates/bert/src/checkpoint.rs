@@ -146,6 +146,7 @@ pub fn read_pytorch(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::normalise_key;
 

@@ -76,16 +76,18 @@ fn answer(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let part = &body[start..end];
     write!(
         stream,
-        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nETag: \"{:x}\"\r\nX-Repo-Commit: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nETag: \"{:x}\"\r\nX-Repo-Commit: {COMMIT}\r\nConnection: close\r\n\r\n",
         part.len(),
         start,
         (start + part.len()).saturating_sub(1),
         size,
         checksum(&body),
-        "0123456789abcdef0123456789abcdef01234567",
     )?;
     stream.write_all(part)
 }
+
+/// The revision every file is served at.
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn checksum(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))

@@ -1,6 +1,8 @@
 //! Loading checkpoints from every place and in every layout a user has them, and the errors
 //! for the ones that cannot load.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use bert::testing::FakeHub;

@@ -1,5 +1,7 @@
 //! Parity with transformers 4.46.3 on golden fixtures made by `scripts/golden_bert.py`.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use bert::checkpoint::read_safetensors;

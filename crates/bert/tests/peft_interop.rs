@@ -1,6 +1,8 @@
 //! Adapters written by Python PEFT 0.13.2 load here with PEFT's logits; adapters written here
 //! carry PEFT's names, shapes and config keys (fixtures: `scripts/golden_peft.py`).
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use std::collections::BTreeSet;

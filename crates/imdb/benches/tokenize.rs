@@ -6,6 +6,8 @@
 //! cargo bench -p imdb --bench tokenize
 //! ```
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::time::Instant;
 
 fn main() {

@@ -52,6 +52,7 @@ pub fn label_counts(reviews: &[Review]) -> [usize; 2] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -147,6 +147,7 @@ pub fn write_jsonl(path: &Path, reviews: &[Review]) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

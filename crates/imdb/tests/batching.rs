@@ -1,6 +1,8 @@
 //! Tokenization of real reviews and batches padded to their own longest review, through Burn's
 //! data loader.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use burn::backend::Flex;
 use burn::data::dataloader::DataLoaderBuilder;
 use imdb::batching::{PaddingStats, epoch_batches};

@@ -1,6 +1,8 @@
 //! Every source read on small fixtures made here, the real files in `../shared/assets/imdb/`,
 //! and the errors for input that cannot be read.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -301,7 +303,7 @@ fn the_real_dataset_from_jsonl_and_from_the_original_tarball() {
 
     // Disjoint (with overlap removal, which the release needs: 123 test texts are also in train).
     let clean = draw(jsonl, &SubsetConfig { dedup: true, drop_test_overlap: true, ..config }).unwrap();
-    assert_eq!(clean.overlap_dropped, 123 - 0);
+    assert_eq!(clean.overlap_dropped, 123);
     assert_eq!(clean.duplicates_dropped, 96 + 199);
     let train_texts: std::collections::HashSet<_> = clean.train.iter().map(|r| &r.text).collect();
     assert!(clean.eval.iter().all(|r| !train_texts.contains(&r.text)));

@@ -255,6 +255,7 @@ fn layer_index(name: &str, patterns: Option<&Patterns>) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

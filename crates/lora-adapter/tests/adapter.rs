@@ -1,5 +1,7 @@
 //! The adapter on a model that is not BERT: a two-layer MLP built from `LoraLinear`s.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;

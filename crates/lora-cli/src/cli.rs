@@ -28,6 +28,23 @@ pub enum Command {
     Predict(PredictArgs),
     /// Fold the adapter into the base weights and write a plain Hugging Face model.
     Merge(MergeArgs),
+    /// Write a config's training and evaluation subsets as JSON Lines (for other tools).
+    ExportData(ExportDataArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportDataArgs {
+    /// The run config whose [data] section draws the subsets.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Dataset source (overrides data.source).
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Directory for train.jsonl and eval.jsonl.
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::config::RunConfig;
 use crate::eval::{argmax, evaluate, logits, probabilities};
 use crate::train::{Output, TrainOptions, load_for_inference};
-use crate::cli::{EvalArgs, MergeArgs, PredictArgs, TrainArgs};
+use crate::cli::{EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 
 /// Work that runs on whichever backend the device names.
 trait Job {
@@ -161,4 +161,18 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     }
     let device = args.device.device.clone();
     dispatch(&device, MergeJob(args))
+}
+
+pub fn export_data(args: ExportDataArgs) -> Result<()> {
+    let mut overrides = args.set.clone();
+    if let Some(d) = &args.data {
+        overrides.push(format!("data.source={}", toml_string(d)));
+    }
+    let config = RunConfig::load(Some(&args.config), &overrides)?;
+    let splits = imdb::Source::detect(&config.data.source)?.load(&bert::HubOptions::from_env())?;
+    let subsets = imdb::draw(splits, &config.data.subset())?;
+    imdb::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
+    imdb::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
+    eprintln!("wrote {} training and {} evaluation reviews to {}", subsets.train.len(), subsets.eval.len(), args.output.display());
+    Ok(())
 }

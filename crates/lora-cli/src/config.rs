@@ -269,6 +269,7 @@ fn set(table: &mut toml::Table, item: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

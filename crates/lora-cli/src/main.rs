@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval(args),
         Command::Predict(args) => commands::predict(args),
         Command::Merge(args) => commands::merge(args),
+        Command::ExportData(args) => commands::export_data(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

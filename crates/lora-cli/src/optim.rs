@@ -174,6 +174,7 @@ pub fn learning_rate(base: f64, step: usize, total: usize, warmup: usize, kind: 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

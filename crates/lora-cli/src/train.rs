@@ -364,7 +364,7 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
             epoch_steps += 1;
             bar.set_message(format!("loss {:.4} lr {:.2e} {:.1} samples/s", step.loss, step.learning_rate, indices.len() as f64 / seconds.max(1e-9)));
             bar.inc(1);
-            if state.global_step as usize % t.logging_steps.max(1) == 0 {
+            if (state.global_step as usize).is_multiple_of(t.logging_steps.max(1)) {
                 let value = serde_json::json!({
                     "step": state.global_step,
                     "epoch": epoch as f64 + (b + 1) as f64 / batches.len() as f64,

@@ -1,6 +1,8 @@
 //! The trainer against Hugging Face Trainer + PEFT: 10 optimizer steps from the same starting
 //! adapter on the same batches give the same losses (fixture: `scripts/golden_trainer.py`).
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use bert::HubOptions;

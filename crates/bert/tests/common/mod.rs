@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixtures and golden tensors.
 #![allow(dead_code)]
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

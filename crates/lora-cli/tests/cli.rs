@@ -1,0 +1,229 @@
+//! The `lora` binary end to end on a tiny model and tiny data: train, eval, predict, merge,
+//! determinism, resume, and the errors a user meets.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const WORDS: [&str; 10] = ["good", "great", "fine", "superb", "lovely", "bad", "awful", "dull", "poor", "boring"];
+
+/// tiny-bert (vocab 128) with a 128-token vocab.txt, in a fresh directory.
+fn tiny_model(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny-model");
+    std::fs::create_dir_all(&model).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/tiny-bert");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "the", "film", "was", "a", "plot"].iter().map(|s| s.to_string()).collect();
+    vocab.extend(WORDS.iter().map(|s| s.to_string()));
+    while vocab.len() < 128 {
+        vocab.push(format!("w{}", vocab.len()));
+    }
+    std::fs::write(model.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    model
+}
+
+/// 40 train and 20 test reviews whose label follows their words.
+fn tiny_data(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (split, n) in [("train", 40), ("test", 20)] {
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                let label = i % 2;
+                let word = WORDS[(i * 7 + 3) % 5 + 5 * (1 - label)];
+                let text = format!("the film was {word} , a {word} plot w{} .", 20 + (i * 13) % 90);
+                serde_json::json!({ "text": text, "label": label }).to_string()
+            })
+            .collect();
+        std::fs::write(data.join(format!("{split}.jsonl")), lines.join("\n") + "\n").unwrap();
+    }
+    data
+}
+
+fn lora(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lora")).args(args).output().unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "lora failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn failure(output: Output) -> String {
+    assert!(!output.status.success(), "lora should have failed");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    stderr
+}
+
+fn train_args<'a>(model: &'a str, data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/imdb-minilm-lora.toml"),
+        "--model", model, "--data", data, "--output-dir", out, "--quiet",
+        "--set", "data.train_size=16", "--set", "data.eval_size=8", "--set", "data.max_length=32",
+        "--set", "training.num_train_epochs=2", "--set", "training.per_device_train_batch_size=4",
+        "--set", "training.learning_rate=1e-2", "--set", "training.logging_steps=2",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn train_eval_predict_merge_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let run = tmp.path().join("run");
+    let (m, d, r) = (model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap());
+
+    ok(lora(&train_args(m, d, r, &[])));
+    for f in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "checkpoints/epoch-1/optimizer.safetensors",
+        "checkpoints/epoch-2/trainer_state.json", "metrics.jsonl", "summary.json", "curves.svg", "config.toml"] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&read(&run.join("summary.json"))).unwrap();
+    assert_eq!(summary["epochs"].as_array().unwrap().len(), 2);
+    assert!(summary["final_eval_accuracy"].as_f64().unwrap() >= 0.0);
+    assert!(summary["adapter_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(summary["config"]["training"]["num_train_epochs"], 2);
+    let metrics = String::from_utf8(read(&run.join("metrics.jsonl"))).unwrap();
+    assert_eq!(metrics.lines().filter(|l| l.contains("eval_accuracy")).count(), 2);
+    assert_eq!(metrics.lines().filter(|l| l.contains("\"learning_rate\"")).count(), 4, "a line every 2 of 8 steps");
+    assert!(String::from_utf8(read(&run.join("curves.svg"))).unwrap().starts_with("<svg"));
+
+    // eval: printed and written as JSON.
+    let adapter = run.join("adapter");
+    let a = adapter.to_str().unwrap();
+    let eval: serde_json::Value = serde_json::from_str(&ok(lora(&["eval", "--model", m, "--adapter", a, "--data", d, "--eval-size", "8", "--max-length", "32"]))).unwrap();
+    assert_eq!(eval["eval_samples"], 8);
+    assert!(run.join("eval_results.json").is_file());
+    // The same 8 reviews as training's last evaluation, so the same numbers.
+    assert!((eval["eval_loss"].as_f64().unwrap() - summary["final_eval_loss"].as_f64().unwrap()).abs() < 1e-5);
+
+    // predict: one line per text, in input order, from --text or --input.
+    let lines = ok(lora(&["predict", "--model", m, "--adapter", a, "--text", "the film was good", "--text", "a dull plot"]));
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let probs: Vec<f64> = row["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        assert!(row["label"].as_u64().unwrap() < 2 && row["logits"].as_array().unwrap().len() == 2);
+    }
+    let input = tmp.path().join("texts.jsonl");
+    std::fs::write(&input, "{\"text\": \"the film was good\"}\n{\"text\": \"a dull plot\"}\n").unwrap();
+    let out_file = tmp.path().join("predictions.jsonl");
+    ok(lora(&["predict", "--model", m, "--adapter", a, "--input", input.to_str().unwrap(), "--output", out_file.to_str().unwrap()]));
+    assert_eq!(String::from_utf8(read(&out_file)).unwrap(), lines);
+
+    // merge: a plain Hugging Face model that predicts what the adapter did.
+    let merged = tmp.path().join("merged");
+    ok(lora(&["merge", "--model", m, "--adapter", a, "--output", merged.to_str().unwrap()]));
+    for f in ["config.json", "model.safetensors", "vocab.txt"] {
+        assert!(merged.join(f).is_file(), "{f}");
+    }
+    let plain = bert::load_pretrained::<burn::backend::Flex>(merged.to_str().unwrap(), None, &Default::default()).unwrap();
+    assert!(plain.report.initialized.is_empty(), "the merged model has its classifier");
+    let tokenizer = plain.tokenizer(512).unwrap();
+    let encoded = tokenizer.encode_batch(&["the film was good", "a dull plot"]).unwrap();
+    // Predict pads per length-sorted batch; compare one text at a time.
+    for (enc, row) in encoded.iter().zip(&rows) {
+        let logits = plain.model.forward(tokenizer.pad(&[enc]).to_input(&Default::default())).into_data().into_vec::<f32>().unwrap();
+        for (x, y) in logits.iter().zip(row["logits"].as_array().unwrap()) {
+            assert!((*x as f64 - y.as_f64().unwrap()).abs() < 1e-5, "{logits:?} vs {row}");
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_run_and_resume_is_bit_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    // Dropout on, so that resuming must also restore the dropout draws.
+    let dropout = ["--set", "model.hidden_dropout_prob=0.2"];
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(lora(&train_args(m, d, a.to_str().unwrap(), &dropout)));
+    ok(lora(&train_args(m, d, b.to_str().unwrap(), &dropout)));
+    let epochs = |dir: &Path| {
+        let s: serde_json::Value = serde_json::from_slice(&read(&dir.join("summary.json"))).unwrap();
+        s["epochs"].as_array().unwrap().iter().map(|e| (e["train_loss"].clone(), e["eval_loss"].clone(), e["eval_accuracy"].clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(epochs(&a), epochs(&b), "two runs with one seed give identical metrics");
+    assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")));
+
+    // Stop `b` after its first epoch: keep only that checkpoint, then resume.
+    for gone in ["checkpoints/epoch-2", "adapter"] {
+        std::fs::remove_dir_all(b.join(gone)).unwrap();
+    }
+    std::fs::remove_file(b.join("summary.json")).unwrap();
+    let refused = failure(lora(&train_args(m, d, b.to_str().unwrap(), &dropout)));
+    assert!(refused.contains("already holds a run") && refused.contains("--resume"), "{refused}");
+    ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
+    assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")), "resumed run ends bit for bit where the uninterrupted one did");
+    assert_eq!(epochs(&a), epochs(&b));
+    let metrics = |dir: &Path| String::from_utf8(read(&dir.join("metrics.jsonl"))).unwrap().lines().filter(|l| l.contains("\"loss\"")).count();
+    assert_eq!(metrics(&a), metrics(&b), "no log line lost or repeated");
+}
+
+#[test]
+fn user_errors_are_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let out = tmp.path().join("run");
+    let o = out.to_str().unwrap();
+
+    let err = failure(lora(&train_args(m, d, o, &["--set", "training.lerning_rate=1e-4"])));
+    assert!(err.contains("lerning_rate") && err.contains("learning_rate"), "{err}");
+
+    let err = failure(lora(&train_args(m, d, o, &["--set", "data.train_size=100"])));
+    assert!(err.contains("train") && err.contains("50") && err.contains("20"), "{err}");
+
+    let err = failure(lora(&train_args("no/such/model/dir", d, o, &[])));
+    assert!(err.contains("no/such/model/dir"), "{err}");
+
+    let err = failure(lora(&train_args(m, d, o, &["--device", "cuda"])));
+    assert!(err.contains("cuda"), "{err}");
+
+    // A loss that turns non-finite stops the run with a clear message and no final adapter.
+    let err = failure(lora(&train_args(m, d, o, &["--overwrite", "--set", "training.learning_rate=1e30", "--set", "training.max_grad_norm=0"])));
+    assert!(err.contains("training loss became"), "{err}");
+    assert!(!out.join("adapter").exists());
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_that_resume_continues_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let long = ["--set", "training.num_train_epochs=150", "--set", "model.hidden_dropout_prob=0.2"];
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(lora(&train_args(m, d, a.to_str().unwrap(), &long)));
+
+    let child = Command::new(env!("CARGO_BIN_EXE_lora")).args(train_args(m, d, b.to_str().unwrap(), &long)).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !b.join("checkpoints/epoch-2").exists() {
+        assert!(started.elapsed().as_secs() < 60, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run ended before Ctrl-C arrived");
+    assert!(stderr.contains("interrupted: wrote") && stderr.contains("--resume"), "{stderr}");
+    assert!(!b.join("adapter").exists());
+    ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
+    assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")));
+}
