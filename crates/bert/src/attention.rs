@@ -44,11 +44,13 @@ impl<B: Backend> BertSelfAttention<B> {
         let head_dim = width / heads;
         let split = |x: Tensor<B, 3>| x.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2); // (B, nh, T, hs)
 
-        let q = split(self.query.forward(hidden.clone()));
+        // The 1/sqrt(hs) scale goes on q (B, nh, T, hs) rather than on the scores (B, nh, T, T):
+        // the same product, a T/hs times smaller tensor to scale forward and backward.
+        let q = split(self.query.forward(hidden.clone())) / (head_dim as f64).sqrt();
         let k = split(self.key.forward(hidden.clone()));
         let v = split(self.value.forward(hidden));
 
-        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt(); // (B, nh, T, T)
+        let scores = q.matmul(k.swap_dims(2, 3)); // (B, nh, T, T)
         let probs = self.dropout.forward(softmax(scores + mask_bias, 3));
         probs
             .matmul(v) // (B, nh, T, hs)

@@ -9,6 +9,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use lora_cli::cli::{Cli, Command};
 use lora_cli::{commands, train};
