@@ -61,11 +61,22 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
         .iter()
         .map(|e| format!(r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#, x(e.epoch), H - PAD + 16.0, e.epoch))
         .collect();
+    let yticks: String = [0.0, 0.5, 1.0]
+        .iter()
+        .map(|&f| {
+            let y = H - PAD - f * (H - 2.0 * PAD);
+            format!(
+                r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{:.2}</text><text x="{}" y="{:.1}" font-size="11" fill="#2ca02c">{:.1}</text><line x1="{PAD}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/>"##,
+                PAD - 4.0, y + 4.0, f * loss_max, W - PAD + 4.0, y + 4.0, f, W - PAD
+            )
+        })
+        .collect();
     let last = epochs.last().cloned().unwrap_or_default();
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{PAD}" y="24" font-size="14">Training loss, evaluation loss (left, 0 to {loss_max:.2}) and evaluation accuracy (right, 0 to 1) per epoch</text>
+<text x="{PAD}" y="22" font-size="14">Loss (left axis) and evaluation accuracy (right axis) per epoch</text>
+{yticks}
 <line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{b}" stroke="black"/><line x1="{r}" y1="{PAD}" x2="{r}" y2="{b}" stroke="black"/>
 {ticks}<text x="{mid}" y="{lbl}" font-size="12" text-anchor="middle">epoch</text>
 {train}{eval}{acc}
@@ -85,4 +96,27 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
         el = last.eval.eval_loss,
         ea = last.eval.eval_accuracy,
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_plot_every_epoch() {
+        let epochs: Vec<EpochRecord> = (1..=3)
+            .map(|epoch| EpochRecord {
+                epoch,
+                train_loss: 0.7 / epoch as f64,
+                eval: EvalMetrics { eval_loss: 0.6, eval_accuracy: 0.5 + 0.1 * epoch as f64, ..Default::default() },
+                ..Default::default()
+            })
+            .collect();
+        let svg = curves_svg(&epochs);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3, "train loss, eval loss, eval accuracy");
+        assert_eq!(svg.matches("<circle").count(), 9);
+        assert!(svg.contains("eval accuracy 0.8000"));
+    }
 }
