@@ -13,16 +13,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+pub use lora_adapter::tensor_file::RawTensor;
+use lora_adapter::tensor_file::{self, TensorFileError};
 
 use crate::error::{BertError, Result};
-
-/// One tensor of a checkpoint, converted to f32, in the checkpoint's own layout.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
 
 /// All tensors of one checkpoint file, keyed by their normalised name.
 #[derive(Debug, Clone)]
@@ -66,83 +60,25 @@ pub fn normalise_key(key: &str) -> Option<String> {
     Some(key)
 }
 
-/// Reads every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 are accepted).
+/// Reads every tensor of a safetensors file as f32; integer buffers the remap table drops
+/// (`position_ids`) are skipped.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| BertError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let corrupt = |message: String| BertError::Checkpoint { path: path.to_path_buf(), message };
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| corrupt(format!("not a valid safetensors file ({e})")))?;
-    let mut tensors = BTreeMap::new();
-    for (name, view) in file.tensors() {
-        let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-                .collect(),
-            // Integer buffers (`position_ids`) are dropped by the remap table; keep them out of
-            // the way here so that they never reach the model.
-            Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL if normalise_key(&name).is_none() => {
-                continue;
-            }
-            other => {
-                return Err(corrupt(format!(
-                    "tensor `{name}` has dtype {other:?}; expected F32, F16, BF16 or F64"
-                )));
-            }
-        };
-        tensors.insert(name, RawTensor { shape: view.shape().to_vec(), data: values });
-    }
-    Ok(tensors)
+    tensor_file::read_safetensors(path, |name| normalise_key(name).is_none()).map_err(checkpoint_error)
 }
 
-/// Reads a PyTorch pickle checkpoint (`pytorch_model.bin`) through burn-store's reader.
+/// Reads a PyTorch pickle checkpoint (`pytorch_model.bin`).
 pub fn read_pytorch(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
-    if !path.exists() {
-        return Err(BertError::NotFound {
-            path: path.to_path_buf(),
-            what: "a PyTorch checkpoint".into(),
-        });
-    }
-    let corrupt = |message: String| BertError::Checkpoint { path: path.to_path_buf(), message };
-    let reader = burn_store::pytorch::PytorchReader::new(path)
-        .map_err(|e| corrupt(format!("not a readable PyTorch checkpoint ({e})")))?;
-    let mut tensors = BTreeMap::new();
-    for (name, snapshot) in reader.into_tensors() {
-        if normalise_key(&name).is_none() {
-            continue;
+    tensor_file::read_pytorch(path, |name| normalise_key(name).is_none()).map_err(checkpoint_error)
+}
+
+fn checkpoint_error(e: TensorFileError) -> BertError {
+    match e {
+        TensorFileError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            BertError::NotFound { path, what: "a checkpoint file".into() }
         }
-        if !snapshot.dtype.is_float() {
-            return Err(corrupt(format!(
-                "tensor `{name}` has dtype {:?}; expected a float dtype",
-                snapshot.dtype
-            )));
-        }
-        let shape = snapshot.shape.to_vec();
-        let data = snapshot
-            .to_data()
-            .map_err(|e| corrupt(format!("tensor `{name}`: {e:?}")))?
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| corrupt(format!("tensor `{name}`: {e:?}")))?;
-        tensors.insert(name, RawTensor { shape, data });
+        TensorFileError::Read { path, source } | TensorFileError::Write { path, source } => BertError::Io { path, source },
+        TensorFileError::Format { path, message } => BertError::Checkpoint { path, message },
     }
-    Ok(tensors)
 }
 
 #[cfg(test)]

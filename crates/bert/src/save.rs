@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use safetensors::tensor::TensorView;
+use lora_adapter::tensor_file::{write_atomic, write_safetensors};
 
 use crate::checkpoint::RawTensor;
 use crate::config::BertConfig;
@@ -77,34 +77,11 @@ pub fn save_pretrained<B: Backend>(model: &BertForSequenceClassification<B>, con
         return Err(fail(dir, format!("`{key}` is an adapter tensor: merge the adapter before saving a full model")));
     }
     std::fs::create_dir_all(dir).map_err(|source| BertError::Io { path: dir.to_path_buf(), source })?;
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
-        tensors.iter().map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone())).collect();
-    let views = bytes
-        .iter()
-        .map(|(k, b, s)| TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| fail(dir, e.to_string()))?;
-    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
-    let serialized = safetensors::serialize(views, metadata).map_err(|e| fail(dir, e.to_string()))?;
     let mut config = config.clone();
     config.architectures = Some(vec!["BertForSequenceClassification".into()]);
     config.model_type = Some("bert".into());
     let json = serde_json::to_string_pretty(&config).map_err(|e| fail(dir, e.to_string()))?;
-    write_atomic(&dir.join("model.safetensors"), &serialized)?;
-    write_atomic(&dir.join("config.json"), json.as_bytes())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|source| BertError::Io { path: path.to_path_buf(), source })
+    let written = |e: lora_adapter::tensor_file::TensorFileError| fail(e.path(), e.to_string());
+    write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")]).map_err(written)?;
+    write_atomic(&dir.join("config.json"), json.as_bytes()).map_err(written)
 }

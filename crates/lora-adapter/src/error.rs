@@ -16,8 +16,8 @@ pub enum LoraError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read adapter weights {}: {message}", path.display())]
-    Weights { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] crate::tensor_file::TensorFileError),
     #[error("adapter tensor `{key}` is missing from {}: expected shape {expected:?}", path.display())]
     MissingTensor { key: String, path: PathBuf, expected: Vec<usize> },
     #[error("adapter tensor `{key}` in {} has shape {found:?}, but the config and model expect {expected:?}", path.display())]

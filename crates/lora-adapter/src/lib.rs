@@ -10,6 +10,7 @@ pub mod error;
 pub mod inject;
 mod linear;
 pub mod peft;
+pub mod tensor_file;
 
 pub use config::{InitLoraWeights, LoraConfig, TargetModules};
 pub use error::{LoraError, Result};

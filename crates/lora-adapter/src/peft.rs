@@ -11,25 +11,18 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
 
 use crate::config::LoraConfig;
 use crate::error::{LoraError, Result};
 use crate::inject::inject;
 use crate::linear::AdaptableModel;
+pub use crate::tensor_file::{RawTensor, write_atomic};
+use crate::tensor_file::{read_pytorch, read_safetensors, write_safetensors};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 pub const LEGACY_WEIGHTS_FILE: &str = "adapter_model.bin";
 const PREFIX: &str = "base_model.model.";
-
-/// A tensor in PyTorch's layout, row-major f32.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
 
 /// What [`save_adapter`] wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,54 +67,16 @@ fn transposed<B: Backend>(t: Tensor<B, 2>) -> RawTensor {
 pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(model: &mut M, config: &LoraConfig, dir: &Path) -> Result<SavedAdapter> {
     let tensors = adapter_tensors(model, config);
     std::fs::create_dir_all(dir).map_err(|source| LoraError::Write { path: dir.to_path_buf(), source })?;
-
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .iter()
-        .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, b, shape)| TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (k.clone(), v)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| LoraError::Write { path: dir.join(WEIGHTS_FILE), source: std::io::Error::other(e.to_string()) })?;
-    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
-    let serialized = safetensors::serialize(views, metadata)
-        .map_err(|e| LoraError::Write { path: dir.join(WEIGHTS_FILE), source: std::io::Error::other(e.to_string()) })?;
-
     // PEFT writes the config of a saved adapter in inference mode.
     let saved_config = LoraConfig { inference_mode: true, ..config.clone() };
     let json = serde_json::to_string_pretty(&saved_config)
         .map_err(|e| LoraError::Write { path: dir.join(CONFIG_FILE), source: std::io::Error::other(e.to_string()) })?;
 
     let weights = dir.join(WEIGHTS_FILE);
-    write_atomic(&weights, &serialized)?;
+    let bytes = write_safetensors(&weights, &tensors, &[("format", "pt")])?;
     let config_path = dir.join(CONFIG_FILE);
     write_atomic(&config_path, json.as_bytes())?;
-    Ok(SavedAdapter { weights, config: config_path, bytes: serialized.len() as u64, tensors: tensors.len() })
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let fail = |source| LoraError::Write { path: path.to_path_buf(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent()
-            && let Ok(dir) = std::fs::File::open(dir)
-        {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    Ok(SavedAdapter { weights, config: config_path, bytes, tensors: tensors.len() })
 }
 
 /// Reads an adapter directory's config.
@@ -140,9 +95,9 @@ pub fn read_tensors(dir: &Path) -> Result<(PathBuf, BTreeMap<String, RawTensor>)
     let safetensors = dir.join(WEIGHTS_FILE);
     let legacy = dir.join(LEGACY_WEIGHTS_FILE);
     let (path, raw) = if safetensors.is_file() {
-        (safetensors.clone(), read_safetensors(&safetensors)?)
+        (safetensors.clone(), read_safetensors(&safetensors, |_| false)?)
     } else if legacy.is_file() {
-        (legacy.clone(), read_pytorch(&legacy)?)
+        (legacy.clone(), read_pytorch(&legacy, |_| false)?)
     } else {
         return Err(LoraError::Io {
             path: safetensors,
@@ -156,41 +111,6 @@ pub fn read_tensors(dir: &Path) -> Result<(PathBuf, BTreeMap<String, RawTensor>)
 fn normalise_key(key: &str) -> String {
     let key = key.strip_prefix(PREFIX).unwrap_or(key);
     key.replace(".modules_to_save.default.", ".").replace(".default.", ".")
-}
-
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| LoraError::Io { path: path.to_path_buf(), source })?;
-    let fail = |message: String| LoraError::Weights { path: path.to_path_buf(), message };
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a valid safetensors file ({e})")))?;
-    let mut out = BTreeMap::new();
-    for (name, view) in file.tensors() {
-        let d = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => d.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => d.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            other => return Err(fail(format!("tensor `{name}` has dtype {other:?}; expected F32, F16 or BF16"))),
-        };
-        out.insert(name, RawTensor { shape: view.shape().to_vec(), data });
-    }
-    Ok(out)
-}
-
-fn read_pytorch(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
-    let fail = |message: String| LoraError::Weights { path: path.to_path_buf(), message };
-    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| fail(format!("not a readable PyTorch file ({e})")))?;
-    let mut out = BTreeMap::new();
-    for (name, snapshot) in reader.into_tensors() {
-        let shape = snapshot.shape.to_vec();
-        let data = snapshot
-            .to_data()
-            .map_err(|e| fail(format!("tensor `{name}`: {e:?}")))?
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| fail(format!("tensor `{name}`: {e:?}")))?;
-        out.insert(name, RawTensor { shape, data });
-    }
-    Ok(out)
 }
 
 /// Loads an adapter written here or by Python PEFT onto `model`: adapters on the modules its

@@ -141,14 +141,13 @@ pub fn save_checkpoint<B: AutodiffBackend>(trainer: &mut Trainer<B>, state: &Tra
     let tmp = parent.join(format!(".tmp-{name}"));
     let _ = std::fs::remove_dir_all(&tmp);
     lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &tmp)?;
-    let tensors = trainer.optim.to_tensors();
-    let bytes: Vec<(String, Vec<u8>, usize)> = tensors.iter().map(|(k, v)| (k.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len())).collect();
-    let views = bytes
-        .iter()
-        .map(|(k, b, n)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*n], b).map(|v| (k.clone(), v)))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let serialized = safetensors::serialize(views, None)?;
-    lora_adapter::peft::write_atomic(&tmp.join(OPTIMIZER_FILE), &serialized)?;
+    let tensors = trainer
+        .optim
+        .to_tensors()
+        .into_iter()
+        .map(|(k, data)| (k, lora_adapter::tensor_file::RawTensor { shape: vec![data.len()], data }))
+        .collect();
+    lora_adapter::tensor_file::write_safetensors(&tmp.join(OPTIMIZER_FILE), &tensors, &[])?;
     write_atomic(&tmp.join(STATE_FILE), &serde_json::to_string_pretty(state)?)?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
@@ -177,13 +176,8 @@ pub fn latest_checkpoint(output_dir: &Path) -> Result<Option<(PathBuf, TrainerSt
 }
 
 fn read_optimizer(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-    Ok(file
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| (k, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
-        .collect())
+    let tensors = lora_adapter::tensor_file::read_safetensors(path, |_| false)?;
+    Ok(tensors.into_iter().map(|(k, t)| (k, t.data)).collect())
 }
 
 /// The tokenized subsets of a run.

@@ -1,0 +1,133 @@
+//! f32 tensors in files: safetensors and PyTorch pickles in, safetensors out, every write atomic.
+//! Shared by the adapter files here and the model checkpoints of the model crates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+/// A tensor in PyTorch's layout, row-major f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TensorFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+}
+
+impl TensorFileError {
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Read { path, .. } | Self::Write { path, .. } | Self::Format { path, .. } => path,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, TensorFileError>;
+
+/// Every tensor of a safetensors file as f32 (F32, F16, BF16, F64). A tensor of another dtype is
+/// an error unless `skip(name)` says it is not wanted (integer buffers such as `position_ids`).
+pub fn read_safetensors(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap<String, RawTensor>> {
+    let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.to_path_buf(), source })?;
+    let format = |message: String| TensorFileError::Format { path: path.to_path_buf(), message };
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| format(format!("not a valid safetensors file ({e})")))?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let d = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => d.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => d.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F64 => d.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32).collect(),
+            _ if skip(&name) => continue,
+            other => return Err(format(format!("tensor `{name}` has dtype {other:?}; expected F32, F16, BF16 or F64"))),
+        };
+        tensors.insert(name, RawTensor { shape: view.shape().to_vec(), data });
+    }
+    Ok(tensors)
+}
+
+/// Every float tensor of a PyTorch pickle (`pytorch_model.bin`, `adapter_model.bin`) as f32,
+/// through burn-store's reader; tensors `skip` names are left out.
+pub fn read_pytorch(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap<String, RawTensor>> {
+    if !path.is_file() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        return Err(TensorFileError::Read { path: path.to_path_buf(), source });
+    }
+    let format = |message: String| TensorFileError::Format { path: path.to_path_buf(), message };
+    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| format(format!("not a readable PyTorch file ({e})")))?;
+    let mut tensors = BTreeMap::new();
+    for (name, snapshot) in reader.into_tensors() {
+        if skip(&name) {
+            continue;
+        }
+        if !snapshot.dtype.is_float() {
+            return Err(format(format!("tensor `{name}` has dtype {:?}; expected a float dtype", snapshot.dtype)));
+        }
+        let shape = snapshot.shape.to_vec();
+        let data = snapshot
+            .to_data()
+            .map_err(|e| format(format!("tensor `{name}`: {e:?}")))?
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| format(format!("tensor `{name}`: {e:?}")))?;
+        tensors.insert(name, RawTensor { shape, data });
+    }
+    Ok(tensors)
+}
+
+/// Writes `tensors` as an f32 safetensors file with `metadata`, atomically; returns its size.
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, RawTensor>, metadata: &[(&str, &str)]) -> Result<u64> {
+    let fail = |e: String| TensorFileError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let bytes: Vec<(&String, Vec<u8>, &Vec<usize>)> = tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), &t.shape)).collect();
+    let views = bytes
+        .iter()
+        .map(|(k, b, shape)| TensorView::new(Dtype::F32, shape.to_vec(), b).map(|v| (k.to_string(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    let metadata: Option<HashMap<String, String>> = (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let serialized = safetensors::serialize(views, metadata).map_err(|e| fail(e.to_string()))?;
+    write_atomic(path, &serialized)?;
+    Ok(serialized.len() as u64)
+}
+
+/// Writes `bytes` to `path` through a synced temporary file beside it and a rename: a reader
+/// sees the old file or the new one, never a torn one. A failed write removes its temporary.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent()
+            && let Ok(dir) = std::fs::File::open(dir)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|source| TensorFileError::Write { path: path.to_path_buf(), source })
+}
