@@ -190,12 +190,27 @@ pub fn load_pretrained_configured<B: Backend>(
 }
 
 impl<B: Backend> Pretrained<B> {
-    /// The tokenizer shipped with the model, truncating at `max_length`.
+    /// The tokenizer shipped with the model, truncating at `max_length`, capped at the model's
+    /// `max_position_embeddings` (a longer sequence has no position embedding).
     pub fn tokenizer(&self, max_length: usize) -> Result<BertTokenizer> {
+        let max_length = max_length.min(self.config.max_position_embeddings);
         let path = self.files.tokenizer().ok_or_else(|| BertError::NotFound {
             path: self.files.config.with_file_name("tokenizer.json"),
             what: "a tokenizer (tokenizer.json or vocab.txt)".into(),
         })?;
-        BertTokenizer::from_file(path, max_length)
+        let tokenizer = BertTokenizer::from_file(path, max_length)?;
+        // An id past the embedding table would fail deep inside the backend: refuse here.
+        if tokenizer.vocab_size() > self.config.vocab_size {
+            return Err(BertError::Tokenizer {
+                path: path.to_path_buf(),
+                message: format!(
+                    "it has {} tokens but the model's vocab_size is {} ({}): tokenizer and model do not belong together",
+                    tokenizer.vocab_size(),
+                    self.config.vocab_size,
+                    self.files.config.display()
+                ),
+            });
+        }
+        Ok(tokenizer)
     }
 }

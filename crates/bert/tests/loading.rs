@@ -191,3 +191,14 @@ fn save_pretrained_round_trips_with_transformers_names() {
     assert!(names.contains_key("bert.embeddings.LayerNorm.weight"));
     assert!(names.contains_key("classifier.bias"));
 }
+
+#[test]
+fn a_tokenizer_larger_than_the_model_vocabulary_is_refused() {
+    let Some(assets) = bert::assets::require_shared_assets("tokenizer/model mismatch") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("tiny-bert"), dir.path());
+    std::fs::copy(assets.join("bert-base-uncased/tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let model = bert::load_pretrained::<B>(dir.path().to_str().unwrap(), None, &Default::default()).unwrap();
+    let message = model.tokenizer(512).unwrap_err().to_string();
+    assert!(message.contains("30522") && message.contains("128") && message.contains("tokenizer.json"), "{message}");
+}

@@ -30,6 +30,28 @@ pub enum Command {
     Merge(MergeArgs),
     /// Write a config's training and evaluation subsets as JSON Lines (for other tools).
     ExportData(ExportDataArgs),
+    /// Time a LoRA training step and an evaluation forward for a model shape (random weights).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A Hugging Face config.json giving the model's shape.
+    #[arg(long)]
+    pub model_config: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]

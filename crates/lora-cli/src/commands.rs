@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::config::RunConfig;
 use crate::eval::{argmax, evaluate, logits, probabilities};
 use crate::train::{Output, TrainOptions, load_for_inference};
-use crate::cli::{EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
+use crate::cli::{BenchArgs, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 
 /// Work that runs on whichever backend the device names.
 trait Job {
@@ -175,4 +175,35 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
     imdb::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
     eprintln!("wrote {} training and {} evaluation reviews to {}", subsets.train.len(), subsets.eval.len(), args.output.display());
     Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.batch_size == 0 || args.seq_len < 2 || args.seq_len > 512 {
+        bail!("--batch-size must be at least 1 and --seq-len in 2..=512");
+    }
+    struct BenchJob(BenchArgs);
+    impl Job for BenchJob {
+        fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
+            let a = self.0;
+            let options = crate::bench::BenchOptions {
+                model_config: a.model_config.clone(),
+                batch_size: a.batch_size,
+                seq_len: a.seq_len,
+                warmup: a.warmup,
+                repeats: a.repeats,
+                seed: 0,
+            };
+            let rows = crate::bench::run::<B>(&options, device, name)?;
+            if a.json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+            } else {
+                print!("{}", crate::bench::table(&rows));
+            }
+            Ok(())
+        }
+    }
+    let device = args.device.device.clone();
+    dispatch(&device, BenchJob(args))
 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict(args),
         Command::Merge(args) => commands::merge(args),
         Command::ExportData(args) => commands::export_data(args),
+        Command::Bench(args) => commands::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

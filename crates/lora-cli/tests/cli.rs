@@ -227,3 +227,17 @@ fn ctrl_c_writes_a_checkpoint_that_resume_continues_bit_for_bit() {
     ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
     assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")));
 }
+
+#[test]
+fn bench_reports_both_rows_as_json() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../bert/tests/fixtures/tiny-bert/config.json");
+    let out = ok(lora(&["bench", "--model-config", config, "--batch-size", "2", "--seq-len", "8", "--warmup", "1", "--repeats", "2", "--json"]));
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["row"].as_str().unwrap()).collect::<Vec<_>>(), ["train_step", "eval_forward"]);
+    for r in &rows {
+        assert_eq!(r["repeats"], 2);
+        assert!(r["median_seconds"].as_f64().unwrap() > 0.0 && r["tokens_per_second"].as_f64().unwrap() > 0.0);
+    }
+    let err = failure(lora(&["bench", "--model-config", config, "--seq-len", "100"]));
+    assert!(err.contains("max_position_embeddings"), "{err}");
+}
