@@ -237,6 +237,9 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&t.warmup_ratio) {
             bail!("training.warmup_ratio must be in [0, 1], got {}", t.warmup_ratio);
         }
+        if self.model.num_labels < 2 {
+            bail!("model.num_labels must be at least 2 (IMDb labels are 0 and 1), got {}", self.model.num_labels);
+        }
         if self.data.max_length < 2 || self.data.max_length > 512 {
             bail!("data.max_length must be in 2..=512, got {}", self.data.max_length);
         }
@@ -284,6 +287,16 @@ mod tests {
         assert!(err.contains("lerning_rate") && err.contains("learning_rate") && err.contains("[training]"), "{err}");
         let err = format!("{:#}", RunConfig::load(None, &["optim.lr=1".into()]).unwrap_err());
         assert!(err.contains("optim") && err.contains("training"), "{err}");
+    }
+
+    #[test]
+    fn values_the_model_cannot_take_are_refused() {
+        let err = format!("{:#}", RunConfig::load(None, &["model.num_labels=1".into()]).unwrap_err());
+        assert!(err.contains("num_labels"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["data.max_length=1024".into()]).unwrap_err());
+        assert!(err.contains("max_length"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["lora.bias=\"all\"".into()]).unwrap_err());
+        assert!(err.contains("bias"), "{err}");
     }
 
     #[test]
