@@ -40,18 +40,33 @@ fn run() -> Result<(), String> {
     match device {
         DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, adapter.as_deref(), &texts, &Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(n) => classify::<burn::backend::Cuda>(&model, adapter.as_deref(), &texts, &burn::backend::cuda::CudaDevice::new(n)),
+        DeviceSpec::Cuda(n) => classify::<burn::backend::Cuda>(
+            &model,
+            adapter.as_deref(),
+            &texts,
+            &burn::backend::cuda::CudaDevice::new(n),
+        ),
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => unreachable!("check_available refuses cuda without the feature"),
     }
 }
 
-fn classify<B: Backend>(model: &str, adapter: Option<&std::path::Path>, texts: &[String], device: &B::Device) -> Result<(), String> {
+fn classify<B: Backend>(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    texts: &[String],
+    device: &B::Device,
+) -> Result<(), String> {
     let mut pretrained = bert::load_pretrained::<B>(model, None, device).map_err(|e| e.to_string())?;
     if let Some(dir) = adapter {
-        pretrained.model = lora_adapter::peft::load_adapter(pretrained.model, dir, device).map_err(|e| e.to_string())?.0;
+        pretrained.model =
+            lora_adapter::peft::load_adapter(pretrained.model, dir, device).map_err(|e| e.to_string())?.0;
     } else if !pretrained.report.initialized.is_empty() {
-        eprintln!("note: {} has no classifier; initialised {} as transformers does", model, pretrained.report.initialized.join(", "));
+        eprintln!(
+            "note: {} has no classifier; initialised {} as transformers does",
+            model,
+            pretrained.report.initialized.join(", ")
+        );
     }
     let tokenizer = pretrained.tokenizer(512).map_err(|e| e.to_string())?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -38,7 +38,11 @@ fn run() -> Result<(), String> {
                     other => InitLoraWeights::Method(other.to_string()),
                 }
             }
-            other => return Err(format!("unknown argument {other:?}; expected --model, --output, --seed, --r, --lora-alpha, --init")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; expected --model, --output, --seed, --r, --lora-alpha, --init"
+                ));
+            }
         }
     }
     let (model, output) = (model.ok_or("--model is required")?, output.ok_or("--output is required")?);

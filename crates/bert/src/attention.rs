@@ -2,9 +2,9 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm};
+use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;

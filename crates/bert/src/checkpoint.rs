@@ -76,7 +76,9 @@ fn checkpoint_error(e: TensorFileError) -> BertError {
         TensorFileError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
             BertError::NotFound { path, what: "a checkpoint file".into() }
         }
-        TensorFileError::Read { path, source } | TensorFileError::Write { path, source } => BertError::Io { path, source },
+        TensorFileError::Read { path, source } | TensorFileError::Write { path, source } => {
+            BertError::Io { path, source }
+        }
         TensorFileError::Format { path, message } => BertError::Checkpoint { path, message },
     }
 }
@@ -95,10 +97,7 @@ mod tests {
             normalise_key("bert.encoder.layer.0.output.LayerNorm.gamma").as_deref(),
             Some("encoder.layer.0.output.LayerNorm.weight")
         );
-        assert_eq!(
-            normalise_key("embeddings.LayerNorm.beta").as_deref(),
-            Some("embeddings.LayerNorm.bias")
-        );
+        assert_eq!(normalise_key("embeddings.LayerNorm.beta").as_deref(), Some("embeddings.LayerNorm.bias"));
         assert_eq!(normalise_key("classifier.weight").as_deref(), Some("classifier.weight"));
     }
 }

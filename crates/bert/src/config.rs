@@ -82,18 +82,11 @@ impl BertConfig {
     /// Reads and validates a `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| BertError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| BertError::Config {
-            path: path.to_path_buf(),
-            message: source.to_string(),
-        })?;
-        config.validate().map_err(|message| BertError::Config {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| BertError::Io { path: path.to_path_buf(), source })?;
+        let config: Self = serde_json::from_str(&text)
+            .map_err(|source| BertError::Config { path: path.to_path_buf(), message: source.to_string() })?;
+        config.validate().map_err(|message| BertError::Config { path: path.to_path_buf(), message })?;
         Ok(config)
     }
 
@@ -139,9 +132,7 @@ impl BertConfig {
     /// Labels of the classification head: `num_labels`, else the size of `id2label`, else 2
     /// (transformers' default).
     pub fn num_labels(&self) -> usize {
-        self.num_labels
-            .or_else(|| self.id2label.as_ref().map(BTreeMap::len))
-            .unwrap_or(2)
+        self.num_labels.or_else(|| self.id2label.as_ref().map(BTreeMap::len)).unwrap_or(2)
     }
 
     pub fn head_dim(&self) -> usize {

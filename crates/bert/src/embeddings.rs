@@ -23,9 +23,24 @@ impl<B: Backend> BertEmbeddings<B> {
     pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            word_embeddings: w.embedding(&format!("{prefix}.word_embeddings"), config.vocab_size, h, Some(config.pad_token_id))?,
-            position_embeddings: w.embedding(&format!("{prefix}.position_embeddings"), config.max_position_embeddings, h, None)?,
-            token_type_embeddings: w.embedding(&format!("{prefix}.token_type_embeddings"), config.type_vocab_size, h, None)?,
+            word_embeddings: w.embedding(
+                &format!("{prefix}.word_embeddings"),
+                config.vocab_size,
+                h,
+                Some(config.pad_token_id),
+            )?,
+            position_embeddings: w.embedding(
+                &format!("{prefix}.position_embeddings"),
+                config.max_position_embeddings,
+                h,
+                None,
+            )?,
+            token_type_embeddings: w.embedding(
+                &format!("{prefix}.token_type_embeddings"),
+                config.type_vocab_size,
+                h,
+                None,
+            )?,
             layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), h, config.layer_norm_eps)?,
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
         })
@@ -37,12 +52,9 @@ impl<B: Backend> BertEmbeddings<B> {
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let position_ids = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
-            .reshape([1, seq])
-            .expand([batch, seq]);
+        let position_ids = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]).expand([batch, seq]);
         // The order of the sums is transformers' (words + types, then positions).
-        let embeddings = self.word_embeddings.forward(input_ids)
-            + self.token_type_embeddings.forward(token_type_ids);
+        let embeddings = self.word_embeddings.forward(input_ids) + self.token_type_embeddings.forward(token_type_ids);
         let embeddings = embeddings + self.position_embeddings.forward(position_ids);
         self.dropout.forward(self.layer_norm.forward(embeddings))
     }

@@ -2,9 +2,9 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 use lora_adapter::LoraLinear;
 
 use crate::attention::BertAttention;
@@ -96,10 +96,8 @@ pub struct BertEncoder<B: Backend> {
 
 impl<B: Backend> BertEncoder<B> {
     pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
-        let activation = config.activation().map_err(|message| crate::BertError::Config {
-            path: "config.json".into(),
-            message,
-        })?;
+        let activation =
+            config.activation().map_err(|message| crate::BertError::Config { path: "config.json".into(), message })?;
         let layer = (0..config.num_hidden_layers)
             .map(|i| BertLayer::load(w, &format!("{prefix}.layer.{i}"), config, activation))
             .collect::<Result<_>>()?;
@@ -107,8 +105,6 @@ impl<B: Backend> BertEncoder<B> {
     }
 
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        self.layer
-            .iter()
-            .fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()))
+        self.layer.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()))
     }
 }

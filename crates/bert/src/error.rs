@@ -19,21 +19,12 @@ pub enum BertError {
     #[error("cannot read checkpoint {}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
     #[error("tensor `{key}` is missing from {}: expected shape {expected:?}", path.display())]
-    MissingTensor {
-        key: String,
-        path: PathBuf,
-        expected: Vec<usize>,
-    },
+    MissingTensor { key: String, path: PathBuf, expected: Vec<usize> },
     #[error(
         "tensor `{key}` in {} has shape {found:?}, but the model config expects {expected:?}",
         path.display()
     )]
-    ShapeMismatch {
-        key: String,
-        path: PathBuf,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { key: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
     #[error("{} holds {} tensor(s) this BERT model has no place for: {}", path.display(), keys.len(), keys.join(", "))]
     UnexpectedTensors { path: PathBuf, keys: Vec<String> },
     #[error("cannot load tokenizer {}: {message}", path.display())]

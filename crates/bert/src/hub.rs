@@ -70,9 +70,7 @@ impl HubOptions {
             .with_retries(0)
             .build()
             .map_err(|e| format!("cannot start the Hub client: {e}"))?;
-        api.repo(repo.clone())
-            .download(file)
-            .map_err(|e| format!("cannot fetch {file} from {}: {e}", self.endpoint))
+        api.repo(repo.clone()).download(file).map_err(|e| format!("cannot fetch {file} from {}: {e}", self.endpoint))
     }
 }
 
@@ -104,16 +102,10 @@ impl ModelFiles {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let config = dir.join("config.json");
         if !config.is_file() {
-            return Err(BertError::NotFound {
-                path: config,
-                what: "a Hugging Face config.json".into(),
-            });
+            return Err(BertError::NotFound { path: config, what: "a Hugging Face config.json".into() });
         }
-        let weights = WEIGHT_FILES
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.is_file())
-            .ok_or_else(|| BertError::NotFound {
+        let weights =
+            WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()).ok_or_else(|| BertError::NotFound {
                 path: dir.join(WEIGHT_FILES[0]),
                 what: format!("model weights ({})", WEIGHT_FILES.join(" or ")),
             })?;

@@ -121,7 +121,11 @@ impl<B: Backend> BertForSequenceClassification<B> {
 
     /// Loads a checkpoint; a missing classifier is initialised (and listed in the report),
     /// any other missing, unexpected or mis-shaped tensor is an error.
-    pub fn from_checkpoint(config: &BertConfig, checkpoint: Checkpoint, device: &B::Device) -> Result<(Self, LoadReport)> {
+    pub fn from_checkpoint(
+        config: &BertConfig,
+        checkpoint: Checkpoint,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport)> {
         let mut w = Weights::from_checkpoint(checkpoint, config.initializer_range, &["classifier."], device);
         let model = Self::load(&mut w, config)?;
         Ok((model, w.finish()?))

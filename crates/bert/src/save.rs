@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 use lora_adapter::tensor_file::{write_atomic, write_safetensors};
 
 use crate::checkpoint::RawTensor;
@@ -70,7 +70,11 @@ pub fn state_dict<B: Backend>(model: &BertForSequenceClassification<B>) -> BTree
 }
 
 /// Writes `config.json` and `model.safetensors` into `dir`.
-pub fn save_pretrained<B: Backend>(model: &BertForSequenceClassification<B>, config: &BertConfig, dir: &Path) -> Result<()> {
+pub fn save_pretrained<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    config: &BertConfig,
+    dir: &Path,
+) -> Result<()> {
     let fail = |path: &Path, e: String| BertError::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
     let tensors = state_dict(model);
     if let Some(key) = tensors.keys().find(|k| k.contains("lora_")) {

@@ -56,9 +56,11 @@ fn answer(stream: TcpStream, root: &Path) -> std::io::Result<()> {
         if let Some((name, value)) = line.split_once(':')
             && name.eq_ignore_ascii_case("range")
         {
-            range = value.trim().strip_prefix("bytes=").and_then(|r| r.split_once('-')).and_then(|(a, b)| {
-                Some((a.parse().ok()?, b.parse().ok()))
-            });
+            range = value
+                .trim()
+                .strip_prefix("bytes=")
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok())));
         }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
@@ -66,7 +68,11 @@ fn answer(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let mut stream = stream;
     let Some(body) = file.and_then(|f| std::fs::read(f).ok()) else {
         let msg = b"Entry not found";
-        write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nX-Error-Code: EntryNotFound\r\nConnection: close\r\n\r\n", msg.len())?;
+        write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nX-Error-Code: EntryNotFound\r\nConnection: close\r\n\r\n",
+            msg.len()
+        )?;
         return stream.write_all(msg);
     };
     let size = body.len();

@@ -98,10 +98,7 @@ impl BertTokenizer {
 
     /// Tokenizes many texts on all cores (rayon, through `tokenizers`), in input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
-        let encodings = self
-            .inner
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| BertError::Encode(e.to_string()))?;
+        let encodings = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| BertError::Encode(e.to_string()))?;
         Ok(encodings
             .into_iter()
             .map(|e| Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() })

@@ -79,17 +79,10 @@ impl<B: Backend> Weights<B> {
     /// checkpoint and the config describe different models.
     pub fn finish(self) -> Result<LoadReport> {
         if let Some(checkpoint) = &self.checkpoint {
-            let unused: Vec<String> = checkpoint
-                .tensors
-                .keys()
-                .filter(|key| !self.used.contains(*key))
-                .cloned()
-                .collect();
+            let unused: Vec<String> =
+                checkpoint.tensors.keys().filter(|key| !self.used.contains(*key)).cloned().collect();
             if !unused.is_empty() {
-                return Err(BertError::UnexpectedTensors {
-                    path: checkpoint.path.clone(),
-                    keys: unused,
-                });
+                return Err(BertError::UnexpectedTensors { path: checkpoint.path.clone(), keys: unused });
             }
         }
         Ok(self.report)
@@ -129,11 +122,7 @@ impl<B: Backend> Weights<B> {
             Init::Ones => vec![1.0; n],
             Init::Normal => {
                 // Drawn on the device's seeded generator (`B::seed`), so runs repeat.
-                let t = Tensor::<B, 1>::random(
-                    [n],
-                    Distribution::Normal(0.0, self.initializer_range),
-                    &self.device,
-                );
+                let t = Tensor::<B, 1>::random([n], Distribution::Normal(0.0, self.initializer_range), &self.device);
                 t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
             }
         };
@@ -148,7 +137,10 @@ impl<B: Backend> Weights<B> {
     /// `{prefix}.weight` (`[out, in]` in the checkpoint) and `{prefix}.bias`.
     pub fn linear(&mut self, prefix: &str, d_input: usize, d_output: usize) -> Result<LoraLinear<B>> {
         let raw = self.raw(&format!("{prefix}.weight"), &[d_output, d_input], Init::Normal)?;
-        let weight = Tensor::from_data(TensorData::new(transpose(&raw.data, d_output, d_input), [d_input, d_output]), &self.device);
+        let weight = Tensor::from_data(
+            TensorData::new(transpose(&raw.data, d_output, d_input), [d_input, d_output]),
+            &self.device,
+        );
         let bias = self.tensor(&format!("{prefix}.bias"), [d_output], Init::Zeros)?;
         Ok(LoraLinear::new(Param::from_tensor(weight), Some(Param::from_tensor(bias))))
     }
@@ -162,10 +154,18 @@ impl<B: Backend> Weights<B> {
     }
 
     /// `{prefix}.weight`; a fresh table has its `padding_idx` row zeroed, as torch does.
-    pub fn embedding(&mut self, prefix: &str, n: usize, d_model: usize, padding_idx: Option<usize>) -> Result<Embedding<B>> {
+    pub fn embedding(
+        &mut self,
+        prefix: &str,
+        n: usize,
+        d_model: usize,
+        padding_idx: Option<usize>,
+    ) -> Result<Embedding<B>> {
         let key = format!("{prefix}.weight");
         let mut raw = self.raw(&key, &[n, d_model], Init::Normal)?;
-        if self.checkpoint.is_none() && let Some(pad) = padding_idx.filter(|&p| p < n) {
+        if self.checkpoint.is_none()
+            && let Some(pad) = padding_idx.filter(|&p| p < n)
+        {
             raw.data[pad * d_model..(pad + 1) * d_model].fill(0.0);
         }
         let weight = Tensor::from_data(TensorData::new(raw.data, [n, d_model]), &self.device);

@@ -113,19 +113,29 @@ fn config_that_disagrees_with_the_weights_names_tensor_and_both_shapes() {
 
 #[test]
 fn tensors_the_model_has_no_place_for_are_an_error() {
-    let config = BertConfig { num_hidden_layers: 1, ..BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap() };
+    let config =
+        BertConfig { num_hidden_layers: 1, ..BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap() };
     let checkpoint = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
-    let err = BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap_err();
-    assert!(matches!(&err, BertError::UnexpectedTensors { keys, .. } if keys.iter().all(|k| k.starts_with("encoder.layer.1."))), "{err}");
+    let err =
+        BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap_err();
+    assert!(
+        matches!(&err, BertError::UnexpectedTensors { keys, .. } if keys.iter().all(|k| k.starts_with("encoder.layer.1."))),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_tensor_names_tensor_file_and_shape() {
-    let config = BertConfig { num_hidden_layers: 3, ..BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap() };
+    let config =
+        BertConfig { num_hidden_layers: 3, ..BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap() };
     let checkpoint = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
-    let err = BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap_err();
+    let err =
+        BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("encoder.layer.2.attention.self.query.weight") && message.contains("[32, 32]"), "{message}");
+    assert!(
+        message.contains("encoder.layer.2.attention.self.query.weight") && message.contains("[32, 32]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -173,12 +183,18 @@ fn save_pretrained_round_trips_with_transformers_names() {
     let (model, _) = {
         let dir = fixture("tiny-bert");
         let config = BertConfig::from_file(dir.join("config.json")).unwrap();
-        BertForSequenceClassification::<B>::from_checkpoint(&config, Checkpoint::read(dir.join("model.safetensors")).unwrap(), &Default::default()).unwrap()
+        BertForSequenceClassification::<B>::from_checkpoint(
+            &config,
+            Checkpoint::read(dir.join("model.safetensors")).unwrap(),
+            &Default::default(),
+        )
+        .unwrap()
     };
     let original = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
     let saved = bert::save::state_dict(&model);
     // Same names (after the loader's normalisation) and bit-identical values.
-    let renamed: std::collections::BTreeMap<String, _> = saved.into_iter().map(|(k, v)| (bert::checkpoint::normalise_key(&k).unwrap(), v)).collect();
+    let renamed: std::collections::BTreeMap<String, _> =
+        saved.into_iter().map(|(k, v)| (bert::checkpoint::normalise_key(&k).unwrap(), v)).collect();
     assert_eq!(renamed, original.tensors);
 
     let out = tempfile::tempdir().unwrap();

@@ -37,8 +37,12 @@ fn minilm_real_weights_match_transformers_on_real_reviews() {
     w.finish().unwrap();
 
     let (floats, ints) = golden("minilm_golden.safetensors");
-    let lengths: Vec<i64> = ints["attention_mask"].1.chunks(ints["attention_mask"].0[1]).map(|r| r.iter().sum()).collect();
-    assert!(lengths.len() >= 4 && lengths.windows(2).all(|w| w[0] != w[1]), "reviews of different lengths: {lengths:?}");
+    let lengths: Vec<i64> =
+        ints["attention_mask"].1.chunks(ints["attention_mask"].0[1]).map(|r| r.iter().sum()).collect();
+    assert!(
+        lengths.len() >= 4 && lengths.windows(2).all(|w| w[0] != w[1]),
+        "reviews of different lengths: {lengths:?}"
+    );
 
     let out = model.forward(input(&ints));
     assert_close("last_hidden_state", out.last_hidden_state, &floats["last_hidden_state"], 1e-4);

@@ -38,7 +38,8 @@ fn adapters_trained_by_peft_give_peft_logits() {
 
 #[test]
 fn rank_and_alpha_patterns_and_layers_to_transform_shape_the_adapters_as_peft_did() {
-    let (mut model, _) = load_adapter(tiny_base(), &fixtures().join("peft/adapter-rslora"), &Default::default()).unwrap();
+    let (mut model, _) =
+        load_adapter(tiny_base(), &fixtures().join("peft/adapter-rslora"), &Default::default()).unwrap();
     let mut adapted = Vec::new();
     lora_adapter::AdaptableModel::visit_linears(&mut model, &mut |name, linear| {
         if let Some(a) = &linear.adapter {
@@ -68,11 +69,13 @@ fn adapters_written_here_have_peft_names_shapes_and_config_keys() {
         file.tensors().into_iter().map(|(k, v)| format!("{k} {:?} {:?}", v.shape(), v.dtype())).collect()
     };
     assert_eq!(names(dir.path()), names(&peft_dir));
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(&std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap()).unwrap();
+    let (_, metadata) =
+        safetensors::SafeTensors::read_metadata(&std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap()).unwrap();
     assert_eq!(metadata.metadata().as_ref().and_then(|m| m.get("format")).map(String::as_str), Some("pt"));
 
     let keys = |d: &std::path::Path| -> BTreeSet<String> {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join(CONFIG_FILE)).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(CONFIG_FILE)).unwrap()).unwrap();
         v.as_object().unwrap().keys().cloned().collect()
     };
     assert_eq!(keys(dir.path()), keys(&peft_dir), "exactly the keys PEFT 0.13.2 writes");
@@ -95,7 +98,10 @@ fn adapter_and_config_that_disagree_name_the_tensor() {
     assert!(err.contains("classifier.weight") && err.contains("[2, 32]"), "{err}");
 
     // A config that targets a module this model does not have.
-    let text = std::fs::read_to_string(peft_dir.join(CONFIG_FILE)).unwrap().replace("\"query\"", "\"q_proj\"").replace("\"value\"", "\"v_proj\"");
+    let text = std::fs::read_to_string(peft_dir.join(CONFIG_FILE))
+        .unwrap()
+        .replace("\"query\"", "\"q_proj\"")
+        .replace("\"value\"", "\"v_proj\"");
     std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
     std::fs::copy(peft_dir.join(WEIGHTS_FILE), dir.path().join(WEIGHTS_FILE)).unwrap();
     let err = load_adapter(tiny_base(), dir.path(), &device).unwrap_err().to_string();
@@ -108,7 +114,8 @@ fn bert_base_defaults_train_296450_parameters_in_a_50_tensor_adapter() {
     let config = BertConfig::from_file(assets.join("bert-base-uncased/config.json")).unwrap();
     let device = Default::default();
     let model = BertForSequenceClassification::<B>::random(&config, &device);
-    let lora = LoraConfig { base_model_name_or_path: Some("bert-base-uncased".into()), ..Default::default() }.with_task_defaults();
+    let lora = LoraConfig { base_model_name_or_path: Some("bert-base-uncased".into()), ..Default::default() }
+        .with_task_defaults();
     let (mut model, injected) = inject(model, &lora, &device).unwrap();
     assert_eq!(injected.adapted.len(), 24);
     let count = ParameterCount::of(&mut model, &lora);

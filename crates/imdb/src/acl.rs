@@ -24,7 +24,10 @@ pub fn read_tree(dir: &Path) -> Result<Splits> {
         for (class, label) in CLASSES {
             let class_dir = dir.join(split).join(class);
             if !class_dir.is_dir() {
-                return Err(DataError::Missing { path: class_dir, what: format!("the {split}/{class} directory of the aclImdb tree") });
+                return Err(DataError::Missing {
+                    path: class_dir,
+                    what: format!("the {split}/{class} directory of the aclImdb tree"),
+                });
             }
             let mut files: Vec<_> = std::fs::read_dir(&class_dir)
                 .map_err(|source| DataError::Io { path: class_dir.clone(), source })?
@@ -66,19 +69,24 @@ pub fn read_tarball(path: &Path) -> Result<Splits> {
     let mut archive = tar::Archive::new(reader);
     let (mut train, mut test) = (Vec::new(), Vec::new());
     let fail = |entry: String, message: String| DataError::Entry { path: path.to_path_buf(), entry, message };
-    let entries = archive.entries().map_err(|e| fail("(archive)".into(), format!("not a readable tar archive ({e})")))?;
+    let entries =
+        archive.entries().map_err(|e| fail("(archive)".into(), format!("not a readable tar archive ({e})")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail("(archive)".into(), format!("corrupt tar archive ({e})")))?;
         let entry_path = entry.path().map_err(|e| fail("(archive)".into(), e.to_string()))?.into_owned();
         let shown = entry_path.display().to_string();
-        if entry_path.components().any(|c| matches!(c, Component::ParentDir | Component::RootDir | Component::Prefix(_))) {
+        if entry_path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir | Component::Prefix(_)))
+        {
             return Err(fail(shown, "path escapes the archive's tree; refusing to read it".into()));
         }
         if !entry.header().entry_type().is_file() {
             continue;
         }
         // Match `.../{train,test}/{pos,neg}/<file>.txt`, whatever the archive's top directory.
-        let parts: Vec<String> = entry_path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let parts: Vec<String> =
+            entry_path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
         let n = parts.len();
         if n < 3 || !parts[n - 1].ends_with(".txt") {
             continue;

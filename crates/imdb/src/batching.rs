@@ -25,11 +25,17 @@ pub fn strip_html_breaks(text: &str) -> String {
 
 /// Tokenizes every review in parallel (rayon, inside `tokenizers`), in input order.
 /// `progress` is called with the number of reviews done after each chunk.
-pub fn tokenize(reviews: &[Review], tokenizer: &BertTokenizer, strip_breaks: bool, mut progress: impl FnMut(usize)) -> Result<Vec<TokenizedReview>> {
+pub fn tokenize(
+    reviews: &[Review],
+    tokenizer: &BertTokenizer,
+    strip_breaks: bool,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<TokenizedReview>> {
     const CHUNK: usize = 1024;
     let mut out = Vec::with_capacity(reviews.len());
     for chunk in reviews.chunks(CHUNK) {
-        let texts: Vec<String> = chunk.iter().map(|r| if strip_breaks { strip_html_breaks(&r.text) } else { r.text.clone() }).collect();
+        let texts: Vec<String> =
+            chunk.iter().map(|r| if strip_breaks { strip_html_breaks(&r.text) } else { r.text.clone() }).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let encoded = tokenizer.encode_batch(&refs).map_err(|e| DataError::Tokenize(e.to_string()))?;
         out.extend(encoded.into_iter().zip(chunk).map(|(encoded, r)| TokenizedReview { encoded, label: r.label }));
@@ -118,7 +124,13 @@ pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// `LengthGroupedSampler`: the shuffle is cut into mega-batches of 50 batches, each sorted by
 /// length (longest first) and cut into batches, and the batch with the longest review goes first
 /// (a run that will run out of memory does so at once).
-pub fn epoch_batches(lengths: &[usize], batch_size: usize, seed: u64, epoch: u64, group_by_length: bool) -> Vec<Vec<usize>> {
+pub fn epoch_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+    group_by_length: bool,
+) -> Vec<Vec<usize>> {
     let batch_size = batch_size.max(1);
     let mut order = permutation(lengths.len(), seed, epoch);
     if group_by_length {

@@ -87,11 +87,16 @@ pub fn read_jsonl(path: &Path, reader: impl BufRead) -> Result<Vec<Review>> {
         if text.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| at(format!("not a JSON object ({e})")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| at(format!("not a JSON object ({e})")))?;
         let object = value.as_object().ok_or_else(|| at("expected a JSON object".into()))?;
         let keys = || object.keys().map(String::as_str);
-        let text_key = find_column(keys(), &TEXT_COLUMNS).ok_or_else(|| at(format!("no text field; expected one of {TEXT_COLUMNS:?}, found {:?}", keys().collect::<Vec<_>>())))?;
-        let label_key = find_column(keys(), &LABEL_COLUMNS).ok_or_else(|| at(format!("no label field; expected one of {LABEL_COLUMNS:?}, found {:?}", keys().collect::<Vec<_>>())))?;
+        let text_key = find_column(keys(), &TEXT_COLUMNS).ok_or_else(|| {
+            at(format!("no text field; expected one of {TEXT_COLUMNS:?}, found {:?}", keys().collect::<Vec<_>>()))
+        })?;
+        let label_key = find_column(keys(), &LABEL_COLUMNS).ok_or_else(|| {
+            at(format!("no label field; expected one of {LABEL_COLUMNS:?}, found {:?}", keys().collect::<Vec<_>>()))
+        })?;
         let review_text = object[&text_key].as_str().ok_or_else(|| at(format!("`{text_key}` is not a string")))?;
         let label = json_label(&object[&label_key])
             .ok_or_else(|| at(format!("label {} is not 0/1 or negative/positive", object[&label_key])))?;
@@ -105,13 +110,19 @@ pub fn read_csv(path: &Path, reader: impl Read) -> Result<Vec<Review>> {
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
     let headers: Vec<String> = csv
         .headers()
-        .map_err(|e| DataError::Line { path: path.to_path_buf(), line: 1, message: format!("cannot read the header ({e})") })?
+        .map_err(|e| DataError::Line {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("cannot read the header ({e})"),
+        })?
         .iter()
         .map(str::to_string)
         .collect();
     let names = || headers.iter().map(String::as_str);
-    let text_col = find_column(names(), &TEXT_COLUMNS).ok_or_else(|| missing_column(path, "review text", &TEXT_COLUMNS, headers.clone()))?;
-    let label_col = find_column(names(), &LABEL_COLUMNS).ok_or_else(|| missing_column(path, "label", &LABEL_COLUMNS, headers.clone()))?;
+    let text_col = find_column(names(), &TEXT_COLUMNS)
+        .ok_or_else(|| missing_column(path, "review text", &TEXT_COLUMNS, headers.clone()))?;
+    let label_col = find_column(names(), &LABEL_COLUMNS)
+        .ok_or_else(|| missing_column(path, "label", &LABEL_COLUMNS, headers.clone()))?;
     let text_i = headers.iter().position(|h| *h == text_col).unwrap_or_default();
     let label_i = headers.iter().position(|h| *h == label_col).unwrap_or_default();
     let mut reviews = Vec::new();
@@ -128,7 +139,8 @@ pub fn read_csv(path: &Path, reader: impl Read) -> Result<Vec<Review>> {
         };
         let text = field(text_i, &text_col)?;
         let raw_label = field(label_i, &label_col)?;
-        let label = parse_label(&raw_label).ok_or_else(|| at(format!("label {raw_label:?} is not 0/1 or negative/positive")))?;
+        let label = parse_label(&raw_label)
+            .ok_or_else(|| at(format!("label {raw_label:?} is not 0/1 or negative/positive")))?;
         reviews.push(Review { text, label });
     }
     Ok(reviews)
@@ -140,11 +152,15 @@ pub fn read_parquet(path: &Path) -> Result<Vec<Review>> {
     use parquet::record::Field;
     let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let fail = |entry: String, message: String| DataError::Entry { path: path.to_path_buf(), entry, message };
-    let reader = SerializedFileReader::new(file).map_err(|e| fail("footer".into(), format!("not a readable parquet file ({e})")))?;
-    let columns: Vec<String> = reader.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
+    let reader = SerializedFileReader::new(file)
+        .map_err(|e| fail("footer".into(), format!("not a readable parquet file ({e})")))?;
+    let columns: Vec<String> =
+        reader.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
     let names = || columns.iter().map(String::as_str);
-    let text_col = find_column(names(), &TEXT_COLUMNS).ok_or_else(|| missing_column(path, "review text", &TEXT_COLUMNS, columns.clone()))?;
-    let label_col = find_column(names(), &LABEL_COLUMNS).ok_or_else(|| missing_column(path, "label", &LABEL_COLUMNS, columns.clone()))?;
+    let text_col = find_column(names(), &TEXT_COLUMNS)
+        .ok_or_else(|| missing_column(path, "review text", &TEXT_COLUMNS, columns.clone()))?;
+    let label_col = find_column(names(), &LABEL_COLUMNS)
+        .ok_or_else(|| missing_column(path, "label", &LABEL_COLUMNS, columns.clone()))?;
     let rows = reader.get_row_iter(None).map_err(|e| fail("rows".into(), e.to_string()))?;
     let mut reviews = Vec::new();
     for (i, row) in rows.enumerate() {
@@ -155,7 +171,10 @@ pub fn read_parquet(path: &Path) -> Result<Vec<Review>> {
             if *name == text_col {
                 text = match field {
                     Field::Str(s) => Some(s.clone()),
-                    Field::Bytes(b) => Some(String::from_utf8(b.data().to_vec()).map_err(|e| fail(entry(), format!("`{name}` is not valid UTF-8 ({e})")))?),
+                    Field::Bytes(b) => Some(
+                        String::from_utf8(b.data().to_vec())
+                            .map_err(|e| fail(entry(), format!("`{name}` is not valid UTF-8 ({e})")))?,
+                    ),
                     other => return Err(fail(entry(), format!("`{name}` is {other:?}, expected a string"))),
                 };
             } else if *name == label_col {

@@ -11,10 +11,8 @@ use crate::formats::{Format, read_file};
 use crate::review::{Review, Splits};
 
 /// The Hub's parquet export of `stanfordnlp/imdb` (the `plain_text` configuration).
-pub const HUB_SPLIT_FILES: [(&str, &str); 2] = [
-    ("train", "plain_text/train-00000-of-00001.parquet"),
-    ("test", "plain_text/test-00000-of-00001.parquet"),
-];
+pub const HUB_SPLIT_FILES: [(&str, &str); 2] =
+    [("train", "plain_text/train-00000-of-00001.parquet"), ("test", "plain_text/test-00000-of-00001.parquet")];
 
 const SPLIT_EXTENSIONS: [&str; 5] = ["jsonl", "jsonl.gz", "csv", "csv.gz", "parquet"];
 
@@ -66,7 +64,8 @@ impl Source {
         if acl::is_tree(&dir.join("aclImdb")) {
             return Ok(Self::AclTree(dir.join("aclImdb")));
         }
-        let find = |split: &str| SPLIT_EXTENSIONS.iter().map(|ext| dir.join(format!("{split}.{ext}"))).find(|p| p.is_file());
+        let find =
+            |split: &str| SPLIT_EXTENSIONS.iter().map(|ext| dir.join(format!("{split}.{ext}"))).find(|p| p.is_file());
         match (find("train"), find("test")) {
             (Some(train), Some(test)) => Ok(Self::SplitFiles { train, test }),
             (Some(_), None) => Err(DataError::Missing { path: dir.join("test.jsonl"), what: "the test split (test.jsonl, .csv, .jsonl.gz, ...)".into() }),
@@ -83,13 +82,17 @@ impl Source {
         let splits = match self {
             Self::AclTree(dir) => acl::read_tree(dir)?,
             Self::AclTarball(path) => acl::read_tarball(path)?,
-            Self::SplitFiles { train, test } => Splits::TrainTest { train: read_split(train, "train")?, test: read_split(test, "test")? },
+            Self::SplitFiles { train, test } => {
+                Splits::TrainTest { train: read_split(train, "train")?, test: read_split(test, "test")? }
+            }
             Self::SingleFile(path) => Splits::Unsplit(read_split(path, "all")?),
             Self::Hub(dataset) => {
                 let repo = Repo::new(dataset.clone(), RepoType::Dataset);
                 let mut files = Vec::new();
                 for (split, file) in HUB_SPLIT_FILES {
-                    let path = hub.fetch(&repo, file).map_err(|message| DataError::Hub { dataset: dataset.clone(), message })?;
+                    let path = hub
+                        .fetch(&repo, file)
+                        .map_err(|message| DataError::Hub { dataset: dataset.clone(), message })?;
                     files.push(read_split(&path, split)?);
                 }
                 let test = files.pop().unwrap_or_default();

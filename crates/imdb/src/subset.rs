@@ -69,7 +69,12 @@ fn dedup(reviews: Vec<Review>) -> (Vec<Review>, usize) {
 fn take(pool: &[Review], n: usize, balanced: bool, split: &str) -> Result<Vec<Review>> {
     if !balanced {
         if n > pool.len() {
-            return Err(DataError::TooLarge { split: split.into(), what: "reviews".into(), requested: n, available: pool.len() });
+            return Err(DataError::TooLarge {
+                split: split.into(),
+                what: "reviews".into(),
+                requested: n,
+                available: pool.len(),
+            });
         }
         return Ok(pool[..n].to_vec());
     }
@@ -87,7 +92,12 @@ fn take(pool: &[Review], n: usize, balanced: bool, split: &str) -> Result<Vec<Re
     for (label, got, want) in [(NEGATIVE, neg, want_neg), (POSITIVE, pos, want_pos)] {
         if got < want {
             let name = if label == NEGATIVE { "negative" } else { "positive" };
-            return Err(DataError::TooLarge { split: split.into(), what: format!("{name} reviews"), requested: want, available: got });
+            return Err(DataError::TooLarge {
+                split: split.into(),
+                what: format!("{name} reviews"),
+                requested: want,
+                available: got,
+            });
         }
     }
     Ok(taken)
@@ -165,7 +175,9 @@ mod tests {
         test.rotate_left(17);
         let shuffled = draw(Splits::TrainTest { train, test }, &config).unwrap();
         assert_eq!(forward, shuffled);
-        let other_seed = draw(Splits::TrainTest { train: reviews(100), test: reviews(50) }, &SubsetConfig { seed: 7, ..config }).unwrap();
+        let other_seed =
+            draw(Splits::TrainTest { train: reviews(100), test: reviews(50) }, &SubsetConfig { seed: 7, ..config })
+                .unwrap();
         assert_ne!(forward.train, other_seed.train);
     }
 
@@ -203,9 +215,11 @@ mod tests {
     fn dedup_and_overlap_are_counted() {
         let mut train = reviews(20);
         train.push(train[0].clone());
-        let mut test: Vec<Review> = (0..20).map(|i| Review { text: format!("test {i}"), label: (i % 2) as u8 }).collect();
+        let mut test: Vec<Review> =
+            (0..20).map(|i| Review { text: format!("test {i}"), label: (i % 2) as u8 }).collect();
         test.push(train[3].clone());
-        let config = SubsetConfig { train_size: 4, eval_size: 4, dedup: true, drop_test_overlap: true, ..Default::default() };
+        let config =
+            SubsetConfig { train_size: 4, eval_size: 4, dedup: true, drop_test_overlap: true, ..Default::default() };
         let s = draw(Splits::TrainTest { train, test }, &config).unwrap();
         assert_eq!((s.duplicates_dropped, s.overlap_dropped), (1, 1));
     }

@@ -14,7 +14,8 @@ type B = Flex;
 fn batches_carry_no_padding_beyond_their_longest_review() {
     let Some(assets) = bert::assets::require_shared_assets("batching") else { return };
     let tokenizer = bert::BertTokenizer::from_file(assets.join("bert-base-uncased/tokenizer.json"), 512).unwrap();
-    let splits = Source::detect(assets.join("imdb").to_str().unwrap()).unwrap().load(&bert::HubOptions::from_env()).unwrap();
+    let splits =
+        Source::detect(assets.join("imdb").to_str().unwrap()).unwrap().load(&bert::HubOptions::from_env()).unwrap();
     let subsets = draw(splits, &SubsetConfig { train_size: 200, eval_size: 10, ..Default::default() }).unwrap();
     let mut calls = 0;
     let items = tokenize(&subsets.train, &tokenizer, false, |_| calls += 1).unwrap();
@@ -24,7 +25,9 @@ fn batches_carry_no_padding_beyond_their_longest_review() {
     assert!(items.iter().any(|i| i.encoded.len() == 512), "some real review is truncated");
 
     let dataset = ReviewDataset::new(items.clone());
-    let loader = DataLoaderBuilder::<B, _, _>::new(ReviewBatcher { pad_id: tokenizer.pad_id() }).batch_size(16).build(dataset.clone());
+    let loader = DataLoaderBuilder::<B, _, _>::new(ReviewBatcher { pad_id: tokenizer.pad_id() })
+        .batch_size(16)
+        .build(dataset.clone());
     let mut seen = 0;
     for (b, batch) in loader.iter().enumerate() {
         let [rows, seq] = batch.input.input_ids.dims();

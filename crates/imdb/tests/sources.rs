@@ -24,7 +24,10 @@ fn load(spec: &Path) -> imdb::Result<Splits> {
 fn split(name: &str, n: usize) -> Vec<Review> {
     // Texts with quotes, commas, newlines, non-ASCII and `<br />`, as real reviews have.
     (0..n)
-        .map(|i| Review { text: format!("{name} review {i}: \"great\", or not?<br /><br />Ça, 映画 — line\nbreak"), label: (i % 2) as u8 })
+        .map(|i| Review {
+            text: format!("{name} review {i}: \"great\", or not?<br /><br />Ça, 映画 — line\nbreak"),
+            label: (i % 2) as u8,
+        })
         .collect()
 }
 
@@ -65,7 +68,12 @@ fn write_parquet(path: &Path, reviews: &[Review]) {
     use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
-    let schema = Arc::new(parquet::schema::parser::parse_message_type("message schema { REQUIRED BYTE_ARRAY text (UTF8); REQUIRED INT64 label; }").unwrap());
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message schema { REQUIRED BYTE_ARRAY text (UTF8); REQUIRED INT64 label; }",
+        )
+        .unwrap(),
+    );
     let props = Arc::new(WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build());
     let mut writer = SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
     let mut group = writer.next_row_group().unwrap();
@@ -217,7 +225,8 @@ fn bad_input_is_one_clear_error_naming_file_and_line() {
     assert!(err.contains("x.jsonl:1:") && err.contains("text"), "{err}");
 
     let err = error_of(|d| {
-        std::fs::write(d.join("x.jsonl"), "{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"ok\", \"label\": 3}\n").unwrap();
+        std::fs::write(d.join("x.jsonl"), "{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"ok\", \"label\": 3}\n")
+            .unwrap();
         d.join("x.jsonl")
     });
     assert!(err.contains("x.jsonl:2:") && err.contains("label 3"), "{err}");
@@ -277,7 +286,8 @@ fn a_tar_entry_that_escapes_the_tree_is_refused() {
 #[test]
 fn a_subset_larger_than_its_split_is_refused() {
     let splits = Splits::TrainTest { train: split("train", 10), test: split("test", 10) };
-    let err = draw(splits, &SubsetConfig { train_size: 4, eval_size: 12, ..Default::default() }).unwrap_err().to_string();
+    let err =
+        draw(splits, &SubsetConfig { train_size: 4, eval_size: 12, ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("test") && err.contains('6') && err.contains('5'), "{err}");
 }
 
@@ -291,7 +301,11 @@ fn the_real_dataset_from_jsonl_and_from_the_original_tarball() {
     assert_eq!(label_counts(train), [12_500, 12_500]);
     assert_eq!(label_counts(test), [12_500, 12_500]);
 
-    let tarball = std::fs::read_dir(imdb_dir.join("original")).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with(".tar.gz")).unwrap();
+    let tarball = std::fs::read_dir(imdb_dir.join("original"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
     let from_tar = load(&tarball).unwrap();
 
     let config = SubsetConfig::default();

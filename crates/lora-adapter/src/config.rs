@@ -158,7 +158,9 @@ impl LoraConfig {
             InitLoraWeights::Flag(_) => {}
             InitLoraWeights::Method(m) if m == "gaussian" => {}
             InitLoraWeights::Method(m) => {
-                return Err(format!("init_lora_weights = {m:?} is not supported; expected true, false or \"gaussian\""));
+                return Err(format!(
+                    "init_lora_weights = {m:?} is not supported; expected true, false or \"gaussian\""
+                ));
             }
         }
         if self.target_modules.is_none() {
@@ -194,17 +196,16 @@ impl LoraConfig {
             return false;
         }
         match &self.layers_to_transform {
-            Some(layers) if !layers.is_empty() => layer_index(name, self.layers_pattern.as_ref()).is_some_and(|i| layers.contains(i)),
+            Some(layers) if !layers.is_empty() => {
+                layer_index(name, self.layers_pattern.as_ref()).is_some_and(|i| layers.contains(i))
+            }
             _ => true,
         }
     }
 
     /// Whether `name` is one of `modules_to_save` (trained in full and saved with the adapter).
     pub fn saves_module(&self, name: &str) -> bool {
-        self.modules_to_save
-            .iter()
-            .flatten()
-            .any(|m| name == m || name.ends_with(&format!(".{m}")))
+        self.modules_to_save.iter().flatten().any(|m| name == m || name.ends_with(&format!(".{m}")))
     }
 
     /// Rank and scaling for `name`, with `rank_pattern` / `alpha_pattern` overrides.
@@ -270,15 +271,20 @@ mod tests {
         assert!(config.targets(V1, false));
         assert!(!config.targets(K0, false));
         // `ery` is not a dotted suffix of `query`.
-        let config = LoraConfig { target_modules: Some(TargetModules::Names(vec!["ery".into()])), ..Default::default() };
+        let config =
+            LoraConfig { target_modules: Some(TargetModules::Names(vec!["ery".into()])), ..Default::default() };
         assert!(!config.targets(Q0, false));
-        let config = LoraConfig { target_modules: Some(TargetModules::Names(vec!["self.query".into()])), ..Default::default() };
+        let config =
+            LoraConfig { target_modules: Some(TargetModules::Names(vec!["self.query".into()])), ..Default::default() };
         assert!(config.targets(Q0, false));
     }
 
     #[test]
     fn a_string_target_is_a_full_match_regex() {
-        let config = LoraConfig { target_modules: Some(TargetModules::Regex(r".*layer\.1\..*(query|value)".into())), ..Default::default() };
+        let config = LoraConfig {
+            target_modules: Some(TargetModules::Regex(r".*layer\.1\..*(query|value)".into())),
+            ..Default::default()
+        };
         assert!(config.targets(V1, false));
         assert!(!config.targets(Q0, false));
         let config = LoraConfig { target_modules: Some(TargetModules::Regex("query".into())), ..Default::default() };
@@ -301,7 +307,8 @@ mod tests {
 
     #[test]
     fn all_linear_leaves_out_the_output_layer() {
-        let config = LoraConfig { target_modules: Some(TargetModules::Regex("all-linear".into())), ..Default::default() };
+        let config =
+            LoraConfig { target_modules: Some(TargetModules::Regex("all-linear".into())), ..Default::default() };
         assert!(config.targets(K0, false));
         assert!(!config.targets("classifier", true));
     }

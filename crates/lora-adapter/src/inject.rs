@@ -24,7 +24,11 @@ pub struct Injected {
 /// generator, as PEFT draws them (see [`InitLoraWeights`]).
 ///
 /// The last linear the model lists is its output layer, which `"all-linear"` leaves out.
-pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(model: M, config: &LoraConfig, device: &B::Device) -> Result<(M, Injected)> {
+pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
+    model: M,
+    config: &LoraConfig,
+    device: &B::Device,
+) -> Result<(M, Injected)> {
     config.validate().map_err(|message| LoraError::Config { path: None, message })?;
     let mut model = model.no_grad();
     let mut injected = Injected::default();
@@ -58,18 +62,24 @@ fn unfreeze<B: Backend>(linear: &mut LoraLinear<B>) {
 }
 
 /// A fresh adapter for a linear of `[d_input, d_output]`, as PEFT's `reset_lora_parameters`.
-pub fn fresh_adapter<B: Backend>(dims: [usize; 2], name: &str, config: &LoraConfig, device: &B::Device) -> LoraAdapter<B> {
+pub fn fresh_adapter<B: Backend>(
+    dims: [usize; 2],
+    name: &str,
+    config: &LoraConfig,
+    device: &B::Device,
+) -> LoraAdapter<B> {
     let [d_input, d_output] = dims;
     let shape = config.shape_for(name);
     let r = shape.r;
     // torch's kaiming_uniform_(a = √5) on a `[out, in]` weight: bound = 1 / √fan_in.
     let kaiming = |fan_in: usize| Distribution::Uniform(-1.0 / (fan_in as f64).sqrt(), 1.0 / (fan_in as f64).sqrt());
     let (a, b) = match &config.init_lora_weights {
-        InitLoraWeights::Flag(true) => (Tensor::random([d_input, r], kaiming(d_input), device), Tensor::zeros([r, d_output], device)),
-        InitLoraWeights::Flag(false) => (
-            Tensor::random([d_input, r], kaiming(d_input), device),
-            Tensor::random([r, d_output], kaiming(r), device),
-        ),
+        InitLoraWeights::Flag(true) => {
+            (Tensor::random([d_input, r], kaiming(d_input), device), Tensor::zeros([r, d_output], device))
+        }
+        InitLoraWeights::Flag(false) => {
+            (Tensor::random([d_input, r], kaiming(d_input), device), Tensor::random([r, d_output], kaiming(r), device))
+        }
         InitLoraWeights::Method(_) => (
             Tensor::random([d_input, r], Distribution::Normal(0.0, 1.0 / r as f64), device),
             Tensor::zeros([r, d_output], device),
@@ -112,7 +122,12 @@ impl std::fmt::Display for ParameterCount {
     /// `trainable params: 296,450 || all params: 109,780,994 || trainable%: 0.2700`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let percent = 100.0 * self.trainable as f64 / self.all.max(1) as f64;
-        write!(f, "trainable params: {} || all params: {} || trainable%: {percent:.4}", thousands(self.trainable), thousands(self.all))
+        write!(
+            f,
+            "trainable params: {} || all params: {} || trainable%: {percent:.4}",
+            thousands(self.trainable),
+            thousands(self.all)
+        )
     }
 }
 
@@ -140,7 +155,12 @@ pub fn merge<B: Backend, M: AdaptableModel<B>>(mut model: M) -> Result<M> {
         if let Some(adapter) = &linear.adapter {
             let delta = adapter.lora_A.val().matmul(adapter.lora_B.val()) * adapter.scaling; // [in, out]
             let weight = linear.weight.val() + delta;
-            let finite = weight.clone().into_data().convert::<f32>().to_vec::<f32>().is_ok_and(|v| v.iter().all(|x| x.is_finite()));
+            let finite = weight
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .is_ok_and(|v| v.iter().all(|x| x.is_finite()));
             if finite {
                 merged.push((name.to_string(), weight));
             } else {

@@ -2,9 +2,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
-use burn::tensor::Tensor;
 
 /// A linear layer with an optional LoRA adapter beside it.
 ///

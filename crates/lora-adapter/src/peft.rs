@@ -35,7 +35,10 @@ pub struct SavedAdapter {
 }
 
 /// The adapter tensors of `model`, under PEFT's saved names.
-pub fn adapter_tensors<B: Backend, M: AdaptableModel<B>>(model: &mut M, config: &LoraConfig) -> BTreeMap<String, RawTensor> {
+pub fn adapter_tensors<B: Backend, M: AdaptableModel<B>>(
+    model: &mut M,
+    config: &LoraConfig,
+) -> BTreeMap<String, RawTensor> {
     let mut tensors = BTreeMap::new();
     model.visit_linears(&mut |name, linear| {
         if let Some(adapter) = &linear.adapter {
@@ -64,7 +67,11 @@ fn transposed<B: Backend>(t: Tensor<B, 2>) -> RawTensor {
 ///
 /// Each file is written to a temporary name beside it, synced, then renamed over the old one,
 /// weights first: an interrupted save leaves the previous adapter readable, never a torn file.
-pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(model: &mut M, config: &LoraConfig, dir: &Path) -> Result<SavedAdapter> {
+pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(
+    model: &mut M,
+    config: &LoraConfig,
+    dir: &Path,
+) -> Result<SavedAdapter> {
     let tensors = adapter_tensors(model, config);
     std::fs::create_dir_all(dir).map_err(|source| LoraError::Write { path: dir.to_path_buf(), source })?;
     // PEFT writes the config of a saved adapter in inference mode.
@@ -101,7 +108,10 @@ pub fn read_tensors(dir: &Path) -> Result<(PathBuf, BTreeMap<String, RawTensor>)
     } else {
         return Err(LoraError::Io {
             path: safetensors,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE} in the adapter directory")),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE} in the adapter directory"),
+            ),
         });
     };
     let tensors = raw.into_iter().map(|(k, t)| (normalise_key(&k), t)).collect();
@@ -118,7 +128,11 @@ fn normalise_key(key: &str) -> String {
 ///
 /// A config and weights that disagree (rank, shapes, a target the model lacks, a missing
 /// tensor, a tensor for no known module) are an error naming the tensor and both shapes.
-pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(model: M, dir: &Path, device: &B::Device) -> Result<(M, LoraConfig)> {
+pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(
+    model: M,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(M, LoraConfig)> {
     let config = read_config(dir)?.with_task_defaults();
     let (path, mut tensors) = read_tensors(dir)?;
     let (mut model, _) = inject(model, &config, device)?;
@@ -143,14 +157,26 @@ pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(model: M, dir:
         let result = (|| -> Result<()> {
             if let Some(adapter) = linear.adapter.as_mut() {
                 let r = adapter.rank();
-                adapter.lora_A = Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.lora_A.weight"), &[r, d_in])?));
-                adapter.lora_B = Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.lora_B.weight"), &[d_out, r])?));
+                adapter.lora_A = Param::from_tensor(matrix(take(
+                    &mut tensors,
+                    &path,
+                    &format!("{name}.lora_A.weight"),
+                    &[r, d_in],
+                )?));
+                adapter.lora_B = Param::from_tensor(matrix(take(
+                    &mut tensors,
+                    &path,
+                    &format!("{name}.lora_B.weight"),
+                    &[d_out, r],
+                )?));
             }
             if config.saves_module(name) {
-                linear.weight = Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.weight"), &[d_out, d_in])?));
+                linear.weight =
+                    Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.weight"), &[d_out, d_in])?));
                 if linear.bias.is_some() {
                     let raw = take(&mut tensors, &path, &format!("{name}.bias"), &[d_out])?;
-                    linear.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(raw.data, [d_out]), device)));
+                    linear.bias =
+                        Some(Param::from_tensor(Tensor::from_data(TensorData::new(raw.data, [d_out]), device)));
                 }
             }
             Ok(())
@@ -176,7 +202,12 @@ fn take(tensors: &mut BTreeMap<String, RawTensor>, path: &Path, key: &str, expec
         expected: expected.to_vec(),
     })?;
     if raw.shape != expected {
-        return Err(LoraError::ShapeMismatch { key: key.to_string(), path: path.to_path_buf(), expected: expected.to_vec(), found: raw.shape });
+        return Err(LoraError::ShapeMismatch {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+            expected: expected.to_vec(),
+            found: raw.shape,
+        });
     }
     Ok(raw)
 }

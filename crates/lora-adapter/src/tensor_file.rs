@@ -55,9 +55,14 @@ pub fn read_safetensors(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTre
             Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => d.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => d.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::F64 => d.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32).collect(),
+            Dtype::F64 => d
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                .collect(),
             _ if skip(&name) => continue,
-            other => return Err(format(format!("tensor `{name}` has dtype {other:?}; expected F32, F16, BF16 or F64"))),
+            other => {
+                return Err(format(format!("tensor `{name}` has dtype {other:?}; expected F32, F16, BF16 or F64")));
+            }
         };
         tensors.insert(name, RawTensor { shape: view.shape().to_vec(), data });
     }
@@ -72,7 +77,8 @@ pub fn read_pytorch(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap
         return Err(TensorFileError::Read { path: path.to_path_buf(), source });
     }
     let format = |message: String| TensorFileError::Format { path: path.to_path_buf(), message };
-    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| format(format!("not a readable PyTorch file ({e})")))?;
+    let reader = burn_store::pytorch::PytorchReader::new(path)
+        .map_err(|e| format(format!("not a readable PyTorch file ({e})")))?;
     let mut tensors = BTreeMap::new();
     for (name, snapshot) in reader.into_tensors() {
         if skip(&name) {
@@ -96,13 +102,15 @@ pub fn read_pytorch(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap
 /// Writes `tensors` as an f32 safetensors file with `metadata`, atomically; returns its size.
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, RawTensor>, metadata: &[(&str, &str)]) -> Result<u64> {
     let fail = |e: String| TensorFileError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
-    let bytes: Vec<(&String, Vec<u8>, &Vec<usize>)> = tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), &t.shape)).collect();
+    let bytes: Vec<(&String, Vec<u8>, &Vec<usize>)> =
+        tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), &t.shape)).collect();
     let views = bytes
         .iter()
         .map(|(k, b, shape)| TensorView::new(Dtype::F32, shape.to_vec(), b).map(|v| (k.to_string(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| fail(e.to_string()))?;
-    let metadata: Option<HashMap<String, String>> = (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let metadata: Option<HashMap<String, String>> =
+        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     let serialized = safetensors::serialize(views, metadata).map_err(|e| fail(e.to_string()))?;
     write_atomic(path, &serialized)?;
     Ok(serialized.len() as u64)

@@ -7,7 +7,9 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use lora_adapter::peft::{load_adapter, read_config, save_adapter};
-use lora_adapter::{AdaptableModel, InitLoraWeights, LoraConfig, LoraError, LoraLinear, ParameterCount, TargetModules, inject, merge};
+use lora_adapter::{
+    AdaptableModel, InitLoraWeights, LoraConfig, LoraError, LoraLinear, ParameterCount, TargetModules, inject, merge,
+};
 
 type B = Flex;
 type AD = Autodiff<Flex>;
@@ -76,7 +78,10 @@ fn merged_equals_unmerged() {
     let (model, _) = inject(Mlp::<B>::new(&device), &lora, &device).unwrap();
     let x = input::<B>(&device);
     let unmerged = model.forward(x.clone());
-    let base = Mlp { up: LoraLinear::new(model.up.weight.clone(), model.up.bias.clone()), down: LoraLinear::new(model.down.weight.clone(), model.down.bias.clone()) };
+    let base = Mlp {
+        up: LoraLinear::new(model.up.weight.clone(), model.up.bias.clone()),
+        down: LoraLinear::new(model.down.weight.clone(), model.down.bias.clone()),
+    };
     let base_out = base.forward(x.clone());
     assert!((unmerged.clone() - base_out).abs().max().into_scalar() > 1e-3, "the adapter must matter");
     let merged = merge(model).unwrap();
@@ -132,7 +137,11 @@ fn modules_to_save_train_in_full_and_count_as_peft_counts() {
 fn save_then_load_is_bit_exact() {
     let device = Default::default();
     B::seed(&device, 4);
-    let lora = LoraConfig { init_lora_weights: InitLoraWeights::Flag(false), modules_to_save: Some(vec!["down".into()]), ..config(&["up"]) };
+    let lora = LoraConfig {
+        init_lora_weights: InitLoraWeights::Flag(false),
+        modules_to_save: Some(vec!["down".into()]),
+        ..config(&["up"])
+    };
     let base = Mlp::<B>::new(&device);
     let (mut trained, _) = inject(base.clone(), &lora, &device).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +173,11 @@ fn a_failed_save_keeps_the_previous_adapter() {
     std::fs::create_dir(dir.path().join("adapter_config.json/block")).unwrap();
     assert!(save_adapter(&mut model, &lora, dir.path()).is_err());
     assert_eq!(std::fs::read(dir.path().join("adapter_model.safetensors")).unwrap(), before);
-    let temps: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let temps: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(temps.is_empty(), "temporary files removed");
 }
 
@@ -192,7 +205,10 @@ fn loading_checks_rank_and_names_against_the_config() {
     assert!(err.contains("net.up.lora_A.weight") && err.contains("[2, 6]") && err.contains("[4, 6]"), "{err}");
 
     // The config targets `down` too, which the file has no tensors for.
-    let text = std::fs::read_to_string(&config_path).unwrap().replace("\"r\": 2", "\"r\": 4").replace("\"up\"", "\"up\", \"down\"");
+    let text = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace("\"r\": 2", "\"r\": 4")
+        .replace("\"up\"", "\"up\", \"down\"");
     std::fs::write(&config_path, text).unwrap();
     let err = load_adapter(Mlp::<B>::new(&device), dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("net.down.lora_A.weight") && err.contains("missing"), "{err}");

@@ -69,8 +69,12 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
         .map(|i| {
             // Ordinary word ids: past the special tokens at the start of BERT vocabularies.
             let first = vocab.min(1000) / 2;
-            let ids: Vec<u32> = (0..options.seq_len).map(|j| (first + (i * 7919 + j * 104_729) % (vocab - first)) as u32).collect();
-            TokenizedReview { encoded: bert::Encoded { token_type_ids: vec![0; ids.len()], input_ids: ids }, label: (i % 2) as u8 }
+            let ids: Vec<u32> =
+                (0..options.seq_len).map(|j| (first + (i * 7919 + j * 104_729) % (vocab - first)) as u32).collect();
+            TokenizedReview {
+                encoded: bert::Encoded { token_type_ids: vec![0; ids.len()], input_ids: ids },
+                label: (i % 2) as u8,
+            }
         })
         .collect()
 }
@@ -88,7 +92,12 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let run_config = RunConfig::default();
     let lora = run_config.lora.to_peft("random");
     let (model, _) = lora_adapter::inject(model, &lora, device)?;
-    anyhow::ensure!(config.vocab_size > 2, "{}: vocab_size {} is too small to bench", options.model_config.display(), config.vocab_size);
+    anyhow::ensure!(
+        config.vocab_size > 2,
+        "{}: vocab_size {} is too small to bench",
+        options.model_config.display(),
+        config.vocab_size
+    );
     let items = batch(options, config.vocab_size);
     let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, 0, device.clone());
 
@@ -117,11 +126,21 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
 
 /// The rows as a fixed-width table.
 pub fn table(rows: &[BenchRow]) -> String {
-    let mut out = format!("{:<13} {:>6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9}\n", "row", "batch", "seq", "median s", "min s", "max s", "samples/s", "tokens/s", "peak MiB");
+    let mut out = format!(
+        "{:<13} {:>6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9}\n",
+        "row", "batch", "seq", "median s", "min s", "max s", "samples/s", "tokens/s", "peak MiB"
+    );
     for r in rows {
         out += &format!(
             "{:<13} {:>6} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>11.0} {:>9}\n",
-            r.row, r.batch_size, r.seq_len, r.median_seconds, r.min_seconds, r.max_seconds, r.samples_per_second, r.tokens_per_second,
+            r.row,
+            r.batch_size,
+            r.seq_len,
+            r.median_seconds,
+            r.min_seconds,
+            r.max_seconds,
+            r.samples_per_second,
+            r.tokens_per_second,
             r.peak_rss_bytes.map_or("-".into(), |b| (b / (1 << 20)).to_string())
         );
     }

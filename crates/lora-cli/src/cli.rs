@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "lora", version, about = "LoRA fine-tuning of BERT encoders, with adapters in Hugging Face PEFT's format")]
+#[command(
+    name = "lora",
+    version,
+    about = "LoRA fine-tuning of BERT encoders, with adapters in Hugging Face PEFT's format"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -161,4 +165,3 @@ pub struct MergeArgs {
     #[command(flatten)]
     pub device: DeviceArg,
 }
-

@@ -8,10 +8,10 @@ use bert::device::{DeviceSpec, check_available};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::cli::{BenchArgs, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 use crate::config::RunConfig;
 use crate::eval::{argmax, evaluate, logits, probabilities};
 use crate::train::{Output, TrainOptions, load_for_inference};
-use crate::cli::{BenchArgs, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 
 /// Work that runs on whichever backend the device names.
 trait Job {
@@ -25,7 +25,9 @@ fn dispatch(device: &str, job: impl Job) -> Result<()> {
     match spec {
         DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(&Default::default(), &name),
         #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(n) => job.run::<Autodiff<burn::backend::Cuda>>(&burn::backend::cuda::CudaDevice::new(n), &name),
+        DeviceSpec::Cuda(n) => {
+            job.run::<Autodiff<burn::backend::Cuda>>(&burn::backend::cuda::CudaDevice::new(n), &name)
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => bail!("this binary was built without the `cuda` feature"),
     }
@@ -46,7 +48,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
         bail!("--config FILE is required (see configs/)");
     }
     let config = RunConfig::load(args.config.as_deref(), &overrides)?;
-    let output = if args.quiet { Output::Quiet } else if args.json { Output::Json } else { Output::Bars };
+    let output = if args.quiet {
+        Output::Quiet
+    } else if args.json {
+        Output::Json
+    } else {
+        Output::Bars
+    };
     struct TrainJob(RunConfig, TrainOptions);
     impl Job for TrainJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
@@ -69,16 +77,23 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             let a = self.0;
             let (model, tokenizer) = load_for_inference::<B::InnerBackend>(&a.model, &a.adapter, a.max_length, device)?;
             let splits = imdb::Source::detect(&a.data)?.load(&bert::HubOptions::from_env())?;
-            let subset = imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
+            let subset =
+                imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
             let reviews = imdb::draw(splits, &subset)?.eval;
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
             let metrics = evaluate(&model, &items, a.batch_size, tokenizer.pad_id(), device);
             let [[tn, fp], [fn_, tp]] = metrics.confusion_matrix;
-            eprintln!("accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})", metrics.eval_accuracy, metrics.eval_loss, metrics.eval_f1, metrics.eval_samples);
-            eprintln!("confusion matrix (rows: true neg/pos, columns: predicted neg/pos)\n  {tn:>5} {fp:>5}\n  {fn_:>5} {tp:>5}");
+            eprintln!(
+                "accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})",
+                metrics.eval_accuracy, metrics.eval_loss, metrics.eval_f1, metrics.eval_samples
+            );
+            eprintln!(
+                "confusion matrix (rows: true neg/pos, columns: predicted neg/pos)\n  {tn:>5} {fp:>5}\n  {fn_:>5} {tp:>5}"
+            );
             let json = serde_json::to_string_pretty(&metrics)?;
             println!("{json}");
-            let path = a.output.unwrap_or_else(|| a.adapter.parent().unwrap_or(Path::new(".")).join("eval_results.json"));
+            let path =
+                a.output.unwrap_or_else(|| a.adapter.parent().unwrap_or(Path::new(".")).join("eval_results.json"));
             crate::report::write_atomic(&path, &json)?;
             Ok(())
         }
@@ -97,8 +112,12 @@ fn read_texts(path: &Path) -> Result<Vec<String>> {
             continue;
         }
         if line.trim_start().starts_with('{') {
-            let value: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
-            let text = value.get("text").and_then(|t| t.as_str()).with_context(|| format!("{}:{}: no string `text` field", path.display(), i + 1))?;
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+            let text = value
+                .get("text")
+                .and_then(|t| t.as_str())
+                .with_context(|| format!("{}:{}: no string `text` field", path.display(), i + 1))?;
             texts.push(text.to_string());
         } else {
             texts.push(line);
@@ -124,7 +143,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
             let all = logits(&model, &items, a.batch_size, tokenizer.pad_id(), device);
             let mut out: Box<dyn Write> = match &a.output {
-                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?)),
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+                )),
                 None => Box::new(std::io::stdout().lock()),
             };
             for row in &all {
@@ -152,10 +173,16 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             bert::save::save_pretrained(&merged, &config, &a.output)?;
             for file in &pretrained.files.tokenizer_files {
                 if let Some(name) = file.file_name() {
-                    std::fs::copy(file, a.output.join(name)).with_context(|| format!("cannot copy {}", file.display()))?;
+                    std::fs::copy(file, a.output.join(name))
+                        .with_context(|| format!("cannot copy {}", file.display()))?;
                 }
             }
-            eprintln!("merged {} ({} target modules) into {}", a.adapter.display(), lora.target_modules.map(|t| format!("{t:?}")).unwrap_or_default(), a.output.display());
+            eprintln!(
+                "merged {} ({} target modules) into {}",
+                a.adapter.display(),
+                lora.target_modules.map(|t| format!("{t:?}")).unwrap_or_default(),
+                a.output.display()
+            );
             Ok(())
         }
     }
@@ -173,7 +200,12 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
     let subsets = imdb::draw(splits, &config.data.subset())?;
     imdb::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
     imdb::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
-    eprintln!("wrote {} training and {} evaluation reviews to {}", subsets.train.len(), subsets.eval.len(), args.output.display());
+    eprintln!(
+        "wrote {} training and {} evaluation reviews to {}",
+        subsets.train.len(),
+        subsets.eval.len(),
+        args.output.display()
+    );
     Ok(())
 }
 

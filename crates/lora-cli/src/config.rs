@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use lora_adapter::config::{InitLoraWeights, Layers, TargetModules};
 use lora_adapter::LoraConfig;
+use lora_adapter::config::{InitLoraWeights, Layers, TargetModules};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,7 +22,13 @@ pub struct ModelSection {
 
 impl Default for ModelSection {
     fn default() -> Self {
-        Self { name_or_path: "bert-base-uncased".into(), num_labels: 2, hidden_dropout_prob: None, attention_probs_dropout_prob: None, classifier_dropout: None }
+        Self {
+            name_or_path: "bert-base-uncased".into(),
+            num_labels: 2,
+            hidden_dropout_prob: None,
+            attention_probs_dropout_prob: None,
+            classifier_dropout: None,
+        }
     }
 }
 
@@ -193,7 +199,8 @@ impl RunConfig {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
         let mut table = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
                 text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
             }
             None => toml::Table::new(),
@@ -229,7 +236,10 @@ impl RunConfig {
             bail!("training.learning_rate must be a positive number, got {}", t.learning_rate);
         }
         if !["linear", "constant"].contains(&t.lr_scheduler_type.as_str()) {
-            bail!("training.lr_scheduler_type {:?} is not supported; expected \"linear\" or \"constant\"", t.lr_scheduler_type);
+            bail!(
+                "training.lr_scheduler_type {:?} is not supported; expected \"linear\" or \"constant\"",
+                t.lr_scheduler_type
+            );
         }
         if t.eval_strategy != "epoch" {
             bail!("training.eval_strategy {:?} is not supported; expected \"epoch\"", t.eval_strategy);
@@ -256,7 +266,10 @@ impl RunConfig {
 /// or as a string if it is not TOML.
 fn set(table: &mut toml::Table, item: &str) -> Result<()> {
     let (key, value) = item.split_once('=').with_context(|| format!("--set {item:?}: expected section.key=value"))?;
-    let (section, field) = key.trim().split_once('.').with_context(|| format!("--set {item:?}: expected section.key=value, e.g. training.learning_rate=1e-4"))?;
+    let (section, field) = key
+        .trim()
+        .split_once('.')
+        .with_context(|| format!("--set {item:?}: expected section.key=value, e.g. training.learning_rate=1e-4"))?;
     if !SECTIONS.contains(&section) {
         bail!("--set {item:?}: unknown section {section:?}; expected one of {}", SECTIONS.join(", "));
     }
@@ -278,7 +291,15 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_unknown_keys_list_the_valid_ones() {
-        let config = RunConfig::load(None, &["training.learning_rate=1e-4".into(), "lora.target_modules=[\"query\"]".into(), "data.source=some/dir".into()]).unwrap();
+        let config = RunConfig::load(
+            None,
+            &[
+                "training.learning_rate=1e-4".into(),
+                "lora.target_modules=[\"query\"]".into(),
+                "data.source=some/dir".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(config.training.learning_rate, 1e-4);
         assert_eq!(config.lora.target_modules, TargetModules::Names(vec!["query".into()]));
         assert_eq!(config.data.source, "some/dir");

@@ -36,7 +36,13 @@ pub fn length_sorted_batches(items: &[TokenizedReview], batch_size: usize) -> Ve
 }
 
 /// Logits `[n, labels]` in input order, computed in length-sorted batches.
-pub fn logits<B: Backend>(model: &BertForSequenceClassification<B>, items: &[TokenizedReview], batch_size: usize, pad_id: u32, device: &B::Device) -> Vec<Vec<f32>> {
+pub fn logits<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    items: &[TokenizedReview],
+    batch_size: usize,
+    pad_id: u32,
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
     let batcher = ReviewBatcher { pad_id };
     let mut out = vec![Vec::new(); items.len()];
     for batch in length_sorted_batches(items, batch_size) {
@@ -51,7 +57,13 @@ pub fn logits<B: Backend>(model: &BertForSequenceClassification<B>, items: &[Tok
     out
 }
 
-pub fn evaluate<B: Backend>(model: &BertForSequenceClassification<B>, items: &[TokenizedReview], batch_size: usize, pad_id: u32, device: &B::Device) -> EvalMetrics {
+pub fn evaluate<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    items: &[TokenizedReview],
+    batch_size: usize,
+    pad_id: u32,
+    device: &B::Device,
+) -> EvalMetrics {
     let all = logits(model, items, batch_size, pad_id, device);
     metrics(&all, &items.iter().map(|i| i.label).collect::<Vec<_>>())
 }
@@ -105,7 +117,12 @@ mod tests {
         assert_eq!(m.confusion_matrix, [[1, 1], [1, 1]]);
         assert_eq!(m.eval_accuracy, 0.5);
         assert_eq!(m.eval_f1, 0.5);
-        let expected = [(1.0f64 + (-2.0f64).exp()).ln(), (1.0f64 + (-1.0f64).exp()).ln(), (1.0f64 + 3f64.exp()).ln(), (1.0f64 + 1f64.exp()).ln()];
+        let expected = [
+            (1.0f64 + (-2.0f64).exp()).ln(),
+            (1.0f64 + (-1.0f64).exp()).ln(),
+            (1.0f64 + 3f64.exp()).ln(),
+            (1.0f64 + 1f64.exp()).ln(),
+        ];
         assert!((m.eval_loss - expected.iter().sum::<f64>() / 4.0).abs() < 1e-9);
     }
 }

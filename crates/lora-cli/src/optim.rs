@@ -58,7 +58,11 @@ enum Slot<'a, B: AutodiffBackend> {
 }
 
 /// Calls `f` with every trainable tensor: adapter matrices, and the linears `config` saves in full.
-fn for_each_trainable<B: AutodiffBackend, M: AdaptableModel<B>>(model: &mut M, lora: &LoraConfig, f: &mut dyn FnMut(String, Slot<'_, B>)) {
+fn for_each_trainable<B: AutodiffBackend, M: AdaptableModel<B>>(
+    model: &mut M,
+    lora: &LoraConfig,
+    f: &mut dyn FnMut(String, Slot<'_, B>),
+) {
     model.visit_linears(&mut |name, linear| {
         if let Some(adapter) = linear.adapter.as_mut() {
             f(format!("{name}.lora_A.weight"), Slot::Matrix(&mut adapter.lora_A));
@@ -95,10 +99,15 @@ impl<IB: Backend> AdamW<IB> {
                 flat.insert(name, g);
             }
         });
-        let squares: Vec<f64> = flat.values().map(|g| g.clone().powf_scalar(2.0).sum().into_scalar().elem::<f64>()).collect();
+        let squares: Vec<f64> =
+            flat.values().map(|g| g.clone().powf_scalar(2.0).sum().into_scalar().elem::<f64>()).collect();
         let grad_norm = squares.iter().sum::<f64>().sqrt();
         // torch.nn.utils.clip_grad_norm_: coefficient clamped at 1.
-        let coef = if self.config.max_grad_norm > 0.0 { (self.config.max_grad_norm / (grad_norm + 1e-6)).min(1.0) } else { 1.0 };
+        let coef = if self.config.max_grad_norm > 0.0 {
+            (self.config.max_grad_norm / (grad_norm + 1e-6)).min(1.0)
+        } else {
+            1.0
+        };
 
         self.step += 1;
         let t = self.step as i32;
@@ -115,7 +124,8 @@ impl<IB: Backend> AdamW<IB> {
             let decay = if decays(&name) { c.weight_decay } else { 0.0 };
             let update = |p: Tensor<IB, 1>, state: &mut BTreeMap<String, Moments<IB>>| {
                 let p = if decay > 0.0 { p * (1.0 - lr * decay) } else { p };
-                let moments = state.entry(name.clone()).or_insert_with(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
+                let moments =
+                    state.entry(name.clone()).or_insert_with(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
                 moments.m = moments.m.clone() * c.beta1 + g.clone() * (1.0 - c.beta1);
                 moments.v = moments.v.clone() * c.beta2 + g.clone() * g.clone() * (1.0 - c.beta2);
                 let denom = moments.v.clone().sqrt() / bias_correction2_sqrt + c.epsilon;
@@ -140,20 +150,33 @@ impl<IB: Backend> AdamW<IB> {
     pub fn to_tensors(&self) -> BTreeMap<String, Vec<f32>> {
         let mut out = BTreeMap::new();
         for (name, m) in &self.state {
-            out.insert(format!("{name}.exp_avg"), m.m.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default());
-            out.insert(format!("{name}.exp_avg_sq"), m.v.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default());
+            out.insert(
+                format!("{name}.exp_avg"),
+                m.m.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default(),
+            );
+            out.insert(
+                format!("{name}.exp_avg_sq"),
+                m.v.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default(),
+            );
         }
         out
     }
 
     /// Restores what [`to_tensors`](Self::to_tensors) wrote.
-    pub fn restore(&mut self, step: u64, tensors: BTreeMap<String, Vec<f32>>, device: &IB::Device) -> Result<(), String> {
+    pub fn restore(
+        &mut self,
+        step: u64,
+        tensors: BTreeMap<String, Vec<f32>>,
+        device: &IB::Device,
+    ) -> Result<(), String> {
         self.step = step;
         self.state.clear();
         let tensor = |v: &Vec<f32>| Tensor::<IB, 1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
         for (key, m) in &tensors {
             if let Some(name) = key.strip_suffix(".exp_avg") {
-                let v = tensors.get(&format!("{name}.exp_avg_sq")).ok_or_else(|| format!("optimizer state has `{key}` but no `{name}.exp_avg_sq`"))?;
+                let v = tensors
+                    .get(&format!("{name}.exp_avg_sq"))
+                    .ok_or_else(|| format!("optimizer state has `{key}` but no `{name}.exp_avg_sq`"))?;
                 self.state.insert(name.to_string(), Moments { m: tensor(m), v: tensor(v) });
             }
         }

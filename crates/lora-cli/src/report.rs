@@ -22,7 +22,11 @@ pub struct EpochRecord {
 
 /// Appends one JSON object as a line.
 pub fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(file, "{value}").with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -51,7 +55,8 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
     let y_acc = |v: f64| H - PAD - v * (H - 2.0 * PAD);
     let line = |points: Vec<(f64, f64)>, color: &str| {
         let d: Vec<String> = points.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
-        let dots: String = points.iter().map(|(a, b)| format!(r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#)).collect();
+        let dots: String =
+            points.iter().map(|(a, b)| format!(r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#)).collect();
         format!(r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>{dots}"#, d.join(" "))
     };
     let train = line(epochs.iter().map(|e| (x(e.epoch), y_loss(e.train_loss))).collect(), "#1f77b4");
@@ -59,7 +64,14 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
     let acc = line(epochs.iter().map(|e| (x(e.epoch), y_acc(e.eval.eval_accuracy))).collect(), "#2ca02c");
     let ticks: String = epochs
         .iter()
-        .map(|e| format!(r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#, x(e.epoch), H - PAD + 16.0, e.epoch))
+        .map(|e| {
+            format!(
+                r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+                x(e.epoch),
+                H - PAD + 16.0,
+                e.epoch
+            )
+        })
         .collect();
     let yticks: String = [0.0, 0.5, 1.0]
         .iter()

@@ -68,11 +68,19 @@ pub struct StepOutput {
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
-    pub fn new(model: BertForSequenceClassification<B>, lora: LoraConfig, config: RunConfig, steps_per_epoch: usize, pad_id: u32, device: B::Device) -> Self {
+    pub fn new(
+        model: BertForSequenceClassification<B>,
+        lora: LoraConfig,
+        config: RunConfig,
+        steps_per_epoch: usize,
+        pad_id: u32,
+        device: B::Device,
+    ) -> Self {
         let t = &config.training;
         let total_steps = steps_per_epoch * t.num_train_epochs;
         // Trainer: warmup_steps wins over warmup_ratio when set.
-        let warmup_steps = if t.warmup_steps > 0 { t.warmup_steps } else { (t.warmup_ratio * total_steps as f64).ceil() as usize };
+        let warmup_steps =
+            if t.warmup_steps > 0 { t.warmup_steps } else { (t.warmup_ratio * total_steps as f64).ceil() as usize };
         let optim = AdamW::new(AdamWConfig {
             weight_decay: t.weight_decay,
             beta1: t.adam_beta1,
@@ -86,7 +94,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// One optimizer step on one batch. A non-finite loss is an error and changes nothing.
     pub fn step(&mut self, items: Vec<TokenizedReview>) -> Result<StepOutput> {
         let t = &self.config.training;
-        let lr = learning_rate(t.learning_rate, self.optim.step as usize, self.total_steps, self.warmup_steps, &t.lr_scheduler_type);
+        let lr = learning_rate(
+            t.learning_rate,
+            self.optim.step as usize,
+            self.total_steps,
+            self.warmup_steps,
+            &t.lr_scheduler_type,
+        );
         // Dropout draws from a generator seeded per step, so a resumed run draws what the
         // uninterrupted one drew.
         B::seed(&self.device, step_seed(t.seed, self.optim.step));
@@ -95,7 +109,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         let loss = cross_entropy(self.model.forward(batch.input), batch.labels);
         let loss_value = loss.clone().into_scalar().elem::<f64>();
         if !loss_value.is_finite() {
-            bail!("the training loss became {loss_value} at step {}; stopping (the last checkpoint is kept)", self.optim.step + 1);
+            bail!(
+                "the training loss became {loss_value} at step {}; stopping (the last checkpoint is kept)",
+                self.optim.step + 1
+            );
         }
         let grads = loss.backward();
         let stats = self.optim.step::<B, _>(&mut self.model, &self.lora, &grads, lr);
@@ -134,7 +151,11 @@ const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Writes `DIR/checkpoints/NAME/` (adapter, optimizer, state) through a temporary directory.
-pub fn save_checkpoint<B: AutodiffBackend>(trainer: &mut Trainer<B>, state: &TrainerState, dir: &Path) -> Result<PathBuf> {
+pub fn save_checkpoint<B: AutodiffBackend>(
+    trainer: &mut Trainer<B>,
+    state: &TrainerState,
+    dir: &Path,
+) -> Result<PathBuf> {
     let parent = dir.parent().context("checkpoint directory has no parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let name = dir.file_name().context("checkpoint directory has no name")?.to_string_lossy().into_owned();
@@ -167,7 +188,8 @@ pub fn latest_checkpoint(output_dir: &Path) -> Result<Option<(PathBuf, TrainerSt
         if entry.file_name().to_string_lossy().starts_with('.') || !state_path.is_file() {
             continue;
         }
-        let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&state_path)?).with_context(|| format!("{} is not a trainer state", state_path.display()))?;
+        let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+            .with_context(|| format!("{} is not a trainer state", state_path.display()))?;
         if best.as_ref().is_none_or(|(_, b)| state.global_step > b.global_step) {
             best = Some((path, state));
         }
@@ -213,9 +235,12 @@ pub fn prepare_data(config: &RunConfig, tokenizer: BertTokenizer, output: Output
     let splits = source.load(&HubOptions::from_env())?;
     let subsets = imdb::draw(splits, &config.data.subset())?;
     let bar = spinner(output, (subsets.train.len() + subsets.eval.len()) as u64, "tokenize");
-    let train = imdb::tokenize(&subsets.train, &tokenizer, config.data.strip_html_breaks, |n| bar.set_position(n as u64))?;
+    let train =
+        imdb::tokenize(&subsets.train, &tokenizer, config.data.strip_html_breaks, |n| bar.set_position(n as u64))?;
     let done = train.len();
-    let eval = imdb::tokenize(&subsets.eval, &tokenizer, config.data.strip_html_breaks, |n| bar.set_position((done + n) as u64))?;
+    let eval = imdb::tokenize(&subsets.eval, &tokenizer, config.data.strip_html_breaks, |n| {
+        bar.set_position((done + n) as u64)
+    })?;
     bar.finish_and_clear();
     Ok(RunData { train: ReviewDataset::new(train), eval: ReviewDataset::new(eval), tokenizer })
 }
@@ -272,7 +297,8 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
         }
         // The run continues with the config it started with.
         let saved = out_dir.join("config.toml");
-        config = RunConfig::load(Some(&saved), &[]).with_context(|| format!("cannot read the run's config {}", saved.display()))?;
+        config = RunConfig::load(Some(&saved), &[])
+            .with_context(|| format!("cannot read the run's config {}", saved.display()))?;
         found
     } else {
         None
@@ -287,12 +313,25 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
         c.num_labels = Some(m.num_labels);
         c.id2label = None;
         c.label2id = None;
-        if let Some(p) = m.hidden_dropout_prob { c.hidden_dropout_prob = p; }
-        if let Some(p) = m.attention_probs_dropout_prob { c.attention_probs_dropout_prob = p; }
-        if let Some(p) = m.classifier_dropout { c.classifier_dropout = Some(p); }
+        if let Some(p) = m.hidden_dropout_prob {
+            c.hidden_dropout_prob = p;
+        }
+        if let Some(p) = m.attention_probs_dropout_prob {
+            c.attention_probs_dropout_prob = p;
+        }
+        if let Some(p) = m.classifier_dropout {
+            c.classifier_dropout = Some(p);
+        }
     })?;
     if !pretrained.report.initialized.is_empty() {
-        say(output, &format!("{} has no classifier: initialised {} as transformers does", m.name_or_path, pretrained.report.initialized.join(", ")));
+        say(
+            output,
+            &format!(
+                "{} has no classifier: initialised {} as transformers does",
+                m.name_or_path,
+                pretrained.report.initialized.join(", ")
+            ),
+        );
     }
     let tokenizer = pretrained.tokenizer(config.data.max_length)?;
     let lora = config.lora.to_peft(&m.name_or_path);
@@ -315,7 +354,10 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
 
     let mut state = TrainerState::default();
     if let Some((dir, saved)) = resume {
-        trainer.optim.restore(saved.global_step, read_optimizer(&dir.join(OPTIMIZER_FILE))?, device).map_err(anyhow::Error::msg)?;
+        trainer
+            .optim
+            .restore(saved.global_step, read_optimizer(&dir.join(OPTIMIZER_FILE))?, device)
+            .map_err(anyhow::Error::msg)?;
         state = saved;
         // metrics.jsonl is rebuilt from the checkpoint's history: no line from a lost step.
         let lines: Vec<String> = state.log_history.iter().map(|v| v.to_string()).collect();
@@ -327,7 +369,9 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
 
     let lengths = data.train.lengths();
     let t = config.training.clone();
-    let waste = imdb::PaddingStats::of(&lengths, &imdb::epoch_batches(&lengths, batch_size, t.seed, 0, t.group_by_length)).waste();
+    let waste =
+        imdb::PaddingStats::of(&lengths, &imdb::epoch_batches(&lengths, batch_size, t.seed, 0, t.group_by_length))
+            .waste();
     let log = |state: &mut TrainerState, value: serde_json::Value| -> Result<()> {
         if output == Output::Json {
             println!("{value}");
@@ -356,7 +400,12 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
             window_steps += 1;
             epoch_loss += step.loss;
             epoch_steps += 1;
-            bar.set_message(format!("loss {:.4} lr {:.2e} {:.1} samples/s", step.loss, step.learning_rate, indices.len() as f64 / seconds.max(1e-9)));
+            bar.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.1} samples/s",
+                step.loss,
+                step.learning_rate,
+                indices.len() as f64 / seconds.max(1e-9)
+            ));
             bar.inc(1);
             if (state.global_step as usize).is_multiple_of(t.logging_steps.max(1)) {
                 let value = serde_json::json!({
@@ -371,8 +420,16 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
             }
             if INTERRUPTED.load(Ordering::SeqCst) {
                 bar.abandon();
-                let dir = save_checkpoint(&mut trainer, &state, &out_dir.join("checkpoints").join(format!("step-{}", state.global_step)))?;
-                bail!("interrupted: wrote {}; continue with `lora train --resume --config {}`", dir.display(), out_dir.join("config.toml").display());
+                let dir = save_checkpoint(
+                    &mut trainer,
+                    &state,
+                    &out_dir.join("checkpoints").join(format!("step-{}", state.global_step)),
+                )?;
+                bail!(
+                    "interrupted: wrote {}; continue with `lora train --resume --config {}`",
+                    dir.display(),
+                    out_dir.join("config.toml").display()
+                );
             }
         }
         bar.finish_and_clear();
@@ -389,10 +446,18 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
         let mut value = serde_json::to_value(&record)?;
         value["step"] = state.global_step.into();
         log(&mut state, value)?;
-        say(output, &format!(
-            "epoch {}: train loss {:.4}, eval loss {:.4}, eval accuracy {:.4}, F1 {:.4} ({:.0} s)",
-            record.epoch, record.train_loss, record.eval.eval_loss, record.eval.eval_accuracy, record.eval.eval_f1, record.train_seconds + record.eval_seconds
-        ));
+        say(
+            output,
+            &format!(
+                "epoch {}: train loss {:.4}, eval loss {:.4}, eval accuracy {:.4}, F1 {:.4} ({:.0} s)",
+                record.epoch,
+                record.train_loss,
+                record.eval.eval_loss,
+                record.eval.eval_accuracy,
+                record.eval.eval_f1,
+                record.train_seconds + record.eval_seconds
+            ),
+        );
         state.epochs.push(record);
         state.epoch = epoch + 1;
         state.batch_in_epoch = 0;
@@ -401,7 +466,12 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
 
     let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out_dir.join("adapter"))?;
     let last = state.epochs.last().cloned().unwrap_or_default();
-    let best = state.epochs.iter().max_by(|a, b| a.eval.eval_accuracy.total_cmp(&b.eval.eval_accuracy)).cloned().unwrap_or_default();
+    let best = state
+        .epochs
+        .iter()
+        .max_by(|a, b| a.eval.eval_accuracy.total_cmp(&b.eval.eval_accuracy))
+        .cloned()
+        .unwrap_or_default();
     let summary = Summary {
         final_eval_accuracy: last.eval.eval_accuracy,
         final_eval_loss: last.eval.eval_loss,
@@ -424,12 +494,25 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
     };
     write_atomic(&out_dir.join("summary.json"), &serde_json::to_string_pretty(&summary)?)?;
     write_atomic(&out_dir.join("curves.svg"), &curves_svg(&state.epochs))?;
-    say(output, &format!("adapter: {} ({} bytes); summary: {}", out_dir.join("adapter").display(), saved.bytes, out_dir.join("summary.json").display()));
+    say(
+        output,
+        &format!(
+            "adapter: {} ({} bytes); summary: {}",
+            out_dir.join("adapter").display(),
+            saved.bytes,
+            out_dir.join("summary.json").display()
+        ),
+    );
     Ok(summary)
 }
 
 /// Loads base model + adapter for eval/predict (inference backend, dropout off).
-pub fn load_for_inference<B: Backend>(model: &str, adapter: &Path, max_length: usize, device: &B::Device) -> Result<(BertForSequenceClassification<B>, BertTokenizer)> {
+pub fn load_for_inference<B: Backend>(
+    model: &str,
+    adapter: &Path,
+    max_length: usize,
+    device: &B::Device,
+) -> Result<(BertForSequenceClassification<B>, BertTokenizer)> {
     let lora = lora_adapter::peft::read_config(adapter)?;
     let pretrained = bert::load_pretrained::<B>(model, None, device)?;
     let _ = lora;

@@ -16,7 +16,11 @@ fn tiny_model(dir: &Path) -> PathBuf {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture.join(f), model.join(f)).unwrap();
     }
-    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "the", "film", "was", "a", "plot"].iter().map(|s| s.to_string()).collect();
+    let mut vocab: Vec<String> =
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "the", "film", "was", "a", "plot"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     vocab.extend(WORDS.iter().map(|s| s.to_string()));
     while vocab.len() < 128 {
         vocab.push(format!("w{}", vocab.len()));
@@ -61,11 +65,30 @@ fn failure(output: Output) -> String {
 
 fn train_args<'a>(model: &'a str, data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
-        "train", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/imdb-minilm-lora.toml"),
-        "--model", model, "--data", data, "--output-dir", out, "--quiet",
-        "--set", "data.train_size=16", "--set", "data.eval_size=8", "--set", "data.max_length=32",
-        "--set", "training.num_train_epochs=2", "--set", "training.per_device_train_batch_size=4",
-        "--set", "training.learning_rate=1e-2", "--set", "training.logging_steps=2",
+        "train",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/imdb-minilm-lora.toml"),
+        "--model",
+        model,
+        "--data",
+        data,
+        "--output-dir",
+        out,
+        "--quiet",
+        "--set",
+        "data.train_size=16",
+        "--set",
+        "data.eval_size=8",
+        "--set",
+        "data.max_length=32",
+        "--set",
+        "training.num_train_epochs=2",
+        "--set",
+        "training.per_device_train_batch_size=4",
+        "--set",
+        "training.learning_rate=1e-2",
+        "--set",
+        "training.logging_steps=2",
     ];
     args.extend_from_slice(extra);
     args
@@ -84,8 +107,16 @@ fn train_eval_predict_merge_end_to_end() {
     let (m, d, r) = (model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap());
 
     ok(lora(&train_args(m, d, r, &[])));
-    for f in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "checkpoints/epoch-1/optimizer.safetensors",
-        "checkpoints/epoch-2/trainer_state.json", "metrics.jsonl", "summary.json", "curves.svg", "config.toml"] {
+    for f in [
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "checkpoints/epoch-1/optimizer.safetensors",
+        "checkpoints/epoch-2/trainer_state.json",
+        "metrics.jsonl",
+        "summary.json",
+        "curves.svg",
+        "config.toml",
+    ] {
         assert!(run.join(f).is_file(), "{f}");
     }
     let summary: serde_json::Value = serde_json::from_slice(&read(&run.join("summary.json"))).unwrap();
@@ -101,14 +132,28 @@ fn train_eval_predict_merge_end_to_end() {
     // eval: printed and written as JSON.
     let adapter = run.join("adapter");
     let a = adapter.to_str().unwrap();
-    let eval: serde_json::Value = serde_json::from_str(&ok(lora(&["eval", "--model", m, "--adapter", a, "--data", d, "--eval-size", "8", "--max-length", "32"]))).unwrap();
+    let eval: serde_json::Value = serde_json::from_str(&ok(lora(&[
+        "eval",
+        "--model",
+        m,
+        "--adapter",
+        a,
+        "--data",
+        d,
+        "--eval-size",
+        "8",
+        "--max-length",
+        "32",
+    ])))
+    .unwrap();
     assert_eq!(eval["eval_samples"], 8);
     assert!(run.join("eval_results.json").is_file());
     // The same 8 reviews as training's last evaluation, so the same numbers.
     assert!((eval["eval_loss"].as_f64().unwrap() - summary["final_eval_loss"].as_f64().unwrap()).abs() < 1e-5);
 
     // predict: one line per text, in input order, from --text or --input.
-    let lines = ok(lora(&["predict", "--model", m, "--adapter", a, "--text", "the film was good", "--text", "a dull plot"]));
+    let lines =
+        ok(lora(&["predict", "--model", m, "--adapter", a, "--text", "the film was good", "--text", "a dull plot"]));
     let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 2);
     for row in &rows {
@@ -119,7 +164,17 @@ fn train_eval_predict_merge_end_to_end() {
     let input = tmp.path().join("texts.jsonl");
     std::fs::write(&input, "{\"text\": \"the film was good\"}\n{\"text\": \"a dull plot\"}\n").unwrap();
     let out_file = tmp.path().join("predictions.jsonl");
-    ok(lora(&["predict", "--model", m, "--adapter", a, "--input", input.to_str().unwrap(), "--output", out_file.to_str().unwrap()]));
+    ok(lora(&[
+        "predict",
+        "--model",
+        m,
+        "--adapter",
+        a,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_file.to_str().unwrap(),
+    ]));
     assert_eq!(String::from_utf8(read(&out_file)).unwrap(), lines);
 
     // merge: a plain Hugging Face model that predicts what the adapter did.
@@ -128,13 +183,19 @@ fn train_eval_predict_merge_end_to_end() {
     for f in ["config.json", "model.safetensors", "vocab.txt"] {
         assert!(merged.join(f).is_file(), "{f}");
     }
-    let plain = bert::load_pretrained::<burn::backend::Flex>(merged.to_str().unwrap(), None, &Default::default()).unwrap();
+    let plain =
+        bert::load_pretrained::<burn::backend::Flex>(merged.to_str().unwrap(), None, &Default::default()).unwrap();
     assert!(plain.report.initialized.is_empty(), "the merged model has its classifier");
     let tokenizer = plain.tokenizer(512).unwrap();
     let encoded = tokenizer.encode_batch(&["the film was good", "a dull plot"]).unwrap();
     // Predict pads per length-sorted batch; compare one text at a time.
     for (enc, row) in encoded.iter().zip(&rows) {
-        let logits = plain.model.forward(tokenizer.pad(&[enc]).to_input(&Default::default())).into_data().into_vec::<f32>().unwrap();
+        let logits = plain
+            .model
+            .forward(tokenizer.pad(&[enc]).to_input(&Default::default()))
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
         for (x, y) in logits.iter().zip(row["logits"].as_array().unwrap()) {
             assert!((*x as f64 - y.as_f64().unwrap()).abs() < 1e-5, "{logits:?} vs {row}");
         }
@@ -154,7 +215,12 @@ fn same_seed_same_run_and_resume_is_bit_exact() {
     ok(lora(&train_args(m, d, b.to_str().unwrap(), &dropout)));
     let epochs = |dir: &Path| {
         let s: serde_json::Value = serde_json::from_slice(&read(&dir.join("summary.json"))).unwrap();
-        s["epochs"].as_array().unwrap().iter().map(|e| (e["train_loss"].clone(), e["eval_loss"].clone(), e["eval_accuracy"].clone())).collect::<Vec<_>>()
+        s["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["train_loss"].clone(), e["eval_loss"].clone(), e["eval_accuracy"].clone()))
+            .collect::<Vec<_>>()
     };
     assert_eq!(epochs(&a), epochs(&b), "two runs with one seed give identical metrics");
     assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")));
@@ -167,9 +233,15 @@ fn same_seed_same_run_and_resume_is_bit_exact() {
     let refused = failure(lora(&train_args(m, d, b.to_str().unwrap(), &dropout)));
     assert!(refused.contains("already holds a run") && refused.contains("--resume"), "{refused}");
     ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
-    assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")), "resumed run ends bit for bit where the uninterrupted one did");
+    assert_eq!(
+        read(&a.join("adapter/adapter_model.safetensors")),
+        read(&b.join("adapter/adapter_model.safetensors")),
+        "resumed run ends bit for bit where the uninterrupted one did"
+    );
     assert_eq!(epochs(&a), epochs(&b));
-    let metrics = |dir: &Path| String::from_utf8(read(&dir.join("metrics.jsonl"))).unwrap().lines().filter(|l| l.contains("\"loss\"")).count();
+    let metrics = |dir: &Path| {
+        String::from_utf8(read(&dir.join("metrics.jsonl"))).unwrap().lines().filter(|l| l.contains("\"loss\"")).count()
+    };
     assert_eq!(metrics(&a), metrics(&b), "no log line lost or repeated");
 }
 
@@ -195,7 +267,12 @@ fn user_errors_are_one_clear_line() {
     assert!(err.contains("cuda"), "{err}");
 
     // A loss that turns non-finite stops the run with a clear message and no final adapter.
-    let err = failure(lora(&train_args(m, d, o, &["--overwrite", "--set", "training.learning_rate=1e30", "--set", "training.max_grad_norm=0"])));
+    let err = failure(lora(&train_args(
+        m,
+        d,
+        o,
+        &["--overwrite", "--set", "training.learning_rate=1e30", "--set", "training.max_grad_norm=0"],
+    )));
     assert!(err.contains("training loss became"), "{err}");
     assert!(!out.join("adapter").exists());
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -211,7 +288,11 @@ fn ctrl_c_writes_a_checkpoint_that_resume_continues_bit_for_bit() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     ok(lora(&train_args(m, d, a.to_str().unwrap(), &long)));
 
-    let child = Command::new(env!("CARGO_BIN_EXE_lora")).args(train_args(m, d, b.to_str().unwrap(), &long)).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_lora"))
+        .args(train_args(m, d, b.to_str().unwrap(), &long))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let started = std::time::Instant::now();
     while !b.join("checkpoints/epoch-2").exists() {
         assert!(started.elapsed().as_secs() < 60, "no checkpoint appeared");
@@ -231,7 +312,20 @@ fn ctrl_c_writes_a_checkpoint_that_resume_continues_bit_for_bit() {
 #[test]
 fn bench_reports_both_rows_as_json() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../bert/tests/fixtures/tiny-bert/config.json");
-    let out = ok(lora(&["bench", "--model-config", config, "--batch-size", "2", "--seq-len", "8", "--warmup", "1", "--repeats", "2", "--json"]));
+    let out = ok(lora(&[
+        "bench",
+        "--model-config",
+        config,
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--warmup",
+        "1",
+        "--repeats",
+        "2",
+        "--json",
+    ]));
     let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.iter().map(|r| r["row"].as_str().unwrap()).collect::<Vec<_>>(), ["train_step", "eval_forward"]);
     for r in &rows {

@@ -21,8 +21,12 @@ fn fixtures() -> PathBuf {
 fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
     let bytes = std::fs::read(fixtures().join("golden.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let i64s = |k: &str| -> Vec<i64> { file.tensor(k).unwrap().data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect() };
-    let f64s = |k: &str| -> Vec<f64> { file.tensor(k).unwrap().data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect() };
+    let i64s = |k: &str| -> Vec<i64> {
+        file.tensor(k).unwrap().data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+    };
+    let f64s = |k: &str| -> Vec<f64> {
+        file.tensor(k).unwrap().data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+    };
     let (ids, lengths, labels) = (i64s("input_ids"), i64s("lengths"), i64s("labels"));
     let width = ids.len() / lengths.len();
     let items = lengths
@@ -31,7 +35,10 @@ fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
         .enumerate()
         .map(|(i, (&n, &label))| {
             let input_ids: Vec<u32> = ids[i * width..i * width + n as usize].iter().map(|&x| x as u32).collect();
-            TokenizedReview { encoded: Encoded { token_type_ids: vec![0; input_ids.len()], input_ids }, label: label as u8 }
+            TokenizedReview {
+                encoded: Encoded { token_type_ids: vec![0; input_ids.len()], input_ids },
+                label: label as u8,
+            }
         })
         .collect();
     (items, f64s("losses"), f64s("grad_norms"))
@@ -40,12 +47,14 @@ fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
 fn trainer() -> Trainer<B> {
     let device = Default::default();
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/tiny-bert");
-    let pretrained = bert::load_pretrained_configured::<B>(base.to_str().unwrap(), &HubOptions::from_env(), &device, |c| {
-        c.hidden_dropout_prob = 0.0;
-        c.attention_probs_dropout_prob = 0.0;
-    })
-    .unwrap();
-    let (model, lora) = lora_adapter::peft::load_adapter(pretrained.model, &fixtures().join("init-adapter"), &device).unwrap();
+    let pretrained =
+        bert::load_pretrained_configured::<B>(base.to_str().unwrap(), &HubOptions::from_env(), &device, |c| {
+            c.hidden_dropout_prob = 0.0;
+            c.attention_probs_dropout_prob = 0.0;
+        })
+        .unwrap();
+    let (model, lora) =
+        lora_adapter::peft::load_adapter(pretrained.model, &fixtures().join("init-adapter"), &device).unwrap();
     let config = RunConfig::load(
         None,
         &[

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: fixtures and golden tensors.
 #![allow(dead_code)]
-
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
@@ -60,4 +59,3 @@ pub fn assert_close<const D: usize>(name: &str, ours: Tensor<B, D>, expected: &(
         .fold((0.0f32, 0), |m, x| if x.0 > m.0 { x } else { m });
     assert!(worst <= tol, "{name}: max abs diff {worst:e} at flat index {at} exceeds {tol:e}");
 }
-
