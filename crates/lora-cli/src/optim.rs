@@ -99,9 +99,9 @@ impl<IB: Backend> AdamW<IB> {
                 flat.insert(name, g);
             }
         });
-        let squares: Vec<f64> =
-            flat.values().map(|g| g.clone().powf_scalar(2.0).sum().into_scalar().elem::<f64>()).collect();
-        let grad_norm = squares.iter().sum::<f64>().sqrt();
+        // Summed on the device and read once: one synchronisation per step, not one per tensor.
+        let squares = flat.values().map(|g| g.clone().powf_scalar(2.0).sum()).reduce(|a, b| a + b);
+        let grad_norm = squares.map_or(0.0, |s| s.into_scalar().elem::<f64>()).sqrt();
         // torch.nn.utils.clip_grad_norm_: coefficient clamped at 1.
         let coef = if self.config.max_grad_norm > 0.0 {
             (self.config.max_grad_norm / (grad_norm + 1e-6)).min(1.0)
