@@ -18,7 +18,6 @@ use imdb::{ReviewBatch, ReviewBatcher, ReviewDataset, TokenizedReview};
 use indicatif::{ProgressBar, ProgressStyle};
 use lora_adapter::{LoraConfig, ParameterCount};
 use serde::{Deserialize, Serialize};
-use xxhash::step_seed;
 
 use crate::config::RunConfig;
 use crate::eval::{EvalMetrics, cross_entropy, evaluate};
@@ -125,11 +124,10 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 }
 
-mod xxhash {
-    /// A seed per optimizer step, derived from the run's seed.
-    pub fn step_seed(seed: u64, step: u64) -> u64 {
-        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9)
-    }
+/// A seed per optimizer step, derived from the run's seed (odd multipliers keep distinct
+/// `(seed, step)` pairs apart).
+fn step_seed(seed: u64, step: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9)
 }
 
 /// Where a checkpoint leaves the run.
@@ -335,14 +333,11 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
     }
     let tokenizer = pretrained.tokenizer(config.data.max_length)?;
     let lora = config.lora.to_peft(&m.name_or_path);
-    let (model, _) = match &resume {
-        Some((dir, _)) => {
-            let (model, _) = lora_adapter::peft::load_adapter(pretrained.model, dir, device)?;
-            (model, ())
-        }
-        None => (lora_adapter::inject(pretrained.model, &lora, device)?.0, ()),
+    // Resuming: the checkpoint's adapter replaces the fresh one.
+    let mut model = match &resume {
+        Some((dir, _)) => lora_adapter::peft::load_adapter(pretrained.model, dir, device)?.0,
+        None => lora_adapter::inject(pretrained.model, &lora, device)?.0,
     };
-    let mut model = model;
     let count = ParameterCount::of(&mut model, &lora);
     say(output, &count.to_string());
 
@@ -513,9 +508,9 @@ pub fn load_for_inference<B: Backend>(
     max_length: usize,
     device: &B::Device,
 ) -> Result<(BertForSequenceClassification<B>, BertTokenizer)> {
-    let lora = lora_adapter::peft::read_config(adapter)?;
+    // A bad adapter config is reported before the (slower) model load.
+    lora_adapter::peft::read_config(adapter)?;
     let pretrained = bert::load_pretrained::<B>(model, None, device)?;
-    let _ = lora;
     let tokenizer = pretrained.tokenizer(max_length)?;
     let (model, _) = lora_adapter::peft::load_adapter(pretrained.model, adapter, device)?;
     Ok((model, tokenizer))
