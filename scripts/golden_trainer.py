@@ -14,7 +14,6 @@ crates/lora-cli/tests/fixtures/trainer/:
 Rerun (after scripts/golden_bert.py; pinned versions, see docs/golden-fixtures.md):
   .venv/bin/python scripts/golden_trainer.py
 """
-import json
 from pathlib import Path
 
 import peft
@@ -23,6 +22,8 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import BertForSequenceClassification, Trainer, TrainingArguments
+
+from golden_peft import tidy  # scripts/ is on the path when a script in it runs
 
 PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,14 +66,6 @@ class SequentialTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.losses.append(loss.item())
         return loss
-
-
-def tidy(adapter_dir):
-    (adapter_dir / "README.md").unlink(missing_ok=True)
-    path = adapter_dir / "adapter_config.json"
-    config = json.loads(path.read_text())
-    config["base_model_name_or_path"] = "tiny-bert"
-    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def main():
