@@ -11,7 +11,9 @@ everything else, as the model card. The reviews are the ones `lora` draws, expor
       --data runs/subsets --seeds 42 43 44 --output runs/baseline-minilm.json
 
 Prints and writes one JSON object per seed: per-epoch eval loss/accuracy, wall time, adapter size.
-Pinned: torch 2.5.1, transformers 4.46.3, peft 0.13.2 (docs/golden-fixtures.md). Not part of CI.
+On a GPU machine: --device cuda [--bf16] (Trainer's bf16=True: autocast with fp32 master weights).
+Pinned: torch 2.5.1 (CPU; on a GPU machine its own torch, recorded), transformers 4.46.3, peft 0.13.2
+(docs/golden-fixtures.md). Not part of CI.
 """
 import argparse
 import json
@@ -60,7 +62,7 @@ def run(args, seed):
     targs = TrainingArguments(
         output_dir=out, num_train_epochs=args.epochs, per_device_train_batch_size=16, per_device_eval_batch_size=16,
         learning_rate=5e-5, weight_decay=0.01, eval_strategy="epoch", save_strategy="no", logging_steps=10,
-        seed=seed, report_to=[], use_cpu=True, dataloader_num_workers=0,
+        seed=seed, report_to=[], use_cpu=args.device == "cpu", bf16=args.bf16, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train, eval_dataset=evals,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy)
@@ -71,7 +73,7 @@ def run(args, seed):
     epochs = [{"epoch": h["epoch"], "eval_loss": h["eval_loss"], "eval_accuracy": h["eval_accuracy"]}
               for h in trainer.state.log_history if "eval_loss" in h]
     return {"seed": seed, "model": args.model, "train_size": len(train), "eval_size": len(evals), "epochs": epochs,
-            "wall_seconds": seconds, "threads": torch.get_num_threads(),
+            "wall_seconds": seconds, "threads": torch.get_num_threads(), "device": args.device, "bf16": args.bf16,
             "adapter_bytes": os.path.getsize(Path(out) / "adapter" / "adapter_model.safetensors"),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}}
 
@@ -86,10 +88,13 @@ def main():
     p.add_argument("--limit", type=int, help="use only the first N reviews of each file (a smoke test)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (Trainer takes the first GPU)")
+    p.add_argument("--bf16", action="store_true", help="Trainer's bf16=True (autocast, fp32 master weights)")
     args = p.parse_args()
     found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
-    if found != PINNED:
-        raise SystemExit(f"pinned versions {PINNED}, found {found}")
+    pinned = dict(PINNED, torch=found["torch"]) if args.device != "cpu" else PINNED
+    if found != pinned:
+        raise SystemExit(f"pinned versions {pinned}, found {found}")
     torch.set_num_threads(args.threads)
     results = [run(args, seed) for seed in args.seeds]
     for r in results:

@@ -7,7 +7,10 @@ clipping, optimizer step) and `eval_forward` (no grad), on one batch of --batch-
 tokens, after --warmup runs, --repeats timed runs, --threads threads.
 
   .venv/bin/python scripts/bench_pytorch.py --model-config ../shared/assets/all-MiniLM-L6-v2/config.json
-Pinned: torch 2.5.1, transformers 4.46.3, peft 0.13.2. Not part of CI.
+  python3 scripts/bench_pytorch.py --model-config .../config.json --device cuda [--bf16]
+--bf16 runs the step under torch.autocast(bfloat16), as Trainer's bf16=True does.
+Pinned: torch 2.5.1 (CPU; on a GPU machine its own torch, recorded in the row), transformers 4.46.3,
+peft 0.13.2. Not part of CI.
 """
 import argparse
 import json
@@ -23,6 +26,16 @@ from transformers import BertConfig, BertForSequenceClassification
 PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2"}
 
 
+def check_versions(device):
+    """The pins, except torch on a GPU machine (its CUDA build is whatever that machine has)."""
+    found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
+    pinned = dict(PINNED)
+    if device != "cpu":
+        pinned["torch"] = found["torch"]
+    if found != pinned:
+        raise SystemExit(f"pinned versions {pinned}, found {found}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-config", required=True)
@@ -31,25 +44,33 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (CUDA)")
     args = p.parse_args()
-    found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
-    if found != PINNED:
-        raise SystemExit(f"pinned versions {PINNED}, found {found}")
+    check_versions(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = BertConfig.from_json_file(args.model_config)
     config.num_labels = 2
     model = get_peft_model(BertForSequenceClassification(config),
                            LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"]))
+    model.to(args.device)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=5e-5, weight_decay=0.01)
     first = min(config.vocab_size, 1000) // 2
     ids = torch.randint(first, config.vocab_size, (args.batch_size, args.seq_len))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
              "labels": torch.arange(args.batch_size) % 2}
+    batch = {k: v.to(args.device) for k, v in batch.items()}
+    autocast = torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16)
+
+    def sync():
+        if args.device != "cpu":
+            torch.cuda.synchronize()
 
     def train_step():
         model.train()
-        loss = model(**batch).loss
+        with autocast:
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad], 1.0)
         opt.step()
@@ -57,25 +78,29 @@ def main():
 
     def eval_forward():
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             model(**{k: v for k, v in batch.items() if k != "labels"})
 
     for name, fn in [("train_step", train_step), ("eval_forward", eval_forward)]:
         for _ in range(args.warmup):
             fn()
+        sync()
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
             fn()
+            sync()
             times.append(time.perf_counter() - start)
         times.sort()
         median = times[len(times) // 2]
         print(json.dumps({
-            "row": name, "model": args.model_config, "device": "cpu", "framework": "pytorch",
+            "row": name, "model": args.model_config, "device": args.device + (" bf16" if args.bf16 else ""), "framework": "pytorch",
             "batch_size": args.batch_size, "seq_len": args.seq_len, "repeats": len(times),
             "median_seconds": median, "min_seconds": times[0], "max_seconds": times[-1],
             "samples_per_second": args.batch_size / median, "tokens_per_second": args.batch_size * args.seq_len / median,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "threads": args.threads,
+            "peak_gpu_bytes": torch.cuda.max_memory_allocated() if args.device != "cpu" else None,
+            "torch": torch.__version__,
         }), flush=True)
 
 

@@ -54,6 +54,9 @@ pub struct BenchArgs {
     /// JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Compute in bfloat16 (CUDA only): weights, activations and optimiser state.
+    #[arg(long)]
+    pub bf16: bool,
     #[command(flatten)]
     pub device: DeviceArg,
 }

@@ -18,15 +18,22 @@ trait Job {
     fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()>;
 }
 
-fn dispatch(device: &str, job: impl Job) -> Result<()> {
+/// Runs `job` on the backend of `device`, in fp32, or in bfloat16 where `bf16` asks for it (CUDA only).
+fn dispatch(device: &str, bf16: bool, job: impl Job) -> Result<()> {
     let spec: DeviceSpec = device.parse().map_err(anyhow::Error::msg)?;
     check_available(spec).map_err(anyhow::Error::msg)?;
-    let name = spec.to_string();
+    let name = if bf16 { format!("{spec} bf16") } else { spec.to_string() };
     match spec {
+        DeviceSpec::Cpu if bf16 => bail!("bf16 needs --device cuda: the CPU backend computes in fp32"),
         DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(&Default::default(), &name),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(n) => {
-            job.run::<Autodiff<burn::backend::Cuda>>(&burn::backend::cuda::CudaDevice::new(n), &name)
+            use burn::backend::{Cuda, cuda::CudaDevice};
+            if bf16 {
+                job.run::<Autodiff<Cuda<burn::tensor::bf16>>>(&CudaDevice::new(n), &name)
+            } else {
+                job.run::<Autodiff<Cuda>>(&CudaDevice::new(n), &name)
+            }
         }
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => bail!("this binary was built without the `cuda` feature"),
@@ -63,7 +70,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
     }
     let options = TrainOptions { resume: args.resume, overwrite: args.overwrite, output, device: String::new() };
-    dispatch(&args.device.device, TrainJob(config, options))
+    let bf16 = config.training.bf16;
+    dispatch(&args.device.device, bf16, TrainJob(config, options))
 }
 
 fn toml_string(s: &str) -> String {
@@ -99,7 +107,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
     }
     let device = args.device.device.clone();
-    dispatch(&device, EvalJob(args))
+    dispatch(&device, false, EvalJob(args))
 }
 
 /// Texts from `--input`: JSON Lines with a `text` field, else one plain text per line.
@@ -157,7 +165,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         }
     }
     let device = args.device.device.clone();
-    dispatch(&device, PredictJob(args))
+    dispatch(&device, false, PredictJob(args))
 }
 
 pub fn merge(args: MergeArgs) -> Result<()> {
@@ -187,7 +195,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
         }
     }
     let device = args.device.device.clone();
-    dispatch(&device, MergeJob(args))
+    dispatch(&device, false, MergeJob(args))
 }
 
 pub fn export_data(args: ExportDataArgs) -> Result<()> {
@@ -236,6 +244,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             Ok(())
         }
     }
-    let device = args.device.device.clone();
-    dispatch(&device, BenchJob(args))
+    let (device, bf16) = (args.device.device.clone(), args.bf16);
+    dispatch(&device, bf16, BenchJob(args))
 }

@@ -157,6 +157,9 @@ pub struct TrainingSection {
     pub eval_strategy: String,
     pub logging_steps: usize,
     pub group_by_length: bool,
+    /// Train in bfloat16 on CUDA. Burn 0.21 has no mixed precision, so weights, activations and
+    /// optimiser state are all bf16 (Hugging Face's `bf16 = true` autocasts and keeps fp32 masters).
+    pub bf16: bool,
 }
 
 impl Default for TrainingSection {
@@ -179,6 +182,7 @@ impl Default for TrainingSection {
             eval_strategy: "epoch".into(),
             logging_steps: 10,
             group_by_length: false,
+            bf16: false,
         }
     }
 }

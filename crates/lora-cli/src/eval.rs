@@ -102,7 +102,7 @@ pub fn argmax(row: &[f32]) -> usize {
 /// Softmax of one row of logits.
 pub fn probabilities(row: &[f32]) -> Vec<f32> {
     let t = Tensor::<burn::backend::Flex, 1>::from_floats(row, &Default::default());
-    softmax(t, 0).into_data().into_vec::<f32>().unwrap_or_default()
+    softmax(t, 0).into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
 }
 
 #[cfg(test)]
