@@ -2,6 +2,7 @@
 //! optimizer semantics, evaluation, and the subcommands. `src/main.rs` is a thin shell over it,
 //! so that tests drive the same code.
 
+pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod commands;

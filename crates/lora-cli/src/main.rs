@@ -17,6 +17,7 @@ use lora_cli::cli::{Cli, Command};
 use lora_cli::{commands, train};
 
 fn main() -> ExitCode {
+    lora_cli::alloc::keep_freed_memory();
     let cli = Cli::parse();
     if ctrlc::set_handler(|| {
         if train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
