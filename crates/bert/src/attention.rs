@@ -1,7 +1,8 @@
 //! `BertAttention`: multi-head self-attention (`self`) and its output projection (`output`).
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm};
+use burn::nn::LayerNorm;
+use lora_adapter::Dropout;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
@@ -29,14 +30,14 @@ impl<B: Backend> BertSelfAttention<B> {
             query: w.linear(&format!("{prefix}.query"), h, h)?,
             key: w.linear(&format!("{prefix}.key"), h, h)?,
             value: w.linear(&format!("{prefix}.value"), h, h)?,
-            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            dropout: Dropout::new(config.attention_probs_dropout_prob),
             num_attention_heads: config.num_attention_heads,
         })
     }
 
     /// # Shapes
     /// - hidden: `[batch, seq, hidden]`
-    /// - mask_bias: `[batch, 1, 1, seq]`, 0 where attended and `f32::MIN` at padding
+    /// - mask_bias: `[batch, heads, seq, seq]`, 0 where attended and `f32::MIN` at padded keys
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
@@ -44,9 +45,10 @@ impl<B: Backend> BertSelfAttention<B> {
         let head_dim = width / heads;
         let split = |x: Tensor<B, 3>| x.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2); // (B, nh, T, hs)
 
-        // The 1/sqrt(hs) scale goes on q (B, nh, T, hs) rather than on the scores (B, nh, T, T):
-        // the same product, a T/hs times smaller tensor to scale forward and backward.
-        let q = split(self.query.forward(hidden.clone())) / (head_dim as f64).sqrt();
+        // The 1/sqrt(hs) scale goes on q rather than on the scores (B, nh, T, T): the same
+        // product, a T/hs times smaller tensor to scale forward and backward; and on q before
+        // the head split, while it is contiguous (a strided view is scaled element by element).
+        let q = split(self.query.forward(hidden.clone()) / (head_dim as f64).sqrt());
         let k = split(self.key.forward(hidden.clone()));
         let v = split(self.value.forward(hidden));
 
@@ -74,7 +76,7 @@ impl<B: Backend> BertSelfOutput<B> {
         Ok(Self {
             dense: w.linear(&format!("{prefix}.dense"), h, h)?,
             layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), h, config.layer_norm_eps)?,
-            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            dropout: Dropout::new(config.hidden_dropout_prob),
         })
     }
 

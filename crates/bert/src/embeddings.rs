@@ -1,7 +1,8 @@
 //! `BertEmbeddings`: word + token type + position embeddings, LayerNorm, dropout.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
+use burn::nn::{Embedding, LayerNorm};
+use lora_adapter::Dropout;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -42,7 +43,7 @@ impl<B: Backend> BertEmbeddings<B> {
                 None,
             )?,
             layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), h, config.layer_norm_eps)?,
-            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            dropout: Dropout::new(config.hidden_dropout_prob),
         })
     }
 

@@ -1,7 +1,8 @@
 //! `BertEncoder`: the stack of `BertLayer`s (attention, intermediate, output).
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm};
+use burn::nn::LayerNorm;
+use lora_adapter::Dropout;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu, silu};
 use burn::tensor::backend::Backend;
@@ -52,7 +53,7 @@ impl<B: Backend> BertOutput<B> {
         Ok(Self {
             dense: w.linear(&format!("{prefix}.dense"), config.intermediate_size, config.hidden_size)?,
             layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), config.hidden_size, config.layer_norm_eps)?,
-            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            dropout: Dropout::new(config.hidden_dropout_prob),
         })
     }
 
@@ -80,7 +81,7 @@ impl<B: Backend> BertLayer<B> {
     }
 
     /// # Shapes
-    /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, 1, 1, seq]`
+    /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, heads, seq, seq]`
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let attended = self.attention.forward(hidden, mask_bias);
         let intermediate = self.intermediate.forward(attended.clone());

@@ -2,7 +2,7 @@
 //! and merging adapters back into plain linears.
 
 use burn::module::{Module, Param};
-use burn::nn::DropoutConfig;
+use crate::dropout::Dropout;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
@@ -89,7 +89,7 @@ pub fn fresh_adapter<B: Backend>(
         lora_A: Param::from_tensor(a),
         lora_B: Param::from_tensor(b),
         scaling: shape.scaling,
-        dropout: DropoutConfig::new(config.lora_dropout).init(),
+        dropout: Dropout::new(config.lora_dropout),
     }
 }
 

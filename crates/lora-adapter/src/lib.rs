@@ -6,6 +6,7 @@
 //! any of them by config ([`inject`]); this crate knows nothing about the model around them.
 
 pub mod config;
+pub mod dropout;
 pub mod error;
 pub mod inject;
 mod linear;
@@ -13,6 +14,7 @@ pub mod peft;
 pub mod tensor_file;
 
 pub use config::{InitLoraWeights, LoraConfig, TargetModules};
+pub use dropout::Dropout;
 pub use error::{LoraError, Result};
 pub use inject::{Injected, ParameterCount, inject, merge};
 pub use linear::{AdaptableModel, LoraAdapter, LoraLinear};
