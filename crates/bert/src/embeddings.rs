@@ -2,9 +2,9 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm};
-use lora_adapter::Dropout;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use lora_adapter::Dropout;
 
 use crate::config::BertConfig;
 use crate::error::Result;

@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::nn::LayerNorm;
-use lora_adapter::Dropout;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu, silu};
 use burn::tensor::backend::Backend;
+use lora_adapter::Dropout;
 use lora_adapter::LoraLinear;
 
 use crate::attention::BertAttention;

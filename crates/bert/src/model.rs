@@ -1,9 +1,9 @@
 //! `BertModel` (embeddings, encoder, pooler) and `BertForSequenceClassification`.
 
 use burn::module::Module;
-use lora_adapter::Dropout;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use lora_adapter::Dropout;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::checkpoint::Checkpoint;

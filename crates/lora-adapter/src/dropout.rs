@@ -67,17 +67,15 @@ fn mask(n: usize, prob: f64, seed: u64) -> Vec<f32> {
     // Dropped where the 32-bit draw is below prob * 2^32: probability prob, to within 2^-32.
     let threshold = (prob * 4_294_967_296.0).min(4_294_967_295.0) as u32;
     let scale = (1.0 / (1.0 - prob)) as f32;
-    let mut out = vec![0.0f32; n];
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(block, chunk)| {
-        let mut state = splitmix64(seed ^ splitmix64(block as u64));
-        for pair in chunk.chunks_mut(2) {
-            state = splitmix64(state);
-            for (value, bits) in pair.iter_mut().zip([state as u32, (state >> 32) as u32]) {
-                *value = if bits < threshold { 0.0 } else { scale };
-            }
-        }
-    });
-    out
+    // An indexed parallel collect writes each value once into fresh memory (no zero-fill first).
+    (0..n)
+        .into_par_iter()
+        .with_min_len(BLOCK)
+        .map(|i| {
+            let bits = (splitmix64(seed ^ (i as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)) >> 32) as u32;
+            if bits < threshold { 0.0 } else { scale }
+        })
+        .collect()
 }
 
 /// SplitMix64's output function (Steele, Lea and Flood 2014): a well-mixed 64-bit hash of `x`.

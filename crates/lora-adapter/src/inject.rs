@@ -1,8 +1,8 @@
 //! Putting adapters on a model's linears by config, freezing the rest, counting parameters,
 //! and merging adapters back into plain linears.
 
-use burn::module::{Module, Param};
 use crate::dropout::Dropout;
+use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 

@@ -1,7 +1,7 @@
 //! A linear layer that can carry a LoRA adapter: `y = x W + b + (dropout(x) A B) * scaling`.
 
-use burn::module::{Module, Param};
 use crate::dropout::Dropout;
+use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
