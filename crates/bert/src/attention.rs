@@ -3,13 +3,13 @@
 use burn::module::Module;
 use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use lora_adapter::Dropout;
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::softmax::softmax_last;
 use crate::weights::Weights;
 
 /// `BertSelfAttention`. The projections are [`LoraLinear`]s, so that any of them can take an
@@ -53,7 +53,7 @@ impl<B: Backend> BertSelfAttention<B> {
         let v = split(self.value.forward(hidden));
 
         let scores = q.matmul(k.swap_dims(2, 3)); // (B, nh, T, T)
-        let probs = self.dropout.forward(softmax(scores + mask_bias, 3));
+        let probs = self.dropout.forward(softmax_last(scores + mask_bias));
         probs
             .matmul(v) // (B, nh, T, hs)
             .swap_dims(1, 2)

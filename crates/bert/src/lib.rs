@@ -15,6 +15,7 @@ pub mod error;
 pub mod hub;
 pub mod model;
 pub mod save;
+mod softmax;
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;
