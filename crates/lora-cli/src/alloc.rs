@@ -30,6 +30,7 @@ pub fn purge_delay() -> i64 {
     // SAFETY: mi_option_get reads one entry of mimalloc's option table.
     #[allow(unsafe_code)]
     let value = unsafe { mi_option_get(PURGE_DELAY) };
+    #[allow(clippy::useless_conversion)] // c_long is 64 bits here, 32 on Windows
     i64::from(value)
 }
 
