@@ -6,10 +6,11 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use lora_adapter::Dropout;
 use lora_adapter::LoraLinear;
+use lora_adapter::matmul::matmul;
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::softmax::softmax_last;
+use crate::softmax::masked_softmax;
 use crate::weights::Weights;
 
 /// `BertSelfAttention`. The projections are [`LoraLinear`]s, so that any of them can take an
@@ -37,7 +38,7 @@ impl<B: Backend> BertSelfAttention<B> {
 
     /// # Shapes
     /// - hidden: `[batch, seq, hidden]`
-    /// - mask_bias: `[batch, heads, seq, seq]`, 0 where attended and `f32::MIN` at padded keys
+    /// - mask_bias: `[batch, 1, 1, seq]`, 0 where attended and `f32::MIN` at padded keys
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
@@ -52,10 +53,9 @@ impl<B: Backend> BertSelfAttention<B> {
         let k = split(self.key.forward(hidden.clone()));
         let v = split(self.value.forward(hidden));
 
-        let scores = q.matmul(k.swap_dims(2, 3)); // (B, nh, T, T)
-        let probs = self.dropout.forward(softmax_last(scores + mask_bias));
-        probs
-            .matmul(v) // (B, nh, T, hs)
+        let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
+        let probs = self.dropout.forward(masked_softmax(scores, mask_bias));
+        matmul(probs, v) // (B, nh, T, hs)
             .swap_dims(1, 2)
             .reshape([batch, seq, width])
     }

@@ -81,7 +81,7 @@ impl<B: Backend> BertLayer<B> {
     }
 
     /// # Shapes
-    /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, heads, seq, seq]`
+    /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, 1, 1, seq]`
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let attended = self.attention.forward(hidden, mask_bias);
         let intermediate = self.intermediate.forward(attended.clone());

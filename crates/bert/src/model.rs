@@ -71,8 +71,7 @@ impl<B: Backend> BertModel<B> {
     }
 
     pub fn forward(&self, input: BertInput<B>) -> BertModelOutput<B> {
-        let heads = self.encoder.layer.first().map_or(1, |l| l.attention.self_attention.num_attention_heads);
-        let mask_bias = attention_bias(input.attention_mask, heads);
+        let mask_bias = attention_bias(input.attention_mask);
         let embedding_output = self.embeddings.forward(input.input_ids, input.token_type_ids);
         let last_hidden_state = self.encoder.forward(embedding_output.clone(), mask_bias);
         let pooler_output = self.pooler.forward(last_hidden_state.clone());
@@ -81,19 +80,15 @@ impl<B: Backend> BertModel<B> {
 }
 
 /// The additive attention mask of transformers' `get_extended_attention_mask`:
-/// `(1 - mask) * finfo(float32).min`, for every head and query position.
-///
-/// transformers broadcasts a `[batch, 1, 1, seq]` mask onto the scores; here it is repeated out
-/// to the scores' full shape once per forward, and every layer reuses it. Burn's CPU backend adds
-/// two same-shape contiguous tensors in place with SIMD, but walks a broadcast one element by
-/// element: that add was about 15% of a MiniLM training step (docs/benchmarks.md).
+/// `(1 - mask) * finfo(float32).min`, shaped to broadcast over heads and query positions (the
+/// attention's softmax adds it; see [`crate::softmax`]).
 ///
 /// # Shapes
-/// - attention_mask: `[batch, seq]`, output: `[batch, heads, seq, seq]`
-pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>, heads: usize) -> Tensor<B, 4> {
+/// - attention_mask: `[batch, seq]`, output: `[batch, 1, 1, seq]`
+pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
     let [batch, seq] = attention_mask.dims();
     let mask = attention_mask.float();
-    (mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]).repeat_dim(2, seq).repeat_dim(1, heads)
+    (mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])
 }
 
 /// `BertForSequenceClassification`: pooler output, dropout, classifier.

@@ -1,62 +1,69 @@
-//! Softmax over the last dimension, with a fused backward on the CPU backend.
+//! The attention's masked softmax, with a fused forward and backward on the CPU backend.
 //!
-//! Burn's `softmax` is one fused, multi-threaded kernel on `Flex`, but under `Autodiff` it is
-//! `burn-backend`'s default: max, subtract, exp, sum, divide, each a tracked op with its own
-//! full-size buffer and its own backward, single-threaded. For the attention probabilities
-//! (`[batch, heads, seq, seq]`, the largest tensors of a step) this module records one op instead:
-//! forward by flex's fused kernel, backward `dx = y * (dy - sum(dy * y))` in one parallel pass.
-//! Other backends get `burn::tensor::activation::softmax` unchanged.
+//! transformers adds a `[batch, 1, 1, seq]` mask bias to the `[batch, heads, seq, seq]` scores
+//! and takes the softmax over keys. Burn's CPU backend would add the broadcast mask element by
+//! element (the add alone was about 15% of a MiniLM training step), and under `Autodiff` its
+//! `softmax` is `burn-backend`'s default: max, subtract, exp, sum, divide, each a tracked op with
+//! its own full-size buffer and its own backward, single-threaded. Here, on `Flex` and
+//! `Autodiff<Flex>`, one pass per row adds the mask, exponentiates and normalises in place, in
+//! parallel, with an exp that vectorises (AVX-512 or AVX2, chosen at run time by `multiversion`);
+//! under autodiff it is one recorded op whose backward, `dx = y * (dy - sum(dy * y))`, is one
+//! parallel pass too. Other backends get `softmax(scores + mask_bias)` from Burn.
 //!
-//! The model is generic over `Backend`; the CPU training backend is recognised by type at run
-//! time (`Any`), which keeps the model's signatures free of a backend-extension trait.
+//! The model is generic over `Backend`; the CPU backends are recognised by type at run time
+//! ([`lora_adapter::host`]), which keeps the model's signatures free of a backend-extension trait.
 
-use std::any::Any;
-
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{ActivationOps, FloatTensor};
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorPrimitive, activation};
+use lora_adapter::host::{HostTrain, cast, is};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
-/// `softmax(x, D - 1)`.
-pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    let row = x.dims()[D - 1];
-    let primitive = x.into_primitive().tensor();
-    let fused = (&primitive as &dyn Any)
-        .downcast_ref::<FloatTensor<Autodiff<Flex>>>()
-        .is_some_and(|t| t.primitive.dtype() == DType::F32 && row > 0);
+/// `softmax(scores + mask_bias, 3)`.
+///
+/// # Shapes
+/// - scores: `[batch, heads, queries, keys]`
+/// - mask_bias: `[batch, 1, 1, keys]`: 0 where attended, a large negative number at padding
+pub fn masked_softmax<B: Backend>(scores: Tensor<B, 4>, mask_bias: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, heads, queries, keys] = scores.dims();
+    let fused = (is::<B, Flex>() || is::<B, HostTrain>())
+        && scores.dtype() == DType::F32
+        && mask_bias.dtype() == DType::F32
+        && mask_bias.dims() == [batch, 1, 1, keys]
+        && keys > 0;
     if !fused {
-        return activation::softmax(Tensor::from_primitive(TensorPrimitive::Float(primitive)), D - 1);
+        return activation::softmax(scores + mask_bias, 3);
     }
-    let out = cast::<FloatTensor<B>, FloatTensor<Autodiff<Flex>>>(primitive)
-        .ok()
-        .map(|t| autodiff_flex_softmax(t, D - 1, row))
-        .and_then(|t| cast::<FloatTensor<Autodiff<Flex>>, FloatTensor<B>>(t).ok());
-    match out {
-        Some(out) => Tensor::from_primitive(TensorPrimitive::Float(out)),
-        None => unreachable!("B is Autodiff<Flex>: both casts are identities"),
-    }
+    let rows_per_item = heads * queries;
+    // The mask comes from the integer attention mask: it never has a gradient to pass on.
+    let mask = mask_bias.into_primitive().tensor();
+    let mask: FlexTensor = if is::<B, Flex>() { same(mask) } else { same::<_, FloatTensor<HostTrain>>(mask).primitive };
+    let scores = scores.into_primitive().tensor();
+    let out: FloatTensor<B> = if is::<B, Flex>() {
+        same(softmax_forward(same(scores), &mask, keys, rows_per_item))
+    } else {
+        same(recorded_softmax(same(scores), &mask, keys, rows_per_item))
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
-/// `value` as a `U` when `T` is `U`, else `value` back.
-fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
-    let mut slot = Some(value);
-    if let Some(u) = (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>().and_then(Option::take) {
-        return Ok(u);
-    }
-    slot.map_or_else(|| unreachable!("the value stays in its slot when the cast fails"), Err)
+/// `value` as the type it is already known (by `is`) to be.
+fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("the backend's type was checked before"))
 }
 
 /// The recorded op: its state is the output (the probabilities) and the row length.
 #[derive(Debug)]
-struct SoftmaxLast;
+struct MaskedSoftmax;
 
-impl Backward<Flex, 1> for SoftmaxLast {
+impl Backward<Flex, 1> for MaskedSoftmax {
     type State = (FlexTensor, usize);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
@@ -65,34 +72,131 @@ impl Backward<Flex, 1> for SoftmaxLast {
     }
 }
 
-fn autodiff_flex_softmax(x: FloatTensor<Autodiff<Flex>>, dim: usize, row: usize) -> FloatTensor<Autodiff<Flex>> {
-    match SoftmaxLast.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+fn recorded_softmax(
+    scores: FloatTensor<HostTrain>,
+    mask: &FlexTensor,
+    row: usize,
+    rows_per_item: usize,
+) -> FloatTensor<HostTrain> {
+    match MaskedSoftmax.prepare::<NoCheckpointing>([scores.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let probs = Flex::softmax(x.primitive, dim);
+            let probs = softmax_forward(scores.primitive, mask, row, rows_per_item);
             prep.finish((probs.clone(), row), probs)
         }
-        OpsKind::UnTracked(prep) => prep.finish(Flex::softmax(x.primitive, dim)),
+        OpsKind::UnTracked(prep) => prep.finish(softmax_forward(scores.primitive, mask, row, rows_per_item)),
     }
+}
+
+/// The probabilities, written over `scores`'s buffer when nothing else holds it.
+fn softmax_forward(scores: FlexTensor, mask: &FlexTensor, row: usize, rows_per_item: usize) -> FlexTensor {
+    let mut probs = owned_contiguous(scores);
+    let mask = mask.to_contiguous();
+    let mask = mask.storage::<f32>();
+    probs.storage_mut::<f32>().par_chunks_mut(row).enumerate().with_min_len(16).for_each(|(r, x)| {
+        let item = r / rows_per_item;
+        softmax_row(x, &mask[item * row..(item + 1) * row]);
+    });
+    probs
+}
+
+/// `t` contiguous and covering its whole buffer, so that `storage_mut` is its elements (copied
+/// only if `t` is a view or shared).
+fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+    let whole = t.layout().num_elements() * std::mem::size_of::<f32>() == t.bytes().len();
+    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { t.to_contiguous() }
 }
 
 /// `dy * y - y * sum(dy * y)` along rows of `row` elements, written over `grad`'s buffer.
 fn softmax_backward(probs: &FlexTensor, grad: FlexTensor, row: usize) -> FlexTensor {
     let probs = probs.to_contiguous();
-    let mut grad = grad.to_contiguous();
+    let mut grad = owned_contiguous(grad);
     let y = probs.storage::<f32>();
-    grad.storage_mut::<f32>().par_chunks_mut(row).with_min_len(64).zip(y.par_chunks(row)).for_each(|(g, y)| {
-        let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
-        for (gi, yi) in g.iter_mut().zip(y) {
-            *gi = yi * (*gi - dot);
-        }
+    grad.storage_mut::<f32>().par_chunks_mut(row).with_min_len(16).zip(y.par_chunks(row)).for_each(|(g, y)| {
+        softmax_backward_row(g, y);
     });
     grad
+}
+
+/// Lanes of the partial maxima and sums: a multiple of every vector width, so that the
+/// reductions vectorise (a single running sum would fix the order and keep them scalar).
+const LANES: usize = 16;
+
+#[multiversion(targets = "simd")]
+fn softmax_row(x: &mut [f32], mask: &[f32]) {
+    let mut peaks = [f32::NEG_INFINITY; LANES];
+    for (xs, ms) in x.chunks_exact_mut(LANES).zip(mask.chunks_exact(LANES)) {
+        for ((v, m), peak) in xs.iter_mut().zip(ms).zip(&mut peaks) {
+            *v += m;
+            *peak = if *v > *peak { *v } else { *peak };
+        }
+    }
+    let tail = x.len() - x.len() % LANES;
+    for (v, m) in x[tail..].iter_mut().zip(&mask[tail..]) {
+        *v += m;
+        peaks[0] = if *v > peaks[0] { *v } else { peaks[0] };
+    }
+    let max = peaks.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+
+    let mut sums = [0.0f32; LANES];
+    for xs in x.chunks_exact_mut(LANES) {
+        for (v, sum) in xs.iter_mut().zip(&mut sums) {
+            *v = exp_nonpositive(*v - max);
+            *sum += *v;
+        }
+    }
+    for v in &mut x[tail..] {
+        *v = exp_nonpositive(*v - max);
+        sums[0] += *v;
+    }
+    let scale = 1.0 / sums.iter().sum::<f32>();
+    x.iter_mut().for_each(|v| *v *= scale);
+}
+
+#[multiversion(targets = "simd")]
+fn softmax_backward_row(g: &mut [f32], y: &[f32]) {
+    let mut dots = [0.0f32; LANES];
+    for (gs, ys) in g.chunks_exact(LANES).zip(y.chunks_exact(LANES)) {
+        for ((a, b), dot) in gs.iter().zip(ys).zip(&mut dots) {
+            *dot += a * b;
+        }
+    }
+    let tail = g.len() - g.len() % LANES;
+    let dot = dots.iter().sum::<f32>() + g[tail..].iter().zip(&y[tail..]).map(|(a, b)| a * b).sum::<f32>();
+    for (gi, yi) in g.iter_mut().zip(y) {
+        *gi = yi * (*gi - dot);
+    }
+}
+
+/// `e^v` for `v <= 0`, within a few units in the last place, in plain arithmetic that
+/// vectorises (Cephes' `expf`: `v = n ln 2 + r`, a degree-6 polynomial for `e^r`, `2^n` put in
+/// the exponent bits). Below `ln(2^-126)` it gives 0 where `f32::exp` gives a subnormal.
+#[inline(always)]
+fn exp_nonpositive(v: f32) -> f32 {
+    const LOWEST: f32 = -87.336_54; // ln(2^-126): the smallest normal result
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it leaves round(t) in the low mantissa bits
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let clamped = if v < LOWEST { LOWEST } else { v };
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    let exponent = (shifted.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23;
+    let e = e_r * f32::from_bits(exponent as u32);
+    if v < LOWEST { 0.0 } else { e }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use burn::backend::Autodiff;
     use burn::tensor::{Distribution, TensorData};
 
     type Train = Autodiff<Flex>;
@@ -108,35 +212,68 @@ mod tests {
         }
     }
 
-    /// The fused op gives Burn's decomposed softmax's values and gradient, masked rows included.
-    #[test]
-    fn matches_burns_softmax_forward_and_backward() {
+    /// Scores `[2, 3, 5, keys]` and a mask hiding every third key of item 0 and all of item 1.
+    fn inputs(keys: usize) -> (Tensor<Flex, 4>, Tensor<Flex, 4>, Tensor<Flex, 4>) {
         let device = Default::default();
         Train::seed(&device, 11);
-        let x = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 3.0), &device);
-        let mut mask = vec![0.0f32; 2 * 3 * 5 * 7];
-        mask.iter_mut().skip(5).step_by(7).for_each(|m| *m = f32::MIN);
-        let mask = Tensor::<Flex, 4>::from_data(TensorData::new(mask, [2, 3, 5, 7]), &device);
-        let upstream = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let scores = Tensor::<Flex, 4>::random([2, 3, 5, keys], Distribution::Normal(0.0, 3.0), &device);
+        let mask: Vec<f32> = (0..2 * keys).map(|i| if i >= keys || i % 3 == 1 { f32::MIN } else { 0.0 }).collect();
+        let mask = Tensor::<Flex, 4>::from_data(TensorData::new(mask, [2, 1, 1, keys]), &device);
+        let upstream = Tensor::<Flex, 4>::random([2, 3, 5, keys], Distribution::Normal(0.0, 1.0), &device);
+        (scores, mask, upstream)
+    }
 
-        let run = |fused: bool| {
-            let input = Tensor::<Train, 4>::from_inner(x.clone()).require_grad();
-            let scores = input.clone() + Tensor::from_inner(mask.clone());
-            let probs = if fused { softmax_last(scores) } else { activation::softmax(scores, 3) };
-            let out = values(probs.clone());
-            let grads = (probs * Tensor::from_inner(upstream.clone())).sum().backward();
-            (out, values(input.grad(&grads).unwrap()))
-        };
-        let (fused, fused_grad) = run(true);
-        let (plain, plain_grad) = run(false);
-        close(&fused, &plain, 1e-6);
-        close(&fused_grad, &plain_grad, 1e-5);
+    /// The fused op gives Burn's decomposed softmax's values and gradient, masked keys and a
+    /// fully masked item included, for rows that are and are not a multiple of the lanes.
+    #[test]
+    fn matches_burns_softmax_forward_and_backward() {
+        for keys in [7, 37, 64] {
+            let (scores, mask, upstream) = inputs(keys);
+            let run = |fused: bool| {
+                let input = Tensor::<Train, 4>::from_inner(scores.clone()).require_grad();
+                let mask = Tensor::<Train, 4>::from_inner(mask.clone());
+                let probs = if fused {
+                    masked_softmax(input.clone(), mask)
+                } else {
+                    activation::softmax(input.clone() + mask, 3)
+                };
+                let out = values(probs.clone());
+                let grads = (probs * Tensor::from_inner(upstream.clone())).sum().backward();
+                (out, values(input.grad(&grads).unwrap()))
+            };
+            let (fused, fused_grad) = run(true);
+            let (plain, plain_grad) = run(false);
+            close(&fused, &plain, 1e-6);
+            close(&fused_grad, &plain_grad, 1e-5);
+        }
     }
 
     #[test]
-    fn other_backends_take_burns_softmax() {
-        let device = Default::default();
-        let x = Tensor::<Flex, 2>::from_floats([[1.0, 2.0, 3.0], [0.0, 0.0, f32::MIN]], &device);
-        close(&values(softmax_last(x.clone())), &values(activation::softmax(x, 1)), 0.0);
+    fn inference_matches_burns_softmax() {
+        let (scores, mask, _) = inputs(37);
+        let fused = values(masked_softmax(scores.clone(), mask.clone()));
+        close(&fused, &values(activation::softmax(scores + mask, 3)), 1e-6);
+    }
+
+    /// A mask of another shape is Burn's business (broadcast add, then softmax).
+    #[test]
+    fn other_mask_shapes_take_burns_path() {
+        let (scores, _, _) = inputs(7);
+        let full = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &Default::default());
+        let ours = values(masked_softmax(scores.clone(), full.clone()));
+        close(&ours, &values(activation::softmax(scores + full, 3)), 0.0);
+    }
+
+    #[test]
+    fn exp_is_within_a_few_ulp_of_libm() {
+        for i in 0..=200_000 {
+            let v = -87.3 * i as f32 / 200_000.0;
+            let (ours, libm) = (exp_nonpositive(v), v.exp());
+            assert!((ours - libm).abs() <= 4.0 * f32::EPSILON * libm, "e^{v}: {ours} vs {libm}");
+        }
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-90.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::MIN), 0.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
     }
 }

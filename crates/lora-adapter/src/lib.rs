@@ -8,8 +8,10 @@
 pub mod config;
 pub mod dropout;
 pub mod error;
+pub mod host;
 pub mod inject;
 mod linear;
+pub mod matmul;
 pub mod peft;
 pub mod tensor_file;
 

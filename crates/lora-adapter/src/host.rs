@@ -1,0 +1,40 @@
+//! Recognising the CPU backend at run time, for the kernels that replace some of Burn's ops there.
+//!
+//! The models are generic over `Backend`. Where this workspace has a faster kernel for the CPU
+//! backend (`Flex`, and `Autodiff<Flex>` for training), it finds out by type (`Any`) whether the
+//! tensors it was given are that backend's, instead of adding a backend-extension trait to every
+//! signature. On any other backend the callers fall back to Burn's own op.
+
+use std::any::Any;
+
+use burn::backend::{Autodiff, Flex};
+
+/// The CPU training backend.
+pub type HostTrain = Autodiff<Flex>;
+
+/// `value` as a `U` when `T` is `U`, else `value` back.
+pub fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let mut slot = Some(value);
+    if let Some(u) = (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>().and_then(Option::take) {
+        return Ok(u);
+    }
+    slot.map_or_else(|| unreachable!("the value stays in its slot when the cast fails"), Err)
+}
+
+/// Whether `T` is `U`.
+pub fn is<T: 'static, U: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn casts_only_to_the_same_type() {
+        assert_eq!(cast::<u32, u32>(7), Ok(7));
+        assert_eq!(cast::<u32, i32>(7), Err(7));
+        assert!(is::<Flex, Flex>());
+        assert!(!is::<Flex, HostTrain>());
+    }
+}

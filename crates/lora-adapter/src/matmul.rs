@@ -1,0 +1,461 @@
+//! Matrix products on the CPU backend, written straight into their output buffers.
+//!
+//! burn-flex 0.21 allocates every matmul output with `FlexTensor::empty`: a zeroed `Vec<u8>`
+//! that `Bytes::from_bytes_vec` then copies into a 16-byte-aligned allocation, two full passes
+//! over a buffer the product overwrites anyway (a memset and a memcpy, 12% of a MiniLM training
+//! step; docs/benchmarks.md). Here the gemm crate (the one burn-flex calls) writes each product
+//! into an uninitialised `Vec<f32>` that becomes the tensor as it is, and a linear layer's bias is
+//! the output's starting value (gemm accumulates onto it) instead of a broadcast add afterwards.
+//! Inputs are read through their strides, so transposed and head-split views are not copied.
+//!
+//! On `Autodiff<Flex>` the product and the linear layer are each one recorded op whose backward
+//! runs the same kernel on transposed views; it keeps an input only when the other input needs a
+//! gradient (a frozen weight never makes its layer keep the activations). `Flex` (inference) gets
+//! the kernel alone; every other backend, and dtypes other than f32, Burn's own ops.
+
+use std::mem::MaybeUninit;
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use rayon::prelude::*;
+
+use crate::host::{HostTrain, cast, is};
+
+/// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
+const PARALLEL_WORK: usize = 192 * 192 * 192;
+
+/// `x @ weight + bias`, what `burn::tensor::module::linear` computes.
+///
+/// # Shapes
+/// - x: `[..., d_input]`, weight: `[d_input, d_output]`, bias: `[d_output]`
+/// - output: `[..., d_output]`
+pub fn linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    let f32s = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+    if D < 2 || !f32s || !on_host::<B>() {
+        return burn::tensor::module::linear(x, weight, bias);
+    }
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let bias = bias.map(|b| b.into_primitive().tensor());
+    let out: FloatTensor<B> = if is::<B, Flex>() {
+        let bias: Option<FlexTensor> = bias.map(same);
+        same(product(&same(x), &same(weight), bias.as_ref()))
+    } else {
+        same(recorded_linear(same(x), same(weight), bias.map(same)))
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// `lhs.matmul(rhs)` for operands with the same batch dimensions (no broadcasting; Burn's
+/// `matmul` takes the other cases).
+///
+/// # Shapes
+/// - lhs: `[..., m, k]`, rhs: `[..., k, n]`, output: `[..., m, n]`
+pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
+    let [l, r] = [lhs.dims(), rhs.dims()];
+    let fits = D >= 2 && l[..D - 2] == r[..D - 2] && l[D - 1] == r[D - 2];
+    if !fits || lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 || !on_host::<B>() {
+        return lhs.matmul(rhs);
+    }
+    let lhs = lhs.into_primitive().tensor();
+    let rhs = rhs.into_primitive().tensor();
+    let out: FloatTensor<B> = if is::<B, Flex>() {
+        same(product(&same(lhs), &same(rhs), None))
+    } else {
+        same(recorded_product(same(lhs), same(rhs)))
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+fn on_host<B: Backend>() -> bool {
+    is::<B, Flex>() || is::<B, HostTrain>()
+}
+
+/// `value` as the type it is already known (by `is`) to be.
+fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("the backend's type was checked before"))
+}
+
+/// `x @ weight` (+ `bias`), recorded as one op.
+#[derive(Debug)]
+struct LinearOp;
+
+/// `lhs @ rhs`, recorded as one op.
+#[derive(Debug)]
+struct ProductOp;
+
+/// What the backward needs: the left operand when the right one has a gradient to compute,
+/// the right one when the left one has, and the right one's rank (2: a weight shared by all of
+/// the left operand's matrices).
+type Kept = (Option<FlexTensor>, Option<FlexTensor>, usize);
+
+impl Backward<Flex, 3> for LinearOp {
+    type State = Kept;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [x_node, weight_node, bias_node] = ops.parents;
+        let (x, weight, _) = ops.state;
+        if let (Some(node), Some(weight)) = (x_node, &weight) {
+            grads.register::<Flex>(node.id, lhs_grad(&grad, weight));
+        }
+        if let (Some(node), Some(x)) = (weight_node, &x) {
+            grads.register::<Flex>(node.id, rhs_grad(x, &grad, 2));
+        }
+        if let Some(node) = bias_node {
+            grads.register::<Flex>(node.id, column_sums(&grad));
+        }
+    }
+}
+
+impl Backward<Flex, 2> for ProductOp {
+    type State = Kept;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [lhs_node, rhs_node] = ops.parents;
+        let (lhs, rhs, rhs_rank) = ops.state;
+        if let (Some(node), Some(rhs)) = (lhs_node, &rhs) {
+            grads.register::<Flex>(node.id, lhs_grad(&grad, rhs));
+        }
+        if let (Some(node), Some(lhs)) = (rhs_node, &lhs) {
+            grads.register::<Flex>(node.id, rhs_grad(lhs, &grad, rhs_rank));
+        }
+    }
+}
+
+fn recorded_linear(
+    x: FloatTensor<HostTrain>,
+    weight: FloatTensor<HostTrain>,
+    bias: Option<FloatTensor<HostTrain>>,
+) -> FloatTensor<HostTrain> {
+    let Some(bias) = bias else {
+        return recorded_product(x, weight);
+    };
+    let out = product(&x.primitive, &weight.primitive, Some(&bias.primitive));
+    let kept = kept(&x, &weight);
+    match LinearOp.prepare::<NoCheckpointing>([x.node, weight.node, bias.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(kept, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// Also the bias-free linear: `rhs` may be a `[k, n]` weight shared by all of `lhs`'s matrices.
+fn recorded_product(lhs: FloatTensor<HostTrain>, rhs: FloatTensor<HostTrain>) -> FloatTensor<HostTrain> {
+    let out = product(&lhs.primitive, &rhs.primitive, None);
+    let kept = kept(&lhs, &rhs);
+    match ProductOp.prepare::<NoCheckpointing>([lhs.node, rhs.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(kept, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+fn kept(lhs: &FloatTensor<HostTrain>, rhs: &FloatTensor<HostTrain>) -> Kept {
+    (
+        rhs.is_tracked().then(|| lhs.primitive.clone()),
+        lhs.is_tracked().then(|| rhs.primitive.clone()),
+        rhs.primitive.layout().num_dims(),
+    )
+}
+
+/// d(lhs) = grad @ rhsᵀ, in lhs's shape (rhs shared or batched alike).
+fn lhs_grad(grad: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
+    let rank = rhs.layout().num_dims();
+    product(grad, &rhs.transpose(rank - 2, rank - 1), None)
+}
+
+/// d(rhs) = lhsᵀ @ grad, in rhs's shape: `[k, n]` summed over all of lhs's rows when rhs was a
+/// shared weight (`rhs_rank` 2), else per batch.
+fn rhs_grad(lhs: &FlexTensor, grad: &FlexTensor, rhs_rank: usize) -> FlexTensor {
+    let rank = lhs.layout().num_dims();
+    if rhs_rank == 2 && rank > 2 {
+        let lhs = as_rows(lhs).unwrap_or_else(|| rows_of_contiguous(lhs));
+        let grad = as_rows(grad).unwrap_or_else(|| rows_of_contiguous(grad));
+        return product(&lhs.transpose(0, 1), &grad, None);
+    }
+    product(&lhs.transpose(rank - 2, rank - 1), grad, None)
+}
+
+/// The sum of `grad`'s rows (`[..., n]` -> `[n]`): a bias's gradient.
+fn column_sums(grad: &FlexTensor) -> FlexTensor {
+    let grad = grad.to_contiguous();
+    let n = grad.layout().shape()[grad.layout().num_dims() - 1];
+    let mut sums = vec![0.0f32; n];
+    for row in grad.storage::<f32>().chunks_exact(n.max(1)) {
+        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+    tensor(sums, vec![n])
+}
+
+fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(Shape::from(shape)), DType::F32)
+}
+
+/// `t` (`[..., m, k]`) as one `[rows, k]` matrix without copying, when its leading dimensions
+/// are laid out like rows.
+fn as_rows(t: &FlexTensor) -> Option<FlexTensor> {
+    let layout = t.layout();
+    let rank = layout.num_dims();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    let mut rows = shape[rank - 2];
+    let mut next = strides[rank - 2] * rows as isize;
+    for d in (0..rank - 2).rev() {
+        if shape[d] > 1 && strides[d] != next {
+            return None;
+        }
+        rows *= shape[d];
+        next *= shape[d] as isize;
+    }
+    let merged = Layout::new(
+        Shape::from(vec![rows, shape[rank - 1]]),
+        vec![strides[rank - 2], strides[rank - 1]],
+        layout.start_offset(),
+    );
+    Some(t.clone().with_layout(merged))
+}
+
+fn rows_of_contiguous(t: &FlexTensor) -> FlexTensor {
+    let rank = t.layout().num_dims();
+    let k = t.layout().shape()[rank - 1];
+    t.to_contiguous().reshape(Shape::from(vec![t.layout().num_elements() / k.max(1), k]))
+}
+
+/// One operand: its buffer, the element offset of each of its matrices (one for a shared
+/// matrix) and the strides within a matrix.
+struct Operand<'a> {
+    data: &'a [f32],
+    offsets: Vec<isize>,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<'a> Operand<'a> {
+    fn new(t: &'a FlexTensor) -> Self {
+        let layout = t.layout();
+        let rank = layout.num_dims();
+        let (shape, strides) = (layout.shape(), layout.strides());
+        let mut offsets = vec![layout.start_offset() as isize];
+        for d in 0..rank - 2 {
+            let (size, stride) = (shape[d], strides[d]);
+            offsets = offsets.iter().flat_map(|&o| (0..size).map(move |i| o + i as isize * stride)).collect();
+        }
+        Self { data: t.storage::<f32>(), offsets, row_stride: strides[rank - 2], col_stride: strides[rank - 1] }
+    }
+
+    fn at(&self, batch: usize) -> *const f32 {
+        let offset = self.offsets[if self.offsets.len() == 1 { 0 } else { batch }];
+        self.data.as_ptr().wrapping_offset(offset)
+    }
+}
+
+/// `lhs @ rhs (+ bias on every row)` into a new contiguous tensor.
+///
+/// lhs `[..., m, k]`; rhs `[..., k, n]` with the same leading dimensions, or `[k, n]` for all
+/// of lhs's matrices; bias `[n]`. Output `[..., m, n]`.
+fn product(lhs: &FlexTensor, rhs: &FlexTensor, bias: Option<&FlexTensor>) -> FlexTensor {
+    let (lhs_rank, rhs_rank) = (lhs.layout().num_dims(), rhs.layout().num_dims());
+    let lhs_shape = lhs.layout().shape().clone();
+    let mut out_shape: Vec<usize> = (0..lhs_rank - 1).map(|d| lhs_shape[d]).collect();
+    out_shape.push(rhs.layout().shape()[rhs_rank - 1]);
+    if rhs_rank == 2
+        && lhs_rank > 2
+        && let Some(rows) = as_rows(lhs)
+    {
+        let flat = product(&rows, rhs, bias);
+        return flat.with_layout(Layout::contiguous(Shape::from(out_shape)));
+    }
+
+    let (m, k, n) = (lhs_shape[lhs_rank - 2], lhs_shape[lhs_rank - 1], out_shape[lhs_rank - 1]);
+    let batches: usize = out_shape[..lhs_rank - 2].iter().product();
+    let (size, len) = (m * n, batches * m * n);
+    let bias = bias.map(FlexTensor::to_contiguous);
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if let Some(bias) = &bias {
+        for (slot, value) in spare.iter_mut().zip(bias.storage::<f32>().iter().cycle()) {
+            slot.write(*value);
+        }
+    } else if k == 0 {
+        spare.iter_mut().for_each(|slot| {
+            slot.write(0.0);
+        });
+    }
+    if k > 0 && len > 0 {
+        let (lhs, rhs) = (Operand::new(lhs), Operand::new(rhs));
+        let accumulate = bias.is_some();
+        let one = |out: &mut [MaybeUninit<f32>], batch: usize, threads: gemm::Parallelism| {
+            let dst = out.as_mut_ptr().cast::<f32>();
+            gemm_one(
+                dst,
+                n,
+                (m, k, n),
+                (lhs.at(batch), lhs.row_stride, lhs.col_stride),
+                (rhs.at(batch), rhs.row_stride, rhs.col_stride),
+                accumulate,
+                threads,
+            );
+        };
+        let work = m * n * k;
+        if batches == 1 || (work >= PARALLEL_WORK && batches < 4) {
+            let threads = if work >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+            spare.chunks_mut(size).enumerate().for_each(|(b, out)| one(out, b, threads));
+        } else if work * batches >= PARALLEL_WORK {
+            spare.par_chunks_mut(size).enumerate().for_each(|(b, out)| one(out, b, gemm::Parallelism::None));
+        } else {
+            spare.chunks_mut(size).enumerate().for_each(|(b, out)| one(out, b, gemm::Parallelism::None));
+        }
+    }
+    // SAFETY: the first `len` elements were written above: by the bias or zero fill, or by gemm,
+    // which writes every element of each `m x n` block when it does not read them (`k > 0`).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len)
+    };
+    tensor(out, out_shape)
+}
+
+/// One `m x k` by `k x n` product into a row-major `m x n` block at `dst` (row stride `dst_rs`),
+/// overwriting it, or adding to it when `accumulate`.
+fn gemm_one(
+    dst: *mut f32,
+    dst_rs: usize,
+    (m, k, n): (usize, usize, usize),
+    (lhs, lhs_rs, lhs_cs): (*const f32, isize, isize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, isize, isize),
+    accumulate: bool,
+    threads: gemm::Parallelism,
+) {
+    // SAFETY: `dst` points at `m * n` writable f32s, row-major with `n == dst_rs`; `lhs` and `rhs`
+    // point into their tensors' buffers, where the layouts' strides keep every `m x k` and
+    // `k x n` element in bounds (Burn validated the layouts when it made the views). gemm reads
+    // `dst` only when `accumulate`, when the caller has initialised it.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            threads,
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    type Train = HostTrain;
+
+    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
+        }
+    }
+
+    fn random<const D: usize>(shape: [usize; D]) -> Tensor<Flex, D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    /// Values and all three gradients equal Burn's `linear`, on a strided (transposed) input.
+    #[test]
+    fn linear_matches_burn_forward_and_backward() {
+        let x = random([3, 7, 5]).swap_dims(0, 1); // [7, 3, 5], not contiguous
+        let (w, b) = (random([5, 4]), random([4]));
+        let upstream = random([7, 3, 4]);
+        let run = |ours: bool| {
+            let x = Tensor::<Train, 3>::from_inner(x.clone()).require_grad();
+            let w = Tensor::<Train, 2>::from_inner(w.clone()).require_grad();
+            let b = Tensor::<Train, 1>::from_inner(b.clone()).require_grad();
+            let y = if ours {
+                linear(x.clone(), w.clone(), Some(b.clone()))
+            } else {
+                burn::tensor::module::linear(x.clone(), w.clone(), Some(b.clone()))
+            };
+            let grads = (y.clone() * Tensor::from_inner(upstream.clone())).sum().backward();
+            let g = |t: Option<Tensor<Flex, 3>>| values(t.unwrap());
+            [values(y), g(x.grad(&grads)), values(w.grad(&grads).unwrap()), values(b.grad(&grads).unwrap())]
+        };
+        for (ours, burns) in run(true).iter().zip(run(false).iter()) {
+            close(ours, burns, 1e-5);
+        }
+    }
+
+    /// A frozen weight: only the input gets a gradient, and the op keeps no activations.
+    #[test]
+    fn frozen_weight_gets_no_gradient() {
+        let x = Tensor::<Train, 2>::from_inner(random([6, 5])).require_grad();
+        let w = Tensor::<Train, 2>::from_inner(random([5, 3]));
+        let grads = linear(x.clone(), w.clone(), None).sum().backward();
+        assert!(w.grad(&grads).is_none());
+        let expected = values(w.inner().sum_dim(1).reshape([1, 5]).repeat_dim(0, 6));
+        close(&values(x.grad(&grads).unwrap()), &expected, 1e-5);
+    }
+
+    /// Batched products (the attention's), with a transposed operand, against Burn's matmul.
+    #[test]
+    fn matmul_matches_burn_forward_and_backward() {
+        let (a, b) = (random([2, 3, 6, 4]), random([2, 3, 6, 4]));
+        let upstream = random([2, 3, 6, 6]);
+        let run = |ours: bool| {
+            let a = Tensor::<Train, 4>::from_inner(a.clone()).require_grad();
+            let b = Tensor::<Train, 4>::from_inner(b.clone()).require_grad();
+            let bt = b.clone().swap_dims(2, 3);
+            let y = if ours { matmul(a.clone(), bt) } else { a.clone().matmul(bt) };
+            let grads = (y.clone() * Tensor::from_inner(upstream.clone())).sum().backward();
+            [values(y), values(a.grad(&grads).unwrap()), values(b.grad(&grads).unwrap())]
+        };
+        for (ours, burns) in run(true).iter().zip(run(false).iter()) {
+            close(ours, burns, 1e-5);
+        }
+    }
+
+    /// Inference (`Flex`), the parallel paths (large products, many small ones) and the
+    /// broadcasting case that is left to Burn.
+    #[test]
+    fn inference_and_large_shapes_match_burn() {
+        let (x, w, b) = (random([4, 100, 96]), random([96, 200]), random([200]));
+        let ours = values(linear(x.clone(), w.clone(), Some(b.clone())));
+        close(&ours, &values(burn::tensor::module::linear(x, w, Some(b))), 1e-4);
+
+        let (p, q) = (random([8, 4, 64, 32]), random([8, 4, 32, 64]));
+        close(&values(matmul(p.clone(), q.clone())), &values(p.matmul(q)), 1e-4);
+
+        let (p, q) = (random([2, 3, 5, 4]), random([1, 3, 4, 2]));
+        close(&values(matmul(p.clone(), q.clone())), &values(p.matmul(q)), 0.0);
+    }
+}
