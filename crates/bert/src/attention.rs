@@ -1,7 +1,6 @@
 //! `BertAttention`: multi-head self-attention (`self`) and its output projection (`output`).
 
 use burn::module::Module;
-use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use lora_adapter::Dropout;
@@ -10,6 +9,7 @@ use lora_adapter::matmul::matmul;
 
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::layer_norm::LayerNorm;
 use crate::softmax::masked_softmax;
 use crate::weights::Weights;
 

@@ -1,13 +1,14 @@
 //! `BertEmbeddings`: word + token type + position embeddings, LayerNorm, dropout.
 
 use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm};
+use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use lora_adapter::Dropout;
 
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::layer_norm::LayerNorm;
 use crate::weights::Weights;
 
 #[derive(Module, Debug)]

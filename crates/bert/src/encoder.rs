@@ -1,9 +1,8 @@
 //! `BertEncoder`: the stack of `BertLayer`s (attention, intermediate, output).
 
 use burn::module::Module;
-use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, relu, silu};
+use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
 use lora_adapter::Dropout;
 use lora_adapter::LoraLinear;
@@ -11,6 +10,8 @@ use lora_adapter::LoraLinear;
 use crate::attention::BertAttention;
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
+use crate::gelu::gelu;
+use crate::layer_norm::LayerNorm;
 use crate::weights::Weights;
 
 /// `BertIntermediate`: dense to `intermediate_size`, then the activation.

@@ -22,8 +22,10 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorPrimitive, activation};
-use lora_adapter::host::{HostTrain, cast, is};
+use lora_adapter::host::{HostTrain, is, same};
 use multiversion::multiversion;
+
+use crate::cpu::{exp_nonpositive, owned_contiguous};
 use rayon::prelude::*;
 
 /// `softmax(scores + mask_bias, 3)`.
@@ -52,11 +54,6 @@ pub fn masked_softmax<B: Backend>(scores: Tensor<B, 4>, mask_bias: Tensor<B, 4>)
         same(recorded_softmax(same(scores), &mask, keys, rows_per_item))
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
-}
-
-/// `value` as the type it is already known (by `is`) to be.
-fn same<T: 'static, U: 'static>(value: T) -> U {
-    cast(value).unwrap_or_else(|_| unreachable!("the backend's type was checked before"))
 }
 
 /// The recorded op: its state is the output (the probabilities) and the row length.
@@ -97,13 +94,6 @@ fn softmax_forward(scores: FlexTensor, mask: &FlexTensor, row: usize, rows_per_i
         softmax_row(x, &mask[item * row..(item + 1) * row]);
     });
     probs
-}
-
-/// `t` contiguous and covering its whole buffer, so that `storage_mut` is its elements (copied
-/// only if `t` is a view or shared).
-fn owned_contiguous(t: FlexTensor) -> FlexTensor {
-    let whole = t.layout().num_elements() * std::mem::size_of::<f32>() == t.bytes().len();
-    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { t.to_contiguous() }
 }
 
 /// `dy * y - y * sum(dy * y)` along rows of `row` elements, written over `grad`'s buffer.
@@ -165,31 +155,6 @@ fn softmax_backward_row(g: &mut [f32], y: &[f32]) {
     for (gi, yi) in g.iter_mut().zip(y) {
         *gi = yi * (*gi - dot);
     }
-}
-
-/// `e^v` for `v <= 0`, within a few units in the last place, in plain arithmetic that
-/// vectorises (Cephes' `expf`: `v = n ln 2 + r`, a degree-6 polynomial for `e^r`, `2^n` put in
-/// the exponent bits). Below `ln(2^-126)` it gives 0 where `f32::exp` gives a subnormal.
-#[inline(always)]
-fn exp_nonpositive(v: f32) -> f32 {
-    const LOWEST: f32 = -87.336_54; // ln(2^-126): the smallest normal result
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it leaves round(t) in the low mantissa bits
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let clamped = if v < LOWEST { LOWEST } else { v };
-    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let r = clamped - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    let exponent = (shifted.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23;
-    let e = e_r * f32::from_bits(exponent as u32);
-    if v < LOWEST { 0.0 } else { e }
 }
 
 #[cfg(test)]
@@ -262,18 +227,5 @@ mod tests {
         let full = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &Default::default());
         let ours = values(masked_softmax(scores.clone(), full.clone()));
         close(&ours, &values(activation::softmax(scores + full, 3)), 0.0);
-    }
-
-    #[test]
-    fn exp_is_within_a_few_ulp_of_libm() {
-        for i in 0..=200_000 {
-            let v = -87.3 * i as f32 / 200_000.0;
-            let (ours, libm) = (exp_nonpositive(v), v.exp());
-            assert!((ours - libm).abs() <= 4.0 * f32::EPSILON * libm, "e^{v}: {ours} vs {libm}");
-        }
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert_eq!(exp_nonpositive(-90.0), 0.0);
-        assert_eq!(exp_nonpositive(f32::MIN), 0.0);
-        assert!(exp_nonpositive(f32::NAN).is_nan());
     }
 }

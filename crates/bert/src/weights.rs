@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
+use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use lora_adapter::LoraLinear;
 
 use crate::checkpoint::{Checkpoint, RawTensor};
 use crate::error::{BertError, Result};
+use crate::layer_norm::LayerNorm;
 
 /// How a tensor absent from the checkpoint is initialised.
 #[derive(Debug, Clone, Copy)]
@@ -147,10 +148,11 @@ impl<B: Backend> Weights<B> {
 
     /// `{prefix}.weight` and `{prefix}.bias` of a LayerNorm.
     pub fn layer_norm(&mut self, prefix: &str, d_model: usize, epsilon: f64) -> Result<LayerNorm<B>> {
-        let mut norm = LayerNormConfig::new(d_model).with_epsilon(epsilon).init(&self.device);
-        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_model], Init::Ones)?);
-        norm.beta = Some(Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d_model], Init::Zeros)?));
-        Ok(norm)
+        Ok(LayerNorm {
+            gamma: Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_model], Init::Ones)?),
+            beta: Some(Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d_model], Init::Zeros)?)),
+            epsilon,
+        })
     }
 
     /// `{prefix}.weight`; a fresh table has its `padding_idx` row zeroed, as torch does.

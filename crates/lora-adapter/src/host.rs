@@ -21,6 +21,14 @@ pub fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     slot.map_or_else(|| unreachable!("the value stays in its slot when the cast fails"), Err)
 }
 
+/// `value` as the type it is already known (by [`is`]) to be.
+///
+/// # Panics
+/// If `T` is not `U`: a caller that checked with [`is`] first never sees it.
+pub fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("the type was checked before"))
+}
+
 /// Whether `T` is `U`.
 pub fn is<T: 'static, U: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()

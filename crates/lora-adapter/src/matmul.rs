@@ -26,7 +26,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::host::{HostTrain, cast, is};
+use crate::host::{HostTrain, is, same};
 
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
@@ -82,11 +82,6 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
 
 fn on_host<B: Backend>() -> bool {
     is::<B, Flex>() || is::<B, HostTrain>()
-}
-
-/// `value` as the type it is already known (by `is`) to be.
-fn same<T: 'static, U: 'static>(value: T) -> U {
-    cast(value).unwrap_or_else(|_| unreachable!("the backend's type was checked before"))
 }
 
 /// `x @ weight` (+ `bias`), recorded as one op.
