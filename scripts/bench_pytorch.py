@@ -5,6 +5,10 @@ A BertForSequenceClassification of the shape in --model-config with random weigh
 query/value (classifier trained, base frozen), AdamW; rows `train_step` (forward, backward,
 clipping, optimizer step) and `eval_forward` (no grad), on one batch of --batch-size x --seq-len
 tokens, after --warmup runs, --repeats timed runs, --threads threads.
+With --length-mix FILE (JSON Lines with "text", e.g. `lora export-data`'s train.jsonl): rows
+`train_mix` and `eval_mix` on consecutive batches of those reviews instead, tokenized with the
+tokenizer.json beside --model-config (or --tokenizer), truncated at 512, each batch padded to its
+longest: step i takes batch i (warm-up first), as `lora bench --length-mix` does.
 
   .venv/bin/python scripts/bench_pytorch.py --model-config ../shared/assets/all-MiniLM-L6-v2/config.json
   python3 scripts/bench_pytorch.py --model-config .../config.json --device cuda [--bf16]
@@ -46,6 +50,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (CUDA)")
+    p.add_argument("--length-mix", help="JSON Lines reviews: time real, dynamically padded batches")
+    p.add_argument("--tokenizer", help="tokenizer.json for --length-mix (default: beside --model-config)")
     args = p.parse_args()
     check_versions(args.device)
     torch.set_num_threads(args.threads)
@@ -56,18 +62,16 @@ def main():
                            LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"]))
     model.to(args.device)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=5e-5, weight_decay=0.01)
-    first = min(config.vocab_size, 1000) // 2
-    ids = torch.randint(first, config.vocab_size, (args.batch_size, args.seq_len))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
-             "labels": torch.arange(args.batch_size) % 2}
-    batch = {k: v.to(args.device) for k, v in batch.items()}
+    batches = mix_batches(args) if args.length_mix else [fixed_batch(args, config)]
+    batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
+    names = ["train_mix", "eval_mix"] if args.length_mix else ["train_step", "eval_forward"]
     autocast = torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16)
 
     def sync():
         if args.device != "cpu":
             torch.cuda.synchronize()
 
-    def train_step():
+    def train_step(batch):
         model.train()
         with autocast:
             loss = model(**batch).loss
@@ -76,32 +80,61 @@ def main():
         opt.step()
         opt.zero_grad()
 
-    def eval_forward():
+    def eval_forward(batch):
         model.eval()
         with torch.no_grad(), autocast:
             model(**{k: v for k, v in batch.items() if k != "labels"})
 
-    for name, fn in [("train_step", train_step), ("eval_forward", eval_forward)]:
-        for _ in range(args.warmup):
-            fn()
+    for name, fn in zip(names, [train_step, eval_forward]):
+        for i in range(args.warmup):
+            fn(batches[i % len(batches)])
         sync()
-        times = []
-        for _ in range(args.repeats):
+        times, samples, tokens = [], 0, 0
+        for i in range(args.warmup, args.warmup + args.repeats):
+            batch = batches[i % len(batches)]
             start = time.perf_counter()
-            fn()
+            fn(batch)
             sync()
             times.append(time.perf_counter() - start)
+            samples += batch["input_ids"].shape[0]
+            tokens += batch["input_ids"].numel()
+        total = sum(times)
         times.sort()
         median = times[len(times) // 2]
         print(json.dumps({
             "row": name, "model": args.model_config, "device": args.device + (" bf16" if args.bf16 else ""), "framework": "pytorch",
-            "batch_size": args.batch_size, "seq_len": args.seq_len, "repeats": len(times),
-            "median_seconds": median, "min_seconds": times[0], "max_seconds": times[-1],
-            "samples_per_second": args.batch_size / median, "tokens_per_second": args.batch_size * args.seq_len / median,
+            "batch_size": args.batch_size, "seq_len": tokens // samples, "repeats": len(times),
+            "median_seconds": median, "min_seconds": times[0], "max_seconds": times[-1], "total_seconds": total,
+            "samples_per_second": samples / total, "tokens_per_second": tokens / total,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "threads": args.threads,
             "peak_gpu_bytes": torch.cuda.max_memory_allocated() if args.device != "cpu" else None,
             "torch": torch.__version__,
         }), flush=True)
+
+
+def fixed_batch(args, config):
+    """One batch of --batch-size x --seq-len ordinary word ids, no padding."""
+    first = min(config.vocab_size, 1000) // 2
+    ids = torch.randint(first, config.vocab_size, (args.batch_size, args.seq_len))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+            "labels": torch.arange(args.batch_size) % 2}
+
+
+def mix_batches(args):
+    """Consecutive batches of the file's reviews, each padded to its longest (dynamic padding)."""
+    from pathlib import Path
+    from transformers import BertTokenizerFast
+    path = args.tokenizer or str(Path(args.model_config).with_name("tokenizer.json"))
+    tokenizer = BertTokenizerFast(tokenizer_file=path)
+    with open(args.length_mix) as f:
+        reviews = [json.loads(line) for line in f if line.strip()]
+    batches = []
+    for start in range(0, len(reviews), args.batch_size):
+        chunk = reviews[start:start + args.batch_size]
+        enc = tokenizer([r["text"] for r in chunk], truncation=True, max_length=512, padding="longest", return_tensors="pt")
+        enc["labels"] = torch.tensor([int(r.get("label", 0)) for r in chunk])
+        batches.append(dict(enc))
+    return batches
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 //! `lora bench`: time the real code paths (a LoRA training step: forward, backward, optimizer;
 //! an evaluation forward) for a model shape from a `config.json`, random weights (a shape costs
-//! the same with any weights), a batch size and a sequence length.
+//! the same with any weights), a batch size and a sequence length; or, with a length mix, on
+//! real reviews: consecutive batches of a JSON Lines file, tokenized and padded to each batch's
+//! longest, as training pads them.
 
 use std::time::Instant;
 
@@ -23,6 +25,9 @@ pub struct BenchOptions {
     pub warmup: usize,
     pub repeats: usize,
     pub seed: u64,
+    /// Real batches instead of one `batch_size x seq_len` batch: the first `warmup` of them warm
+    /// up, the next `repeats` are timed (cycling through the list).
+    pub mix: Option<Vec<Vec<TokenizedReview>>>,
 }
 
 /// One row of the table.
@@ -37,30 +42,57 @@ pub struct BenchRow {
     pub median_seconds: f64,
     pub min_seconds: f64,
     pub max_seconds: f64,
+    /// All timed steps together: what the length-mix rows compare.
+    pub total_seconds: f64,
     pub samples_per_second: f64,
     pub tokens_per_second: f64,
     /// Process peak resident memory after the row (Linux `VmHWM`; it only grows).
     pub peak_rss_bytes: Option<u64>,
 }
 
-fn row(name: &str, options: &BenchOptions, device: &str, mut times: Vec<f64>) -> BenchRow {
+/// A row from the timed steps and what each processed (`[samples, padded tokens]`).
+/// Throughputs are totals over total time; `seq_len` is the mean padded length.
+fn row(name: &str, options: &BenchOptions, device: &str, timed: Vec<(f64, [usize; 2])>) -> BenchRow {
+    let mut times: Vec<f64> = timed.iter().map(|(t, _)| *t).collect();
     times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let tokens = (options.batch_size * options.seq_len) as f64;
+    let total: f64 = times.iter().sum();
+    let samples: usize = timed.iter().map(|(_, [s, _])| s).sum();
+    let tokens: usize = timed.iter().map(|(_, [_, t])| t).sum();
     BenchRow {
         row: name.to_string(),
         model: options.model_config.display().to_string(),
         device: device.to_string(),
         batch_size: options.batch_size,
-        seq_len: options.seq_len,
+        seq_len: tokens.checked_div(samples).unwrap_or(0),
         repeats: times.len(),
-        median_seconds: median,
+        median_seconds: times[times.len() / 2],
         min_seconds: times[0],
         max_seconds: times[times.len() - 1],
-        samples_per_second: options.batch_size as f64 / median,
-        tokens_per_second: tokens / median,
+        total_seconds: total,
+        samples_per_second: samples as f64 / total,
+        tokens_per_second: tokens as f64 / total,
         peak_rss_bytes: peak_rss_bytes(),
     }
+}
+
+/// `[samples, padded tokens]` of a batch.
+fn size(batch: &[TokenizedReview]) -> [usize; 2] {
+    [batch.len(), batch.len() * batch.iter().map(|r| r.encoded.len()).max().unwrap_or(0)]
+}
+
+/// The reviews of a JSON Lines (or any `imdb` format) file, tokenized with the tokenizer beside
+/// the model's `config.json` (or `tokenizer`), in consecutive batches of `batch_size`.
+pub fn mix_batches(
+    reviews: &std::path::Path,
+    tokenizer: &std::path::Path,
+    batch_size: usize,
+    max_length: usize,
+) -> Result<Vec<Vec<TokenizedReview>>> {
+    let reviews = imdb::formats::read_file(reviews)?;
+    anyhow::ensure!(!reviews.is_empty(), "the length mix has no reviews");
+    let tokenizer = bert::BertTokenizer::from_file(tokenizer, max_length)?;
+    let items = imdb::batching::tokenize(&reviews, &tokenizer, false, |_| {})?;
+    Ok(items.chunks(batch_size.max(1)).map(<[TokenizedReview]>::to_vec).collect())
 }
 
 /// A full batch of `batch_size` reviews of exactly `seq_len` tokens, no padding.
@@ -82,7 +114,7 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
 pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, device_name: &str) -> Result<Vec<BenchRow>> {
     let config = BertConfig::from_file(&options.model_config)?;
     anyhow::ensure!(
-        options.seq_len <= config.max_position_embeddings,
+        options.mix.is_some() || options.seq_len <= config.max_position_embeddings,
         "--seq-len {} is longer than the model's max_position_embeddings ({})",
         options.seq_len,
         config.max_position_embeddings
@@ -98,30 +130,38 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
         options.model_config.display(),
         config.vocab_size
     );
-    let items = batch(options, config.vocab_size);
+    let batches = match &options.mix {
+        Some(batches) => batches.clone(),
+        None => vec![batch(options, config.vocab_size)],
+    };
+    anyhow::ensure!(!batches.is_empty(), "no batches to time");
     let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, 0, device.clone());
 
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Vec<f64>> {
-        for _ in 0..options.warmup {
-            f()?;
+    // Step i (warm-up first) takes batch i of the list, cycling.
+    let time = |f: &mut dyn FnMut(&[TokenizedReview]) -> Result<()>| -> Result<Vec<(f64, [usize; 2])>> {
+        let mut steps = (0..).map(|i| &batches[i % batches.len()]);
+        for items in steps.by_ref().take(options.warmup) {
+            f(items)?;
         }
-        (0..options.repeats.max(1))
-            .map(|_| {
+        steps
+            .take(options.repeats.max(1))
+            .map(|items| {
                 let start = Instant::now();
-                f()?;
-                Ok(start.elapsed().as_secs_f64())
+                f(items)?;
+                Ok((start.elapsed().as_secs_f64(), size(items)))
             })
             .collect()
     };
-    let train = time(&mut || trainer.step(items.clone()).map(|_| ()))?;
-    let train_row = row("train_step", options, device_name, train);
+    let names = if options.mix.is_some() { ["train_mix", "eval_mix"] } else { ["train_step", "eval_forward"] };
+    let train = time(&mut |items| trainer.step(items.to_vec()).map(|_| ()))?;
+    let train_row = row(names[0], options, device_name, train);
     let model = trainer.model.valid();
-    let eval = time(&mut || {
-        let logits = crate::eval::logits(&model, &items, options.batch_size, 0, device);
+    let eval = time(&mut |items| {
+        let logits = crate::eval::logits(&model, items, options.batch_size, 0, device);
         anyhow::ensure!(logits.len() == items.len(), "evaluation returned {} rows", logits.len());
         Ok(())
     })?;
-    Ok(vec![train_row, row("eval_forward", options, device_name, eval)])
+    Ok(vec![train_row, row(names[1], options, device_name, eval)])
 }
 
 /// The rows as a fixed-width table.

@@ -51,6 +51,14 @@ pub struct BenchArgs {
     pub warmup: usize,
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Time real batches instead: consecutive batches of the reviews in this file (JSON Lines
+    /// with `text`, or any format `--data` reads, e.g. `lora export-data`'s train.jsonl), each
+    /// padded to its longest review; rows `train_mix` and `eval_mix`.
+    #[arg(long, value_name = "FILE")]
+    pub length_mix: Option<PathBuf>,
+    /// The tokenizer for `--length-mix` (default: tokenizer.json, else vocab.txt, beside --model-config).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
     /// JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -225,6 +225,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     impl Job for BenchJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
+            let mix = match &a.length_mix {
+                None => None,
+                Some(reviews) => {
+                    let json = a.model_config.with_file_name("tokenizer.json");
+                    let beside = if json.exists() { json } else { a.model_config.with_file_name("vocab.txt") };
+                    let tokenizer = a.tokenizer.clone().unwrap_or(beside);
+                    // Truncated as training truncates (max_length 512), or shorter for a shorter model.
+                    let positions = bert::BertConfig::from_file(&a.model_config)?.max_position_embeddings;
+                    Some(crate::bench::mix_batches(reviews, &tokenizer, a.batch_size, positions.min(512))?)
+                }
+            };
             let options = crate::bench::BenchOptions {
                 model_config: a.model_config.clone(),
                 batch_size: a.batch_size,
@@ -232,6 +243,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 warmup: a.warmup,
                 repeats: a.repeats,
                 seed: 0,
+                mix,
             };
             let rows = crate::bench::run::<B>(&options, device, name)?;
             if a.json {

@@ -338,3 +338,30 @@ fn bench_reports_both_rows_as_json() {
     let err = failure(lora(&["bench", "--model-config", config, "--seq-len", "100"]));
     assert!(err.contains("max_position_embeddings"), "{err}");
 }
+
+/// Real batches: consecutive reviews of a file, padded per batch; rows say the mean padded length.
+#[test]
+fn bench_times_a_length_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(dir.path()), tiny_data(dir.path()));
+    let config = model.join("config.json");
+    let reviews = data.join("train.jsonl");
+    let args = |reviews: &Path| {
+        let list = ["bench", "--model-config", config.to_str().unwrap(), "--length-mix", reviews.to_str().unwrap()];
+        let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        list.extend(["--batch-size", "4", "--warmup", "1", "--repeats", "3", "--json"].map(String::from));
+        list
+    };
+    let run = |reviews: &Path| lora(&args(reviews).iter().map(String::as_str).collect::<Vec<_>>());
+    let out = ok(run(&reviews));
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["row"].as_str().unwrap()).collect::<Vec<_>>(), ["train_mix", "eval_mix"]);
+    for r in &rows {
+        assert_eq!(r["repeats"], 3);
+        // "[CLS] the film was W , a W plot wN . [SEP]": 12 tokens, vocab.txt beside the config.
+        assert_eq!(r["seq_len"], 12, "{r}");
+        assert!(r["total_seconds"].as_f64().unwrap() >= r["median_seconds"].as_f64().unwrap());
+    }
+    let err = failure(run(&dir.path().join("missing.jsonl")));
+    assert!(err.contains("missing.jsonl"), "{err}");
+}
