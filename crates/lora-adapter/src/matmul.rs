@@ -44,7 +44,10 @@ pub fn linear<B: Backend, const D: usize>(
     let f32s = x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
-    if D < 2 || !f32s || !on_host::<B>() {
+    // Shapes that do not fit go to Burn, which reports them; the kernel trusts them.
+    let [k, n] = weight.dims();
+    let fits = D >= 2 && x.dims()[D - 1] == k && bias.as_ref().is_none_or(|b| b.dims() == [n]);
+    if !fits || !f32s || !on_host::<B>() {
         return burn::tensor::module::linear(x, weight, bias);
     }
     let x = x.into_primitive().tensor();
@@ -280,8 +283,12 @@ fn product(lhs: &FlexTensor, rhs: &FlexTensor, bias: Option<&FlexTensor>) -> Fle
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     if let Some(bias) = &bias {
-        for (slot, value) in spare.iter_mut().zip(bias.storage::<f32>().iter().cycle()) {
-            slot.write(*value);
+        let bias = bias.storage::<f32>();
+        assert_eq!(bias.len(), n, "a bias of {} for {n} outputs", bias.len());
+        for row in spare.chunks_exact_mut(n.max(1)) {
+            for (slot, value) in row.iter_mut().zip(bias) {
+                slot.write(*value);
+            }
         }
     } else if k == 0 {
         spare.iter_mut().for_each(|slot| {
@@ -408,6 +415,13 @@ mod tests {
         for (ours, burns) in run(true).iter().zip(run(false).iter()) {
             close(ours, burns, 1e-5);
         }
+    }
+
+    /// Shapes that do not fit never reach the kernel (which trusts them): Burn reports them.
+    #[test]
+    #[should_panic]
+    fn a_bias_of_the_wrong_length_is_burns_error() {
+        let _ = linear(random([3, 5]), random([5, 4]), Some(random([3])));
     }
 
     /// A frozen weight: only the input gets a gradient, and the op keeps no activations.
