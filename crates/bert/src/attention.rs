@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use lora_adapter::Dropout;
 use lora_adapter::LoraLinear;
-use lora_adapter::matmul::matmul;
+use lora_adapter::matmul::{matmul, matmul_into_heads};
 
 use crate::config::BertConfig;
 use crate::error::Result;
@@ -55,7 +55,7 @@ impl<B: Backend> BertSelfAttention<B> {
 
         let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
         let probs = self.dropout.forward(masked_softmax(scores, mask_bias));
-        matmul(probs, v) // (B, nh, T, hs)
+        matmul_into_heads(probs, v) // (B, nh, T, hs), laid out as (B, T, nh, hs)
             .swap_dims(1, 2)
             .reshape([batch, seq, width])
     }

@@ -83,6 +83,26 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
+/// [`matmul`] for the attention's `probs @ v` (`[batch, heads, seq, dim]`), with the output
+/// laid out as `[batch, seq, heads, dim]` underneath: the same values and shape, but
+/// `.swap_dims(1, 2).reshape([batch, seq, heads * dim])` (merging the heads) is then free
+/// instead of a strided copy on the CPU backend.
+pub fn matmul_into_heads<B: Backend>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [l, r] = [lhs.dims(), rhs.dims()];
+    let fits = l[..2] == r[..2] && l[3] == r[2];
+    if !fits || lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 || !on_host::<B>() {
+        return lhs.matmul(rhs);
+    }
+    let lhs = lhs.into_primitive().tensor();
+    let rhs = rhs.into_primitive().tensor();
+    let out: FloatTensor<B> = if is::<B, Flex>() {
+        same(heads_product(&same(lhs), &same(rhs)))
+    } else {
+        same(recorded(same(lhs), same(rhs), heads_product))
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
 fn on_host<B: Backend>() -> bool {
     is::<B, Flex>() || is::<B, HostTrain>()
 }
@@ -153,7 +173,16 @@ fn recorded_linear(
 
 /// Also the bias-free linear: `rhs` may be a `[k, n]` weight shared by all of `lhs`'s matrices.
 fn recorded_product(lhs: FloatTensor<HostTrain>, rhs: FloatTensor<HostTrain>) -> FloatTensor<HostTrain> {
-    let out = product(&lhs.primitive, &rhs.primitive, None);
+    recorded(lhs, rhs, |lhs, rhs| product(lhs, rhs, None))
+}
+
+/// `forward(lhs, rhs)`, a product in some output layout, recorded as a [`ProductOp`].
+fn recorded(
+    lhs: FloatTensor<HostTrain>,
+    rhs: FloatTensor<HostTrain>,
+    forward: impl FnOnce(&FlexTensor, &FlexTensor) -> FlexTensor,
+) -> FloatTensor<HostTrain> {
+    let out = forward(&lhs.primitive, &rhs.primitive);
     let kept = kept(&lhs, &rhs);
     match ProductOp.prepare::<NoCheckpointing>([lhs.node, rhs.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(kept, out),
@@ -329,6 +358,45 @@ fn product(lhs: &FlexTensor, rhs: &FlexTensor, bias: Option<&FlexTensor>) -> Fle
     tensor(out, out_shape)
 }
 
+/// `lhs @ rhs` for `[b, h, m, k] @ [b, h, k, n]`, written as `[b, m, h, n]` and returned as the
+/// `[b, h, m, n]` view of it.
+fn heads_product(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
+    let shape = lhs.layout().shape().clone();
+    let (b, h, m, k) = (shape[0], shape[1], shape[2], shape[3]);
+    let n = rhs.layout().shape()[3];
+    let (item, len) = (h * m * n, b * h * m * n);
+    if k == 0 || len == 0 {
+        return product(lhs, rhs, None);
+    }
+    let (lhs_op, rhs_op) = (Operand::new(lhs), Operand::new(rhs));
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    // One batch item per task: its `m x (h n)` block holds all of its heads side by side.
+    out.spare_capacity_mut()[..len].par_chunks_mut(item).enumerate().with_max_len(1).for_each(|(i, block)| {
+        for head in 0..h {
+            let matrix = i * h + head;
+            let dst = block[head * n..].as_mut_ptr().cast::<f32>();
+            gemm_one(
+                dst,
+                h * n,
+                (m, k, n),
+                (lhs_op.at(matrix), lhs_op.row_stride, lhs_op.col_stride),
+                (rhs_op.at(matrix), rhs_op.row_stride, rhs_op.col_stride),
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+    // SAFETY: gemm wrote every element: head `h`'s `m x n` block sits at columns `h n ..
+    // (h + 1) n` of its item's `m` rows of `h n`, and the blocks tile each item exactly.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len)
+    };
+    let strides = vec![item as isize, n as isize, (h * n) as isize, 1];
+    let view = Layout::new(Shape::from(vec![b, h, m, n]), strides, 0);
+    tensor(out, vec![len]).with_layout(view)
+}
+
 /// One `m x k` by `k x n` product into a row-major `m x n` block at `dst` (row stride `dst_rs`),
 /// overwriting it, or adding to it when `accumulate`.
 fn gemm_one(
@@ -340,7 +408,7 @@ fn gemm_one(
     accumulate: bool,
     threads: gemm::Parallelism,
 ) {
-    // SAFETY: `dst` points at `m * n` writable f32s, row-major with `n == dst_rs`; `lhs` and `rhs`
+    // SAFETY: `dst` points at `m` rows of `n` writable f32s, `dst_rs` apart; `lhs` and `rhs`
     // point into their tensors' buffers, where the layouts' strides keep every `m x k` and
     // `k x n` element in bounds (Burn validated the layouts when it made the views). gemm reads
     // `dst` only when `accumulate`, when the caller has initialised it.
@@ -451,6 +519,27 @@ mod tests {
         for (ours, burns) in run(true).iter().zip(run(false).iter()) {
             close(ours, burns, 1e-5);
         }
+    }
+
+    /// The heads-interleaved output: same values and gradients as Burn's matmul, and merging
+    /// the heads afterwards needs no copy (the swapped view is contiguous).
+    #[test]
+    fn matmul_into_heads_matches_burn_and_merges_for_free() {
+        let (p, v) = (random([2, 3, 6, 6]), random([2, 3, 6, 4]));
+        let upstream = random([2, 6, 12]);
+        let run = |ours: bool| {
+            let p = Tensor::<Train, 4>::from_inner(p.clone()).require_grad();
+            let v = Tensor::<Train, 4>::from_inner(v.clone()).require_grad();
+            let y = if ours { matmul_into_heads(p.clone(), v.clone()) } else { p.clone().matmul(v.clone()) };
+            let merged = y.swap_dims(1, 2).reshape([2, 6, 12]);
+            let grads = (merged.clone() * Tensor::from_inner(upstream.clone())).sum().backward();
+            [values(merged), values(p.grad(&grads).unwrap()), values(v.grad(&grads).unwrap())]
+        };
+        for (ours, burns) in run(true).iter().zip(run(false).iter()) {
+            close(ours, burns, 1e-5);
+        }
+        let merged = matmul_into_heads(p, v).swap_dims(1, 2).into_primitive().tensor();
+        assert!(merged.is_contiguous());
     }
 
     /// Inference (`Flex`), the parallel paths (large products, many small ones) and the
