@@ -119,19 +119,9 @@ mod tests {
     use super::*;
     use burn::backend::Autodiff;
     use burn::tensor::Distribution;
+    use lora_adapter::testing::{assert_close as close, values};
 
     type Train = Autodiff<Flex>;
-
-    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
-        }
-    }
 
     /// Values and gradient equal Burn's (libm's erf) on a strided input longer than one chunk.
     #[test]

@@ -169,19 +169,9 @@ mod tests {
     use burn::backend::Autodiff;
     use burn::nn::LayerNormConfig;
     use burn::tensor::Distribution;
+    use lora_adapter::testing::{assert_close as close, values};
 
     type Train = Autodiff<Flex>;
-
-    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
-        }
-    }
 
     /// Values and the gradients of input, gamma and beta equal Burn's `nn::LayerNorm`'s, on a
     /// strided input; a frozen gamma and beta get none.

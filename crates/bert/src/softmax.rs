@@ -163,19 +163,9 @@ mod tests {
     use super::*;
     use burn::backend::Autodiff;
     use burn::tensor::{Distribution, TensorData};
+    use lora_adapter::testing::{assert_close as close, values};
 
     type Train = Autodiff<Flex>;
-
-    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
-        }
-    }
 
     /// Scores `[2, 3, 5, keys]` and a mask hiding every third key of item 0 and all of item 1.
     fn inputs(keys: usize) -> (Tensor<Flex, 4>, Tensor<Flex, 4>, Tensor<Flex, 4>) {

@@ -90,13 +90,10 @@ fn splitmix64(x: u64) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testing::values;
     use burn::backend::{Autodiff, Flex};
 
     type Train = Autodiff<Flex>;
-
-    fn values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
-        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-    }
 
     #[test]
     fn drops_at_the_rate_asked_and_rescales_the_rest() {

@@ -14,6 +14,7 @@ mod linear;
 pub mod matmul;
 pub mod peft;
 pub mod tensor_file;
+pub mod testing;
 
 pub use config::{InitLoraWeights, LoraConfig, TargetModules};
 pub use dropout::Dropout;

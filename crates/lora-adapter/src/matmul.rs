@@ -442,20 +442,10 @@ fn gemm_one(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close as close, values};
     use burn::tensor::Distribution;
 
     type Train = HostTrain;
-
-    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
-        }
-    }
 
     fn random<const D: usize>(shape: [usize; D]) -> Tensor<Flex, D> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
