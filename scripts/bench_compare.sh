@@ -2,7 +2,8 @@
 # Runs `lora bench` and scripts/bench_pytorch.py on the same shapes, alternating, and prints the
 # ratio ours / PyTorch of the median step time per row (below 1.0: we are faster).
 #
-#   [WARMUP=2] [REPEATS=5] [LENGTH_MIX=FILE] scripts/bench_compare.sh [PYTHON] [LORA]
+#   [WARMUP=2] [REPEATS=5] [LENGTH_MIX=FILE] [MODELS="all-MiniLM-L6-v2 bert-base-uncased"] \
+#     scripts/bench_compare.sh [PYTHON] [LORA]
 #   defaults: .venv/bin/python, target/release/lora
 # Shapes: bert-base-uncased's and all-MiniLM-L6-v2's config.json from ../shared/assets, batch 16,
 # sequence 256; with LENGTH_MIX (e.g. runs/subsets/train.jsonl from `lora export-data`), real
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${1:-.venv/bin/python}"
 LORA="${2:-target/release/lora}"
 ASSETS="${SHARED_ASSETS:-../shared/assets}"
-for model in all-MiniLM-L6-v2 bert-base-uncased; do
+for model in ${MODELS:-all-MiniLM-L6-v2 bert-base-uncased}; do
     config="$ASSETS/$model/config.json"
     mix=()
     if [[ -n "${LENGTH_MIX:-}" ]]; then mix=(--length-mix "$LENGTH_MIX"); fi
