@@ -73,14 +73,7 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
     if !fits || lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 || !on_host::<B>() {
         return lhs.matmul(rhs);
     }
-    let lhs = lhs.into_primitive().tensor();
-    let rhs = rhs.into_primitive().tensor();
-    let out: FloatTensor<B> = if is::<B, Flex>() {
-        same(product(&same(lhs), &same(rhs), None))
-    } else {
-        same(recorded_product(same(lhs), same(rhs)))
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    on_host_product(lhs, rhs, |lhs, rhs| product(lhs, rhs, None))
 }
 
 /// [`matmul`] for the attention's `probs @ v` (`[batch, heads, seq, dim]`), with the output
@@ -93,12 +86,22 @@ pub fn matmul_into_heads<B: Backend>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Te
     if !fits || lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 || !on_host::<B>() {
         return lhs.matmul(rhs);
     }
+    on_host_product(lhs, rhs, heads_product)
+}
+
+/// `kernel(lhs, rhs)` on `Flex`, recorded as a [`ProductOp`] on `Autodiff<Flex>` (the caller
+/// has checked that `B` is one of them).
+fn on_host_product<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+    kernel: fn(&FlexTensor, &FlexTensor) -> FlexTensor,
+) -> Tensor<B, D> {
     let lhs = lhs.into_primitive().tensor();
     let rhs = rhs.into_primitive().tensor();
     let out: FloatTensor<B> = if is::<B, Flex>() {
-        same(heads_product(&same(lhs), &same(rhs)))
+        same(kernel(&same(lhs), &same(rhs)))
     } else {
-        same(recorded(same(lhs), same(rhs), heads_product))
+        same(recorded(same(lhs), same(rhs), kernel))
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
