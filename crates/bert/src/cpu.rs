@@ -1,17 +1,8 @@
 //! What the CPU kernels ([`crate::softmax`], [`crate::gelu`]) share: math in plain arithmetic
-//! that vectorises inside their `multiversion` functions, and buffer handling.
+//! that vectorises inside their `multiversion` functions.
 //!
 //! `f32::exp` and `erf` are calls into libm, one element at a time; these are inlined
 //! polynomials, so a loop over a slice becomes AVX-512 or AVX2 code in the multiversioned clone.
-
-use burn::backend::flex::FlexTensor;
-
-/// `t` contiguous and covering its whole buffer, so that `storage_mut` is its elements (copied
-/// only if `t` is a view or shared).
-pub(crate) fn owned_contiguous(t: FlexTensor) -> FlexTensor {
-    let whole = t.layout().num_elements() * std::mem::size_of::<f32>() == t.bytes().len();
-    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { t.to_contiguous() }
-}
 
 /// `e^v` for `v <= 0`, within a few units in the last place, in plain arithmetic that
 /// vectorises (Cephes' `expf`: `v = n ln 2 + r`, a degree-6 polynomial for `e^r`, `2^n` put in

@@ -16,11 +16,11 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Tensor, TensorPrimitive, activation};
-use lora_adapter::host::{HostTrain, is, same};
+use lora_adapter::host::{HostTrain, is, owned_contiguous, same};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::cpu::{erf, exp_nonpositive, owned_contiguous};
+use crate::cpu::{erf, exp_nonpositive};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 13;

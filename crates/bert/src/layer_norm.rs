@@ -20,10 +20,8 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, ModuleOps};
 use burn::tensor::{Bytes, DType, Tensor, TensorPrimitive};
-use lora_adapter::host::{HostTrain, is, same};
+use lora_adapter::host::{HostTrain, is, owned_contiguous, same};
 use rayon::prelude::*;
-
-use crate::cpu::owned_contiguous;
 
 /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + epsilon) * gamma + beta`.
 ///

@@ -22,10 +22,10 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorPrimitive, activation};
-use lora_adapter::host::{HostTrain, is, same};
+use lora_adapter::host::{HostTrain, is, owned_contiguous, same};
 use multiversion::multiversion;
 
-use crate::cpu::{exp_nonpositive, owned_contiguous};
+use crate::cpu::exp_nonpositive;
 use rayon::prelude::*;
 
 /// `softmax(scores + mask_bias, 3)`.

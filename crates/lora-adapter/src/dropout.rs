@@ -2,23 +2,35 @@
 //! probability `prob` and the others are scaled by `1 / (1 - prob)`; otherwise the identity.
 //!
 //! Burn's `nn::Dropout` draws its mask element by element from a ChaCha generator on one thread
-//! (`TensorData::random`), which was 13% of a MiniLM training step on the CPU (docs/benchmarks.md).
-//! On CPU backends this one draws a 64-bit seed from the backend's generator (so `Backend::seed`
-//! still fixes every mask, as the trainer's per-step seeding needs) and fills the mask from it
-//! with a counter-based generator, in parallel, already scaled: one multiply instead of two.
-//! On other backends (CUDA) it does what `nn::Dropout` does, on the device.
+//! (`TensorData::random`), which was 13% of a MiniLM training step on the CPU (docs/benchmarks.md),
+//! and its multiply keeps the mask for the backward: one more activation-sized f32 tensor per
+//! dropout, as large as the attention probabilities it masks.
+//! On the CPU training backend (`Autodiff<Flex>`, f32) this one draws a 64-bit seed from the
+//! backend's generator (so `Backend::seed` still fixes every mask, as the trainer's per-step
+//! seeding needs) and records one op whose state is that seed: the mask is a counter-based hash of
+//! (seed, element index), applied in parallel in the forward and computed again in the backward,
+//! never stored. On other backends (CUDA) and dtypes it does what `nn::Dropout` does.
 
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::{FlexTensor, Layout};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Bytes, DType, Distribution, Tensor, TensorPrimitive};
 use rayon::prelude::*;
+
+use crate::host::{HostTrain, is, owned_contiguous, same};
 
 #[derive(Module, Clone, Debug)]
 pub struct Dropout {
     pub prob: f64,
 }
 
-/// Elements per independently seeded block of the mask: the unit of parallel work.
+/// Elements per parallel task.
 const BLOCK: usize = 1 << 14;
 
 impl Dropout {
@@ -34,22 +46,77 @@ impl Dropout {
         if !B::ad_enabled(&device) || self.prob == 0.0 {
             return input;
         }
-        let keep = 1.0 - self.prob;
-        if !draws_on_host(&B::name(&device)) {
+        if !is::<B, HostTrain>() || input.dtype() != DType::F32 {
+            let keep = 1.0 - self.prob;
             let random = input.random_like(Distribution::Bernoulli(keep));
             return input * random * (1.0 / keep);
         }
-        let seed = backend_seed::<B>(&device);
-        let shape = input.shape();
-        let mask = mask(shape.num_elements(), self.prob, seed);
-        input * Tensor::from_data(TensorData::new(mask, shape), &device)
+        let mask = Mask::new(self.prob, backend_seed::<B>(&device));
+        let x = input.into_primitive().tensor();
+        Tensor::from_primitive(TensorPrimitive::Float(same(recorded_dropout(same(x), mask))))
     }
 }
 
-/// Whether `name` (`Backend::name`) is a CPU backend, where a host-made mask costs no transfer.
-fn draws_on_host(name: &str) -> bool {
-    let inner = name.strip_prefix("autodiff<").and_then(|n| n.strip_suffix('>')).unwrap_or(name);
-    matches!(inner, "flex" | "ndarray")
+/// The recorded op: its state is the mask's seed and rate, not the mask.
+#[derive(Debug)]
+struct DropoutOp;
+
+impl Backward<Flex, 1> for DropoutOp {
+    type State = Mask;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let mask = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| mask.apply(grad));
+    }
+}
+
+fn recorded_dropout(x: FloatTensor<HostTrain>, mask: Mask) -> FloatTensor<HostTrain> {
+    match DropoutOp.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(mask, mask.apply(x.primitive)),
+        OpsKind::UnTracked(prep) => prep.finish(mask.apply(x.primitive)),
+    }
+}
+
+/// A dropout mask as a pure function of its seed: element `i` (in row-major order) is dropped
+/// where a 32-bit hash of (seed, i) is below `prob * 2^32` (probability `prob`, to within
+/// 2^-32); kept elements are multiplied by `1 / (1 - prob)`.
+#[derive(Debug, Clone, Copy)]
+struct Mask {
+    threshold: u32,
+    scale: f32,
+    seed: u64,
+}
+
+impl Mask {
+    fn new(prob: f64, seed: u64) -> Self {
+        let threshold = (prob * 4_294_967_296.0).min(4_294_967_295.0) as u32;
+        Self { threshold, scale: (1.0 / (1.0 - prob)) as f32, seed }
+    }
+
+    /// Element `i`'s factor, 0 or `scale`: multiplied in rather than written, so that a NaN
+    /// stays a NaN, as in torch's `x * mask * scale`.
+    #[inline(always)]
+    fn factor(&self, i: usize) -> f32 {
+        let bits = (splitmix64(self.seed ^ (i as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)) >> 32) as u32;
+        if bits < self.threshold { 0.0 } else { self.scale }
+    }
+
+    /// `x` times the mask: over `x`'s buffer when nothing else holds it, else into a new one.
+    fn apply(&self, x: FlexTensor) -> FlexTensor {
+        let mut x = owned_contiguous(x);
+        if x.is_unique() {
+            x.storage_mut::<f32>().par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {
+                for (j, v) in chunk.iter_mut().enumerate() {
+                    *v *= self.factor(b * BLOCK + j);
+                }
+            });
+            return x;
+        }
+        // An indexed parallel collect writes each value once into fresh memory.
+        let out: Vec<f32> =
+            x.storage::<f32>().par_iter().with_min_len(BLOCK).enumerate().map(|(i, v)| v * self.factor(i)).collect();
+        FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(x.layout().shape().clone()), DType::F32)
+    }
 }
 
 /// 64 bits from the backend's own generator: four uniform draws of 16 bits.
@@ -60,22 +127,6 @@ fn backend_seed<B: Backend>(device: &B::Device) -> u64 {
         .into_vec::<f32>()
         .unwrap_or_default();
     draws.iter().fold(0u64, |acc, &x| (acc << 16) | (x as u64 & 0xffff))
-}
-
-/// `n` mask values, `1 / (1 - prob)` where kept and 0 where dropped, a pure function of `seed`.
-fn mask(n: usize, prob: f64, seed: u64) -> Vec<f32> {
-    // Dropped where the 32-bit draw is below prob * 2^32: probability prob, to within 2^-32.
-    let threshold = (prob * 4_294_967_296.0).min(4_294_967_295.0) as u32;
-    let scale = (1.0 / (1.0 - prob)) as f32;
-    // An indexed parallel collect writes each value once into fresh memory (no zero-fill first).
-    (0..n)
-        .into_par_iter()
-        .with_min_len(BLOCK)
-        .map(|i| {
-            let bits = (splitmix64(seed ^ (i as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)) >> 32) as u32;
-            if bits < threshold { 0.0 } else { scale }
-        })
-        .collect()
 }
 
 /// SplitMix64's output function (Steele, Lea and Flood 2014): a well-mixed 64-bit hash of `x`.
@@ -139,9 +190,62 @@ mod tests {
         assert_eq!(grad, kept, "d(sum)/dx is the mask itself");
     }
 
+    /// The mask is a function of the seed and the logical element index: the same for a strided
+    /// view as for its contiguous copy, for an input held elsewhere (written into a new buffer) as
+    /// for one dropped in place, and recomputed identically in the backward.
     #[test]
-    fn backends_on_the_host_are_recognised() {
-        assert!(draws_on_host("autodiff<flex>") && draws_on_host("flex") && draws_on_host("ndarray"));
-        assert!(!draws_on_host("autodiff<fusion<cubecl<cuda>>>") && !draws_on_host("cuda"));
+    fn the_mask_follows_logical_order_on_every_path() {
+        let device = Default::default();
+        let base = Tensor::<Flex, 3>::random([6, 5, 4000], Distribution::Normal(0.0, 1.0), &device);
+        let strided = base.clone().swap_dims(0, 1);
+        let contiguous = Tensor::<Flex, 3>::from_data(strided.to_data(), &device);
+        let dropout = Dropout::new(0.25);
+        let run = |x: Tensor<Flex, 3>, shared: bool| {
+            Train::seed(&device, 11);
+            let leaf = Tensor::<Train, 3>::from_inner(x).require_grad();
+            // `leaf * 1.0` is a fresh buffer only the dropout holds (dropped in place); the leaf
+            // itself is also held by the graph (dropped into a new buffer).
+            let input = if shared { leaf.clone() } else { leaf.clone() * 1.0 };
+            let out = dropout.forward(input);
+            let grads = out.clone().sum().backward();
+            (values(out), values(leaf.grad(&grads).unwrap()))
+        };
+        let (reference, mask) = run(contiguous.clone(), true);
+        for (x, shared) in [(contiguous.clone(), false), (strided.clone(), true), (strided, false)] {
+            let (out, grad) = run(x, shared);
+            assert_eq!(out, reference);
+            assert_eq!(grad, mask);
+        }
+        let kept = mask.iter().filter(|&&m| m != 0.0).count();
+        assert!(kept > 0 && kept < mask.len());
+        for ((&y, &m), &x) in reference.iter().zip(&mask).zip(&values(contiguous)) {
+            assert_eq!(y, x * m, "output = input * d(output)/d(input)");
+        }
+    }
+
+    #[test]
+    fn a_nan_stays_a_nan_where_dropped() {
+        let device = Default::default();
+        Train::seed(&device, 5);
+        let out = values(Dropout::new(0.9).forward(Tensor::<Train, 1>::full([256], f32::NAN, &device)));
+        assert!(out.iter().all(|v| v.is_nan()));
+    }
+
+    /// In place when the buffer is the tensor's alone; a shared buffer (a tensor another op
+    /// keeps for its backward) is left as it was.
+    #[test]
+    fn drops_in_place_only_when_nothing_else_holds_the_buffer() {
+        let device = Default::default();
+        let x =
+            Tensor::<Flex, 2>::random([64, 1000], Distribution::Normal(0.0, 1.0), &device).into_primitive().tensor();
+        let before = x.storage::<f32>().to_vec();
+        let mask = Mask::new(0.5, 99);
+        let out = mask.apply(x.clone());
+        assert_ne!(out.bytes().as_ptr(), x.bytes().as_ptr());
+        assert_eq!(x.storage::<f32>(), &before[..], "a shared input is not written");
+        let address = x.bytes().as_ptr();
+        let in_place = mask.apply(x);
+        assert_eq!(in_place.bytes().as_ptr(), address);
+        assert_eq!(in_place.storage::<f32>(), out.storage::<f32>());
     }
 }

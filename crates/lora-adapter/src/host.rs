@@ -7,6 +7,7 @@
 
 use std::any::Any;
 
+use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 
 /// The CPU training backend.
@@ -32,6 +33,14 @@ pub fn same<T: 'static, U: 'static>(value: T) -> U {
 /// Whether `T` is `U`.
 pub fn is<T: 'static, U: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
+}
+
+/// `t` contiguous and covering its whole buffer, so that `storage_mut` is its elements: `t`
+/// itself when it already is (no copy), else a contiguous copy. A buffer that another tensor
+/// shares is still copied by `storage_mut` when written (copy on write).
+pub fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+    let whole = t.layout().num_elements() * t.dtype().size() == t.bytes().len();
+    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { t.to_contiguous() }
 }
 
 #[cfg(test)]
