@@ -61,7 +61,7 @@ def run(args, seed):
     out = tempfile.mkdtemp(prefix="baseline-")
     targs = TrainingArguments(
         output_dir=out, num_train_epochs=args.epochs, per_device_train_batch_size=16, per_device_eval_batch_size=16,
-        learning_rate=5e-5, weight_decay=0.01, eval_strategy="epoch", save_strategy="no", logging_steps=10,
+        learning_rate=args.learning_rate, weight_decay=0.01, eval_strategy="epoch", save_strategy="no", logging_steps=10,
         seed=seed, report_to=[], use_cpu=args.device == "cpu", bf16=args.bf16, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train, eval_dataset=evals,
@@ -73,7 +73,7 @@ def run(args, seed):
     epochs = [{"epoch": h["epoch"], "eval_loss": h["eval_loss"], "eval_accuracy": h["eval_accuracy"]}
               for h in trainer.state.log_history if "eval_loss" in h]
     return {"seed": seed, "model": args.model, "train_size": len(train), "eval_size": len(evals), "epochs": epochs,
-            "wall_seconds": seconds, "threads": torch.get_num_threads(), "device": args.device, "bf16": args.bf16,
+            "learning_rate": args.learning_rate, "wall_seconds": seconds, "threads": torch.get_num_threads(), "device": args.device, "bf16": args.bf16,
             "adapter_bytes": os.path.getsize(Path(out) / "adapter" / "adapter_model.safetensors"),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}}
 
@@ -84,6 +84,7 @@ def main():
     p.add_argument("--data", required=True, help="directory with train.jsonl and eval.jsonl from `lora export-data`")
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="the card's 5e-5 unless given (lora: --set training.learning_rate=...)")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--limit", type=int, help="use only the first N reviews of each file (a smoke test)")
     p.add_argument("--threads", type=int, default=2)
