@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use lora_adapter::Dropout;
 use lora_adapter::LoraLinear;
-use lora_adapter::matmul::{matmul, matmul_into_heads};
+use lora_adapter::matmul::{dropout_matmul_into_heads, matmul};
 
 use crate::config::BertConfig;
 use crate::error::Result;
@@ -54,8 +54,8 @@ impl<B: Backend> BertSelfAttention<B> {
         let v = split(self.value.forward(hidden));
 
         let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
-        let probs = self.dropout.forward(masked_softmax(scores, mask_bias));
-        matmul_into_heads(probs, v) // (B, nh, T, hs), laid out as (B, T, nh, hs)
+        // Dropout on the probabilities, then @ v: one op that does not keep the dropped copy.
+        dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, &self.dropout) // (B, nh, T, hs), laid out as (B, T, nh, hs)
             .swap_dims(1, 2)
             .reshape([batch, seq, width])
     }

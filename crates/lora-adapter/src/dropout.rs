@@ -51,9 +51,22 @@ impl Dropout {
             let random = input.random_like(Distribution::Bernoulli(keep));
             return input * random * (1.0 / keep);
         }
-        let mask = Mask::new(self.prob, backend_seed::<B>(&device));
+        let mask = self.host_mask::<B>(&device);
         let x = input.into_primitive().tensor();
         Tensor::from_primitive(TensorPrimitive::Float(same(recorded_dropout(same(x), mask))))
+    }
+}
+
+impl Dropout {
+    /// The mask of the next draw, for ops that apply it themselves: on `Autodiff<Flex>` with
+    /// autodiff on and a rate above 0 only (callers check), where [`Dropout::forward`] uses it.
+    pub(crate) fn host_mask<B: Backend>(&self, device: &B::Device) -> Mask {
+        Mask::new(self.prob, backend_seed::<B>(device))
+    }
+
+    /// Whether [`Dropout::forward`] draws a host mask for `x` (else it is the identity or Burn's).
+    pub(crate) fn draws_host_mask<B: Backend, const D: usize>(&self, x: &Tensor<B, D>) -> bool {
+        B::ad_enabled(&x.device()) && self.prob > 0.0 && is::<B, HostTrain>() && x.dtype() == DType::F32
     }
 }
 
@@ -81,7 +94,7 @@ fn recorded_dropout(x: FloatTensor<HostTrain>, mask: Mask) -> FloatTensor<HostTr
 /// where a 32-bit hash of (seed, i) is below `prob * 2^32` (probability `prob`, to within
 /// 2^-32); kept elements are multiplied by `1 / (1 - prob)`.
 #[derive(Debug, Clone, Copy)]
-struct Mask {
+pub(crate) struct Mask {
     threshold: u32,
     scale: f32,
     seed: u64,
@@ -102,7 +115,7 @@ impl Mask {
     }
 
     /// `x` times the mask: over `x`'s buffer when nothing else holds it, else into a new one.
-    fn apply(&self, x: FlexTensor) -> FlexTensor {
+    pub(crate) fn apply(&self, x: FlexTensor) -> FlexTensor {
         let mut x = owned_contiguous(x);
         if x.is_unique() {
             x.storage_mut::<f32>().par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {

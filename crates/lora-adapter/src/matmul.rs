@@ -26,6 +26,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
+use crate::dropout::{Dropout, Mask};
 use crate::host::{HostTrain, is, same};
 
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
@@ -87,6 +88,57 @@ pub fn matmul_into_heads<B: Backend>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Te
         return lhs.matmul(rhs);
     }
     on_host_product(lhs, rhs, heads_product)
+}
+
+/// `matmul_into_heads(dropout.forward(probs), v)`: the attention's dropout and product as one
+/// op on the CPU training backend, so that the dropped probabilities are not kept for the
+/// backward (the softmax keeps `probs` already; the mask is recomputed from its seed, as
+/// [`Dropout`] does). The same values and gradients, bit for bit, one `[batch, heads, seq, seq]`
+/// tensor less per layer until the backward.
+pub fn dropout_matmul_into_heads<B: Backend>(probs: Tensor<B, 4>, v: Tensor<B, 4>, dropout: &Dropout) -> Tensor<B, 4> {
+    let [l, r] = [probs.dims(), v.dims()];
+    let fits = l[..2] == r[..2] && l[3] == r[2] && v.dtype() == DType::F32;
+    if !fits || !dropout.draws_host_mask(&probs) {
+        return matmul_into_heads(dropout.forward(probs), v);
+    }
+    let mask = dropout.host_mask::<B>(&probs.device());
+    let (probs, v) = (probs.into_primitive().tensor(), v.into_primitive().tensor());
+    let out = recorded_dropped_product(same(probs), same(v), mask);
+    Tensor::from_primitive(TensorPrimitive::Float(same(out)))
+}
+
+/// `(lhs * mask) @ rhs`, heads-interleaved, recorded as one op.
+#[derive(Debug)]
+struct DroppedProductOp;
+
+impl Backward<Flex, 2> for DroppedProductOp {
+    type State = (Kept, Mask);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [lhs_node, rhs_node] = ops.parents;
+        let ((lhs, rhs, rhs_rank), mask) = ops.state;
+        if let (Some(node), Some(rhs)) = (lhs_node, &rhs) {
+            grads.register::<Flex>(node.id, mask.apply(lhs_grad(&grad, rhs)));
+        }
+        if let (Some(node), Some(lhs)) = (rhs_node, lhs) {
+            grads.register::<Flex>(node.id, rhs_grad(&mask.apply(lhs), &grad, rhs_rank));
+        }
+    }
+}
+
+fn recorded_dropped_product(
+    lhs: FloatTensor<HostTrain>,
+    rhs: FloatTensor<HostTrain>,
+    mask: Mask,
+) -> FloatTensor<HostTrain> {
+    let kept = kept(&lhs, &rhs);
+    // Dropped in place when nothing else holds `lhs`; freed once the product is made.
+    let out = heads_product(&mask.apply(lhs.primitive), &rhs.primitive);
+    match DroppedProductOp.prepare::<NoCheckpointing>([lhs.node, rhs.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((kept, mask), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
 }
 
 /// `kernel(lhs, rhs)` on `Flex`, recorded as a [`ProductOp`] on `Autodiff<Flex>` (the caller
@@ -512,6 +564,42 @@ mod tests {
         for (ours, burns) in run(true).iter().zip(run(false).iter()) {
             close(ours, burns, 1e-5);
         }
+    }
+
+    /// The fused attention dropout and product: bit for bit the values and gradients of the
+    /// dropout followed by the product, with the probabilities computed from a tracked input
+    /// (so another op holds them) or a leaf, and with or without a gradient for `v`.
+    #[test]
+    fn dropout_matmul_into_heads_is_dropout_then_product() {
+        let (x, v) = (random([2, 3, 40, 40]), random([2, 3, 40, 8]));
+        let upstream = random([2, 3, 40, 8]);
+        let dropout = Dropout::new(0.3);
+        let device = Default::default();
+        let run = |fused: bool, computed: bool, v_grad: bool| {
+            Train::seed(&device, 21);
+            let x = Tensor::<Train, 4>::from_inner(x.clone()).require_grad();
+            let mut v = Tensor::<Train, 4>::from_inner(v.clone());
+            if v_grad {
+                v = v.require_grad();
+            }
+            let probs = if computed { burn::tensor::activation::softmax(x.clone(), 3) } else { x.clone() };
+            let y = if fused {
+                dropout_matmul_into_heads(probs, v.clone(), &dropout)
+            } else {
+                matmul_into_heads(dropout.forward(probs), v.clone())
+            };
+            let grads = (y.clone() * Tensor::from_inner(upstream.clone())).sum().backward();
+            let v_grad = v.grad(&grads).map(values).unwrap_or_default();
+            [values(y), values(x.grad(&grads).unwrap()), v_grad]
+        };
+        for computed in [true, false] {
+            for v_grad in [true, false] {
+                assert_eq!(run(true, computed, v_grad), run(false, computed, v_grad));
+            }
+        }
+        // Without autodiff it is the product alone (no dropout).
+        let plain = dropout_matmul_into_heads(x.clone(), v.clone(), &dropout);
+        assert_eq!(values(plain), values(matmul_into_heads(x, v)));
     }
 
     /// The heads-interleaved output: same values and gradients as Burn's matmul, and merging
