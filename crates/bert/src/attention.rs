@@ -54,8 +54,9 @@ impl<B: Backend> BertSelfAttention<B> {
         let v = split(self.value.forward(hidden));
 
         let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
-        // Dropout on the probabilities, then @ v: one op that does not keep the dropped copy.
-        dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, &self.dropout) // (B, nh, T, hs), laid out as (B, T, nh, hs)
+        // Dropout on the probabilities, then @ v, as one op that does not keep the dropped copy:
+        // (B, nh, T, hs), laid out as (B, T, nh, hs).
+        dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, &self.dropout)
             .swap_dims(1, 2)
             .reshape([batch, seq, width])
     }

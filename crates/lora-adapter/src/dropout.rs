@@ -49,7 +49,7 @@ impl Dropout {
         if !B::ad_enabled(&device) || self.prob == 0.0 {
             return input;
         }
-        if !is::<B, HostTrain>() || input.dtype() != DType::F32 {
+        if !self.draws_host_mask(&input) {
             let keep = 1.0 - self.prob;
             let random = input.random_like(Distribution::Bernoulli(keep));
             return input * random * (1.0 / keep);
@@ -58,16 +58,15 @@ impl Dropout {
         let x = input.into_primitive().tensor();
         Tensor::from_primitive(TensorPrimitive::Float(same(recorded_dropout(same(x), mask))))
     }
-}
 
-impl Dropout {
-    /// The mask of the next draw, for ops that apply it themselves: on `Autodiff<Flex>` with
-    /// autodiff on and a rate above 0 only (callers check), where [`Dropout::forward`] uses it.
+    /// The mask of the next draw, for ops that apply it themselves where
+    /// [`Dropout::draws_host_mask`] holds (callers check), as [`Dropout::forward`] does.
     pub(crate) fn host_mask<B: Backend>(&self, device: &B::Device) -> Mask {
         Mask::new(self.prob, backend_seed::<B>(device))
     }
 
-    /// Whether [`Dropout::forward`] draws a host mask for `x` (else it is the identity or Burn's).
+    /// Whether [`Dropout::forward`] applies a host mask to `x`: training (autodiff on), a rate
+    /// above 0, `Autodiff<Flex>` and f32. Otherwise it is the identity or Burn's dropout.
     pub(crate) fn draws_host_mask<B: Backend, const D: usize>(&self, x: &Tensor<B, D>) -> bool {
         B::ad_enabled(&x.device()) && self.prob > 0.0 && is::<B, HostTrain>() && x.dtype() == DType::F32
     }
