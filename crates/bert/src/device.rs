@@ -1,7 +1,10 @@
-//! The device a user names on the command line (`cpu`, `cuda`, `cuda:N`), and a check that
-//! CUDA is really there before Burn is asked for it (Burn 0.21 panics on a missing driver).
+//! The device a user names on the command line (`cpu`, `cuda`, `cuda:N`), a check that
+//! CUDA is really there before Burn is asked for it (Burn 0.21 panics on a missing driver), and
+//! where compiled GPU kernels are kept between runs.
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +51,57 @@ pub fn check_available(spec: DeviceSpec) -> Result<(), String> {
     }
 }
 
+/// Where compiled GPU kernels are kept between runs, given a way to read the environment:
+/// `LORA_KERNEL_CACHE` (a directory, or `off` for none), else `$XDG_CACHE_HOME/lora/kernels`,
+/// else `$HOME/.cache/lora/kernels`.
+///
+/// Burn's CUDA backend generates and compiles its kernels (NVRTC) while a run goes; a LoRA
+/// training step needs hundreds of them, so without a cache every run pays that again.
+pub fn kernel_cache_dir(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(dir) = set("LORA_KERNEL_CACHE") {
+        return (dir != "off").then(|| PathBuf::from(dir));
+    }
+    let xdg = set("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("lora").join("kernels"))
+}
+
+#[cfg(feature = "cuda")]
+pub use cuda::{CudaUnfused, use_kernel_cache};
+
 #[cfg(feature = "cuda")]
 mod cuda {
+    use cubecl::config::cache::CacheConfig;
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    /// Burn's CUDA backend without its operation fusion (`burn::backend::Cuda` is this inside
+    /// `Fusion`): one kernel per operation, so far fewer kernels to compile.
+    pub type CudaUnfused<F = f32> = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, F, i32, u8>;
+
     /// Loads the driver library by hand: Burn would panic without one.
     pub fn check() -> Result<(), String> {
         // SAFETY: `is_culib_present` only tries to dlopen libcuda and reports whether it could.
         #[allow(unsafe_code)]
         let present = unsafe { cudarc::driver::sys::is_culib_present() };
         if present { Ok(()) } else { Err("no CUDA driver found (libcuda.so could not be loaded)".into()) }
+    }
+
+    /// Turns on CubeCL's compiled-kernel cache in [`super::kernel_cache_dir`], unless a
+    /// `cubecl.toml` (or `burn.toml`) already names one. Call before the first CUDA device is
+    /// made; later calls, and calls after CubeCL has read its config, change nothing.
+    /// Returns the directory in use, if any.
+    pub fn use_kernel_cache() -> Option<std::path::PathBuf> {
+        let mut slot = CubeClRuntimeConfig::storage().lock();
+        if slot.is_none() {
+            // What `CubeClRuntimeConfig::get` would load: the nearest cubecl.toml, then CUBECL_* variables.
+            let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            if config.compilation.cache.is_none() {
+                config.compilation.cache = super::kernel_cache_dir(|k| std::env::var_os(k)).map(CacheConfig::File);
+            }
+            *slot = Some(std::sync::Arc::new(config));
+        }
+        slot.as_ref().and_then(|c| c.compilation.cache.as_ref()).map(CacheConfig::root)
     }
 }
 
@@ -78,6 +124,21 @@ mod tests {
         assert_eq!("CUDA:2".parse(), Ok(DeviceSpec::Cuda(2)));
         assert!("tpu".parse::<DeviceSpec>().unwrap_err().contains("cpu, cuda or cuda:N"));
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn kernel_cache_dir_follows_the_environment() {
+        let dir = |vars: &[(&str, &str)]| {
+            kernel_cache_dir(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| OsString::from(v)))
+        };
+        let path = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(dir(&[("HOME", "/home/a")]), path("/home/a/.cache/lora/kernels"));
+        assert_eq!(dir(&[("HOME", "/home/a"), ("XDG_CACHE_HOME", "/var/a")]), path("/var/a/lora/kernels"));
+        // The XDG spec ignores a relative XDG_CACHE_HOME.
+        assert_eq!(dir(&[("HOME", "/home/a"), ("XDG_CACHE_HOME", "a")]), path("/home/a/.cache/lora/kernels"));
+        assert_eq!(dir(&[("HOME", "/home/a"), ("LORA_KERNEL_CACHE", "/tmp/k")]), path("/tmp/k"));
+        assert_eq!(dir(&[("HOME", "/home/a"), ("LORA_KERNEL_CACHE", "off")]), None);
+        assert_eq!(dir(&[]), None);
     }
 
     #[cfg(not(feature = "cuda"))]

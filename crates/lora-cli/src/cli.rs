@@ -20,6 +20,10 @@ pub struct DeviceArg {
     /// `cpu`, `cuda` or `cuda:N` (the `cuda` build).
     #[arg(long, default_value = "cpu", global = true)]
     pub device: String,
+    /// CUDA without Burn's operation fusion: one kernel per operation, far fewer kernels to compile
+    /// at run time (compiled kernels are cached in LORA_KERNEL_CACHE, default ~/.cache/lora/kernels).
+    #[arg(long, global = true)]
+    pub no_fusion: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,7 +8,7 @@ use bert::device::{DeviceSpec, check_available};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::cli::{BenchArgs, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
+use crate::cli::{BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 use crate::config::RunConfig;
 use crate::eval::{argmax, evaluate, logits, probabilities};
 use crate::train::{Output, TrainOptions, load_for_inference};
@@ -19,20 +19,34 @@ trait Job {
 }
 
 /// Runs `job` on the backend of `device`, in fp32, or in bfloat16 where `bf16` asks for it (CUDA only).
-fn dispatch(device: &str, bf16: bool, job: impl Job) -> Result<()> {
-    let spec: DeviceSpec = device.parse().map_err(anyhow::Error::msg)?;
+fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
+    let spec: DeviceSpec = device.device.parse().map_err(anyhow::Error::msg)?;
     check_available(spec).map_err(anyhow::Error::msg)?;
-    let name = if bf16 { format!("{spec} bf16") } else { spec.to_string() };
+    let mut name = spec.to_string();
+    if bf16 {
+        name.push_str(" bf16");
+    }
+    if device.no_fusion {
+        name.push_str(" no-fusion");
+    }
     match spec {
         DeviceSpec::Cpu if bf16 => bail!("bf16 needs --device cuda: the CPU backend computes in fp32"),
+        DeviceSpec::Cpu if device.no_fusion => bail!("--no-fusion is for --device cuda: the CPU backend does not fuse"),
         DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(&Default::default(), &name),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(n) => {
+            use bert::device::CudaUnfused;
             use burn::backend::{Cuda, cuda::CudaDevice};
-            if bf16 {
-                job.run::<Autodiff<Cuda<burn::tensor::bf16>>>(&CudaDevice::new(n), &name)
-            } else {
-                job.run::<Autodiff<Cuda>>(&CudaDevice::new(n), &name)
+            use burn::tensor::bf16;
+            if let Some(dir) = bert::device::use_kernel_cache() {
+                eprintln!("compiled CUDA kernels are cached in {}", dir.display());
+            }
+            let gpu = CudaDevice::new(n);
+            match (bf16, device.no_fusion) {
+                (false, false) => job.run::<Autodiff<Cuda>>(&gpu, &name),
+                (true, false) => job.run::<Autodiff<Cuda<bf16>>>(&gpu, &name),
+                (false, true) => job.run::<Autodiff<CudaUnfused>>(&gpu, &name),
+                (true, true) => job.run::<Autodiff<CudaUnfused<bf16>>>(&gpu, &name),
             }
         }
         #[cfg(not(feature = "cuda"))]
@@ -71,7 +85,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     let options = TrainOptions { resume: args.resume, overwrite: args.overwrite, output, device: String::new() };
     let bf16 = config.training.bf16;
-    dispatch(&args.device.device, bf16, TrainJob(config, options))
+    dispatch(&args.device, bf16, TrainJob(config, options))
 }
 
 fn toml_string(s: &str) -> String {
@@ -106,7 +120,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             Ok(())
         }
     }
-    let device = args.device.device.clone();
+    let device = args.device.clone();
     dispatch(&device, false, EvalJob(args))
 }
 
@@ -164,7 +178,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             Ok(())
         }
     }
-    let device = args.device.device.clone();
+    let device = args.device.clone();
     dispatch(&device, false, PredictJob(args))
 }
 
@@ -194,7 +208,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             Ok(())
         }
     }
-    let device = args.device.device.clone();
+    let device = args.device.clone();
     dispatch(&device, false, MergeJob(args))
 }
 
@@ -256,6 +270,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             Ok(())
         }
     }
-    let (device, bf16) = (args.device.device.clone(), args.bf16);
+    let (device, bf16) = (args.device.clone(), args.bf16);
     dispatch(&device, bf16, BenchJob(args))
 }

@@ -269,6 +269,9 @@ fn user_errors_are_one_clear_line() {
     let err = failure(lora(&train_args(m, d, o, &["--set", "training.bf16=true"])));
     assert!(err.contains("bf16") && err.contains("cuda"), "{err}");
 
+    let err = failure(lora(&train_args(m, d, o, &["--no-fusion"])));
+    assert!(err.contains("--no-fusion") && err.contains("cuda"), "{err}");
+
     // A loss that turns non-finite stops the run with a clear message and no final adapter.
     let err = failure(lora(&train_args(
         m,
