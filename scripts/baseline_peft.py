@@ -65,7 +65,8 @@ def run(args, seed):
         seed=seed, report_to=[], use_cpu=args.device == "cpu", bf16=args.bf16, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train, eval_dataset=evals,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy)
+                      data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
+                      compute_metrics=accuracy)
     start = time.time()
     trainer.train()
     seconds = time.time() - start
@@ -73,7 +74,7 @@ def run(args, seed):
     epochs = [{"epoch": h["epoch"], "eval_loss": h["eval_loss"], "eval_accuracy": h["eval_accuracy"]}
               for h in trainer.state.log_history if "eval_loss" in h]
     return {"seed": seed, "model": args.model, "train_size": len(train), "eval_size": len(evals), "epochs": epochs,
-            "learning_rate": args.learning_rate, "wall_seconds": seconds, "threads": torch.get_num_threads(), "device": args.device, "bf16": args.bf16,
+            "learning_rate": args.learning_rate, "pad_to_multiple_of": args.pad_to_multiple_of, "wall_seconds": seconds, "threads": torch.get_num_threads(), "device": args.device, "bf16": args.bf16,
             "adapter_bytes": os.path.getsize(Path(out) / "adapter" / "adapter_model.safetensors"),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}}
 
@@ -86,6 +87,7 @@ def main():
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--learning-rate", type=float, default=5e-5, help="the card's 5e-5 unless given (lora: --set training.learning_rate=...)")
     p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--pad-to-multiple-of", type=int, help="DataCollatorWithPadding's (lora: --set data.pad_to_multiple_of=N)")
     p.add_argument("--limit", type=int, help="use only the first N reviews of each file (a smoke test)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output")

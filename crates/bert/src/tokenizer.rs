@@ -107,7 +107,7 @@ impl BertTokenizer {
 
     /// Pads to the longest item of this batch.
     pub fn pad(&self, items: &[&Encoded]) -> PaddedBatch {
-        pad_batch(items, self.pad_id)
+        pad_batch(items, self.pad_id, 1)
     }
 }
 
@@ -140,10 +140,11 @@ pub struct PaddedBatch {
     pub token_type_ids: Vec<i64>,
 }
 
-/// Pads `items` with `pad_id` (mask 0, type 0) to the longest of them, never further.
-pub fn pad_batch(items: &[&Encoded], pad_id: u32) -> PaddedBatch {
+/// Pads `items` with `pad_id` (mask 0, type 0) to the longest of them, rounded up to a multiple
+/// of `multiple` (transformers' `pad_to_multiple_of`; 1 or 0 rounds nothing).
+pub fn pad_batch(items: &[&Encoded], pad_id: u32, multiple: usize) -> PaddedBatch {
     let batch = items.len();
-    let seq = items.iter().map(|e| e.len()).max().unwrap_or(0);
+    let seq = padded_length(items.iter().map(|e| e.len()).max().unwrap_or(0), multiple);
     let mut out = PaddedBatch {
         batch,
         seq,
@@ -160,6 +161,11 @@ pub fn pad_batch(items: &[&Encoded], pad_id: u32) -> PaddedBatch {
         }
     }
     out
+}
+
+/// `longest` rounded up to a multiple of `multiple` (1 or 0: `longest` itself).
+pub fn padded_length(longest: usize, multiple: usize) -> usize {
+    longest.next_multiple_of(multiple.max(1))
 }
 
 impl PaddedBatch {
@@ -188,10 +194,21 @@ mod tests {
     fn pads_to_the_longest_item_only() {
         let a = Encoded { input_ids: vec![101, 7, 102], token_type_ids: vec![0; 3] };
         let b = Encoded { input_ids: vec![101, 102], token_type_ids: vec![0; 2] };
-        let batch = pad_batch(&[&a, &b], 0);
+        let batch = pad_batch(&[&a, &b], 0, 1);
         assert_eq!((batch.batch, batch.seq), (2, 3));
         assert_eq!(batch.input_ids, vec![101, 7, 102, 101, 102, 0]);
         assert_eq!(batch.attention_mask, vec![1, 1, 1, 1, 1, 0]);
         assert_eq!(batch.real_tokens(), 5);
+    }
+
+    #[test]
+    fn pads_up_to_a_multiple_when_asked() {
+        let a = Encoded { input_ids: vec![101, 7, 8, 9, 102], token_type_ids: vec![0; 5] };
+        let batch = pad_batch(&[&a], 3, 4);
+        assert_eq!((batch.batch, batch.seq), (1, 8));
+        assert_eq!(batch.input_ids, vec![101, 7, 8, 9, 102, 3, 3, 3]);
+        assert_eq!(batch.attention_mask, vec![1, 1, 1, 1, 1, 0, 0, 0]);
+        assert_eq!(batch.real_tokens(), 5);
+        assert_eq!([padded_length(8, 4), padded_length(9, 4), padded_length(9, 0), padded_length(0, 8)], [8, 12, 9, 0]);
     }
 }

@@ -91,16 +91,30 @@ pub struct ReviewBatch<B: Backend> {
     pub real_tokens: usize,
 }
 
-/// Pads each batch to its own longest review, never further.
-#[derive(Debug, Clone, Copy)]
+/// Pads each batch to its own longest review, rounded up to a multiple of `pad_to_multiple_of`
+/// (transformers' `DataCollatorWithPadding`; 1 rounds nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReviewBatcher {
     pub pad_id: u32,
+    pub pad_to_multiple_of: usize,
+}
+
+impl ReviewBatcher {
+    /// Pads to each batch's longest review, never further.
+    pub fn new(pad_id: u32) -> Self {
+        Self { pad_id, pad_to_multiple_of: 1 }
+    }
+
+    /// The length a batch whose longest review has `longest` tokens is padded to.
+    pub fn padded_length(&self, longest: usize) -> usize {
+        bert::tokenizer::padded_length(longest, self.pad_to_multiple_of)
+    }
 }
 
 impl<B: Backend> Batcher<B, TokenizedReview, ReviewBatch<B>> for ReviewBatcher {
     fn batch(&self, items: Vec<TokenizedReview>, device: &B::Device) -> ReviewBatch<B> {
         let encoded: Vec<&Encoded> = items.iter().map(|i| &i.encoded).collect();
-        let padded = bert::tokenizer::pad_batch(&encoded, self.pad_id);
+        let padded = bert::tokenizer::pad_batch(&encoded, self.pad_id, self.pad_to_multiple_of);
         let labels: Vec<i64> = items.iter().map(|i| i64::from(i.label)).collect();
         ReviewBatch {
             input: padded.to_input(device),
@@ -147,7 +161,7 @@ pub fn epoch_batches(
     batches
 }
 
-/// Padding of a batch plan: tokens added to reach each batch's longest review.
+/// Padding of a batch plan: tokens `batcher` adds to the reviews of each batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PaddingStats {
     pub real_tokens: usize,
@@ -155,13 +169,13 @@ pub struct PaddingStats {
 }
 
 impl PaddingStats {
-    pub fn of(lengths: &[usize], batches: &[Vec<usize>]) -> Self {
+    pub fn of(lengths: &[usize], batches: &[Vec<usize>], batcher: &ReviewBatcher) -> Self {
         let mut stats = Self::default();
         for batch in batches {
             let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
             let real: usize = batch.iter().map(|&i| lengths[i]).sum();
             stats.real_tokens += real;
-            stats.padded_tokens += longest * batch.len() - real;
+            stats.padded_tokens += batcher.padded_length(longest) * batch.len() - real;
         }
         stats
     }
@@ -193,9 +207,9 @@ mod tests {
     #[test]
     fn grouping_by_length_cuts_padding_and_puts_the_longest_first() {
         let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 500 + 5).collect();
-        let plain = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 3, 0, false));
+        let plain = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 3, 0, false), &ReviewBatcher::new(0));
         let grouped_batches = epoch_batches(&lengths, 16, 3, 0, true);
-        let grouped = PaddingStats::of(&lengths, &grouped_batches);
+        let grouped = PaddingStats::of(&lengths, &grouped_batches, &ReviewBatcher::new(0));
         assert_eq!(plain.real_tokens, grouped.real_tokens);
         assert!(grouped.waste() < plain.waste() / 5.0, "{} vs {}", grouped.waste(), plain.waste());
         assert_eq!(lengths[grouped_batches[0][0]], *lengths.iter().max().unwrap());

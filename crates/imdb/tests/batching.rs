@@ -5,6 +5,7 @@
 
 use burn::backend::Flex;
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
 use imdb::batching::{PaddingStats, epoch_batches};
 use imdb::{ReviewBatcher, ReviewDataset, Source, SubsetConfig, draw, tokenize};
 
@@ -25,9 +26,8 @@ fn batches_carry_no_padding_beyond_their_longest_review() {
     assert!(items.iter().any(|i| i.encoded.len() == 512), "some real review is truncated");
 
     let dataset = ReviewDataset::new(items.clone());
-    let loader = DataLoaderBuilder::<B, _, _>::new(ReviewBatcher { pad_id: tokenizer.pad_id() })
-        .batch_size(16)
-        .build(dataset.clone());
+    let loader =
+        DataLoaderBuilder::<B, _, _>::new(ReviewBatcher::new(tokenizer.pad_id())).batch_size(16).build(dataset.clone());
     let mut seen = 0;
     for (b, batch) in loader.iter().enumerate() {
         let [rows, seq] = batch.input.input_ids.dims();
@@ -41,9 +41,26 @@ fn batches_carry_no_padding_beyond_their_longest_review() {
     assert_eq!(seen, 200);
 
     let lengths = dataset.lengths();
-    let plain = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 42, 0, false));
-    let grouped = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 42, 0, true));
+    let longest = ReviewBatcher::new(tokenizer.pad_id());
+    let plain = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 42, 0, false), &longest);
+    let grouped = PaddingStats::of(&lengths, &epoch_batches(&lengths, 16, 42, 0, true), &longest);
     assert!(grouped.waste() < plain.waste(), "grouping by length pads less: {} vs {}", grouped.waste(), plain.waste());
+
+    // pad_to_multiple_of: every batch's length rounds up to the multiple, and the padding stats count it.
+    let by_64 = ReviewBatcher { pad_to_multiple_of: 64, ..longest };
+    let batches = epoch_batches(&lengths, 16, 42, 0, true);
+    let mut padded = 0;
+    for plan in &batches {
+        let batch: imdb::ReviewBatch<B> = by_64.batch(dataset.select(plan), &Default::default());
+        let [rows, seq] = batch.input.input_ids.dims();
+        let longest_here = plan.iter().map(|&i| lengths[i]).max().unwrap();
+        assert!(seq % 64 == 0 && seq >= longest_here && seq < longest_here + 64, "{seq} for {longest_here}");
+        assert_eq!(batch.input.attention_mask.clone().sum().into_scalar() as usize, batch.real_tokens);
+        padded += rows * seq - batch.real_tokens;
+    }
+    let stats = PaddingStats::of(&lengths, &batches, &by_64);
+    assert_eq!(stats.padded_tokens, padded);
+    assert!(stats.padded_tokens > grouped.padded_tokens);
 }
 
 #[test]

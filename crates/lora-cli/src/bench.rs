@@ -2,7 +2,7 @@
 //! an evaluation forward) for a model shape from a `config.json`, random weights (a shape costs
 //! the same with any weights), a batch size and a sequence length; or, with a length mix, on
 //! real reviews: consecutive batches of a JSON Lines file, tokenized and padded to each batch's
-//! longest, as training pads them.
+//! longest (or a multiple, `--pad-to-multiple-of`), as training pads them.
 
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use anyhow::Result;
 use bert::{BertConfig, BertForSequenceClassification};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use imdb::TokenizedReview;
+use imdb::{ReviewBatcher, TokenizedReview};
 use serde::Serialize;
 
 use crate::config::RunConfig;
@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub warmup: usize,
     pub repeats: usize,
     pub seed: u64,
+    /// Batches are padded to a multiple of this (1: to their longest).
+    pub pad_to_multiple_of: usize,
     /// Real batches instead of one `batch_size x seq_len` batch: the first `warmup` of them warm
     /// up, the next `repeats` are timed (cycling through the list).
     pub mix: Option<Vec<Vec<TokenizedReview>>>,
@@ -76,8 +78,8 @@ fn row(name: &str, options: &BenchOptions, device: &str, timed: Vec<(f64, [usize
 }
 
 /// `[samples, padded tokens]` of a batch.
-fn size(batch: &[TokenizedReview]) -> [usize; 2] {
-    [batch.len(), batch.len() * batch.iter().map(|r| r.encoded.len()).max().unwrap_or(0)]
+fn size(batch: &[TokenizedReview], batcher: &ReviewBatcher) -> [usize; 2] {
+    [batch.len(), batch.len() * batcher.padded_length(batch.iter().map(|r| r.encoded.len()).max().unwrap_or(0))]
 }
 
 /// The reviews of a JSON Lines (or any `imdb` format) file, tokenized with the tokenizer beside
@@ -113,12 +115,6 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
 
 pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, device_name: &str) -> Result<Vec<BenchRow>> {
     let config = BertConfig::from_file(&options.model_config)?;
-    anyhow::ensure!(
-        options.mix.is_some() || options.seq_len <= config.max_position_embeddings,
-        "--seq-len {} is longer than the model's max_position_embeddings ({})",
-        options.seq_len,
-        config.max_position_embeddings
-    );
     B::seed(device, options.seed);
     let model = BertForSequenceClassification::<B>::random(&config, device);
     let run_config = RunConfig::default();
@@ -135,7 +131,17 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
         None => vec![batch(options, config.vocab_size)],
     };
     anyhow::ensure!(!batches.is_empty(), "no batches to time");
-    let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, 0, device.clone());
+    // Random token ids: any padding id will do.
+    let batcher = ReviewBatcher { pad_id: 0, pad_to_multiple_of: options.pad_to_multiple_of.max(1) };
+    let longest = batches.iter().map(|b| size(b, &batcher)[1] / b.len().max(1)).max().unwrap_or(0);
+    anyhow::ensure!(
+        longest <= config.max_position_embeddings,
+        "batches of {longest} tokens (--seq-len {}, --pad-to-multiple-of {}) are longer than the model's max_position_embeddings ({})",
+        options.seq_len,
+        batcher.pad_to_multiple_of,
+        config.max_position_embeddings
+    );
+    let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, batcher, device.clone());
 
     // Step i (warm-up first) takes batch i of the list, cycling.
     let time = |f: &mut dyn FnMut(&[TokenizedReview]) -> Result<()>| -> Result<Vec<(f64, [usize; 2])>> {
@@ -148,7 +154,7 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
             .map(|items| {
                 let start = Instant::now();
                 f(items)?;
-                Ok((start.elapsed().as_secs_f64(), size(items)))
+                Ok((start.elapsed().as_secs_f64(), size(items, &batcher)))
             })
             .collect()
     };
@@ -157,7 +163,7 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let train_row = row(names[0], options, device_name, train);
     let model = trainer.model.valid();
     let eval = time(&mut |items| {
-        let logits = crate::eval::logits(&model, items, options.batch_size, 0, device);
+        let logits = crate::eval::logits(&model, items, options.batch_size, batcher, device);
         anyhow::ensure!(logits.len() == items.len(), "evaluation returned {} rows", logits.len());
         Ok(())
     })?;

@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// padded to its longest review; rows `train_mix` and `eval_mix`.
     #[arg(long, value_name = "FILE")]
     pub length_mix: Option<PathBuf>,
+    /// Pad each batch to a multiple of this many tokens (as `data.pad_to_multiple_of`).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub pad_to_multiple_of: usize,
     /// The tokenizer for `--length-mix` (default: tokenizer.json, else vocab.txt, beside --model-config).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,

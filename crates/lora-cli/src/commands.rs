@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use bert::device::{DeviceSpec, check_available};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
+use imdb::ReviewBatcher;
 
 use crate::cli::{BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 use crate::config::RunConfig;
@@ -103,7 +104,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
             let reviews = imdb::draw(splits, &subset)?.eval;
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let metrics = evaluate(&model, &items, a.batch_size, tokenizer.pad_id(), device);
+            let metrics = evaluate(&model, &items, a.batch_size, ReviewBatcher::new(tokenizer.pad_id()), device);
             let [[tn, fp], [fn_, tp]] = metrics.confusion_matrix;
             eprintln!(
                 "accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})",
@@ -163,7 +164,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             let (model, tokenizer) = load_for_inference::<B::InnerBackend>(&a.model, &a.adapter, a.max_length, device)?;
             let reviews: Vec<imdb::Review> = texts.iter().map(|t| imdb::Review { text: t.clone(), label: 0 }).collect();
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let all = logits(&model, &items, a.batch_size, tokenizer.pad_id(), device);
+            let all = logits(&model, &items, a.batch_size, ReviewBatcher::new(tokenizer.pad_id()), device);
             let mut out: Box<dyn Write> = match &a.output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
@@ -257,6 +258,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 warmup: a.warmup,
                 repeats: a.repeats,
                 seed: 0,
+                pad_to_multiple_of: a.pad_to_multiple_of,
                 mix,
             };
             let rows = crate::bench::run::<B>(&options, device, name)?;

@@ -101,6 +101,10 @@ pub struct DataSection {
     pub max_length: usize,
     /// `<br />` to spaces before tokenizing (off: the Hub copy keeps them).
     pub strip_html_breaks: bool,
+    /// Pad each batch to a multiple of this (`DataCollatorWithPadding(pad_to_multiple_of=...)`);
+    /// unset: to the batch's longest review. On a GPU, a few lengths mean few kernels to compile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 impl Default for DataSection {
@@ -116,11 +120,31 @@ impl Default for DataSection {
             drop_test_overlap: s.drop_test_overlap,
             max_length: 512,
             strip_html_breaks: false,
+            pad_to_multiple_of: None,
         }
     }
 }
 
 impl DataSection {
+    /// How batches are padded, with the tokenizer's padding id.
+    pub fn batcher(&self, pad_id: u32) -> imdb::ReviewBatcher {
+        imdb::ReviewBatcher { pad_id, pad_to_multiple_of: self.pad_to_multiple_of.unwrap_or(1) }
+    }
+
+    /// Refuses a `pad_to_multiple_of` that would pad a review of `max_length` tokens (capped at
+    /// `positions`) past the model's `positions` position embeddings.
+    pub fn check_padding(&self, positions: usize) -> Result<()> {
+        let longest = self.max_length.min(positions);
+        let padded = self.batcher(0).padded_length(longest);
+        if padded > positions {
+            bail!(
+                "data.pad_to_multiple_of = {} would pad a {longest}-token review to {padded}, past the model's {positions} positions",
+                self.pad_to_multiple_of.unwrap_or(1)
+            );
+        }
+        Ok(())
+    }
+
     pub fn subset(&self) -> imdb::SubsetConfig {
         imdb::SubsetConfig {
             train_size: self.train_size,
@@ -257,6 +281,10 @@ impl RunConfig {
         if self.data.max_length < 2 || self.data.max_length > 512 {
             bail!("data.max_length must be in 2..=512, got {}", self.data.max_length);
         }
+        if self.data.pad_to_multiple_of == Some(0) {
+            bail!("data.pad_to_multiple_of must be at least 1 (or left out to pad to the longest review)");
+        }
+        self.data.check_padding(512)?;
         self.lora.to_peft(&self.model.name_or_path).validate().map_err(|m| anyhow::anyhow!("[lora]: {m}"))?;
         Ok(())
     }
@@ -322,6 +350,28 @@ mod tests {
         assert!(err.contains("max_length"), "{err}");
         let err = format!("{:#}", RunConfig::load(None, &["lora.bias=\"all\"".into()]).unwrap_err());
         assert!(err.contains("bias"), "{err}");
+    }
+
+    #[test]
+    fn pad_to_multiple_of_is_optional_and_checked() {
+        let config = RunConfig::load(None, &[]).unwrap();
+        assert_eq!(config.data.batcher(7), imdb::ReviewBatcher::new(7));
+        assert!(!config.to_toml().contains("pad_to_multiple_of"), "unset stays unset in the saved config");
+
+        let config = RunConfig::load(None, &["data.pad_to_multiple_of=64".into()]).unwrap();
+        assert_eq!(config.data.batcher(0).padded_length(300), 320);
+        let saved: RunConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(saved.data.pad_to_multiple_of, Some(64));
+
+        let err = format!("{:#}", RunConfig::load(None, &["data.pad_to_multiple_of=0".into()]).unwrap_err());
+        assert!(err.contains("pad_to_multiple_of") && err.contains("at least 1"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["data.pad_to_multiple_of=100".into()]).unwrap_err());
+        assert!(err.contains("pad_to_multiple_of = 100") && err.contains("600") && err.contains("512"), "{err}");
+        // A model with fewer positions: the tokenizer truncates to them, and the padding must fit too.
+        let config = RunConfig::load(None, &["data.pad_to_multiple_of=48".into(), "data.max_length=96".into()]).unwrap();
+        assert!(config.data.check_padding(512).is_ok());
+        let err = format!("{:#}", config.data.check_padding(64).unwrap_err());
+        assert!(err.contains("64-token review to 96"), "{err}");
     }
 
     #[test]

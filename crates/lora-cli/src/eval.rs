@@ -40,10 +40,9 @@ pub fn logits<B: Backend>(
     model: &BertForSequenceClassification<B>,
     items: &[TokenizedReview],
     batch_size: usize,
-    pad_id: u32,
+    batcher: ReviewBatcher,
     device: &B::Device,
 ) -> Vec<Vec<f32>> {
-    let batcher = ReviewBatcher { pad_id };
     let mut out = vec![Vec::new(); items.len()];
     for batch in length_sorted_batches(items, batch_size) {
         let b: ReviewBatch<B> = batcher.batch(batch.iter().map(|&i| items[i].clone()).collect(), device);
@@ -61,10 +60,10 @@ pub fn evaluate<B: Backend>(
     model: &BertForSequenceClassification<B>,
     items: &[TokenizedReview],
     batch_size: usize,
-    pad_id: u32,
+    batcher: ReviewBatcher,
     device: &B::Device,
 ) -> EvalMetrics {
-    let all = logits(model, items, batch_size, pad_id, device);
+    let all = logits(model, items, batch_size, batcher, device);
     metrics(&all, &items.iter().map(|i| i.label).collect::<Vec<_>>())
 }
 
@@ -109,6 +108,39 @@ pub fn probabilities(row: &[f32]) -> Vec<f32> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padding_to_a_multiple_changes_no_logit() {
+        use burn::backend::Flex;
+        let config = bert::BertConfig {
+            vocab_size: 50,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 37,
+            max_position_embeddings: 64,
+            num_labels: Some(2),
+            ..Default::default()
+        };
+        let device = Default::default();
+        let model = BertForSequenceClassification::<Flex>::random(&config, &device);
+        let items: Vec<TokenizedReview> = [3usize, 17, 9, 30, 5]
+            .iter()
+            .map(|&n| TokenizedReview {
+                encoded: bert::Encoded {
+                    input_ids: (0..n).map(|j| (5 + j * 7 % 40) as u32).collect(),
+                    token_type_ids: vec![0; n],
+                },
+                label: (n % 2) as u8,
+            })
+            .collect();
+        let plain = logits(&model, &items, 2, ReviewBatcher::new(0), &device);
+        let padded = logits(&model, &items, 2, ReviewBatcher { pad_id: 0, pad_to_multiple_of: 16 }, &device);
+        for (a, b) in plain.iter().flatten().zip(padded.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert_eq!(plain.len(), 5);
+    }
 
     #[test]
     fn metrics_of_known_predictions() {

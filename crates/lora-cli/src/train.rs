@@ -54,7 +54,8 @@ pub struct Trainer<B: AutodiffBackend> {
     pub config: RunConfig,
     pub total_steps: usize,
     pub warmup_steps: usize,
-    pub pad_id: u32,
+    /// How each batch is padded (the tokenizer's padding id, `data.pad_to_multiple_of`).
+    pub batcher: ReviewBatcher,
     pub device: B::Device,
 }
 
@@ -72,7 +73,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         lora: LoraConfig,
         config: RunConfig,
         steps_per_epoch: usize,
-        pad_id: u32,
+        batcher: ReviewBatcher,
         device: B::Device,
     ) -> Self {
         let t = &config.training;
@@ -87,7 +88,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             epsilon: t.adam_epsilon,
             max_grad_norm: t.max_grad_norm,
         });
-        Self { model, lora, optim, config, total_steps, warmup_steps, pad_id, device }
+        Self { model, lora, optim, config, total_steps, warmup_steps, batcher, device }
     }
 
     /// One optimizer step on one batch. A non-finite loss is an error and changes nothing.
@@ -103,7 +104,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         // Dropout draws from a generator seeded per step, so a resumed run draws what the
         // uninterrupted one drew.
         B::seed(&self.device, step_seed(t.seed, self.optim.step));
-        let batch: ReviewBatch<B> = ReviewBatcher { pad_id: self.pad_id }.batch(items, &self.device);
+        let batch: ReviewBatch<B> = self.batcher.batch(items, &self.device);
         let real_tokens = batch.real_tokens;
         let loss = cross_entropy(self.model.forward(batch.input), batch.labels);
         let loss_value = loss.clone().into_scalar().elem::<f64>();
@@ -120,7 +121,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     pub fn evaluate(&self, items: &[TokenizedReview]) -> EvalMetrics {
         let model = self.model.valid();
-        evaluate(&model, items, self.config.training.per_device_eval_batch_size, self.pad_id, &self.device)
+        evaluate(&model, items, self.config.training.per_device_eval_batch_size, self.batcher, &self.device)
     }
 }
 
@@ -332,6 +333,7 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
         );
     }
     let tokenizer = pretrained.tokenizer(config.data.max_length)?;
+    config.data.check_padding(pretrained.config.max_position_embeddings)?;
     let lora = config.lora.to_peft(&m.name_or_path);
     // Resuming: the checkpoint's adapter replaces the fresh one.
     let mut model = match &resume {
@@ -344,8 +346,8 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
     let data = prepare_data(&config, tokenizer, output)?;
     let batch_size = config.training.per_device_train_batch_size;
     let steps_per_epoch = data.train.items().len().div_ceil(batch_size);
-    let pad_id = data.tokenizer.pad_id();
-    let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, pad_id, device.clone());
+    let batcher = config.data.batcher(data.tokenizer.pad_id());
+    let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone());
 
     let mut state = TrainerState::default();
     if let Some((dir, saved)) = resume {
@@ -364,9 +366,8 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
 
     let lengths = data.train.lengths();
     let t = config.training.clone();
-    let waste =
-        imdb::PaddingStats::of(&lengths, &imdb::epoch_batches(&lengths, batch_size, t.seed, 0, t.group_by_length))
-            .waste();
+    let first_epoch = imdb::epoch_batches(&lengths, batch_size, t.seed, 0, t.group_by_length);
+    let waste = imdb::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
     let log = |state: &mut TrainerState, value: serde_json::Value| -> Result<()> {
         if output == Output::Json {
             println!("{value}");

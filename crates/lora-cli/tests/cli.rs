@@ -365,6 +365,14 @@ fn bench_times_a_length_mix() {
         assert_eq!(r["seq_len"], 12, "{r}");
         assert!(r["total_seconds"].as_f64().unwrap() >= r["median_seconds"].as_f64().unwrap());
     }
+    // Padded to a multiple of 16, as data.pad_to_multiple_of pads training batches.
+    let mut padded = args(&reviews);
+    padded.extend(["--pad-to-multiple-of", "16"].map(String::from));
+    let out = ok(lora(&padded.iter().map(String::as_str).collect::<Vec<_>>()));
+    for line in out.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["seq_len"], 16, "{r}");
+    }
     let err = failure(run(&dir.path().join("missing.jsonl")));
     assert!(err.contains("missing.jsonl"), "{err}");
 }

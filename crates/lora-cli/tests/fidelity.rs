@@ -66,7 +66,7 @@ fn trainer() -> Trainer<B> {
         ],
     )
     .unwrap();
-    Trainer::new(model, lora, config, 10, 0, device)
+    Trainer::new(model, lora, config, 10, imdb::ReviewBatcher::new(0), device)
 }
 
 #[test]
