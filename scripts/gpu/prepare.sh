@@ -6,13 +6,17 @@
 #                imdb/ (the 1,000/500 reviews), bert-base-uncased/ (config + tokenizer, no weights),
 #                minilm/ (config, tokenizer and the first part of the weights)
 #   .gpu/call2/  the rest of the MiniLM weights
+#   .gpu/kernels/  only with KERNELS=FILE: the kernels.tar.gz an earlier lease brought back (compiled
+#                kernels and autotune results per model and variant; carry it with call1, and
+#                lower PART_A_MIB by its size so that the call stays under 64 MiB)
 #
 # The device tool carries at most 64 MiB per call, and all-MiniLM-L6-v2's weights (91 MB) with the
 # binary do not fit, so the weights travel in two calls (run.sh phase1 keeps part one). To make them
 # smaller, word-embedding rows of tokens that none of the 1,500 reviews uses are zeroed: a frozen
 # embedding row that is never looked up changes no number of the run (nor of the Python baseline).
 #
-#   scripts/gpu/prepare.sh [PYTHON]     then: device run ... (see docs/benchmarks.md, "GPU")
+#   [KERNELS=kernels.tar.gz] [PART_A_MIB=28] scripts/gpu/prepare.sh [PYTHON]
+#   then: device run ... (see docs/benchmarks.md, "GPU")
 # Needs: the venv of docs/golden-fixtures.md (PYTHON), runs/subsets from
 #   lora export-data --config configs/imdb-minilm-lora.toml --output runs/subsets
 set -euo pipefail
@@ -25,7 +29,8 @@ TARGET="${CUDA_TARGET_DIR:-target/cuda}"
 CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR="$TARGET" CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=true \
     cargo build --release -p lora-cli --features cuda
 
-rm -rf .gpu/call1 .gpu/call2
+rm -rf .gpu/call1 .gpu/call2 .gpu/kernels
+[[ -n "${KERNELS:-}" ]] && tar -xzf "$KERNELS" -C .gpu && du -sh .gpu/kernels
 mkdir -p .gpu/call1/whl .gpu/call1/imdb .gpu/call1/bert-base-uncased .gpu/call1/minilm .gpu/call2
 gzip -9 -c "$TARGET/release/lora" > .gpu/call1/lora.gz
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -65,4 +70,4 @@ gzip -9 -c /tmp/minilm-pruned.safetensors > /tmp/minilm.gz
 first=$(( ${PART_A_MIB:-28} * 1024 * 1024 ))
 head -c "$first" /tmp/minilm.gz > .gpu/call1/minilm/model.gz.part-a
 tail -c +$((first + 1)) /tmp/minilm.gz > .gpu/call2/model.gz.part-b
-du -sh .gpu/call1 .gpu/call2
+du -sh .gpu/call1 .gpu/call2 ${KERNELS:+.gpu/kernels}

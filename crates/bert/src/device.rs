@@ -72,6 +72,9 @@ pub use cuda::{CudaUnfused, use_kernel_cache};
 
 #[cfg(feature = "cuda")]
 mod cuda {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
     use cubecl::config::cache::CacheConfig;
     use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
@@ -87,21 +90,53 @@ mod cuda {
         if present { Ok(()) } else { Err("no CUDA driver found (libcuda.so could not be loaded)".into()) }
     }
 
-    /// Turns on CubeCL's compiled-kernel cache in [`super::kernel_cache_dir`], unless a
-    /// `cubecl.toml` (or `burn.toml`) already names one. Call before the first CUDA device is
-    /// made; later calls, and calls after CubeCL has read its config, change nothing.
-    /// Returns the directory in use, if any.
-    pub fn use_kernel_cache() -> Option<std::path::PathBuf> {
+    /// Turns on CubeCL's compiled-kernel cache in [`super::kernel_cache_dir`], with the autotune
+    /// results beside it, unless a `cubecl.toml` (or `burn.toml`) already names a kernel cache.
+    /// Call before the first CUDA device is made; later calls, and calls after CubeCL has read
+    /// its config, change nothing. Returns the directory in use, if any.
+    pub fn use_kernel_cache() -> Option<PathBuf> {
         let mut slot = CubeClRuntimeConfig::storage().lock();
         if slot.is_none() {
             // What `CubeClRuntimeConfig::get` would load: the nearest cubecl.toml, then CUBECL_* variables.
-            let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-            if config.compilation.cache.is_none() {
-                config.compilation.cache = super::kernel_cache_dir(|k| std::env::var_os(k)).map(CacheConfig::File);
-            }
-            *slot = Some(std::sync::Arc::new(config));
+            let config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            let dir = super::kernel_cache_dir(|k| std::env::var_os(k));
+            *slot = Some(Arc::new(with_kernel_cache(config, dir)));
         }
         slot.as_ref().and_then(|c| c.compilation.cache.as_ref()).map(CacheConfig::root)
+    }
+
+    /// `config` with compiled kernels, and autotune results left at CubeCL's default place,
+    /// kept in `dir`; a config that names a kernel cache is kept as it is.
+    fn with_kernel_cache(mut config: CubeClRuntimeConfig, dir: Option<PathBuf>) -> CubeClRuntimeConfig {
+        if let (None, Some(dir)) = (&config.compilation.cache, dir) {
+            if matches!(config.autotune.cache, CacheConfig::Target) {
+                config.autotune.cache = CacheConfig::File(dir.clone());
+            }
+            config.compilation.cache = Some(CacheConfig::File(dir));
+        }
+        config
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_kernel_cache_goes_where_asked_unless_configured() {
+            let dir = PathBuf::from("/tmp/k");
+            let config = with_kernel_cache(CubeClRuntimeConfig::default(), Some(dir.clone()));
+            assert_eq!(config.compilation.cache.as_ref().map(CacheConfig::root), Some(dir.clone()));
+            assert_eq!(config.autotune.cache.root(), dir);
+
+            let config = with_kernel_cache(CubeClRuntimeConfig::default(), None);
+            assert!(config.compilation.cache.is_none(), "off: no kernel cache");
+
+            let mut mine = CubeClRuntimeConfig::default();
+            mine.compilation.cache = Some(CacheConfig::File("/elsewhere".into()));
+            let config = with_kernel_cache(mine, Some(dir));
+            assert_eq!(config.compilation.cache.as_ref().map(CacheConfig::root), Some(PathBuf::from("/elsewhere")));
+            assert!(matches!(config.autotune.cache, CacheConfig::Target));
+        }
     }
 }
 

@@ -368,7 +368,8 @@ mod tests {
         let err = format!("{:#}", RunConfig::load(None, &["data.pad_to_multiple_of=100".into()]).unwrap_err());
         assert!(err.contains("pad_to_multiple_of = 100") && err.contains("600") && err.contains("512"), "{err}");
         // A model with fewer positions: the tokenizer truncates to them, and the padding must fit too.
-        let config = RunConfig::load(None, &["data.pad_to_multiple_of=48".into(), "data.max_length=96".into()]).unwrap();
+        let config =
+            RunConfig::load(None, &["data.pad_to_multiple_of=48".into(), "data.max_length=96".into()]).unwrap();
         assert!(config.data.check_padding(512).is_ok());
         let err = format!("{:#}", config.data.check_padding(64).unwrap_err());
         assert!(err.contains("64-token review to 96"), "{err}");
