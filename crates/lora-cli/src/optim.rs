@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use lora_adapter::{AdaptableModel, LoraConfig};
 
 /// AdamW hyper-parameters (`TrainingArguments` names).
@@ -44,6 +44,14 @@ pub struct AdamW<B: Backend> {
 pub struct StepStats {
     /// Global gradient norm before clipping (Trainer logs this as `grad_norm`).
     pub grad_norm: f64,
+}
+
+/// A step's gradients by name and their global norm, read before anything is updated.
+pub struct Gradients<B: Backend> {
+    flat: BTreeMap<String, Tensor<B, 1>>,
+    pub grad_norm: f64,
+    /// The scalar handed to [`AdamW::gradients`] (the loss), read in the same synchronisation.
+    pub read_with: f64,
 }
 
 /// Trainer's `get_decay_parameter_names`: everything but biases and LayerNorm weights.
@@ -82,13 +90,20 @@ impl<IB: Backend> AdamW<IB> {
         Self { config, step: 0, state: BTreeMap::new() }
     }
 
-    /// Clips, then updates every trainable tensor of `model` in place with learning rate `lr`.
-    pub fn step<B, M>(&mut self, model: &mut M, lora: &LoraConfig, grads: &B::Gradients, lr: f64) -> StepStats
+    /// Pass 1 of a step: the trainable gradients by name and their global norm, read from the
+    /// device together with the scalar `read_with` (the loss): one synchronisation per step,
+    /// after the backward pass has been queued, rather than one after the forward and one here.
+    pub fn gradients<B, M>(
+        &self,
+        model: &mut M,
+        lora: &LoraConfig,
+        grads: &B::Gradients,
+        read_with: Tensor<IB, 1>,
+    ) -> Gradients<IB>
     where
         B: AutodiffBackend<InnerBackend = IB>,
         M: AdaptableModel<B>,
     {
-        // Pass 1: flat gradients by name, and their global norm.
         let mut flat: BTreeMap<String, Tensor<IB, 1>> = BTreeMap::new();
         for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
             let g = match slot {
@@ -99,9 +114,23 @@ impl<IB: Backend> AdamW<IB> {
                 flat.insert(name, g);
             }
         });
-        // Summed on the device and read once: one synchronisation per step, not one per tensor.
+        // Summed on the device and read once with `read_with`, not once per tensor.
         let squares = flat.values().map(|g| g.clone().powf_scalar(2.0).sum()).reduce(|a, b| a + b);
-        let grad_norm = squares.map_or(0.0, |s| s.into_scalar().elem::<f64>()).sqrt();
+        let read_with = read_with.reshape([1]);
+        let device = read_with.device();
+        let squares = squares.unwrap_or_else(|| Tensor::zeros([1], &device));
+        let values = Tensor::cat(vec![read_with, squares], 0).into_data().convert::<f64>().into_vec::<f64>();
+        let [read_with, squares] = values.ok().and_then(|v| <[f64; 2]>::try_from(v).ok()).unwrap_or([f64::NAN; 2]);
+        Gradients { flat, grad_norm: squares.sqrt(), read_with }
+    }
+
+    /// Pass 2: clips, then updates every trainable tensor of `model` in place with learning rate `lr`.
+    pub fn apply<B, M>(&mut self, model: &mut M, lora: &LoraConfig, gradients: Gradients<IB>, lr: f64) -> StepStats
+    where
+        B: AutodiffBackend<InnerBackend = IB>,
+        M: AdaptableModel<B>,
+    {
+        let Gradients { mut flat, grad_norm, .. } = gradients;
         // torch.nn.utils.clip_grad_norm_: coefficient clamped at 1.
         let coef = if self.config.max_grad_norm > 0.0 {
             (self.config.max_grad_norm / (grad_norm + 1e-6)).min(1.0)
@@ -117,7 +146,7 @@ impl<IB: Backend> AdamW<IB> {
         let step_size = lr / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
 
-        // Pass 2: torch.optim.AdamW's single-tensor update, name by name.
+        // torch.optim.AdamW's single-tensor update, name by name.
         for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
             let Some(g) = flat.remove(&name) else { return };
             let g = if coef < 1.0 { g * coef } else { g };

@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use bert::{BertForSequenceClassification, BertTokenizer, HubOptions};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
-use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use imdb::{ReviewBatch, ReviewBatcher, ReviewDataset, TokenizedReview};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -107,15 +106,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         let batch: ReviewBatch<B> = self.batcher.batch(items, &self.device);
         let real_tokens = batch.real_tokens;
         let loss = cross_entropy(self.model.forward(batch.input), batch.labels);
-        let loss_value = loss.clone().into_scalar().elem::<f64>();
+        let grads = loss.backward();
+        // The loss is read with the gradient norm, once the backward pass is queued: a GPU
+        // backend then runs forward and backward without waiting on the host in between.
+        let gradients = self.optim.gradients::<B, _>(&mut self.model, &self.lora, &grads, loss.inner());
+        let loss_value = gradients.read_with;
         if !loss_value.is_finite() {
             bail!(
                 "the training loss became {loss_value} at step {}; stopping (the last checkpoint is kept)",
                 self.optim.step + 1
             );
         }
-        let grads = loss.backward();
-        let stats = self.optim.step::<B, _>(&mut self.model, &self.lora, &grads, lr);
+        let stats = self.optim.apply::<B, _>(&mut self.model, &self.lora, gradients, lr);
         Ok(StepOutput { loss: loss_value, learning_rate: lr, grad_norm: stats.grad_norm, real_tokens })
     }
 
