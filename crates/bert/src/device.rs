@@ -79,7 +79,8 @@ mod cuda {
     use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
     /// Burn's CUDA backend without its operation fusion (`burn::backend::Cuda` is this inside
-    /// `Fusion`): one kernel per operation, so far fewer kernels to compile.
+    /// `Fusion`): one generic kernel per operation, expected to mean fewer kernels to compile
+    /// (not yet measured on a GPU).
     pub type CudaUnfused<F = f32> = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, F, i32, u8>;
 
     /// Loads the driver library by hand: Burn would panic without one.

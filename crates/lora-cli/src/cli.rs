@@ -20,8 +20,9 @@ pub struct DeviceArg {
     /// `cpu`, `cuda` or `cuda:N` (the `cuda` build).
     #[arg(long, default_value = "cpu", global = true)]
     pub device: String,
-    /// CUDA without Burn's operation fusion: one kernel per operation, far fewer kernels to compile
-    /// at run time (compiled kernels are cached in LORA_KERNEL_CACHE, default ~/.cache/lora/kernels).
+    /// CUDA without Burn's operation fusion: one generic kernel per operation (expected: fewer
+    /// kernels to compile at run time, more launches). Compiled kernels are cached in
+    /// LORA_KERNEL_CACHE (default ~/.cache/lora/kernels) either way.
     #[arg(long, global = true)]
     pub no_fusion: bool,
 }
