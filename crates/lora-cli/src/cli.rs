@@ -142,6 +142,10 @@ pub struct EvalArgs {
     pub max_length: usize,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// Pad each batch to a multiple of this many tokens (as data.pad_to_multiple_of; on a GPU,
+    /// fewer batch shapes to compile kernels for). 1: to the batch's longest.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub pad_to_multiple_of: usize,
     /// Where the JSON goes (default: eval_results.json beside the adapter directory).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -168,6 +172,9 @@ pub struct PredictArgs {
     pub max_length: usize,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// Pad each batch to a multiple of this many tokens (as data.pad_to_multiple_of).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub pad_to_multiple_of: usize,
     #[command(flatten)]
     pub device: DeviceArg,
 }

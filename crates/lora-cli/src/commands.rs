@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use bert::device::{DeviceSpec, check_available};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
-use imdb::ReviewBatcher;
 
 use crate::cli::{BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
 use crate::config::RunConfig;
@@ -98,13 +97,19 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     impl Job for EvalJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
-            let (model, tokenizer) = load_for_inference::<B::InnerBackend>(&a.model, &a.adapter, a.max_length, device)?;
+            let (model, tokenizer, batcher) = load_for_inference::<B::InnerBackend>(
+                &a.model,
+                &a.adapter,
+                a.max_length,
+                a.pad_to_multiple_of,
+                device,
+            )?;
             let splits = imdb::Source::detect(&a.data)?.load(&bert::HubOptions::from_env())?;
             let subset =
                 imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
             let reviews = imdb::draw(splits, &subset)?.eval;
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let metrics = evaluate(&model, &items, a.batch_size, ReviewBatcher::new(tokenizer.pad_id()), device);
+            let metrics = evaluate(&model, &items, a.batch_size, batcher, device);
             let [[tn, fp], [fn_, tp]] = metrics.confusion_matrix;
             eprintln!(
                 "accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})",
@@ -161,10 +166,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             if texts.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
-            let (model, tokenizer) = load_for_inference::<B::InnerBackend>(&a.model, &a.adapter, a.max_length, device)?;
+            let (model, tokenizer, batcher) = load_for_inference::<B::InnerBackend>(
+                &a.model,
+                &a.adapter,
+                a.max_length,
+                a.pad_to_multiple_of,
+                device,
+            )?;
             let reviews: Vec<imdb::Review> = texts.iter().map(|t| imdb::Review { text: t.clone(), label: 0 }).collect();
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let all = logits(&model, &items, a.batch_size, ReviewBatcher::new(tokenizer.pad_id()), device);
+            let all = logits(&model, &items, a.batch_size, batcher, device);
             let mut out: Box<dyn Write> = match &a.output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,

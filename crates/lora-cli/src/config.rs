@@ -134,15 +134,8 @@ impl DataSection {
     /// Refuses a `pad_to_multiple_of` that would pad a review of `max_length` tokens (capped at
     /// `positions`) past the model's `positions` position embeddings.
     pub fn check_padding(&self, positions: usize) -> Result<()> {
-        let longest = self.max_length.min(positions);
-        let padded = self.batcher(0).padded_length(longest);
-        if padded > positions {
-            bail!(
-                "data.pad_to_multiple_of = {} would pad a {longest}-token review to {padded}, past the model's {positions} positions",
-                self.pad_to_multiple_of.unwrap_or(1)
-            );
-        }
-        Ok(())
+        let multiple = self.pad_to_multiple_of.unwrap_or(1);
+        check_padding("data.pad_to_multiple_of =", multiple, self.max_length, positions)
     }
 
     pub fn subset(&self) -> imdb::SubsetConfig {
@@ -292,6 +285,19 @@ impl RunConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// Refuses a padding `multiple` (named `what` in the error) that would pad a review of
+/// `max_length` tokens (capped at `positions`) past the model's `positions` position embeddings.
+pub fn check_padding(what: &str, multiple: usize, max_length: usize, positions: usize) -> Result<()> {
+    let longest = max_length.min(positions);
+    let padded = bert::tokenizer::padded_length(longest, multiple);
+    if padded > positions {
+        bail!(
+            "{what} {multiple} would pad a {longest}-token review to {padded}, past the model's {positions} positions"
+        );
+    }
+    Ok(())
 }
 
 /// Applies one `section.key=value`; the value is read as TOML (`5e-5`, `true`, `["query"]`),

@@ -505,16 +505,22 @@ pub fn train<B: AutodiffBackend>(mut config: RunConfig, options: &TrainOptions, 
 }
 
 /// Loads base model + adapter for eval/predict (inference backend, dropout off).
+/// The model with its adapter, its tokenizer (truncating at `max_length`), and batches padded to
+/// a multiple of `pad_to_multiple_of` (1: to their longest).
 pub fn load_for_inference<B: Backend>(
     model: &str,
     adapter: &Path,
     max_length: usize,
+    pad_to_multiple_of: usize,
     device: &B::Device,
-) -> Result<(BertForSequenceClassification<B>, BertTokenizer)> {
+) -> Result<(BertForSequenceClassification<B>, BertTokenizer, ReviewBatcher)> {
     // A bad adapter config is reported before the (slower) model load.
     lora_adapter::peft::read_config(adapter)?;
     let pretrained = bert::load_pretrained::<B>(model, None, device)?;
     let tokenizer = pretrained.tokenizer(max_length)?;
+    let positions = pretrained.config.max_position_embeddings;
+    crate::config::check_padding("--pad-to-multiple-of", pad_to_multiple_of.max(1), max_length, positions)?;
+    let batcher = ReviewBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: pad_to_multiple_of.max(1) };
     let (model, _) = lora_adapter::peft::load_adapter(pretrained.model, adapter, device)?;
-    Ok((model, tokenizer))
+    Ok((model, tokenizer, batcher))
 }

@@ -176,6 +176,20 @@ fn train_eval_predict_merge_end_to_end() {
         out_file.to_str().unwrap(),
     ]));
     assert_eq!(String::from_utf8(read(&out_file)).unwrap(), lines);
+    // Padding each batch further (for a GPU's sake) changes no logit beyond float rounding.
+    let text = ["predict", "--model", m, "--adapter", a, "--text", "the film was good", "--text", "a dull plot"];
+    let padded = ok(lora(&[&text[..], &["--pad-to-multiple-of", "16"]].concat()));
+    for (p, q) in padded.lines().zip(lines.lines()) {
+        let logits = |l: &str| -> Vec<f64> {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        };
+        for (x, y) in logits(p).iter().zip(logits(q)) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+    let err = failure(lora(&[&text[..], &["--pad-to-multiple-of", "1000"]].concat()));
+    assert!(err.contains("--pad-to-multiple-of 1000") && err.contains("positions"), "{err}");
 
     // merge: a plain Hugging Face model that predicts what the adapter did.
     let merged = tmp.path().join("merged");
