@@ -125,19 +125,13 @@ pub struct TrainArgs {
     pub device: DeviceArg,
 }
 
+/// The model and adapter `eval` and `predict` run, and how they cut and batch the texts.
 #[derive(Args, Debug)]
-pub struct EvalArgs {
+pub struct InferenceArgs {
     #[arg(long)]
     pub model: String,
     #[arg(long)]
     pub adapter: PathBuf,
-    /// Dataset source; reviews are drawn from its test split as training draws them.
-    #[arg(long)]
-    pub data: String,
-    #[arg(long, default_value_t = 500)]
-    pub eval_size: usize,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
     #[arg(long, default_value_t = 512)]
     pub max_length: usize,
     #[arg(long, default_value_t = 16)]
@@ -146,6 +140,19 @@ pub struct EvalArgs {
     /// fewer batch shapes to compile kernels for). 1: to the batch's longest.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub pad_to_multiple_of: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub run: InferenceArgs,
+    /// Dataset source; reviews are drawn from its test split as training draws them.
+    #[arg(long)]
+    pub data: String,
+    #[arg(long, default_value_t = 500)]
+    pub eval_size: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Where the JSON goes (default: eval_results.json beside the adapter directory).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -155,10 +162,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    #[arg(long)]
-    pub model: String,
-    #[arg(long)]
-    pub adapter: PathBuf,
+    #[command(flatten)]
+    pub run: InferenceArgs,
     /// A text to classify (repeatable).
     #[arg(long, conflicts_with = "input")]
     pub text: Vec<String>,
@@ -168,13 +173,6 @@ pub struct PredictArgs {
     /// Write the JSON lines here instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    #[arg(long, default_value_t = 512)]
-    pub max_length: usize,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Pad each batch to a multiple of this many tokens (as data.pad_to_multiple_of).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub pad_to_multiple_of: usize,
     #[command(flatten)]
     pub device: DeviceArg,
 }

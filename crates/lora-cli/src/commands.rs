@@ -8,7 +8,7 @@ use bert::device::{DeviceSpec, check_available};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::cli::{BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, MergeArgs, PredictArgs, TrainArgs};
+use crate::cli::{BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, InferenceArgs, MergeArgs, PredictArgs, TrainArgs};
 use crate::config::RunConfig;
 use crate::eval::{argmax, evaluate, logits, probabilities};
 use crate::train::{Output, TrainOptions, load_for_inference};
@@ -88,6 +88,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
     dispatch(&args.device, bf16, TrainJob(config, options))
 }
 
+impl InferenceArgs {
+    /// The model with its adapter, the tokenizer, and the batcher these arguments ask for.
+    fn load<B: burn::tensor::backend::Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<(bert::BertForSequenceClassification<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
+        load_for_inference(&self.model, &self.adapter, self.max_length, self.pad_to_multiple_of, device)
+    }
+}
+
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -97,19 +107,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     impl Job for EvalJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
-            let (model, tokenizer, batcher) = load_for_inference::<B::InnerBackend>(
-                &a.model,
-                &a.adapter,
-                a.max_length,
-                a.pad_to_multiple_of,
-                device,
-            )?;
+            let (model, tokenizer, batcher) = a.run.load::<B::InnerBackend>(device)?;
             let splits = imdb::Source::detect(&a.data)?.load(&bert::HubOptions::from_env())?;
             let subset =
                 imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
             let reviews = imdb::draw(splits, &subset)?.eval;
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let metrics = evaluate(&model, &items, a.batch_size, batcher, device);
+            let metrics = evaluate(&model, &items, a.run.batch_size, batcher, device);
             let [[tn, fp], [fn_, tp]] = metrics.confusion_matrix;
             eprintln!(
                 "accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})",
@@ -121,7 +125,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             let json = serde_json::to_string_pretty(&metrics)?;
             println!("{json}");
             let path =
-                a.output.unwrap_or_else(|| a.adapter.parent().unwrap_or(Path::new(".")).join("eval_results.json"));
+                a.output.unwrap_or_else(|| a.run.adapter.parent().unwrap_or(Path::new(".")).join("eval_results.json"));
             crate::report::write_atomic(&path, &json)?;
             Ok(())
         }
@@ -166,16 +170,10 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             if texts.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
-            let (model, tokenizer, batcher) = load_for_inference::<B::InnerBackend>(
-                &a.model,
-                &a.adapter,
-                a.max_length,
-                a.pad_to_multiple_of,
-                device,
-            )?;
+            let (model, tokenizer, batcher) = a.run.load::<B::InnerBackend>(device)?;
             let reviews: Vec<imdb::Review> = texts.iter().map(|t| imdb::Review { text: t.clone(), label: 0 }).collect();
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let all = logits(&model, &items, a.batch_size, batcher, device);
+            let all = logits(&model, &items, a.run.batch_size, batcher, device);
             let mut out: Box<dyn Write> = match &a.output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
