@@ -94,16 +94,44 @@ mod cuda {
     /// Turns on CubeCL's compiled-kernel cache in [`super::kernel_cache_dir`], with the autotune
     /// results beside it, unless a `cubecl.toml` (or `burn.toml`) already names a kernel cache.
     /// Call before the first CUDA device is made; later calls, and calls after CubeCL has read
-    /// its config, change nothing. Returns the directory in use, if any.
-    pub fn use_kernel_cache() -> Option<PathBuf> {
+    /// its config, change nothing. Returns the directory in use, if any; `Err` names a config
+    /// file CubeCL could not read.
+    pub fn use_kernel_cache() -> Result<Option<PathBuf>, String> {
         let mut slot = CubeClRuntimeConfig::storage().lock();
         if slot.is_none() {
+            let here = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
+            check_config_files(&here)?;
             // What `CubeClRuntimeConfig::get` would load: the nearest cubecl.toml, then CUBECL_* variables.
             let config = CubeClRuntimeConfig::from_current_dir().override_from_env();
             let dir = super::kernel_cache_dir(|k| std::env::var_os(k));
             *slot = Some(Arc::new(with_kernel_cache(config, dir)));
         }
-        slot.as_ref().and_then(|c| c.compilation.cache.as_ref()).map(CacheConfig::root)
+        Ok(slot.as_ref().and_then(|c| c.compilation.cache.as_ref()).map(CacheConfig::root))
+    }
+
+    /// The config file CubeCL would read from `dir` or above (the first `cubecl.toml`, else a
+    /// `burn.toml` with a `[cubecl]` table, nearest first) must parse: CubeCL panics on one that
+    /// does not, so it is checked here first and named in the error.
+    fn check_config_files(dir: &std::path::Path) -> Result<(), String> {
+        let bad =
+            |path: &std::path::Path, e: &dyn std::fmt::Display| format!("{}: not a CubeCL config: {e}", path.display());
+        for dir in dir.ancestors() {
+            for name in ["cubecl.toml", "CubeCL.toml"] {
+                let path = dir.join(name);
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    return toml::from_str::<CubeClRuntimeConfig>(&text).map(drop).map_err(|e| bad(&path, &e));
+                }
+            }
+            for name in ["burn.toml", "Burn.toml"] {
+                let path = dir.join(name);
+                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                let mut table = toml::from_str::<toml::Table>(&text).map_err(|e| bad(&path, &e))?;
+                if let Some(section) = table.remove("cubecl") {
+                    return section.try_into::<CubeClRuntimeConfig>().map(drop).map_err(|e| bad(&path, &e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `config` with compiled kernels, and autotune results left at CubeCL's default place,
@@ -137,6 +165,27 @@ mod cuda {
             let config = with_kernel_cache(mine, Some(dir));
             assert_eq!(config.compilation.cache.as_ref().map(CacheConfig::root), Some(PathBuf::from("/elsewhere")));
             assert!(matches!(config.autotune.cache, CacheConfig::Target));
+        }
+
+        #[test]
+        fn a_config_file_cubecl_cannot_read_is_named() {
+            let root = tempfile::tempdir().unwrap();
+            let inner = root.path().join("a/b");
+            std::fs::create_dir_all(&inner).unwrap();
+            assert_eq!(check_config_files(&inner), Ok(()));
+
+            std::fs::write(root.path().join("cubecl.toml"), "[compilation]\ncache = 3\n").unwrap();
+            let err = check_config_files(&inner).unwrap_err();
+            assert!(err.contains("cubecl.toml") && err.contains("not a CubeCL config"), "{err}");
+
+            // The nearest file decides: a good burn.toml [cubecl] table below the bad file wins.
+            std::fs::write(root.path().join("a/burn.toml"), "[cubecl.autotune]\nlevel = \"minimal\"\n").unwrap();
+            assert_eq!(check_config_files(&inner), Ok(()));
+            std::fs::write(root.path().join("a/burn.toml"), "[cubecl]\nautotune = 1\n").unwrap();
+            assert!(check_config_files(&inner).unwrap_err().contains("burn.toml"));
+            // A burn.toml without a [cubecl] table is not CubeCL's: the search goes on upwards.
+            std::fs::write(root.path().join("a/burn.toml"), "[other]\nx = 1\n").unwrap();
+            assert!(check_config_files(&inner).unwrap_err().contains("cubecl.toml"));
         }
     }
 }

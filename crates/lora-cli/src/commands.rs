@@ -38,7 +38,7 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
             use bert::device::CudaUnfused;
             use burn::backend::{Cuda, cuda::CudaDevice};
             use burn::tensor::bf16;
-            if let Some(dir) = bert::device::use_kernel_cache() {
+            if let Some(dir) = bert::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
                 eprintln!("compiled CUDA kernels are cached in {}", dir.display());
             }
             let gpu = CudaDevice::new(n);
