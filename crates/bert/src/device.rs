@@ -72,7 +72,8 @@ pub use cuda::{CudaUnfused, use_kernel_cache};
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use std::path::PathBuf;
+    use std::fmt::Display;
+    use std::path::{Path, PathBuf};
     use std::sync::Arc;
 
     use cubecl::config::cache::CacheConfig;
@@ -112,9 +113,8 @@ mod cuda {
     /// The config file CubeCL would read from `dir` or above (the first `cubecl.toml`, else a
     /// `burn.toml` with a `[cubecl]` table, nearest first) must parse: CubeCL panics on one that
     /// does not, so it is checked here first and named in the error.
-    fn check_config_files(dir: &std::path::Path) -> Result<(), String> {
-        let bad =
-            |path: &std::path::Path, e: &dyn std::fmt::Display| format!("{}: not a CubeCL config: {e}", path.display());
+    fn check_config_files(dir: &Path) -> Result<(), String> {
+        let bad = |path: &Path, e: &dyn Display| format!("{}: not a CubeCL config: {e}", path.display());
         for dir in dir.ancestors() {
             for name in ["cubecl.toml", "CubeCL.toml"] {
                 let path = dir.join(name);
