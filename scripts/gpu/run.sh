@@ -11,7 +11,7 @@
 #              PyTorch + PEFT's rows between them;
 #           3. the bert-base protocol (1,000/500, 5 epochs, random weights of bert-base-uncased's
 #              shape, max length 512, batches padded to multiples of 64) with the faster
-#              variant, against scripts/baseline_peft.py; then bf16 if time is left.
+#              variant, against scripts/baseline_peft.py; then bf16 (bench and protocol) if time is left.
 #   phase2: carried .gpu/call2, on the same (still warm) machine. Rebuilds the MiniLM weights and
 #           runs configs/imdb-minilm-lora.toml (real weights, real reviews) for seeds 42, 43, 44,
 #           ours and Python's.
@@ -188,22 +188,25 @@ PY
 )
     log "protocol variant: $best"
     echo "$best" >"$STASH/best"
-    protocol() { # protocol STEP LIMIT OUTPUT_DIR [--set training.bf16=true]
-        local name=$1 limit=$2 dir=$3
-        shift 3
-        LORA_KERNEL_CACHE="$STASH/kernels/bert-base-uncased-$best" step "$name" "$limit" "$LORA" train \
+    protocol() { # protocol STEP LIMIT OUTPUT_DIR CACHE [--set training.bf16=true]
+        local name=$1 limit=$2 dir=$3 cache=$4
+        shift 4
+        LORA_KERNEL_CACHE="$STASH/kernels/$cache" step "$name" "$limit" "$LORA" train \
             --config configs/imdb-bert-base-lora.toml --model "$STASH/bert-base-random" --data "$STASH/imdb" \
             --device "$DEVICE" $(flags "$best") --output-dir "$dir" --set "data.pad_to_multiple_of=$pad" --quiet "${tiny[@]}" "$@"
         cp "$dir/summary.json" "$STASH/res/$name-summary.json" 2>/dev/null ||
             cp "$dir/metrics.jsonl" "$STASH/res/$name-metrics.jsonl" 2>/dev/null
     }
-    protocol train-bert-ours 150 "$STASH/bert-fp32"
+    protocol train-bert-ours 150 "$STASH/bert-fp32" "bert-base-uncased-$best"
     step train-bert-torch 90 "$PYTHON" scripts/baseline_peft.py --model "$STASH/bert-base-random" --data "$STASH/imdb" \
         --device "$DEVICE" --threads 16 --pad-to-multiple-of "$pad" --output "$STASH/res/bert-fp32-torch.json" "${pytiny[@]}"
     if [[ "$DEVICE" != cpu ]]; then
         LORA_KERNEL_CACHE="$STASH/kernels/bert-base-uncased-$best-bf16" step bench-bert-ours-bf16 60 "$LORA" bench \
             --model-config "$BERT" $bench --device "$DEVICE" $(flags "$best") --bf16 --json
         step bench-bert-torch-bf16 40 "$PYTHON" scripts/bench_pytorch.py --model-config "$BERT" $bench --device "$DEVICE" --threads 16 --bf16
+        protocol train-bert-ours-bf16 120 "$STASH/bert-bf16" "bert-base-uncased-$best-bf16" --set training.bf16=true
+        step train-bert-torch-bf16 60 "$PYTHON" scripts/baseline_peft.py --model "$STASH/bert-base-random" --data "$STASH/imdb" \
+            --device "$DEVICE" --threads 16 --bf16 --pad-to-multiple-of "$pad" --output "$STASH/res/bert-bf16-torch.json" "${pytiny[@]}"
     fi
     for d in "$STASH"/kernels/*/; do log "kernels cached in $(basename "$d") at the end: $(kernels "$d")"; done
     report
