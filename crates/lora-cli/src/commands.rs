@@ -88,6 +88,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
     dispatch(&args.device, bf16, TrainJob(config, options))
 }
 
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
 impl InferenceArgs {
     /// The model with its adapter, the tokenizer, and the batcher these arguments ask for.
     fn load<B: burn::tensor::backend::Backend>(
@@ -96,10 +100,6 @@ impl InferenceArgs {
     ) -> Result<(bert::BertForSequenceClassification<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
         load_for_inference(&self.model, &self.adapter, self.max_length, self.pad_to_multiple_of, device)
     }
-}
-
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
