@@ -1,16 +1,16 @@
 //! Classify texts with a BERT checkpoint, on the CPU or an NVIDIA GPU chosen at run time.
 //!
 //! ```text
-//! cargo run --release -p bert --example classify -- --model ../shared/assets/all-MiniLM-L6-v2 \
+//! cargo run --release -p lora-cli --example classify -- --model ../shared/assets/all-MiniLM-L6-v2 \
 //!     --text "A wonderful film." --text "Dull and far too long."
-//! cargo run --release -p bert --features cuda --example classify -- --device cuda:0 --model ...
+//! cargo run --release -p lora-cli --features cuda --example classify -- --device cuda:0 --model ...
 //! ```
 //! It prints one JSON line per text with the logits of `BertForSequenceClassification`
 //! (a checkpoint without a classifier gets a freshly initialised one, and says so).
 //! `--adapter DIR` loads a PEFT LoRA adapter (written here or by Python PEFT) onto the model.
 
-use bert::device::{DeviceSpec, check_available};
 use burn::tensor::backend::Backend;
+use lora_cli::device::{DeviceSpec, check_available};
 
 fn main() {
     if let Err(message) = run() {

@@ -3,15 +3,12 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use lora_adapter::Dropout;
+use kernels::{Dropout, LayerNorm, dropout_matmul_into_heads, masked_softmax, matmul};
 use lora_adapter::LoraLinear;
-use lora_adapter::matmul::{dropout_matmul_into_heads, matmul};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::layer_norm::LayerNorm;
-use crate::softmax::masked_softmax;
-use crate::weights::Weights;
+use crate::weights::{Key, Weights};
 
 /// `BertSelfAttention`. The projections are [`LoraLinear`]s, so that any of them can take an
 /// adapter by configuration.
@@ -25,12 +22,12 @@ pub struct BertSelfAttention<B: Backend> {
 }
 
 impl<B: Backend> BertSelfAttention<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            query: w.linear(&format!("{prefix}.query"), h, h)?,
-            key: w.linear(&format!("{prefix}.key"), h, h)?,
-            value: w.linear(&format!("{prefix}.value"), h, h)?,
+            query: w.linear(&at.pp("query"), h, h)?,
+            key: w.linear(&at.pp("key"), h, h)?,
+            value: w.linear(&at.pp("value"), h, h)?,
             dropout: Dropout::new(config.attention_probs_dropout_prob),
             num_attention_heads: config.num_attention_heads,
         })
@@ -72,11 +69,11 @@ pub struct BertSelfOutput<B: Backend> {
 }
 
 impl<B: Backend> BertSelfOutput<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            dense: w.linear(&format!("{prefix}.dense"), h, h)?,
-            layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), h, config.layer_norm_eps)?,
+            dense: w.linear(&at.pp("dense"), h, h)?,
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), h, config.layer_norm_eps)?,
             dropout: Dropout::new(config.hidden_dropout_prob),
         })
     }
@@ -96,10 +93,10 @@ pub struct BertAttention<B: Backend> {
 }
 
 impl<B: Backend> BertAttention<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         Ok(Self {
-            self_attention: BertSelfAttention::load(w, &format!("{prefix}.self"), config)?,
-            output: BertSelfOutput::load(w, &format!("{prefix}.output"), config)?,
+            self_attention: BertSelfAttention::load(w, &at.pp("self"), config)?,
+            output: BertSelfOutput::load(w, &at.pp("output"), config)?,
         })
     }
 

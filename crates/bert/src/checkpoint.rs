@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use lora_adapter::tensor_file::RawTensor;
-use lora_adapter::tensor_file::{self, TensorFileError};
+pub use tensor_file::RawTensor;
+use tensor_file::TensorFileError;
 
 use crate::error::{BertError, Result};
 

@@ -4,12 +4,11 @@ use burn::module::Module;
 use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use lora_adapter::Dropout;
+use kernels::{Dropout, LayerNorm};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::layer_norm::LayerNorm;
-use crate::weights::Weights;
+use crate::weights::{Key, Weights};
 
 #[derive(Module, Debug)]
 pub struct BertEmbeddings<B: Backend> {
@@ -22,28 +21,13 @@ pub struct BertEmbeddings<B: Backend> {
 }
 
 impl<B: Backend> BertEmbeddings<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            word_embeddings: w.embedding(
-                &format!("{prefix}.word_embeddings"),
-                config.vocab_size,
-                h,
-                Some(config.pad_token_id),
-            )?,
-            position_embeddings: w.embedding(
-                &format!("{prefix}.position_embeddings"),
-                config.max_position_embeddings,
-                h,
-                None,
-            )?,
-            token_type_embeddings: w.embedding(
-                &format!("{prefix}.token_type_embeddings"),
-                config.type_vocab_size,
-                h,
-                None,
-            )?,
-            layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), h, config.layer_norm_eps)?,
+            word_embeddings: w.embedding(&at.pp("word_embeddings"), config.vocab_size, h, Some(config.pad_token_id))?,
+            position_embeddings: w.embedding(&at.pp("position_embeddings"), config.max_position_embeddings, h, None)?,
+            token_type_embeddings: w.embedding(&at.pp("token_type_embeddings"), config.type_vocab_size, h, None)?,
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), h, config.layer_norm_eps)?,
             dropout: Dropout::new(config.hidden_dropout_prob),
         })
     }

@@ -4,15 +4,13 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
-use lora_adapter::Dropout;
+use kernels::{Dropout, LayerNorm, gelu};
 use lora_adapter::LoraLinear;
 
 use crate::attention::BertAttention;
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
-use crate::gelu::gelu;
-use crate::layer_norm::LayerNorm;
-use crate::weights::Weights;
+use crate::weights::{Key, Weights};
 
 /// `BertIntermediate`: dense to `intermediate_size`, then the activation.
 #[derive(Module, Debug)]
@@ -22,11 +20,8 @@ pub struct BertIntermediate<B: Backend> {
 }
 
 impl<B: Backend> BertIntermediate<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig, activation: Activation) -> Result<Self> {
-        Ok(Self {
-            dense: w.linear(&format!("{prefix}.dense"), config.hidden_size, config.intermediate_size)?,
-            activation,
-        })
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: Activation) -> Result<Self> {
+        Ok(Self { dense: w.linear(&at.pp("dense"), config.hidden_size, config.intermediate_size)?, activation })
     }
 
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -50,10 +45,10 @@ pub struct BertOutput<B: Backend> {
 }
 
 impl<B: Backend> BertOutput<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         Ok(Self {
-            dense: w.linear(&format!("{prefix}.dense"), config.intermediate_size, config.hidden_size)?,
-            layer_norm: w.layer_norm(&format!("{prefix}.LayerNorm"), config.hidden_size, config.layer_norm_eps)?,
+            dense: w.linear(&at.pp("dense"), config.intermediate_size, config.hidden_size)?,
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), config.hidden_size, config.layer_norm_eps)?,
             dropout: Dropout::new(config.hidden_dropout_prob),
         })
     }
@@ -73,11 +68,11 @@ pub struct BertLayer<B: Backend> {
 }
 
 impl<B: Backend> BertLayer<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig, activation: Activation) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: Activation) -> Result<Self> {
         Ok(Self {
-            attention: BertAttention::load(w, &format!("{prefix}.attention"), config)?,
-            intermediate: BertIntermediate::load(w, &format!("{prefix}.intermediate"), config, activation)?,
-            output: BertOutput::load(w, &format!("{prefix}.output"), config)?,
+            attention: BertAttention::load(w, &at.pp("attention"), config)?,
+            intermediate: BertIntermediate::load(w, &at.pp("intermediate"), config, activation)?,
+            output: BertOutput::load(w, &at.pp("output"), config)?,
         })
     }
 
@@ -97,11 +92,11 @@ pub struct BertEncoder<B: Backend> {
 }
 
 impl<B: Backend> BertEncoder<B> {
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let activation =
             config.activation().map_err(|message| crate::BertError::Config { path: "config.json".into(), message })?;
         let layer = (0..config.num_hidden_layers)
-            .map(|i| BertLayer::load(w, &format!("{prefix}.layer.{i}"), config, activation))
+            .map(|i| BertLayer::load(w, &at.pp("layer").pp(i), config, activation))
             .collect::<Result<_>>()?;
         Ok(Self { layer })
     }

@@ -12,6 +12,12 @@ pub enum BertError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid model config {}: {message}", path.display())]
     Config { path: PathBuf, message: String },
     #[error("{} is missing: expected {what}", path.display())]
@@ -33,4 +39,8 @@ pub enum BertError {
     Encode(String),
     #[error("model `{model_id}`: {message}")]
     Hub { model_id: String, message: String },
+    #[error(transparent)]
+    Read(#[from] kernels::ReadError),
+    #[error(transparent)]
+    File(#[from] tensor_file::TensorFileError),
 }

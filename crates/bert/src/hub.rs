@@ -1,10 +1,22 @@
 //! Finding a model's files: a local directory, or a Hugging Face Hub model id through
 //! `hf-hub` and its cache (`HF_HOME`, `HF_ENDPOINT`; `HF_HUB_OFFLINE=1` reads the cache only).
+//!
+//! hf-hub's blocking client has no timeouts: an endpoint that accepts the connection and never
+//! answers would hang a run forever. Each download here runs on a worker thread watched for
+//! progress; no byte for `HF_HUB_DOWNLOAD_TIMEOUT` seconds (huggingface_hub's variable and
+//! default, 10) abandons the attempt, and a bounded number of attempts (timeouts, connection
+//! failures and server errors are retried; a missing file is not) ends in an error naming the
+//! endpoint and the file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::Progress;
+use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::checkpoint::Checkpoint;
@@ -40,19 +52,44 @@ pub struct HubOptions {
     pub endpoint: String,
     /// `$HF_HUB_OFFLINE`: read the cache only, never the network.
     pub offline: bool,
+    /// `$HF_HUB_DOWNLOAD_TIMEOUT` (seconds, default 10): an attempt that receives nothing for
+    /// this long is abandoned.
+    pub timeout: Duration,
+    /// Attempts per file before giving up.
+    pub attempts: usize,
 }
+
+/// huggingface_hub's `HF_HUB_DOWNLOAD_TIMEOUT` default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HubOptions {
     pub fn from_env() -> Self {
+        let timeout = std::env::var("HF_HUB_DOWNLOAD_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
+        let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
         Self {
-            cache_dir: Cache::from_env().path().clone(),
-            endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
             offline: std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| is_truthy(&v)),
+            timeout,
+            ..Self::at(Cache::from_env().path().clone(), endpoint)
+        }
+    }
+
+    /// The Hub at `endpoint` with its cache in `cache_dir`, online, default timeout and attempts.
+    pub fn at(cache_dir: impl Into<PathBuf>, endpoint: impl Into<String>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            endpoint: endpoint.into(),
+            offline: false,
+            timeout: DEFAULT_TIMEOUT,
+            attempts: 3,
         }
     }
 
     /// Fetches one file of a repository: from the cache if there, else (online) downloaded
-    /// into the cache.
+    /// into the cache, with the timeout and retries above.
     pub fn fetch(&self, repo: &Repo, file: &str) -> std::result::Result<PathBuf, String> {
         let cache = Cache::new(self.cache_dir.clone());
         if let Some(path) = cache.repo(repo.clone()).get(file) {
@@ -64,13 +101,108 @@ impl HubOptions {
                 self.cache_dir.display()
             ));
         }
-        let api = ApiBuilder::from_cache(cache)
+        let mut last = String::new();
+        for attempt in 0..self.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            match self.download(repo, file) {
+                Ok(path) => return Ok(path),
+                Err(Attempt::Final(message)) => return Err(message),
+                Err(Attempt::Retry(message)) => last = message,
+            }
+        }
+        Err(format!("{last} (gave up after {} attempts)", self.attempts.max(1)))
+    }
+
+    /// One attempt, on a worker thread that is abandoned if it stalls.
+    fn download(&self, repo: &Repo, file: &str) -> std::result::Result<PathBuf, Attempt> {
+        let fail = |message: String| format!("cannot fetch {file} from {}: {message}", self.endpoint);
+        let api = ApiBuilder::from_cache(Cache::new(self.cache_dir.clone()))
             .with_endpoint(self.endpoint.clone())
             .with_progress(false)
             .with_retries(0)
             .build()
-            .map_err(|e| format!("cannot start the Hub client: {e}"))?;
-        api.repo(repo.clone()).download(file).map_err(|e| format!("cannot fetch {file} from {}: {e}", self.endpoint))
+            .map_err(|e| Attempt::Final(fail(format!("cannot start the Hub client: {e}"))))?;
+        let watch = Watch { start: Instant::now(), last: Arc::new(AtomicU64::new(0)) };
+        let (started, last) = (watch.start, watch.last.clone());
+        let (tx, rx) = mpsc::channel();
+        let (repo, name) = (repo.clone(), file.to_string());
+        std::thread::spawn(move || {
+            let _ = tx.send(api.repo(repo).download_with_progress(&name, watch));
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(path)) => return Ok(path),
+                Ok(Err(e)) => return Err(Attempt::of(e, fail)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Attempt::Retry(fail("the download stopped without a result".into())));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let idle = started.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                    if idle >= self.timeout {
+                        return Err(Attempt::Retry(fail(format!(
+                            "no answer for {:.0} s (HF_HUB_DOWNLOAD_TIMEOUT)",
+                            self.timeout.as_secs_f64()
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How an attempt failed: worth another try (timeouts, connection failures, server errors) or
+/// not (a missing file, a refused token, a cache that cannot be written).
+enum Attempt {
+    Retry(String),
+    Final(String),
+}
+
+impl Attempt {
+    fn of(error: ApiError, fail: impl Fn(String) -> String) -> Self {
+        let transient = match &error {
+            ApiError::RequestError(e) => match e.as_ref() {
+                ureq::Error::Status(code, _) => *code >= 500 || *code == 429,
+                ureq::Error::Transport(_) => true,
+            },
+            _ => false,
+        };
+        let message = match &error {
+            ApiError::RequestError(e) => match e.as_ref() {
+                ureq::Error::Status(404, _) => "not found (HTTP 404)".to_string(),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        };
+        if transient { Self::Retry(fail(message)) } else { Self::Final(fail(message)) }
+    }
+}
+
+/// The time of the last byte received, for the watchdog: hf-hub reports progress per chunk.
+struct Watch {
+    start: Instant,
+    /// Milliseconds from `start` to the last progress.
+    last: Arc<AtomicU64>,
+}
+
+impl Watch {
+    fn touch(&self) {
+        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Progress for Watch {
+    fn init(&mut self, _size: usize, _filename: &str) {
+        self.touch();
+    }
+
+    fn update(&mut self, _size: usize) {
+        self.touch();
+    }
+
+    fn finish(&mut self) {
+        self.touch();
     }
 }
 

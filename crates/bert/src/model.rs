@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use lora_adapter::Dropout;
+use kernels::Dropout;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::checkpoint::Checkpoint;
@@ -11,7 +11,7 @@ use crate::config::BertConfig;
 use crate::embeddings::BertEmbeddings;
 use crate::encoder::BertEncoder;
 use crate::error::Result;
-use crate::weights::{LoadReport, Weights};
+use crate::weights::{Key, LoadReport, Weights};
 
 /// A padded batch, with Hugging Face's field names.
 ///
@@ -60,13 +60,13 @@ pub struct BertModel<B: Backend> {
 }
 
 impl<B: Backend> BertModel<B> {
-    /// Builds the model under `prefix` (empty for the top level).
-    pub fn load(w: &mut Weights<B>, prefix: &str, config: &BertConfig) -> Result<Self> {
+    /// Builds the model under `at` ([`Key::root`] for the top level).
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            embeddings: BertEmbeddings::load(w, &join(prefix, "embeddings"), config)?,
-            encoder: BertEncoder::load(w, &join(prefix, "encoder"), config)?,
-            pooler: BertPooler { dense: w.linear(&join(prefix, "pooler.dense"), h, h)? },
+            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), config)?,
+            encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
+            pooler: BertPooler { dense: w.linear(&at.pp("pooler").pp("dense"), h, h)? },
         })
     }
 
@@ -81,7 +81,7 @@ impl<B: Backend> BertModel<B> {
 
 /// The additive attention mask of transformers' `get_extended_attention_mask`:
 /// `(1 - mask) * finfo(float32).min`, shaped to broadcast over heads and query positions (the
-/// attention's softmax adds it; see [`crate::softmax`]).
+/// attention's softmax adds it; see [`kernels::masked_softmax`]).
 ///
 /// # Shapes
 /// - attention_mask: `[batch, seq]`, output: `[batch, 1, 1, seq]`
@@ -104,9 +104,9 @@ impl<B: Backend> BertForSequenceClassification<B> {
     /// normalisation (see [`crate::checkpoint`]), its head keys are `classifier.*`.
     pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
         Ok(Self {
-            bert: BertModel::load(w, "", config)?,
+            bert: BertModel::load(w, &Key::root(), config)?,
             dropout: Dropout::new(config.classifier_dropout()),
-            classifier: w.linear("classifier", config.hidden_size, config.num_labels())?,
+            classifier: w.linear(&Key::root().pp("classifier"), config.hidden_size, config.num_labels())?,
         })
     }
 
@@ -145,24 +145,21 @@ impl<B: Backend> BertForSequenceClassification<B> {
     }
 }
 
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
-}
-
 impl<B: Backend> AdaptableModel<B> for BertForSequenceClassification<B> {
     /// Names as in PEFT's view of transformers' `BertForSequenceClassification`.
     fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
+        let bert = Key::root().pp("bert");
         for (i, layer) in self.bert.encoder.layer.iter_mut().enumerate() {
-            let p = format!("bert.encoder.layer.{i}");
-            let attention = &mut layer.attention;
-            f(&format!("{p}.attention.self.query"), &mut attention.self_attention.query);
-            f(&format!("{p}.attention.self.key"), &mut attention.self_attention.key);
-            f(&format!("{p}.attention.self.value"), &mut attention.self_attention.value);
-            f(&format!("{p}.attention.output.dense"), &mut attention.output.dense);
-            f(&format!("{p}.intermediate.dense"), &mut layer.intermediate.dense);
-            f(&format!("{p}.output.dense"), &mut layer.output.dense);
+            let at = bert.pp("encoder").pp("layer").pp(i);
+            let (attention, own) = (at.pp("attention"), &mut layer.attention);
+            f(attention.pp("self").pp("query").as_str(), &mut own.self_attention.query);
+            f(attention.pp("self").pp("key").as_str(), &mut own.self_attention.key);
+            f(attention.pp("self").pp("value").as_str(), &mut own.self_attention.value);
+            f(attention.pp("output").pp("dense").as_str(), &mut own.output.dense);
+            f(at.pp("intermediate").pp("dense").as_str(), &mut layer.intermediate.dense);
+            f(at.pp("output").pp("dense").as_str(), &mut layer.output.dense);
         }
-        f("bert.pooler.dense", &mut self.bert.pooler.dense);
-        f("classifier", &mut self.classifier);
+        f(bert.pp("pooler").pp("dense").as_str(), &mut self.bert.pooler.dense);
+        f(Key::root().pp("classifier").as_str(), &mut self.classifier);
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use lora_adapter::tensor_file::{write_atomic, write_safetensors};
+use tensor_file::{write_atomic, write_safetensors};
 
 use crate::checkpoint::RawTensor;
 use crate::config::BertConfig;
@@ -21,6 +21,8 @@ use crate::model::BertForSequenceClassification;
 struct Collector {
     path: Vec<(String, String)>,
     tensors: BTreeMap<String, RawTensor>,
+    /// The first tensor that could not be read.
+    failure: Option<kernels::ReadError>,
 }
 
 impl<B: Backend> ModuleVisitor<B> for Collector {
@@ -51,22 +53,30 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
         let dims = tensor.dims().to_vec();
         let (shape, data) = if in_linear && leaf == "weight" && D == 2 {
             // Burn's [in, out] to PyTorch's [out, in].
-            let t = tensor.reshape([dims[0], dims[1]]).transpose();
-            (vec![dims[1], dims[0]], t.into_data())
+            (vec![dims[1], dims[0]], kernels::read::f32s(tensor.reshape([dims[0], dims[1]]).transpose()))
         } else {
-            (dims, tensor.into_data())
+            (dims, kernels::read::f32s(tensor))
         };
-        let data = data.convert::<f32>().into_vec::<f32>().unwrap_or_default();
-        self.tensors.insert(key.join("."), RawTensor { shape, data });
+        match data {
+            Ok(data) => {
+                self.tensors.insert(key.join("."), RawTensor { shape, data });
+            }
+            Err(e) => {
+                self.failure.get_or_insert(e);
+            }
+        }
     }
 }
 
 /// The model's tensors under transformers' `BertForSequenceClassification` names.
 /// Linears must be plain (no adapter): merge first.
-pub fn state_dict<B: Backend>(model: &BertForSequenceClassification<B>) -> BTreeMap<String, RawTensor> {
-    let mut collector = Collector { path: Vec::new(), tensors: BTreeMap::new() };
+pub fn state_dict<B: Backend>(model: &BertForSequenceClassification<B>) -> Result<BTreeMap<String, RawTensor>> {
+    let mut collector = Collector { path: Vec::new(), tensors: BTreeMap::new(), failure: None };
     model.visit(&mut collector);
-    collector.tensors
+    match collector.failure {
+        Some(e) => Err(e.into()),
+        None => Ok(collector.tensors),
+    }
 }
 
 /// Writes `config.json` and `model.safetensors` into `dir`.
@@ -75,17 +85,16 @@ pub fn save_pretrained<B: Backend>(
     config: &BertConfig,
     dir: &Path,
 ) -> Result<()> {
-    let fail = |path: &Path, e: String| BertError::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
-    let tensors = state_dict(model);
+    let fail = |path: &Path, e: String| BertError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let tensors = state_dict(model)?;
     if let Some(key) = tensors.keys().find(|k| k.contains("lora_")) {
         return Err(fail(dir, format!("`{key}` is an adapter tensor: merge the adapter before saving a full model")));
     }
-    std::fs::create_dir_all(dir).map_err(|source| BertError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| BertError::Write { path: dir.to_path_buf(), source })?;
     let mut config = config.clone();
     config.architectures = Some(vec!["BertForSequenceClassification".into()]);
     config.model_type = Some("bert".into());
     let json = serde_json::to_string_pretty(&config).map_err(|e| fail(dir, e.to_string()))?;
-    let written = |e: lora_adapter::tensor_file::TensorFileError| fail(e.path(), e.to_string());
-    write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")]).map_err(written)?;
-    write_atomic(&dir.join("config.json"), json.as_bytes()).map_err(written)
+    write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")])?;
+    Ok(write_atomic(&dir.join("config.json"), json.as_bytes())?)
 }

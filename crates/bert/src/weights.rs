@@ -2,19 +2,49 @@
 //! `BertPreTrainedModel._init_weights` does.
 //!
 //! Modules ask for their tensors by checkpoint key (`encoder.layer.0.attention.self.query`),
-//! so the loader is the model's own structure and there is no separate mapping to keep true.
+//! built one segment at a time with [`Key::pp`] as the modules nest (candle's
+//! `vb.pp("attention").pp("self")`), so the loader is the model's own structure and there is
+//! no separate mapping to keep true.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use burn::module::Param;
 use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
+use kernels::LayerNorm;
 use lora_adapter::LoraLinear;
 
 use crate::checkpoint::{Checkpoint, RawTensor};
 use crate::error::{BertError, Result};
-use crate::layer_norm::LayerNorm;
+
+/// A checkpoint key built one segment at a time: `Key::root().pp("encoder").pp("layer").pp(0)`
+/// is `encoder.layer.0`. Each segment is a field name of the module that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Key(String);
+
+impl Key {
+    /// The empty key, above the model's top-level modules.
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// This key with `segment` appended ("push prefix").
+    pub fn pp(&self, segment: impl fmt::Display) -> Self {
+        if self.0.is_empty() { Self(segment.to_string()) } else { Self(format!("{}.{segment}", self.0)) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// How a tensor absent from the checkpoint is initialised.
 #[derive(Debug, Clone, Copy)]
@@ -89,9 +119,10 @@ impl<B: Backend> Weights<B> {
         Ok(self.report)
     }
 
-    fn raw(&mut self, key: &str, shape: &[usize], init: Init) -> Result<RawTensor> {
+    fn raw(&mut self, key: &Key, shape: &[usize], init: Init) -> Result<RawTensor> {
+        let key = key.as_str();
         let Some(checkpoint) = &self.checkpoint else {
-            return Ok(self.initialize(key, shape, init));
+            return self.initialize(shape, init);
         };
         match checkpoint.tensors.get(key) {
             Some(tensor) if tensor.shape == shape => {
@@ -106,7 +137,7 @@ impl<B: Backend> Weights<B> {
             }),
             None if self.may_initialize.iter().any(|p| key.starts_with(p.as_str())) => {
                 self.report.initialized.push(key.to_string());
-                Ok(self.initialize(key, shape, init))
+                self.initialize(shape, init)
             }
             None => Err(BertError::MissingTensor {
                 key: key.to_string(),
@@ -116,7 +147,7 @@ impl<B: Backend> Weights<B> {
         }
     }
 
-    fn initialize(&self, _key: &str, shape: &[usize], init: Init) -> RawTensor {
+    fn initialize(&self, shape: &[usize], init: Init) -> Result<RawTensor> {
         let n = shape.iter().product();
         let data = match init {
             Init::Zeros => vec![0.0; n],
@@ -124,47 +155,46 @@ impl<B: Backend> Weights<B> {
             Init::Normal => {
                 // Drawn on the device's seeded generator (`B::seed`), so runs repeat.
                 let t = Tensor::<B, 1>::random([n], Distribution::Normal(0.0, self.initializer_range), &self.device);
-                t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+                kernels::read::f32s(t)?
             }
         };
-        RawTensor { shape: shape.to_vec(), data }
+        Ok(RawTensor { shape: shape.to_vec(), data })
     }
 
-    fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D], init: Init) -> Result<Tensor<B, D>> {
+    fn tensor<const D: usize>(&mut self, key: &Key, shape: [usize; D], init: Init) -> Result<Tensor<B, D>> {
         let raw = self.raw(key, &shape, init)?;
         Ok(Tensor::from_data(TensorData::new(raw.data, shape), &self.device))
     }
 
-    /// `{prefix}.weight` (`[out, in]` in the checkpoint) and `{prefix}.bias`.
-    pub fn linear(&mut self, prefix: &str, d_input: usize, d_output: usize) -> Result<LoraLinear<B>> {
-        let raw = self.raw(&format!("{prefix}.weight"), &[d_output, d_input], Init::Normal)?;
+    /// `{at}.weight` (`[out, in]` in the checkpoint) and `{at}.bias`.
+    pub fn linear(&mut self, at: &Key, d_input: usize, d_output: usize) -> Result<LoraLinear<B>> {
+        let raw = self.raw(&at.pp("weight"), &[d_output, d_input], Init::Normal)?;
         let weight = Tensor::from_data(
             TensorData::new(transpose(&raw.data, d_output, d_input), [d_input, d_output]),
             &self.device,
         );
-        let bias = self.tensor(&format!("{prefix}.bias"), [d_output], Init::Zeros)?;
+        let bias = self.tensor(&at.pp("bias"), [d_output], Init::Zeros)?;
         Ok(LoraLinear::new(Param::from_tensor(weight), Some(Param::from_tensor(bias))))
     }
 
-    /// `{prefix}.weight` and `{prefix}.bias` of a LayerNorm.
-    pub fn layer_norm(&mut self, prefix: &str, d_model: usize, epsilon: f64) -> Result<LayerNorm<B>> {
+    /// `{at}.weight` and `{at}.bias` of a LayerNorm.
+    pub fn layer_norm(&mut self, at: &Key, d_model: usize, epsilon: f64) -> Result<LayerNorm<B>> {
         Ok(LayerNorm {
-            gamma: Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_model], Init::Ones)?),
-            beta: Some(Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d_model], Init::Zeros)?)),
+            gamma: Param::from_tensor(self.tensor(&at.pp("weight"), [d_model], Init::Ones)?),
+            beta: Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_model], Init::Zeros)?)),
             epsilon,
         })
     }
 
-    /// `{prefix}.weight`; a fresh table has its `padding_idx` row zeroed, as torch does.
+    /// `{at}.weight`; a fresh table has its `padding_idx` row zeroed, as torch does.
     pub fn embedding(
         &mut self,
-        prefix: &str,
+        at: &Key,
         n: usize,
         d_model: usize,
         padding_idx: Option<usize>,
     ) -> Result<Embedding<B>> {
-        let key = format!("{prefix}.weight");
-        let mut raw = self.raw(&key, &[n, d_model], Init::Normal)?;
+        let mut raw = self.raw(&at.pp("weight"), &[n, d_model], Init::Normal)?;
         if self.checkpoint.is_none()
             && let Some(pad) = padding_idx.filter(|&p| p < n)
         {

@@ -24,7 +24,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn offline(cache: &Path) -> HubOptions {
-    HubOptions { cache_dir: cache.to_path_buf(), endpoint: "http://127.0.0.1:9".into(), offline: true }
+    HubOptions { offline: true, ..HubOptions::at(cache, "http://127.0.0.1:9") }
 }
 
 fn load_err(dir: &Path) -> String {
@@ -159,7 +159,7 @@ fn downloads_from_the_hub_then_works_offline_from_the_cache() {
     copy_dir(&fixture("tiny-bert"), &served.path().join("tiny-org/tiny-bert"));
     let hub = FakeHub::serve(served.path()).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let online = HubOptions { cache_dir: cache.path().to_path_buf(), endpoint: hub.endpoint.clone(), offline: false };
+    let online = HubOptions::at(cache.path(), hub.endpoint.clone());
 
     let files = ModelFiles::resolve_with("tiny-org/tiny-bert", &online).unwrap();
     assert!(files.weights.starts_with(cache.path()), "{}", files.weights.display());
@@ -191,7 +191,7 @@ fn save_pretrained_round_trips_with_transformers_names() {
         .unwrap()
     };
     let original = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
-    let saved = bert::save::state_dict(&model);
+    let saved = bert::save::state_dict(&model).unwrap();
     // Same names (after the loader's normalisation) and bit-identical values.
     let renamed: std::collections::BTreeMap<String, _> =
         saved.into_iter().map(|(k, v)| (bert::checkpoint::normalise_key(&k).unwrap(), v)).collect();

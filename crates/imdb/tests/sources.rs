@@ -14,7 +14,7 @@ use imdb::review::label_counts;
 use imdb::{Review, Source, Splits, SubsetConfig, draw};
 
 fn offline() -> HubOptions {
-    HubOptions { cache_dir: "/nonexistent".into(), endpoint: "http://127.0.0.1:9".into(), offline: true }
+    HubOptions { offline: true, ..HubOptions::at("/nonexistent", "http://127.0.0.1:9") }
 }
 
 fn load(spec: &Path) -> imdb::Result<Splits> {
@@ -173,7 +173,7 @@ fn hub_dataset_downloads_through_hf_hub_and_then_reads_offline() {
     write_parquet(&repo.join("test-00000-of-00001.parquet"), &test);
     let hub = FakeHub::serve(served.path()).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let online = HubOptions { cache_dir: cache.path().to_path_buf(), endpoint: hub.endpoint.clone(), offline: false };
+    let online = HubOptions::at(cache.path(), hub.endpoint.clone());
 
     let source = Source::detect("stanfordnlp/imdb").unwrap();
     assert_eq!(source, Source::Hub("stanfordnlp/imdb".into()));

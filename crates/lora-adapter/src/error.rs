@@ -17,13 +17,17 @@ pub enum LoraError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    File(#[from] crate::tensor_file::TensorFileError),
+    File(#[from] tensor_file::TensorFileError),
+    #[error(transparent)]
+    Read(#[from] kernels::ReadError),
     #[error("adapter tensor `{key}` is missing from {}: expected shape {expected:?}", path.display())]
     MissingTensor { key: String, path: PathBuf, expected: Vec<usize> },
     #[error("adapter tensor `{key}` in {} has shape {found:?}, but the config and model expect {expected:?}", path.display())]
     ShapeMismatch { key: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
     #[error("{} holds tensor(s) for modules this model or config has no adapter for: {}", path.display(), keys.join(", "))]
     UnexpectedTensors { path: PathBuf, keys: Vec<String> },
+    #[error("adapter tensor `{key}` in {} holds NaN or infinite values (a diverged run?); refusing it", path.display())]
+    NonFinite { key: String, path: PathBuf },
     #[error("merging the adapter into `{module}` gives non-finite weights; refusing to merge")]
     NonFiniteMerge { module: String },
     #[error("cannot write {}: {source}", path.display())]

@@ -1,10 +1,10 @@
 //! Putting adapters on a model's linears by config, freezing the rest, counting parameters,
 //! and merging adapters back into plain linears.
 
-use crate::dropout::Dropout;
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
+use kernels::Dropout;
 
 use crate::config::{InitLoraWeights, LoraConfig};
 use crate::error::{LoraError, Result};
@@ -155,21 +155,15 @@ pub fn merge<B: Backend, M: AdaptableModel<B>>(mut model: M) -> Result<M> {
         if let Some(adapter) = &linear.adapter {
             let delta = adapter.lora_A.val().matmul(adapter.lora_B.val()) * adapter.scaling; // [in, out]
             let weight = linear.weight.val() + delta;
-            let finite = weight
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .is_ok_and(|v| v.iter().all(|x| x.is_finite()));
-            if finite {
-                merged.push((name.to_string(), weight));
-            } else {
-                failure = Some(name.to_string());
+            match kernels::read::f32s(weight.clone()) {
+                Ok(values) if values.iter().all(|x| x.is_finite()) => merged.push((name.to_string(), weight)),
+                Ok(_) => failure = Some(LoraError::NonFiniteMerge { module: name.to_string() }),
+                Err(e) => failure = Some(e.into()),
             }
         }
     });
-    if let Some(module) = failure {
-        return Err(LoraError::NonFiniteMerge { module });
+    if let Some(e) = failure {
+        return Err(e);
     }
     let mut merged = merged.into_iter();
     model.visit_linears(&mut |_, linear| {

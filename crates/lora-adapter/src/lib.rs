@@ -6,18 +6,12 @@
 //! any of them by config ([`inject`]); this crate knows nothing about the model around them.
 
 pub mod config;
-pub mod dropout;
 pub mod error;
-pub mod host;
 pub mod inject;
 mod linear;
-pub mod matmul;
 pub mod peft;
-pub mod tensor_file;
-pub mod testing;
 
 pub use config::{InitLoraWeights, LoraConfig, TargetModules};
-pub use dropout::Dropout;
 pub use error::{LoraError, Result};
 pub use inject::{Injected, ParameterCount, inject, merge};
 pub use linear::{AdaptableModel, LoraAdapter, LoraLinear};

@@ -1,10 +1,9 @@
 //! A linear layer that can carry a LoRA adapter: `y = x W + b + (dropout(x) A B) * scaling`.
 
-use crate::dropout::Dropout;
-use crate::matmul::linear;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use kernels::{Dropout, linear};
 
 /// A linear layer with an optional LoRA adapter beside it.
 ///

@@ -16,8 +16,7 @@ use crate::config::LoraConfig;
 use crate::error::{LoraError, Result};
 use crate::inject::inject;
 use crate::linear::AdaptableModel;
-pub use crate::tensor_file::{RawTensor, write_atomic};
-use crate::tensor_file::{read_pytorch, read_safetensors, write_safetensors};
+use tensor_file::{RawTensor, read_pytorch, read_safetensors, write_atomic, write_safetensors};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -38,29 +37,46 @@ pub struct SavedAdapter {
 pub fn adapter_tensors<B: Backend, M: AdaptableModel<B>>(
     model: &mut M,
     config: &LoraConfig,
-) -> BTreeMap<String, RawTensor> {
+) -> Result<BTreeMap<String, RawTensor>> {
     let mut tensors = BTreeMap::new();
+    let mut failure = None;
     model.visit_linears(&mut |name, linear| {
-        if let Some(adapter) = &linear.adapter {
-            tensors.insert(format!("{PREFIX}{name}.lora_A.weight"), transposed(adapter.lora_A.val()));
-            tensors.insert(format!("{PREFIX}{name}.lora_B.weight"), transposed(adapter.lora_B.val()));
-        }
-        if config.saves_module(name) {
-            tensors.insert(format!("{PREFIX}{name}.weight"), transposed(linear.weight.val()));
-            if let Some(bias) = &linear.bias {
-                let data = bias.val().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
-                tensors.insert(format!("{PREFIX}{name}.bias"), RawTensor { shape: vec![data.len()], data });
+        let mut read = || -> Result<()> {
+            if let Some(adapter) = &linear.adapter {
+                tensors.insert(format!("{PREFIX}{name}.lora_A.weight"), transposed(adapter.lora_A.val())?);
+                tensors.insert(format!("{PREFIX}{name}.lora_B.weight"), transposed(adapter.lora_B.val())?);
             }
+            if config.saves_module(name) {
+                tensors.insert(format!("{PREFIX}{name}.weight"), transposed(linear.weight.val())?);
+                if let Some(bias) = &linear.bias {
+                    let data = kernels::read::f32s(bias.val())?;
+                    tensors.insert(format!("{PREFIX}{name}.bias"), RawTensor { shape: vec![data.len()], data });
+                }
+            }
+            Ok(())
+        };
+        if failure.is_none()
+            && let Err(e) = read()
+        {
+            failure = Some(e);
         }
     });
-    tensors
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(tensors),
+    }
 }
 
 /// `[a, b]` in Burn's layout to `[b, a]` in PyTorch's.
-fn transposed<B: Backend>(t: Tensor<B, 2>) -> RawTensor {
+fn transposed<B: Backend>(t: Tensor<B, 2>) -> Result<RawTensor> {
     let [rows, cols] = t.dims();
-    let data = t.transpose().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
-    RawTensor { shape: vec![cols, rows], data }
+    let data = kernels::read::f32s(t.transpose())?;
+    Ok(RawTensor { shape: vec![cols, rows], data })
+}
+
+/// The first tensor (by name) holding a NaN or an infinity, if any.
+pub fn first_non_finite(tensors: &BTreeMap<String, RawTensor>) -> Option<&str> {
+    tensors.iter().find(|(_, t)| !t.data.iter().all(|v| v.is_finite())).map(|(k, _)| k.as_str())
 }
 
 /// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` (created if needed).
@@ -72,7 +88,11 @@ pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(
     config: &LoraConfig,
     dir: &Path,
 ) -> Result<SavedAdapter> {
-    let tensors = adapter_tensors(model, config);
+    let tensors = adapter_tensors(model, config)?;
+    // PEFT's `safe_merge` refuses such an adapter; it is never written.
+    if let Some(key) = first_non_finite(&tensors) {
+        return Err(LoraError::NonFinite { key: key.to_string(), path: dir.join(WEIGHTS_FILE) });
+    }
     std::fs::create_dir_all(dir).map_err(|source| LoraError::Write { path: dir.to_path_buf(), source })?;
     // PEFT writes the config of a saved adapter in inference mode.
     let saved_config = LoraConfig { inference_mode: true, ..config.clone() };
@@ -127,15 +147,30 @@ fn normalise_key(key: &str) -> String {
 /// config targets, the saved modules replaced, everything else frozen.
 ///
 /// A config and weights that disagree (rank, shapes, a target the model lacks, a missing
-/// tensor, a tensor for no known module) are an error naming the tensor and both shapes.
+/// tensor, a tensor for no known module) are an error naming the tensor and both shapes; so is
+/// a tensor holding a NaN or an infinity (a diverged run's), as PEFT's `safe_merge` refuses it.
 pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(
     model: M,
     dir: &Path,
     device: &B::Device,
 ) -> Result<(M, LoraConfig)> {
     let config = read_config(dir)?.with_task_defaults();
-    let (path, mut tensors) = read_tensors(dir)?;
+    let (path, tensors) = read_tensors(dir)?;
     let (mut model, _) = inject(model, &config, device)?;
+    load_weights(&mut model, &config, &path, tensors, device)?;
+    Ok((model, config))
+}
+
+/// Puts an adapter's `tensors` (as [`read_tensors`] gives them, read from `path`) into a model
+/// that already has the adapters and modules to save of `config` ([`inject`]): every tensor
+/// must find its place, with the right shape and finite values.
+pub fn load_weights<B: Backend, M: AdaptableModel<B>>(
+    model: &mut M,
+    config: &LoraConfig,
+    path: &Path,
+    mut tensors: BTreeMap<String, RawTensor>,
+    device: &B::Device,
+) -> Result<()> {
     let mut failure = None;
     model.visit_linears(&mut |name, linear| {
         if failure.is_some() {
@@ -157,26 +192,18 @@ pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(
         let result = (|| -> Result<()> {
             if let Some(adapter) = linear.adapter.as_mut() {
                 let r = adapter.rank();
-                adapter.lora_A = Param::from_tensor(matrix(take(
-                    &mut tensors,
-                    &path,
-                    &format!("{name}.lora_A.weight"),
-                    &[r, d_in],
-                )?));
-                adapter.lora_B = Param::from_tensor(matrix(take(
-                    &mut tensors,
-                    &path,
-                    &format!("{name}.lora_B.weight"),
-                    &[d_out, r],
-                )?));
+                let a = take(&mut tensors, path, &format!("{name}.lora_A.weight"), &[r, d_in])?;
+                let b = take(&mut tensors, path, &format!("{name}.lora_B.weight"), &[d_out, r])?;
+                adapter.lora_A = Param::initialized(adapter.lora_A.id, matrix(a).require_grad());
+                adapter.lora_B = Param::initialized(adapter.lora_B.id, matrix(b).require_grad());
             }
             if config.saves_module(name) {
-                linear.weight =
-                    Param::from_tensor(matrix(take(&mut tensors, &path, &format!("{name}.weight"), &[d_out, d_in])?));
-                if linear.bias.is_some() {
-                    let raw = take(&mut tensors, &path, &format!("{name}.bias"), &[d_out])?;
-                    linear.bias =
-                        Some(Param::from_tensor(Tensor::from_data(TensorData::new(raw.data, [d_out]), device)));
+                let weight = take(&mut tensors, path, &format!("{name}.weight"), &[d_out, d_in])?;
+                linear.weight = Param::initialized(linear.weight.id, matrix(weight).require_grad());
+                if let Some(bias) = linear.bias.as_mut() {
+                    let raw = take(&mut tensors, path, &format!("{name}.bias"), &[d_out])?;
+                    let values = Tensor::from_data(TensorData::new(raw.data, [d_out]), device);
+                    *bias = Param::initialized(bias.id, values.require_grad());
                 }
             }
             Ok(())
@@ -189,9 +216,9 @@ pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(
         return Err(e);
     }
     if !tensors.is_empty() {
-        return Err(LoraError::UnexpectedTensors { path, keys: tensors.into_keys().collect() });
+        return Err(LoraError::UnexpectedTensors { path: path.to_path_buf(), keys: tensors.into_keys().collect() });
     }
-    Ok((model, config))
+    Ok(())
 }
 
 /// Removes `key` from `tensors`, checking its shape.
@@ -208,6 +235,9 @@ fn take(tensors: &mut BTreeMap<String, RawTensor>, path: &Path, key: &str, expec
             expected: expected.to_vec(),
             found: raw.shape,
         });
+    }
+    if !raw.data.iter().all(|v| v.is_finite()) {
+        return Err(LoraError::NonFinite { key: key.to_string(), path: path.to_path_buf() });
     }
     Ok(raw)
 }

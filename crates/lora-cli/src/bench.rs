@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::report::peak_rss_bytes;
-use crate::train::Trainer;
+use crate::trainer::Trainer;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -163,7 +163,7 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let train_row = row(names[0], options, device_name, train);
     let model = trainer.model.valid();
     let eval = time(&mut |items| {
-        let logits = crate::eval::logits(&model, items, options.batch_size, batcher, device);
+        let logits = crate::eval::logits(&model, items, options.batch_size, batcher, device)?;
         anyhow::ensure!(logits.len() == items.len(), "evaluation returned {} rows", logits.len());
         Ok(())
     })?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -109,10 +109,11 @@ pub struct TrainArgs {
     /// Output directory (overrides training.output_dir).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Continue the run in the output directory from its latest checkpoint.
-    #[arg(long)]
+    /// Continue the run in the output directory from its latest checkpoint, with the config it
+    /// started with (only `--set training.num_train_epochs=N` may change it).
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
-    /// Replace a run already in the output directory.
+    /// Replace a run already in the output directory (once every input has been checked).
     #[arg(long)]
     pub overwrite: bool,
     /// No progress output.
@@ -128,18 +129,31 @@ pub struct TrainArgs {
 /// The model and adapter `eval` and `predict` run, and how they cut and batch the texts.
 #[derive(Args, Debug)]
 pub struct InferenceArgs {
+    /// Base model directory or Hub id.
     #[arg(long)]
     pub model: String,
+    /// Adapter directory (PEFT's adapter_config.json and adapter_model.safetensors).
     #[arg(long)]
     pub adapter: PathBuf,
-    #[arg(long, default_value_t = 512)]
-    pub max_length: usize,
-    #[arg(long, default_value_t = 16)]
+    /// Truncate texts to this many tokens: at most the model's max_position_embeddings, which
+    /// is the default (512 for BERT).
+    #[arg(long, value_parser = at_least_one)]
+    pub max_length: Option<usize>,
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Pad each batch to a multiple of this many tokens (as data.pad_to_multiple_of; on a GPU,
     /// fewer batch shapes to compile kernels for). 1: to the batch's longest.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     pub pad_to_multiple_of: usize,
+}
+
+/// A count that must be at least 1.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -167,14 +181,29 @@ pub struct PredictArgs {
     /// A text to classify (repeatable).
     #[arg(long, conflicts_with = "input")]
     pub text: Vec<String>,
-    /// JSON Lines with a `text` field, or plain text, one per line.
+    /// One text per line, or JSON Lines with a `text` field (and an optional `id`); one output
+    /// line per input line.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// How `--input` is read: by its extension (`.jsonl`/`.json`: JSON Lines), or as said.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub input_format: InputFormat,
     /// Write the JSON lines here instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+/// How `lora predict --input` is read.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// `.jsonl` or `.json`: JSON Lines; anything else: plain text.
+    Auto,
+    /// One text per line, whatever it looks like.
+    Text,
+    /// One JSON object per line, with a `text` field.
+    Jsonl,
 }
 
 #[derive(Args, Debug)]
@@ -183,9 +212,13 @@ pub struct MergeArgs {
     pub model: String,
     #[arg(long)]
     pub adapter: PathBuf,
-    /// Directory for config.json, model.safetensors and the tokenizer files.
+    /// A new directory for config.json, model.safetensors and the tokenizer files; it must not
+    /// be or hold the model or the adapter.
     #[arg(long)]
     pub output: PathBuf,
+    /// Replace the output directory if it exists and is not empty.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub device: DeviceArg,
 }

@@ -1,17 +1,21 @@
 //! The subcommands, each dispatched once to the backend of `--device`.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bert::device::{DeviceSpec, check_available};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use crate::cli::{BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, InferenceArgs, MergeArgs, PredictArgs, TrainArgs};
+use crate::cli::{
+    BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, InferenceArgs, InputFormat, MergeArgs, PredictArgs, TrainArgs,
+};
 use crate::config::RunConfig;
+use crate::device::{DeviceSpec, check_available};
 use crate::eval::{argmax, evaluate, logits, probabilities};
-use crate::train::{Output, TrainOptions, load_for_inference};
+use crate::report::write_atomic;
+use crate::train::TrainOptions;
+use crate::trainer::Output;
 
 /// Work that runs on whichever backend the device names.
 trait Job {
@@ -35,10 +39,10 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
         DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(&Default::default(), &name),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(n) => {
-            use bert::device::CudaUnfused;
+            use crate::device::CudaUnfused;
             use burn::backend::{Cuda, cuda::CudaDevice};
             use burn::tensor::bf16;
-            if let Some(dir) = bert::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
+            if let Some(dir) = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
                 eprintln!("compiled CUDA kernels are cached in {}", dir.display());
             }
             let gpu = CudaDevice::new(n);
@@ -65,10 +69,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(o) = &args.output_dir {
         overrides.push(format!("training.output_dir={}", toml_string(&o.to_string_lossy())));
     }
-    if args.config.is_none() && !args.resume {
-        bail!("--config FILE is required (see configs/)");
-    }
-    let config = RunConfig::load(args.config.as_deref(), &overrides)?;
+    let config = if args.resume {
+        crate::train::resume_config(args.config.as_deref(), &overrides, args.output_dir.as_deref())?
+    } else {
+        let Some(file) = args.config.as_deref() else { bail!("--config FILE is required (see configs/)") };
+        RunConfig::load(Some(file), &overrides)?
+    };
     let output = if args.quiet {
         Output::Quiet
     } else if args.json {
@@ -93,12 +99,27 @@ fn toml_string(s: &str) -> String {
 }
 
 impl InferenceArgs {
-    /// The model with its adapter, the tokenizer, and the batcher these arguments ask for.
-    fn load<B: burn::tensor::backend::Backend>(
+    /// The model with its adapter (dropout off), its tokenizer truncating at `--max-length`, and
+    /// batches padded as `--pad-to-multiple-of` asks.
+    fn load<B: Backend>(
         &self,
         device: &B::Device,
     ) -> Result<(bert::BertForSequenceClassification<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
-        load_for_inference(&self.model, &self.adapter, self.max_length, self.pad_to_multiple_of, device)
+        // A bad adapter config is reported before the (slower) model load.
+        lora_adapter::peft::read_config(&self.adapter)?;
+        let pretrained = bert::load_pretrained::<B>(&self.model, None, device)?;
+        let positions = pretrained.config.max_position_embeddings;
+        let max_length = self.max_length.unwrap_or(positions);
+        if max_length > positions {
+            bail!(
+                "--max-length {max_length} is longer than the model's {positions} positions (max_position_embeddings)"
+            );
+        }
+        let tokenizer = pretrained.tokenizer(max_length)?;
+        crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
+        let batcher = imdb::ReviewBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
+        let (model, _) = lora_adapter::peft::load_adapter(pretrained.model, &self.adapter, device)?;
+        Ok((model, tokenizer, batcher))
     }
 }
 
@@ -113,7 +134,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
             let reviews = imdb::draw(splits, &subset)?.eval;
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let metrics = evaluate(&model, &items, a.run.batch_size, batcher, device);
+            let metrics = evaluate(&model, &items, a.run.batch_size, batcher, device)?;
+            if !metrics.eval_loss.is_finite() {
+                bail!(
+                    "the adapter {} gives a non-finite loss ({}) on these reviews: its logits overflow; no result is written",
+                    a.run.adapter.display(),
+                    metrics.eval_loss
+                );
+            }
             let [[tn, fp], [fn_, tp]] = metrics.confusion_matrix;
             eprintln!(
                 "accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})",
@@ -126,7 +154,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             println!("{json}");
             let path =
                 a.output.unwrap_or_else(|| a.run.adapter.parent().unwrap_or(Path::new(".")).join("eval_results.json"));
-            crate::report::write_atomic(&path, &json)?;
+            write_atomic(&path, &json)?;
             Ok(())
         }
     }
@@ -134,28 +162,52 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     dispatch(&device, false, EvalJob(args))
 }
 
-/// Texts from `--input`: JSON Lines with a `text` field, else one plain text per line.
-fn read_texts(path: &Path) -> Result<Vec<String>> {
+/// One text to classify and where it came from: its line in `--input` (and its `id` field, if
+/// JSON Lines), or its place among the `--text`s.
+#[derive(Debug, Clone, PartialEq)]
+struct Input {
+    line: usize,
+    id: Option<serde_json::Value>,
+    text: String,
+}
+
+/// Texts from `--input`, one per line, in `format` (`Auto`: by the file's extension).
+fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
+    let jsonl = match format {
+        InputFormat::Jsonl => true,
+        InputFormat::Text => false,
+        InputFormat::Auto => {
+            path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"))
+        }
+    };
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut texts = Vec::new();
+    let mut inputs = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: not valid UTF-8 text", path.display(), i + 1))?;
-        if line.trim().is_empty() {
+        let n = i + 1;
+        let line = line.with_context(|| format!("{}:{n}: not valid UTF-8 text", path.display()))?;
+        if !jsonl {
+            inputs.push(Input { line: n, id: None, text: line });
             continue;
         }
-        if line.trim_start().starts_with('{') {
-            let value: serde_json::Value = serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
-            let text = value
-                .get("text")
-                .and_then(|t| t.as_str())
-                .with_context(|| format!("{}:{}: no string `text` field", path.display(), i + 1))?;
-            texts.push(text.to_string());
-        } else {
-            texts.push(line);
+        if line.trim().is_empty() {
+            bail!(
+                "{}:{n}: a blank line; JSON Lines needs one object per line (or use --input-format text)",
+                path.display()
+            );
         }
+        let value: serde_json::Value = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}:{n}: not a JSON object (read as JSON Lines; --input-format text reads plain text)",
+                path.display()
+            )
+        })?;
+        let text = value
+            .get("text")
+            .and_then(|t| t.as_str())
+            .with_context(|| format!("{}:{n}: no string `text` field", path.display()))?;
+        inputs.push(Input { line: n, id: value.get("id").cloned(), text: text.to_string() });
     }
-    Ok(texts)
+    Ok(inputs)
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
@@ -163,33 +215,68 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     impl Job for PredictJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, _name: &str) -> Result<()> {
             let a = self.0;
-            let texts = match &a.input {
-                Some(path) => read_texts(path)?,
-                None => a.text.clone(),
+            let inputs = match &a.input {
+                Some(path) => read_inputs(path, a.input_format)?,
+                None => {
+                    a.text.iter().enumerate().map(|(i, t)| Input { line: i + 1, id: None, text: t.clone() }).collect()
+                }
             };
-            if texts.is_empty() {
+            if inputs.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
             let (model, tokenizer, batcher) = a.run.load::<B::InnerBackend>(device)?;
-            let reviews: Vec<imdb::Review> = texts.iter().map(|t| imdb::Review { text: t.clone(), label: 0 }).collect();
+            let reviews: Vec<imdb::Review> =
+                inputs.iter().map(|t| imdb::Review { text: t.text.clone(), label: 0 }).collect();
             let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let all = logits(&model, &items, a.run.batch_size, batcher, device);
-            let mut out: Box<dyn Write> = match &a.output {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
-                )),
-                None => Box::new(std::io::stdout().lock()),
-            };
-            for row in &all {
-                let line = serde_json::json!({ "label": argmax(row), "probs": probabilities(row), "logits": row });
-                writeln!(out, "{line}")?;
+            let all = logits(&model, &items, a.run.batch_size, batcher, device)?;
+            let mut lines = String::new();
+            for (input, row) in inputs.iter().zip(&all) {
+                if !row.iter().all(|x| x.is_finite()) {
+                    let from = a.input.as_ref().map_or("--text".to_string(), |p| p.display().to_string());
+                    bail!(
+                        "{from}:{}: the adapter {} gives non-finite logits; no prediction is written",
+                        input.line,
+                        a.run.adapter.display()
+                    );
+                }
+                let mut line = serde_json::json!({
+                    "line": input.line,
+                    "label": argmax(row),
+                    "probs": probabilities(row),
+                    "logits": row,
+                });
+                if let Some(id) = &input.id {
+                    line["id"] = id.clone();
+                }
+                lines.push_str(&format!("{line}\n"));
             }
-            out.flush()?;
+            match &a.output {
+                Some(path) => write_atomic(path, &lines)?,
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(lines.as_bytes())?;
+                    out.flush()?;
+                }
+            }
             Ok(())
         }
     }
     let device = args.device.clone();
     dispatch(&device, false, PredictJob(args))
+}
+
+/// `path` made absolute with symbolic links resolved, as far as it exists.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            resolved(parent).join(name)
+        }
+        _ => path.to_path_buf(),
+    }
 }
 
 pub fn merge(args: MergeArgs) -> Result<()> {
@@ -198,23 +285,68 @@ pub fn merge(args: MergeArgs) -> Result<()> {
         fn run<B: AutodiffBackend>(self, device: &B::Device, _name: &str) -> Result<()> {
             let a = self.0;
             let pretrained = bert::load_pretrained::<B::InnerBackend>(&a.model, None, device)?;
+            // Refused before anything is written: an output that is or holds an input.
+            let output = resolved(&a.output);
+            let mut inputs = vec![resolved(&a.adapter)];
+            inputs.extend(pretrained.files.config.parent().map(resolved));
+            inputs.extend(
+                pretrained.files.tokenizer_files.iter().chain([&pretrained.files.weights]).map(|f| resolved(f)),
+            );
+            if let Some(input) = inputs.iter().find(|i| i.starts_with(&output)) {
+                bail!(
+                    "--output {} is or holds an input ({}); write the merged model to a new directory",
+                    a.output.display(),
+                    input.display()
+                );
+            }
+            let occupied = std::fs::read_dir(&a.output).is_ok_and(|mut d| d.next().is_some());
+            if occupied && !a.overwrite {
+                bail!("--output {} exists and is not empty; pass --overwrite to replace it", a.output.display());
+            }
+            if a.output.exists() && !a.output.is_dir() {
+                bail!("--output {} exists and is not a directory", a.output.display());
+            }
             let (model, lora) = lora_adapter::peft::load_adapter(pretrained.model, &a.adapter, device)?;
             let merged = lora_adapter::merge(model)?;
             let mut config = pretrained.config.clone();
             config.num_labels = Some(merged.classifier.dims()[1]);
-            bert::save::save_pretrained(&merged, &config, &a.output)?;
-            for file in &pretrained.files.tokenizer_files {
-                if let Some(name) = file.file_name() {
-                    std::fs::copy(file, a.output.join(name))
-                        .with_context(|| format!("cannot copy {}", file.display()))?;
+
+            // Written whole beside the output, then renamed into place.
+            let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let parent = output.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+            let written = (|| -> Result<()> {
+                bert::save::save_pretrained(&merged, &config, &tmp)?;
+                for file in &pretrained.files.tokenizer_files {
+                    if let Some(file_name) = file.file_name() {
+                        std::fs::copy(file, tmp.join(file_name)).with_context(|| {
+                            format!("cannot copy {} to {}", file.display(), tmp.join(file_name).display())
+                        })?;
+                    }
                 }
+                Ok(())
+            })();
+            if let Err(e) = written {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
             }
-            eprintln!(
-                "merged {} ({} target modules) into {}",
-                a.adapter.display(),
-                lora.target_modules.map(|t| format!("{t:?}")).unwrap_or_default(),
-                a.output.display()
-            );
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            if output.exists() {
+                std::fs::rename(&output, &old).with_context(|| format!("cannot replace {}", output.display()))?;
+            }
+            if let Err(e) = std::fs::rename(&tmp, &output) {
+                let _ = std::fs::rename(&old, &output);
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e).with_context(|| format!("cannot move the merged model into {}", output.display()));
+            }
+            let _ = std::fs::remove_dir_all(&old);
+            let targets = match &lora.target_modules {
+                Some(lora_adapter::TargetModules::Names(names)) => names.join(", "),
+                Some(lora_adapter::TargetModules::Regex(pattern)) => pattern.clone(),
+                None => "none".to_string(),
+            };
+            eprintln!("merged {} (target modules: {targets}) into {}", a.adapter.display(), a.output.display());
             Ok(())
         }
     }

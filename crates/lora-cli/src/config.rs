@@ -282,8 +282,8 @@ impl RunConfig {
         Ok(())
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("cannot write the config as TOML")
     }
 }
 
@@ -362,11 +362,11 @@ mod tests {
     fn pad_to_multiple_of_is_optional_and_checked() {
         let config = RunConfig::load(None, &[]).unwrap();
         assert_eq!(config.data.batcher(7), imdb::ReviewBatcher::new(7));
-        assert!(!config.to_toml().contains("pad_to_multiple_of"), "unset stays unset in the saved config");
+        assert!(!config.to_toml().unwrap().contains("pad_to_multiple_of"), "unset stays unset in the saved config");
 
         let config = RunConfig::load(None, &["data.pad_to_multiple_of=64".into()]).unwrap();
         assert_eq!(config.data.batcher(0).padded_length(300), 320);
-        let saved: RunConfig = toml::from_str(&config.to_toml()).unwrap();
+        let saved: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
         assert_eq!(saved.data.pad_to_multiple_of, Some(64));
 
         let err = format!("{:#}", RunConfig::load(None, &["data.pad_to_multiple_of=0".into()]).unwrap_err());

@@ -2,7 +2,7 @@
 
 use bert::BertForSequenceClassification;
 use burn::data::dataloader::batcher::Batcher;
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use imdb::{ReviewBatch, ReviewBatcher, TokenizedReview};
@@ -42,18 +42,18 @@ pub fn logits<B: Backend>(
     batch_size: usize,
     batcher: ReviewBatcher,
     device: &B::Device,
-) -> Vec<Vec<f32>> {
+) -> Result<Vec<Vec<f32>>, kernels::ReadError> {
     let mut out = vec![Vec::new(); items.len()];
     for batch in length_sorted_batches(items, batch_size) {
         let b: ReviewBatch<B> = batcher.batch(batch.iter().map(|&i| items[i].clone()).collect(), device);
         let logits = model.forward(b.input);
         let [_, labels] = logits.dims();
-        let values = logits.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+        let values = kernels::read::f32s(logits)?;
         for (row, &i) in values.chunks(labels).zip(&batch) {
             out[i] = row.to_vec();
         }
     }
-    out
+    Ok(out)
 }
 
 pub fn evaluate<B: Backend>(
@@ -62,9 +62,9 @@ pub fn evaluate<B: Backend>(
     batch_size: usize,
     batcher: ReviewBatcher,
     device: &B::Device,
-) -> EvalMetrics {
-    let all = logits(model, items, batch_size, batcher, device);
-    metrics(&all, &items.iter().map(|i| i.label).collect::<Vec<_>>())
+) -> Result<EvalMetrics, kernels::ReadError> {
+    let all = logits(model, items, batch_size, batcher, device)?;
+    Ok(metrics(&all, &items.iter().map(|i| i.label).collect::<Vec<_>>()))
 }
 
 /// Metrics of logits against labels; loss is the mean per-review cross-entropy (as Trainer).
@@ -98,10 +98,12 @@ pub fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold(0, |best, (i, &x)| if x > row[best] { i } else { best })
 }
 
-/// Softmax of one row of logits.
+/// Softmax of one row of logits (as `torch.softmax`: the maximum subtracted first).
 pub fn probabilities(row: &[f32]) -> Vec<f32> {
-    let t = Tensor::<burn::backend::Flex, 1>::from_floats(row, &Default::default());
-    softmax(t, 0).into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
 }
 
 #[cfg(test)]
@@ -134,8 +136,8 @@ mod tests {
                 label: (n % 2) as u8,
             })
             .collect();
-        let plain = logits(&model, &items, 2, ReviewBatcher::new(0), &device);
-        let padded = logits(&model, &items, 2, ReviewBatcher { pad_id: 0, pad_to_multiple_of: 16 }, &device);
+        let plain = logits(&model, &items, 2, ReviewBatcher::new(0), &device).unwrap();
+        let padded = logits(&model, &items, 2, ReviewBatcher { pad_id: 0, pad_to_multiple_of: 16 }, &device).unwrap();
         for (a, b) in plain.iter().flatten().zip(padded.iter().flatten()) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }

@@ -8,26 +8,34 @@
 //! ```
 
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use lora_cli::cli::{Cli, Command};
-use lora_cli::{commands, train};
+use lora_cli::commands;
+use lora_cli::trainer::{INTERRUPTED, Interrupted};
+
+/// The shell's status for a process ended by SIGINT.
+const INTERRUPTED_STATUS: u8 = 130;
 
 fn main() -> ExitCode {
     lora_cli::alloc::keep_freed_memory();
     let cli = Cli::parse();
-    if ctrlc::set_handler(|| {
-        if train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            // A second Ctrl-C ends at once.
-            std::process::exit(130);
+    // Ctrl-C, SIGTERM (`timeout`, systemd, job schedulers) and SIGHUP. Training finishes its step
+    // and writes a checkpoint; every other command stops at once (its files are written
+    // atomically, so none is left half-written).
+    let training = matches!(cli.command, Command::Train(_));
+    let handler = move || {
+        if !training || INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted");
+            std::process::exit(INTERRUPTED_STATUS.into());
         }
         eprintln!("\ninterrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
-    })
-    .is_err()
-    {
+    };
+    if ctrlc::set_handler(handler).is_err() {
         eprintln!("warning: cannot install the Ctrl-C handler");
     }
     let result = match cli.command {
@@ -40,9 +48,31 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(INTERRUPTED_STATUS)
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined with `: `, each cause said once: library errors put their
+/// source's text in their own message (`cannot read F: No such file`), and repeating it after
+/// would print it twice.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

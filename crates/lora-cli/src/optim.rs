@@ -50,6 +50,9 @@ pub struct StepStats {
 pub struct Gradients<B: Backend> {
     flat: BTreeMap<String, Tensor<B, 1>>,
     pub grad_norm: f64,
+    /// The global norm of the trainable weights as they are before this step's update: a
+    /// non-finite value means the previous update diverged.
+    pub weights_norm: f64,
     /// The scalar handed to [`AdamW::gradients`] (the loss), read in the same synchronisation.
     pub read_with: f64,
 }
@@ -99,29 +102,32 @@ impl<IB: Backend> AdamW<IB> {
         lora: &LoraConfig,
         grads: &B::Gradients,
         read_with: Tensor<IB, 1>,
-    ) -> Gradients<IB>
+    ) -> Result<Gradients<IB>, kernels::ReadError>
     where
         B: AutodiffBackend<InnerBackend = IB>,
         M: AdaptableModel<B>,
     {
         let mut flat: BTreeMap<String, Tensor<IB, 1>> = BTreeMap::new();
+        let mut weights: Vec<Tensor<IB, 1>> = Vec::new();
         for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
-            let g = match slot {
-                Slot::Matrix(p) => p.grad(grads).map(|g| g.reshape([-1])),
-                Slot::Vector(p) => p.grad(grads),
+            let (g, w) = match slot {
+                Slot::Matrix(p) => (p.grad(grads).map(|g| g.reshape([-1])), p.val().inner().powf_scalar(2.0).sum()),
+                Slot::Vector(p) => (p.grad(grads), p.val().inner().powf_scalar(2.0).sum()),
             };
+            weights.push(w);
             if let Some(g) = g {
                 flat.insert(name, g);
             }
         });
         // Summed on the device and read once with `read_with`, not once per tensor.
-        let squares = flat.values().map(|g| g.clone().powf_scalar(2.0).sum()).reduce(|a, b| a + b);
         let read_with = read_with.reshape([1]);
         let device = read_with.device();
-        let squares = squares.unwrap_or_else(|| Tensor::zeros([1], &device));
-        let values = Tensor::cat(vec![read_with, squares], 0).into_data().convert::<f64>().into_vec::<f64>();
-        let [read_with, squares] = values.ok().and_then(|v| <[f64; 2]>::try_from(v).ok()).unwrap_or([f64::NAN; 2]);
-        Gradients { flat, grad_norm: squares.sqrt(), read_with }
+        let sum =
+            |t: Vec<Tensor<IB, 1>>| t.into_iter().reduce(|a, b| a + b).unwrap_or_else(|| Tensor::zeros([1], &device));
+        let squares = sum(flat.values().map(|g| g.clone().powf_scalar(2.0).sum()).collect());
+        let values = kernels::read::f64s(Tensor::cat(vec![read_with, squares, sum(weights)], 0))?;
+        let [read_with, squares, weights] = <[f64; 3]>::try_from(values).unwrap_or([f64::NAN; 3]);
+        Ok(Gradients { flat, grad_norm: squares.sqrt(), weights_norm: weights.sqrt(), read_with })
     }
 
     /// Pass 2: clips, then updates every trainable tensor of `model` in place with learning rate `lr`.
@@ -176,19 +182,13 @@ impl<IB: Backend> AdamW<IB> {
     }
 
     /// The state as flat f32 tensors (`{name}.exp_avg`, `{name}.exp_avg_sq`), for a checkpoint.
-    pub fn to_tensors(&self) -> BTreeMap<String, Vec<f32>> {
+    pub fn to_tensors(&self) -> Result<BTreeMap<String, Vec<f32>>, kernels::ReadError> {
         let mut out = BTreeMap::new();
         for (name, m) in &self.state {
-            out.insert(
-                format!("{name}.exp_avg"),
-                m.m.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default(),
-            );
-            out.insert(
-                format!("{name}.exp_avg_sq"),
-                m.v.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default(),
-            );
+            out.insert(format!("{name}.exp_avg"), kernels::read::f32s(m.m.clone())?);
+            out.insert(format!("{name}.exp_avg_sq"), kernels::read::f32s(m.v.clone())?);
         }
-        out
+        Ok(out)
     }
 
     /// Restores what [`to_tensors`](Self::to_tensors) wrote.

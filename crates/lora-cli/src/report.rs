@@ -32,7 +32,7 @@ pub fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<()> {
 
 /// Writes `text` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    lora_adapter::peft::write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    Ok(tensor_file::write_atomic(path, text.as_bytes())?)
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.

@@ -10,7 +10,7 @@ use bert::tokenizer::Encoded;
 use burn::backend::{Autodiff, Flex};
 use imdb::TokenizedReview;
 use lora_cli::config::RunConfig;
-use lora_cli::train::Trainer;
+use lora_cli::trainer::Trainer;
 
 type B = Autodiff<Flex>;
 

@@ -1,32 +1,24 @@
-//! The attention's masked softmax, with a fused forward and backward on the CPU backend.
+//! The attention's masked softmax, one pass per row on the CPU backend.
 //!
 //! transformers adds a `[batch, 1, 1, seq]` mask bias to the `[batch, heads, seq, seq]` scores
-//! and takes the softmax over keys. Burn's CPU backend would add the broadcast mask element by
-//! element (the add alone was about 15% of a MiniLM training step), and under `Autodiff` its
-//! `softmax` is `burn-backend`'s default: max, subtract, exp, sum, divide, each a tracked op with
-//! its own full-size buffer and its own backward, single-threaded. Here, on `Flex` and
-//! `Autodiff<Flex>`, one pass per row adds the mask, exponentiates and normalises in place, in
-//! parallel, with an exp that vectorises (AVX-512 or AVX2, chosen at run time by `multiversion`);
-//! under autodiff it is one recorded op whose backward, `dx = y * (dy - sum(dy * y))`, is one
-//! parallel pass too. Other backends get `softmax(scores + mask_bias)` from Burn.
-//!
-//! The model is generic over `Backend`; the CPU backends are recognised by type at run time
-//! ([`lora_adapter::host`]), which keeps the model's signatures free of a backend-extension trait.
+//! and takes the softmax over keys. On `Flex` and `Autodiff<Flex>` one pass per row adds the
+//! mask (never broadcast into a full-size tensor), exponentiates and normalises in place, in
+//! parallel, with an exp that vectorises ([`crate::math`]); under autodiff it is one recorded op
+//! whose backward, `dx = y * (dy - sum(dy * y))`, is one parallel pass too (Burn records softmax
+//! as five ops, each with a full-size buffer). Other backends get `softmax(scores + mask_bias)`.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Tensor, TensorPrimitive, activation};
-use lora_adapter::host::{HostTrain, is, owned_contiguous, same};
+use burn::tensor::{Tensor, activation};
 use multiversion::multiversion;
-
-use crate::cpu::exp_nonpositive;
 use rayon::prelude::*;
+
+use crate::host::{Host, dispatch, owned_contiguous, primitive, record};
+use crate::math::exp_nonpositive;
 
 /// `softmax(scores + mask_bias, 3)`.
 ///
@@ -35,52 +27,44 @@ use rayon::prelude::*;
 /// - mask_bias: `[batch, 1, 1, keys]`: 0 where attended, a large negative number at padding
 pub fn masked_softmax<B: Backend>(scores: Tensor<B, 4>, mask_bias: Tensor<B, 4>) -> Tensor<B, 4> {
     let [batch, heads, queries, keys] = scores.dims();
-    let fused = (is::<B, Flex>() || is::<B, HostTrain>())
-        && scores.dtype() == DType::F32
-        && mask_bias.dtype() == DType::F32
-        && mask_bias.dims() == [batch, 1, 1, keys]
-        && keys > 0;
-    if !fused {
+    let fits = mask_bias.dims() == [batch, 1, 1, keys] && keys > 0;
+    let Some(host) = Host::of_f32::<B>(&[scores.dtype(), mask_bias.dtype()]).filter(|_| fits) else {
         return activation::softmax(scores + mask_bias, 3);
-    }
-    let rows_per_item = heads * queries;
-    // The mask comes from the integer attention mask: it never has a gradient to pass on.
-    let mask = mask_bias.into_primitive().tensor();
-    let mask: FlexTensor = if is::<B, Flex>() { same(mask) } else { same::<_, FloatTensor<HostTrain>>(mask).primitive };
-    let scores = scores.into_primitive().tensor();
-    let out: FloatTensor<B> = if is::<B, Flex>() {
-        same(softmax_forward(same(scores), &mask, keys, rows_per_item))
-    } else {
-        same(recorded_softmax(same(scores), &mask, keys, rows_per_item))
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    let rows_per_item = heads * queries;
+    dispatch(
+        host,
+        [primitive(scores), primitive(mask_bias)],
+        |[scores, mask]| softmax_forward(scores, &mask, keys, rows_per_item),
+        |inputs| {
+            // The mask comes from the integer attention mask: it never has a gradient to pass on.
+            record(
+                MaskedSoftmaxOp,
+                inputs,
+                |[scores, mask]| {
+                    let probs = softmax_forward(scores.primitive, &mask.primitive, keys, rows_per_item);
+                    (probs.clone(), (probs, keys))
+                },
+                |[scores, mask]| softmax_forward(scores.primitive, &mask.primitive, keys, rows_per_item),
+            )
+        },
+    )
 }
 
 /// The recorded op: its state is the output (the probabilities) and the row length.
 #[derive(Debug)]
-struct MaskedSoftmax;
+struct MaskedSoftmaxOp;
 
-impl Backward<Flex, 1> for MaskedSoftmax {
+impl Backward<Flex, 2> for MaskedSoftmaxOp {
     type State = (FlexTensor, usize);
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let (probs, row) = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| softmax_backward(&probs, grad, row));
-    }
-}
-
-fn recorded_softmax(
-    scores: FloatTensor<HostTrain>,
-    mask: &FlexTensor,
-    row: usize,
-    rows_per_item: usize,
-) -> FloatTensor<HostTrain> {
-    match MaskedSoftmax.prepare::<NoCheckpointing>([scores.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let probs = softmax_forward(scores.primitive, mask, row, rows_per_item);
-            prep.finish((probs.clone(), row), probs)
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [scores_node, _mask_node] = ops.parents;
+        if let Some(node) = scores_node {
+            grads.register::<Flex>(node.id, softmax_backward(&probs, grad, row));
         }
-        OpsKind::UnTracked(prep) => prep.finish(softmax_forward(scores.primitive, mask, row, rows_per_item)),
     }
 }
 
@@ -161,9 +145,9 @@ fn softmax_backward_row(g: &mut [f32], y: &[f32]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close as close, values};
     use burn::backend::Autodiff;
     use burn::tensor::{Distribution, TensorData};
-    use lora_adapter::testing::{assert_close as close, values};
 
     type Train = Autodiff<Flex>;
 

@@ -1,12 +1,10 @@
 //! Matrix products on the CPU backend, written straight into their output buffers.
 //!
-//! burn-flex 0.21 allocates every matmul output with `FlexTensor::empty`: a zeroed `Vec<u8>`
-//! that `Bytes::from_bytes_vec` then copies into a 16-byte-aligned allocation, two full passes
-//! over a buffer the product overwrites anyway (a memset and a memcpy, 12% of a MiniLM training
-//! step; docs/benchmarks.md). Here the gemm crate (the one burn-flex calls) writes each product
-//! into an uninitialised `Vec<f32>` that becomes the tensor as it is, and a linear layer's bias is
-//! the output's starting value (gemm accumulates onto it) instead of a broadcast add afterwards.
-//! Inputs are read through their strides, so transposed and head-split views are not copied.
+//! The gemm crate (the one burn-flex calls) writes each product into an uninitialised `Vec<f32>`
+//! that becomes the tensor as it is (burn-flex zeroes and then copies every matmul output), and a
+//! linear layer's bias is the output's starting value (gemm accumulates onto it) instead of a
+//! broadcast add afterwards. Inputs are read through their strides, so transposed and
+//! head-split views are not copied.
 //!
 //! On `Autodiff<Flex>` the product and the linear layer are each one recorded op whose backward
 //! runs the same kernel on transposed views; it keeps an input only when the other input needs a
@@ -17,17 +15,17 @@ use std::mem::MaybeUninit;
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape};
 use rayon::prelude::*;
 
 use crate::dropout::{Dropout, Mask};
-use crate::host::{HostTrain, is, same};
+use crate::host::{Host, HostTrain, dispatch, dispatch_train, primitive, record, tensor};
 
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
@@ -42,25 +40,38 @@ pub fn linear<B: Backend, const D: usize>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    let f32s = x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+    let mut dtypes = vec![x.dtype(), weight.dtype()];
+    dtypes.extend(bias.as_ref().map(Tensor::dtype));
     // Shapes that do not fit go to Burn, which reports them; the kernel trusts them.
     let [k, n] = weight.dims();
     let fits = D >= 2 && x.dims()[D - 1] == k && bias.as_ref().is_none_or(|b| b.dims() == [n]);
-    if !fits || !f32s || !on_host::<B>() {
+    let Some(host) = Host::of_f32::<B>(&dtypes).filter(|_| fits) else {
         return burn::tensor::module::linear(x, weight, bias);
-    }
-    let x = x.into_primitive().tensor();
-    let weight = weight.into_primitive().tensor();
-    let bias = bias.map(|b| b.into_primitive().tensor());
-    let out: FloatTensor<B> = if is::<B, Flex>() {
-        let bias: Option<FlexTensor> = bias.map(same);
-        same(product(&same(x), &same(weight), bias.as_ref()))
-    } else {
-        same(recorded_linear(same(x), same(weight), bias.map(same)))
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    let (x, weight) = (primitive(x), primitive(weight));
+    match bias {
+        Some(bias) => dispatch(
+            host,
+            [x, weight, primitive(bias)],
+            |[x, weight, bias]| product(&x, &weight, Some(&bias)),
+            |inputs| {
+                record(
+                    LinearOp,
+                    inputs,
+                    |[x, weight, bias]| {
+                        (product(&x.primitive, &weight.primitive, Some(&bias.primitive)), kept(&x, &weight))
+                    },
+                    |[x, weight, bias]| product(&x.primitive, &weight.primitive, Some(&bias.primitive)),
+                )
+            },
+        ),
+        None => dispatch(
+            host,
+            [x, weight],
+            |[x, weight]| product(&x, &weight, None),
+            |inputs| recorded_product(inputs, |lhs, rhs| product(lhs, rhs, None)),
+        ),
+    }
 }
 
 /// `lhs.matmul(rhs)` for operands with the same batch dimensions (no broadcasting; Burn's
@@ -71,10 +82,10 @@ pub fn linear<B: Backend, const D: usize>(
 pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
     let [l, r] = [lhs.dims(), rhs.dims()];
     let fits = D >= 2 && l[..D - 2] == r[..D - 2] && l[D - 1] == r[D - 2];
-    if !fits || lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 || !on_host::<B>() {
-        return lhs.matmul(rhs);
+    match Host::of_f32::<B>(&[lhs.dtype(), rhs.dtype()]).filter(|_| fits) {
+        Some(host) => host_product(host, lhs, rhs, |lhs, rhs| product(lhs, rhs, None)),
+        None => lhs.matmul(rhs),
     }
-    on_host_product(lhs, rhs, |lhs, rhs| product(lhs, rhs, None))
 }
 
 /// [`matmul`] for the attention's `probs @ v` (`[batch, heads, seq, dim]`), with the output
@@ -84,10 +95,10 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
 pub fn matmul_into_heads<B: Backend>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Tensor<B, 4> {
     let [l, r] = [lhs.dims(), rhs.dims()];
     let fits = l[..2] == r[..2] && l[3] == r[2];
-    if !fits || lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 || !on_host::<B>() {
-        return lhs.matmul(rhs);
+    match Host::of_f32::<B>(&[lhs.dtype(), rhs.dtype()]).filter(|_| fits) {
+        Some(host) => host_product(host, lhs, rhs, heads_product),
+        None => lhs.matmul(rhs),
     }
-    on_host_product(lhs, rhs, heads_product)
 }
 
 /// `matmul_into_heads(dropout.forward(probs), v)`: the attention's dropout and product as one
@@ -102,9 +113,18 @@ pub fn dropout_matmul_into_heads<B: Backend>(probs: Tensor<B, 4>, v: Tensor<B, 4
         return matmul_into_heads(dropout.forward(probs), v);
     }
     let mask = dropout.host_mask::<B>(&probs.device());
-    let (probs, v) = (probs.into_primitive().tensor(), v.into_primitive().tensor());
-    let out = recorded_dropped_product(same(probs), same(v), mask);
-    Tensor::from_primitive(TensorPrimitive::Float(same(out)))
+    dispatch_train([primitive(probs), primitive(v)], |inputs| {
+        record(
+            DroppedProductOp,
+            inputs,
+            |[lhs, rhs]| {
+                let kept = kept(&lhs, &rhs);
+                // Dropped in place when nothing else holds `lhs`; freed once the product is made.
+                (heads_product(&mask.apply(lhs.primitive), &rhs.primitive), (kept, mask))
+            },
+            |[lhs, rhs]| heads_product(&mask.apply(lhs.primitive), &rhs.primitive),
+        )
+    })
 }
 
 /// `(lhs * mask) @ rhs`, heads-interleaved, recorded as one op.
@@ -127,46 +147,27 @@ impl Backward<Flex, 2> for DroppedProductOp {
     }
 }
 
-fn recorded_dropped_product(
-    lhs: FloatTensor<HostTrain>,
-    rhs: FloatTensor<HostTrain>,
-    mask: Mask,
-) -> FloatTensor<HostTrain> {
-    let kept = kept(&lhs, &rhs);
-    // Dropped in place when nothing else holds `lhs`; freed once the product is made.
-    let out = heads_product(&mask.apply(lhs.primitive), &rhs.primitive);
-    match DroppedProductOp.prepare::<NoCheckpointing>([lhs.node, rhs.node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish((kept, mask), out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    }
-}
-
-/// `kernel(lhs, rhs)` on `Flex`, recorded as a [`ProductOp`] on `Autodiff<Flex>` (the caller
-/// has checked that `B` is one of them).
-fn on_host_product<B: Backend, const D: usize>(
+/// `kernel(lhs, rhs)` on the CPU backend `host`, recorded as a [`ProductOp`] under autodiff.
+fn host_product<B: Backend, const D: usize>(
+    host: Host,
     lhs: Tensor<B, D>,
     rhs: Tensor<B, D>,
     kernel: fn(&FlexTensor, &FlexTensor) -> FlexTensor,
 ) -> Tensor<B, D> {
-    let lhs = lhs.into_primitive().tensor();
-    let rhs = rhs.into_primitive().tensor();
-    let out: FloatTensor<B> = if is::<B, Flex>() {
-        same(kernel(&same(lhs), &same(rhs)))
-    } else {
-        same(recorded(same(lhs), same(rhs), kernel))
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    dispatch(
+        host,
+        [primitive(lhs), primitive(rhs)],
+        |[lhs, rhs]| kernel(&lhs, &rhs),
+        |inputs| recorded_product(inputs, kernel),
+    )
 }
 
-fn on_host<B: Backend>() -> bool {
-    is::<B, Flex>() || is::<B, HostTrain>()
-}
-
-/// `x @ weight` (+ `bias`), recorded as one op.
+/// `x @ weight + bias`, recorded as one op.
 #[derive(Debug)]
 struct LinearOp;
 
-/// `lhs @ rhs`, recorded as one op.
+/// `lhs @ rhs` in some output layout (also the bias-free linear: `rhs` may be a `[k, n]` weight
+/// shared by all of `lhs`'s matrices), recorded as one op.
 #[derive(Debug)]
 struct ProductOp;
 
@@ -210,39 +211,16 @@ impl Backward<Flex, 2> for ProductOp {
     }
 }
 
-fn recorded_linear(
-    x: FloatTensor<HostTrain>,
-    weight: FloatTensor<HostTrain>,
-    bias: Option<FloatTensor<HostTrain>>,
+fn recorded_product(
+    inputs: [FloatTensor<HostTrain>; 2],
+    kernel: impl Fn(&FlexTensor, &FlexTensor) -> FlexTensor,
 ) -> FloatTensor<HostTrain> {
-    let Some(bias) = bias else {
-        return recorded_product(x, weight);
-    };
-    let out = product(&x.primitive, &weight.primitive, Some(&bias.primitive));
-    let kept = kept(&x, &weight);
-    match LinearOp.prepare::<NoCheckpointing>([x.node, weight.node, bias.node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(kept, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    }
-}
-
-/// Also the bias-free linear: `rhs` may be a `[k, n]` weight shared by all of `lhs`'s matrices.
-fn recorded_product(lhs: FloatTensor<HostTrain>, rhs: FloatTensor<HostTrain>) -> FloatTensor<HostTrain> {
-    recorded(lhs, rhs, |lhs, rhs| product(lhs, rhs, None))
-}
-
-/// `forward(lhs, rhs)`, a product in some output layout, recorded as a [`ProductOp`].
-fn recorded(
-    lhs: FloatTensor<HostTrain>,
-    rhs: FloatTensor<HostTrain>,
-    forward: impl FnOnce(&FlexTensor, &FlexTensor) -> FlexTensor,
-) -> FloatTensor<HostTrain> {
-    let out = forward(&lhs.primitive, &rhs.primitive);
-    let kept = kept(&lhs, &rhs);
-    match ProductOp.prepare::<NoCheckpointing>([lhs.node, rhs.node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(kept, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    }
+    record(
+        ProductOp,
+        inputs,
+        |[lhs, rhs]| (kernel(&lhs.primitive, &rhs.primitive), kept(&lhs, &rhs)),
+        |[lhs, rhs]| kernel(&lhs.primitive, &rhs.primitive),
+    )
 }
 
 fn kept(lhs: &FloatTensor<HostTrain>, rhs: &FloatTensor<HostTrain>) -> Kept {
@@ -280,10 +258,6 @@ fn column_sums(grad: &FlexTensor) -> FlexTensor {
         sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
     }
     tensor(sums, vec![n])
-}
-
-fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(Shape::from(shape)), DType::F32)
 }
 
 /// `t` (`[..., m, k]`) as one `[rows, k]` matrix without copying, when its leading dimensions

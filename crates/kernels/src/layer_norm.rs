@@ -1,27 +1,25 @@
 //! `LayerNorm` over the last dimension, with a fused backward on the CPU training backend.
 //!
-//! The module is `burn::nn::LayerNorm`'s (same fields, same container name, so records and
-//! [`crate::save`] see no difference) with its epsilon public: the fused op needs it and Burn's
-//! field is private. Burn's CPU backend has a fused, parallel LayerNorm forward, but under
-//! `Autodiff` the op is `burn-backend`'s decomposition (mean, subtract, square, mean, add, sqrt,
-//! divide, scale, shift: nine tracked ops, four of them broadcasts that flex walks element by
-//! element, each with its own backward). On `Autodiff<Flex>` this records one op: forward by
-//! flex's fused kernel, backward in one parallel pass over the rows (mean and variance
-//! recomputed from the kept input), `dx = rstd * (g - mean(g) - x̂ * mean(g * x̂))` with
-//! `g = dy * gamma`; gamma's and beta's gradients only when they are trained.
+//! The module is `burn::nn::LayerNorm`'s (same fields, same container name, so records see no
+//! difference) with its epsilon public: the fused op needs it and Burn's field is private. On
+//! `Autodiff<Flex>` it records one op: forward by flex's fused kernel, backward in one parallel
+//! pass over the rows (mean and variance recomputed from the kept input),
+//! `dx = rstd * (g - mean(g) - x̂ * mean(g * x̂))` with `g = dy * gamma`; gamma's and beta's
+//! gradients only when they are trained. Burn records LayerNorm under autodiff as nine ops,
+//! four of them broadcasts. Elsewhere it is Burn's `layer_norm`.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::flex::FlexTensor;
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, ModuleOps};
-use burn::tensor::{Bytes, DType, Tensor, TensorPrimitive};
-use lora_adapter::host::{HostTrain, is, owned_contiguous, same};
+use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
+
+use crate::host::{Host, HostTrain, dispatch_train, owned_contiguous, primitive, record, tensor};
 
 /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + epsilon) * gamma + beta`.
 ///
@@ -36,15 +34,21 @@ pub struct LayerNorm<B: Backend> {
 
 impl<B: Backend> LayerNorm<B> {
     pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
-        let gamma = self.gamma.val().into_primitive().tensor();
-        let beta = self.beta.as_ref().map(|b| b.val().into_primitive().tensor());
-        let fused = is::<B, HostTrain>() && input.dtype() == DType::F32 && beta.is_some();
-        let input = input.into_primitive().tensor();
-        let out = match beta {
-            Some(beta) if fused => same(recorded_layer_norm(same(input), same(gamma), same(beta), self.epsilon)),
-            beta => B::layer_norm(input, gamma, beta, self.epsilon),
-        };
-        Tensor::from_primitive(TensorPrimitive::Float(out))
+        let gamma = self.gamma.val();
+        let fused = Host::of_f32::<B>(&[input.dtype()]) == Some(Host::Train);
+        match &self.beta {
+            Some(beta) if fused => {
+                let epsilon = self.epsilon;
+                dispatch_train([primitive(input), primitive(gamma), primitive(beta.val())], |inputs| {
+                    recorded_layer_norm(inputs, epsilon)
+                })
+            }
+            beta => {
+                let beta = beta.as_ref().map(|b| primitive(b.val()));
+                let out = B::layer_norm(primitive(input), primitive(gamma), beta, self.epsilon);
+                Tensor::from_primitive(TensorPrimitive::Float(out))
+            }
+        }
     }
 }
 
@@ -75,19 +79,21 @@ impl Backward<Flex, 3> for LayerNormOp {
     }
 }
 
-fn recorded_layer_norm(
-    x: FloatTensor<HostTrain>,
-    gamma: FloatTensor<HostTrain>,
-    beta: FloatTensor<HostTrain>,
-    epsilon: f64,
-) -> FloatTensor<HostTrain> {
-    let out = Flex::layer_norm(x.primitive.clone(), gamma.primitive.clone(), Some(beta.primitive.clone()), epsilon);
-    let trained = [gamma.is_tracked(), beta.is_tracked()];
-    let state = (x.primitive.clone(), gamma.primitive.clone(), epsilon, trained);
-    match LayerNormOp.prepare::<NoCheckpointing>([x.node, gamma.node, beta.node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(state, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    }
+fn recorded_layer_norm(inputs: [FloatTensor<HostTrain>; 3], epsilon: f64) -> FloatTensor<HostTrain> {
+    let forward = |[x, gamma, beta]: &[FloatTensor<HostTrain>; 3]| {
+        Flex::layer_norm(x.primitive.clone(), gamma.primitive.clone(), Some(beta.primitive.clone()), epsilon)
+    };
+    record(
+        LayerNormOp,
+        inputs,
+        |inputs| {
+            let out = forward(&inputs);
+            let [x, gamma, beta] = inputs;
+            let trained = [gamma.is_tracked(), beta.is_tracked()];
+            (out, (x.primitive, gamma.primitive, epsilon, trained))
+        },
+        |inputs| forward(&inputs),
+    )
 }
 
 /// Rows per parallel task.
@@ -156,18 +162,18 @@ fn moments(x: &[f32], epsilon: f32) -> (f32, f32) {
 }
 
 fn vector(values: Vec<f32>) -> FlexTensor {
-    let shape = burn::tensor::Shape::from(vec![values.len()]);
-    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
+    let n = values.len();
+    tensor(values, vec![n])
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close as close, values};
     use burn::backend::Autodiff;
     use burn::nn::LayerNormConfig;
     use burn::tensor::Distribution;
-    use lora_adapter::testing::{assert_close as close, values};
 
     type Train = Autodiff<Flex>;
 

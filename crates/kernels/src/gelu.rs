@@ -1,60 +1,58 @@
-//! GELU (the exact, erf form: `hidden_act = "gelu"`) with a fused forward and backward on the
-//! CPU backend.
-//!
-//! burn-flex computes GELU and its derivative one element at a time, on one thread, with libm's
-//! `erf` and `exp` (about 7% of a MiniLM training step in perf, for the `[batch, seq,
-//! intermediate]` activations of every layer). Here both run in parallel chunks through a
-//! polynomial `erf` and `exp` that vectorise ([`crate::cpu`]), as one recorded op under autodiff
-//! (it keeps its input, as Burn's does). Other backends and dtypes get Burn's `gelu`.
+//! GELU (the exact, erf form: `hidden_act = "gelu"`), forward and backward fused on the CPU
+//! backend: parallel chunks through a polynomial `erf` and `exp` that vectorise
+//! ([`crate::math`]), one recorded op under autodiff that keeps its input, as Burn's does
+//! (burn-flex computes GELU one element at a time with libm). Other backends and dtypes get
+//! Burn's `gelu`.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::autodiff::ops::{Backward, Ops, unary};
+use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bytes, DType, Tensor, TensorPrimitive, activation};
-use lora_adapter::host::{HostTrain, is, owned_contiguous, same};
+use burn::tensor::{Tensor, activation};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::cpu::{erf, exp_nonpositive};
+use crate::host::{Host, dispatch, owned_contiguous, primitive, record, tensor};
+use crate::math::{erf, exp_nonpositive};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 13;
 
 /// `x * Φ(x)`, what `burn::tensor::activation::gelu` and `torch.nn.functional.gelu` compute.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if x.dtype() != DType::F32 || !(is::<B, Flex>() || is::<B, HostTrain>()) {
+    let Some(host) = Host::of_f32::<B>(&[x.dtype()]) else {
         return activation::gelu(x);
-    }
-    let x = x.into_primitive().tensor();
-    let out: FloatTensor<B> = if is::<B, Flex>() { same(gelu_in_place(same(x))) } else { same(recorded_gelu(same(x))) };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    };
+    dispatch(
+        host,
+        [primitive(x)],
+        |[x]| gelu_in_place(x),
+        |inputs| {
+            record(
+                GeluOp,
+                inputs,
+                |[x]| {
+                    let out = gelu_values(&x.primitive);
+                    (out, x.primitive)
+                },
+                |[x]| gelu_in_place(x.primitive),
+            )
+        },
+    )
 }
 
 /// The recorded op: its state is the input.
 #[derive(Debug)]
-struct Gelu;
+struct GeluOp;
 
-impl Backward<Flex, 1> for Gelu {
+impl Backward<Flex, 1> for GeluOp {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let x = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| gelu_backward(&x, grad));
-    }
-}
-
-fn recorded_gelu(x: FloatTensor<HostTrain>) -> FloatTensor<HostTrain> {
-    match Gelu.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let out = gelu_values(&x.primitive);
-            prep.finish(x.primitive, out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(gelu_in_place(x.primitive)),
     }
 }
 
@@ -70,7 +68,7 @@ fn gelu_values(x: &FlexTensor) -> FlexTensor {
     let x = x.to_contiguous();
     let mut out = vec![0.0f32; x.layout().num_elements()];
     out.par_chunks_mut(CHUNK).zip(x.storage::<f32>().par_chunks(CHUNK)).for_each(|(o, x)| gelu_chunk(x, o));
-    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(x.layout().shape().clone()), DType::F32)
+    tensor(out, x.layout().shape().to_vec())
 }
 
 /// `grad * (Φ(x) + x φ(x))`, written over `grad`'s buffer.
@@ -117,9 +115,9 @@ fn gelu_grad_chunk(g: &mut [f32], x: &[f32]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close as close, values};
     use burn::backend::Autodiff;
     use burn::tensor::Distribution;
-    use lora_adapter::testing::{assert_close as close, values};
 
     type Train = Autodiff<Flex>;
 

@@ -1,5 +1,8 @@
 //! f32 tensors in files: safetensors and PyTorch pickles in, safetensors out, every write atomic.
-//! Shared by the adapter files here and the model checkpoints of the model crates.
+//!
+//! The bottom of the file side of the workspace: model checkpoints (`bert`), adapters
+//! (`lora-adapter`) and the program's own files (optimizer state, run records) all read and write
+//! through here, so that no crate reaches into another's format code for a file helper.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

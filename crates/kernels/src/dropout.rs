@@ -1,32 +1,27 @@
 //! Dropout as `torch.nn.Dropout`: while training (autodiff on), each element is zeroed with
 //! probability `prob` and the others are scaled by `1 / (1 - prob)`; otherwise the identity.
 //!
-//! Burn's `nn::Dropout` draws its mask element by element from a ChaCha generator on one thread
-//! (`TensorData::random`), which was 13% of a MiniLM training step on the CPU (docs/benchmarks.md),
-//! and its multiply keeps the mask for the backward: one more activation-sized f32 tensor per
-//! dropout, as large as the attention probabilities it masks.
-//! On the CPU training backend (`Autodiff<Flex>`, f32) this one draws a 64-bit seed from the
-//! backend's generator (so `Backend::seed` still fixes every mask, as the trainer's per-step
-//! seeding needs) and records one op whose state is that seed: the mask is a counter-based hash of
-//! (seed, element index), applied in parallel in the forward and computed again in the backward,
-//! never stored. On other backends (CUDA) and dtypes it does what `nn::Dropout` does.
+//! On the CPU training backend (`Autodiff<Flex>`, f32) the mask is a counter-based hash of (a
+//! 64-bit seed drawn from the backend's generator, element index), applied in parallel, and the
+//! op is recorded with the seed as its state: the backward computes the mask again instead of
+//! keeping it (Burn's multiply by a mask tensor would keep an activation-sized f32 tensor per
+//! dropout). `Backend::seed` still fixes every mask, which bit-exact resume needs. On other
+//! backends (CUDA) and dtypes it does what Burn's `nn::Dropout` does.
 
 use std::mem::MaybeUninit;
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, Ops, unary};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bytes, DType, Distribution, Tensor, TensorPrimitive};
+use burn::tensor::{Bytes, DType, Distribution, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::host::{HostTrain, is, owned_contiguous, same};
+use crate::host::{Host, dispatch_train, owned_contiguous, primitive, record};
 
 #[derive(Module, Clone, Debug)]
 pub struct Dropout {
@@ -55,8 +50,9 @@ impl Dropout {
             return input * random * (1.0 / keep);
         }
         let mask = self.host_mask::<B>(&device);
-        let x = input.into_primitive().tensor();
-        Tensor::from_primitive(TensorPrimitive::Float(same(recorded_dropout(same(x), mask))))
+        dispatch_train([primitive(input)], |inputs| {
+            record(DropoutOp, inputs, |[x]| (mask.apply(x.primitive), mask), |[x]| mask.apply(x.primitive))
+        })
     }
 
     /// The mask of the next draw, for ops that apply it themselves where
@@ -68,7 +64,7 @@ impl Dropout {
     /// Whether [`Dropout::forward`] applies a host mask to `x`: training (autodiff on), a rate
     /// above 0, `Autodiff<Flex>` and f32. Otherwise it is the identity or Burn's dropout.
     pub(crate) fn draws_host_mask<B: Backend, const D: usize>(&self, x: &Tensor<B, D>) -> bool {
-        B::ad_enabled(&x.device()) && self.prob > 0.0 && is::<B, HostTrain>() && x.dtype() == DType::F32
+        B::ad_enabled(&x.device()) && self.prob > 0.0 && Host::of_f32::<B>(&[x.dtype()]) == Some(Host::Train)
     }
 }
 
@@ -82,13 +78,6 @@ impl Backward<Flex, 1> for DropoutOp {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let mask = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| mask.apply(grad));
-    }
-}
-
-fn recorded_dropout(x: FloatTensor<HostTrain>, mask: Mask) -> FloatTensor<HostTrain> {
-    match DropoutOp.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(mask, mask.apply(x.primitive)),
-        OpsKind::UnTracked(prep) => prep.finish(mask.apply(x.primitive)),
     }
 }
 
@@ -162,11 +151,9 @@ fn mask_into(src: &[f32], dst: &mut [MaybeUninit<f32>], first: u64, mask: Mask) 
 
 /// 64 bits from the backend's own generator: four uniform draws of 16 bits.
 fn backend_seed<B: Backend>(device: &B::Device) -> u64 {
-    let draws = Tensor::<B, 1>::random([4], Distribution::Uniform(0.0, 65536.0), device)
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap_or_default();
+    let draws = Tensor::<B, 1>::random([4], Distribution::Uniform(0.0, 65536.0), device);
+    // Only the CPU backend draws host masks, and its reads cannot fail.
+    let draws = crate::read::f32s(draws).unwrap_or_else(|e| panic!("the dropout seed: {e}"));
     draws.iter().fold(0u64, |acc, &x| (acc << 16) | (x as u64 & 0xffff))
 }
 

@@ -1,4 +1,4 @@
-//! Helpers for the tests of the CPU kernels here and in `bert`, which compare a kernel's values
+//! Helpers for the kernels' tests, which compare a kernel's values
 //! and gradients with Burn's own op.
 
 use burn::tensor::Tensor;

@@ -1,0 +1,158 @@
+//! The CPU backend, recognised at run time, and the two things every kernel here does with it:
+//! dispatch (run the kernel on `Flex`, record it on `Autodiff<Flex>`, else let the caller use
+//! Burn's op) and recording (one autodiff op, its state kept only when a gradient is wanted).
+//!
+//! The models are generic over `Backend`. Where a kernel here is faster on the CPU backend, it
+//! finds out by type (`Any`) whether the tensors it was given are that backend's, instead of
+//! adding a backend-extension trait to every signature.
+
+use std::any::Any;
+
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+
+/// The CPU training backend.
+pub type HostTrain = Autodiff<Flex>;
+
+/// Which CPU backend a kernel runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// `Flex`: the kernel alone, no autodiff.
+    Infer,
+    /// `Autodiff<Flex>`: the kernel recorded as one op.
+    Train,
+}
+
+impl Host {
+    /// `B` as a CPU backend, or `None` for every other backend (CUDA, ...).
+    pub fn of<B: Backend>() -> Option<Self> {
+        if is::<B, Flex>() {
+            Some(Self::Infer)
+        } else if is::<B, HostTrain>() {
+            Some(Self::Train)
+        } else {
+            None
+        }
+    }
+
+    /// `B` as a CPU backend, when every tensor of `dtypes` is f32 (the kernels' one dtype).
+    pub fn of_f32<B: Backend>(dtypes: &[DType]) -> Option<Self> {
+        Self::of::<B>().filter(|_| dtypes.iter().all(|d| *d == DType::F32))
+    }
+}
+
+/// A float tensor's primitive, for [`dispatch`].
+pub fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// Runs a kernel on the CPU backend `host` (from [`Host::of`]): `infer` on `Flex`'s tensors,
+/// `train` on `Autodiff<Flex>`'s, which records the op. The one place where a generic `B` is
+/// turned into the CPU backend's types and back.
+///
+/// # Panics
+/// If `B` is not the backend `host` says it is (callers pass `Host::of::<B>()`).
+pub fn dispatch<B: Backend, const N: usize, const D: usize>(
+    host: Host,
+    inputs: [FloatTensor<B>; N],
+    infer: impl FnOnce([FlexTensor; N]) -> FlexTensor,
+    train: impl FnOnce([FloatTensor<HostTrain>; N]) -> FloatTensor<HostTrain>,
+) -> Tensor<B, D> {
+    let out: FloatTensor<B> = match host {
+        Host::Infer => same(infer(inputs.map(same))),
+        Host::Train => same(train(inputs.map(same))),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// [`dispatch`] for an op that exists only while training on the CPU (a dropout mask): `B` is
+/// `Autodiff<Flex>`, which the caller has checked.
+pub fn dispatch_train<B: Backend, const N: usize, const D: usize>(
+    inputs: [FloatTensor<B>; N],
+    train: impl FnOnce([FloatTensor<HostTrain>; N]) -> FloatTensor<HostTrain>,
+) -> Tensor<B, D> {
+    dispatch(Host::Train, inputs, |_| unreachable!("the caller checked that this is the training backend"), train)
+}
+
+/// Records `op` with `inputs` as its parents: `tracked` computes the output and the state the
+/// backward needs when a parent wants a gradient; `untracked` the output alone (it may reuse the
+/// input buffers that the state would have kept).
+pub fn record<O, const N: usize>(
+    op: O,
+    inputs: [FloatTensor<HostTrain>; N],
+    tracked: impl FnOnce([FloatTensor<HostTrain>; N]) -> (FlexTensor, O::State),
+    untracked: impl FnOnce([FloatTensor<HostTrain>; N]) -> FlexTensor,
+) -> FloatTensor<HostTrain>
+where
+    O: Backward<Flex, N>,
+{
+    let parents = inputs.each_ref().map(|t| t.node.clone());
+    match op.prepare::<NoCheckpointing>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = tracked(inputs);
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(untracked(inputs)),
+    }
+}
+
+/// `value` as a `U` when `T` is `U`, else `value` back.
+pub fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let mut slot = Some(value);
+    if let Some(u) = (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>().and_then(Option::take) {
+        return Ok(u);
+    }
+    slot.map_or_else(|| unreachable!("the value stays in its slot when the cast fails"), Err)
+}
+
+/// `value` as the type it is already known (by [`is`]) to be.
+///
+/// # Panics
+/// If `T` is not `U`: a caller that checked with [`is`] first never sees it.
+pub fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("the type was checked before"))
+}
+
+/// Whether `T` is `U`.
+pub fn is<T: 'static, U: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
+}
+
+/// `t` contiguous and covering its whole buffer, so that `storage_mut` is its elements: `t`
+/// itself when it already is (no copy), else a contiguous copy. A buffer that another tensor
+/// shares is still copied by `storage_mut` when written (copy on write).
+pub fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+    let whole = t.layout().num_elements() * t.dtype().size() == t.bytes().len();
+    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { t.to_contiguous() }
+}
+
+/// A contiguous f32 tensor of `shape` holding `values`.
+pub fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(Shape::from(shape)), DType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn casts_only_to_the_same_type() {
+        assert_eq!(cast::<u32, u32>(7), Ok(7));
+        assert_eq!(cast::<u32, i32>(7), Err(7));
+        assert!(is::<Flex, Flex>());
+        assert!(!is::<Flex, HostTrain>());
+    }
+
+    #[test]
+    fn recognises_the_cpu_backends_and_f32() {
+        assert_eq!(Host::of::<Flex>(), Some(Host::Infer));
+        assert_eq!(Host::of::<HostTrain>(), Some(Host::Train));
+        assert_eq!(Host::of_f32::<Flex>(&[DType::F32, DType::F32]), Some(Host::Infer));
+        assert_eq!(Host::of_f32::<HostTrain>(&[DType::F32, DType::F16]), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! The workspace's layers and fused ops for Burn, at the bottom of the crate graph: they know
+//! nothing of BERT or PEFT.
+//!
+//! Each op is generic over `Backend` and does Burn's work itself on the CPU backend (`Flex`, and
+//! `Autodiff<Flex>` for training), where Burn's own op was among a training step's largest costs
+//! (`docs/benchmarks.md` has the figures); on every other backend and dtype it is Burn's op. On
+//! the CPU each is exact to Burn's within float rounding, which its tests check (values and
+//! gradients). [`host`] holds what they share: recognising the CPU backend, dispatching to the
+//! kernel and recording it as one autodiff op.
+
+pub mod dropout;
+pub mod gelu;
+pub mod host;
+pub mod layer_norm;
+mod math;
+pub mod matmul;
+pub mod read;
+pub mod softmax;
+#[cfg(test)]
+mod testing;
+
+pub use dropout::Dropout;
+pub use gelu::gelu;
+pub use layer_norm::LayerNorm;
+pub use matmul::{dropout_matmul_into_heads, linear, matmul, matmul_into_heads};
+pub use read::ReadError;
+pub use softmax::masked_softmax;

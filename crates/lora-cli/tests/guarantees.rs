@@ -1,0 +1,512 @@
+//! What `lora` promises when a user or the machine does something unexpected (docs/guarantees.md):
+//! a run owns its directory and never destroys it by mistake, a resumed run's record is the
+//! uninterrupted one's, a broken result is never reported as a success, and nothing waits
+//! forever. Each test reproduces a case that once went wrong.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+/// A tiny model, tiny data and a finished run in `tmp`: (model, data, run directory).
+fn finished_run(tmp: &Path, extra: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let (model, data) = (tiny_model(tmp), tiny_data(tmp));
+    let run = tmp.join("run");
+    ok(lora(&train_args(model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap(), extra)));
+    (model, data, run)
+}
+
+/// The tiny model without its classifier, as a base checkpoint (all-MiniLM-L6-v2) comes: the
+/// run initialises one with `model.num_labels` rows.
+fn headless_model(tmp: &Path) -> PathBuf {
+    let model = tiny_model(tmp);
+    let path = model.join("model.safetensors");
+    let bytes = read(&path);
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        file.tensors().into_iter().filter(|(k, _)| !k.starts_with("classifier")).collect();
+    let written = safetensors::serialize(kept, None).unwrap();
+    std::fs::write(&path, written).unwrap();
+    model
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lora")).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn signal(child: &Child, name: &str) {
+    assert!(Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap().success());
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}: {} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A JSON value with its timings (seconds, throughputs, memory) taken out.
+fn untimed(mut value: serde_json::Value) -> serde_json::Value {
+    match &mut value {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| !(k.contains("seconds") || k.contains("per_second") || k.contains("peak_rss")));
+            for v in map.values_mut() {
+                *v = untimed(v.take());
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                *v = untimed(v.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    String::from_utf8(read(path)).unwrap().lines().map(|l| untimed(serde_json::from_str(l).unwrap())).collect()
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    untimed(serde_json::from_slice(&read(&dir.join("summary.json"))).unwrap())
+}
+
+#[test]
+fn overwrite_with_a_bad_input_leaves_the_earlier_run_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data, run) = finished_run(tmp.path(), &[]);
+    let (m, d, r) = (model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap());
+    let before = snapshot(&run);
+    let missing = tmp.path().join("no-such-data");
+    let err = failure(lora(&train_args(m, missing.to_str().unwrap(), r, &["--overwrite"])));
+    assert!(err.contains("no-such-data"), "{err}");
+    let err = failure(lora(&train_args("no/such/model", d, r, &["--overwrite"])));
+    assert!(err.contains("no/such/model"), "{err}");
+    let headless = headless_model(&tmp.path().join("headless"));
+    let args = ["--overwrite", "--set", "model.num_labels=3"];
+    let err = failure(lora(&train_args(headless.to_str().unwrap(), d, r, &args)));
+    assert!(err.contains("num_labels"), "{err}");
+    assert_eq!(snapshot(&run), before, "the earlier run's files are untouched");
+    // With good inputs, --overwrite replaces the run.
+    ok(lora(&train_args(m, d, r, &["--overwrite", "--set", "training.num_train_epochs=1"])));
+    assert_eq!(summary(&run)["epochs"].as_array().unwrap().len(), 1);
+    assert!(!run.join("checkpoints/epoch-2").exists(), "the replaced run's checkpoints are gone");
+}
+
+#[test]
+fn a_second_run_into_the_same_directory_is_refused_with_the_holders_pid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    let long = ["--set", "training.num_train_epochs=200"];
+    let first = spawn(&train_args(m, d, r, &long));
+    wait_for(&run.join("checkpoints/epoch-1"), "the first run's checkpoint");
+    let err = failure(lora(&train_args(m, d, r, &["--overwrite"])));
+    assert!(err.contains("in use") && err.contains(&first.id().to_string()), "{err}");
+    let err = failure(lora(&train_args(m, d, r, &["--resume"])));
+    assert!(err.contains("in use"), "{err}");
+    signal(&first, "INT");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    // One run's record: steps strictly increasing, nothing interleaved.
+    let steps: Vec<u64> = json_lines(&run.join("metrics.jsonl"))
+        .iter()
+        .filter(|l| l.get("loss").is_some())
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    // The lock went with its holder: the run can be resumed.
+    assert!(!run.join(".lora.lock").exists());
+}
+
+#[test]
+fn a_lock_left_by_a_killed_run_is_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    let mut first = spawn(&train_args(m, d, r, &["--set", "training.num_train_epochs=200"]));
+    wait_for(&run.join("checkpoints/epoch-1"), "the first run's checkpoint");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(run.join(".lora.lock").exists(), "kill -9 leaves the lock file");
+    ok(lora(&train_args(m, d, r, &["--resume"])));
+    assert!(run.join("adapter/adapter_model.safetensors").is_file());
+}
+
+#[test]
+fn merge_never_writes_over_its_inputs_or_an_existing_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _, run) = finished_run(tmp.path(), &[]);
+    let adapter = run.join("adapter");
+    let (m, a) = (model.to_str().unwrap(), adapter.to_str().unwrap());
+    let model_files = snapshot(&model);
+    let adapter_files = snapshot(&adapter);
+    for output in [model.clone(), adapter.clone(), tmp.path().to_path_buf(), run.clone()] {
+        let err = failure(lora(&["merge", "--model", m, "--adapter", a, "--output", output.to_str().unwrap()]));
+        assert!(err.contains("is or holds an input"), "{err}");
+        let err = failure(lora(&[
+            "merge",
+            "--model",
+            m,
+            "--adapter",
+            a,
+            "--output",
+            output.to_str().unwrap(),
+            "--overwrite",
+        ]));
+        assert!(err.contains("is or holds an input"), "{err}");
+    }
+    assert_eq!(snapshot(&model), model_files);
+    assert_eq!(snapshot(&adapter), adapter_files);
+
+    let out = tmp.path().join("merged");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "mine").unwrap();
+    let o = out.to_str().unwrap();
+    let err = failure(lora(&["merge", "--model", m, "--adapter", a, "--output", o]));
+    assert!(err.contains("not empty") && err.contains("--overwrite"), "{err}");
+    assert!(out.join("keep.txt").exists());
+    let done = lora(&["merge", "--model", m, "--adapter", a, "--output", o, "--overwrite"]);
+    let said = String::from_utf8_lossy(&done.stderr).to_string();
+    ok(done);
+    assert!(said.contains("target modules: query, value") && !said.contains("Names("), "{said}");
+    assert!(out.join("model.safetensors").is_file() && !out.join("keep.txt").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary directory left: {leftovers:?}");
+    // An empty directory is fine without --overwrite.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    ok(lora(&["merge", "--model", m, "--adapter", a, "--output", empty.to_str().unwrap()]));
+}
+
+#[test]
+fn a_resumed_run_records_what_the_uninterrupted_run_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    // Log windows of 3 steps across epochs of 4: an interruption lands inside a window.
+    let args = ["--set", "training.num_train_epochs=60", "--set", "training.logging_steps=3"];
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(lora(&train_args(m, d, a.to_str().unwrap(), &args)));
+    let child = spawn(&train_args(m, d, b.to_str().unwrap(), &args));
+    wait_for(&b.join("checkpoints/epoch-3"), "an epoch checkpoint");
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "the run ended before Ctrl-C arrived: {stderr}");
+    let suggested = format!("lora train --resume --output-dir {}", b.display());
+    assert!(stderr.contains(&suggested), "{stderr}");
+    ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
+    assert_eq!(json_lines(&b.join("metrics.jsonl")), json_lines(&a.join("metrics.jsonl")));
+    // The same summary but for where each run lives.
+    let (mut sa, mut sb) = (summary(&a), summary(&b));
+    for s in [&mut sa, &mut sb] {
+        s["config"]["training"]["output_dir"] = serde_json::Value::Null;
+    }
+    assert_eq!(sb, sa);
+    assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&b.join("adapter/adapter_model.safetensors")));
+}
+
+#[test]
+fn resume_continues_the_directory_the_command_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, run) = finished_run(tmp.path(), &[]);
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(copy.join("checkpoints")).unwrap();
+    for f in ["config.toml", "metrics.jsonl"] {
+        std::fs::copy(run.join(f), copy.join(f)).unwrap();
+    }
+    let epoch1 = snapshot(&run.join("checkpoints/epoch-1"));
+    std::fs::create_dir_all(copy.join("checkpoints/epoch-1")).unwrap();
+    for (name, bytes) in &epoch1 {
+        std::fs::write(copy.join("checkpoints/epoch-1").join(name), bytes).unwrap();
+    }
+    let original = snapshot(&run);
+    // The copy's config.toml still names the original directory.
+    let config = copy.join("config.toml");
+    ok(lora(&["train", "--resume", "--config", config.to_str().unwrap(), "--quiet"]));
+    assert_eq!(snapshot(&run), original, "the original run is untouched");
+    assert_eq!(
+        read(&copy.join("adapter/adapter_model.safetensors")),
+        read(&run.join("adapter/adapter_model.safetensors"))
+    );
+}
+
+#[test]
+fn resume_refuses_a_changed_config_but_takes_more_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data, run) = finished_run(tmp.path(), &[]);
+    let (m, d, r) = (model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap());
+    let err = failure(lora(&["train", "--resume", "--output-dir", r, "--set", "training.learning_rate=1"]));
+    assert!(err.contains("training.learning_rate") && err.contains("num_train_epochs"), "{err}");
+    let err = failure(lora(&["train", "--resume", "--overwrite", "--output-dir", r]));
+    assert!(err.contains("--overwrite") && err.contains("--resume"), "{err}");
+    let err = failure(lora(&train_args(m, d, r, &[])));
+    assert!(err.contains("finished run") && err.contains("--overwrite"), "{err}");
+    ok(lora(&["train", "--resume", "--output-dir", r, "--set", "training.num_train_epochs=3", "--quiet"]));
+    assert_eq!(summary(&run)["epochs"].as_array().unwrap().len(), 3);
+    assert!(String::from_utf8(read(&run.join("config.toml"))).unwrap().contains("num_train_epochs = 3"));
+}
+
+#[test]
+fn a_run_killed_before_its_first_checkpoint_simply_starts_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    for resume in [false, true] {
+        let run = tmp.path().join(format!("run-{resume}"));
+        std::fs::create_dir_all(&run).unwrap();
+        // What a run killed in its first epoch leaves.
+        std::fs::write(run.join("config.toml"), "[training]\nnum_train_epochs = 2\n").unwrap();
+        std::fs::write(run.join("metrics.jsonl"), "{\"step\": 2, \"loss\": 0.7}\n").unwrap();
+        std::fs::write(run.join(".summary.json.tmp-99999"), "half").unwrap();
+        std::fs::create_dir_all(run.join("checkpoints/.tmp-epoch-1")).unwrap();
+        let r = run.to_str().unwrap();
+        ok(lora(&train_args(m, d, r, if resume { &["--resume"] } else { &[] })));
+        assert_eq!(summary(&run)["epochs"].as_array().unwrap().len(), 2);
+        assert!(!run.join(".summary.json.tmp-99999").exists() && !run.join("checkpoints/.tmp-epoch-1").exists());
+        let first = &json_lines(&run.join("metrics.jsonl"))[0];
+        assert_ne!(first["loss"], 0.7, "the dead run's log is not kept");
+    }
+}
+
+#[test]
+fn sigterm_writes_a_checkpoint_as_ctrl_c_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = tmp.path().join("run");
+    let child = spawn(&train_args(m, d, run.to_str().unwrap(), &["--set", "training.num_train_epochs=200"]));
+    wait_for(&run.join("checkpoints/epoch-2"), "an epoch checkpoint");
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: wrote"), "{stderr}");
+    assert!(!run.join("adapter").exists());
+}
+
+/// An address that accepts connections and never answers (the kernel completes the handshake
+/// for a listener that never calls accept).
+fn silent_endpoint() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    (listener, endpoint)
+}
+
+#[test]
+fn a_hub_that_never_answers_is_an_error_naming_the_endpoint_and_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_listener, endpoint) = silent_endpoint();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lora"))
+        .args(["merge", "--model", "some-org/some-model", "--adapter", "x", "--output", "y"])
+        .env("HF_ENDPOINT", &endpoint)
+        .env("HF_HOME", tmp.path())
+        .env("HF_HUB_DOWNLOAD_TIMEOUT", "0.5")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let err = failure(out);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(err.contains(&endpoint) && err.contains("config.json") && err.contains("HF_HUB_DOWNLOAD_TIMEOUT"), "{err}");
+    assert!(err.contains("3 attempts"), "{err}");
+}
+
+#[test]
+fn ctrl_c_stops_commands_other_than_train_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_listener, endpoint) = silent_endpoint();
+    let child = Command::new(env!("CARGO_BIN_EXE_lora"))
+        .args(["merge", "--model", "some-org/some-model", "--adapter", "x", "--output", "y"])
+        .env("HF_ENDPOINT", &endpoint)
+        .env("HF_HOME", tmp.path())
+        .env("HF_HUB_DOWNLOAD_TIMEOUT", "60")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("checkpoint"), "{stderr}");
+}
+
+#[test]
+fn divergence_on_the_last_step_fails_and_writes_no_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let run = tmp.path().join("run");
+    // One step, whose update blows the weights up: the training loss was finite, the model is not.
+    let args = [
+        "--set",
+        "training.num_train_epochs=1",
+        "--set",
+        "data.train_size=4",
+        "--set",
+        "training.learning_rate=1e30",
+        "--set",
+        "training.max_grad_norm=0",
+    ];
+    let err = failure(lora(&train_args(model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap(), &args)));
+    assert!(err.contains("evaluation loss after epoch 1") && err.contains("diverged"), "{err}");
+    assert!(!run.join("adapter").exists() && !run.join("checkpoints/epoch-1").exists());
+}
+
+/// Overwrites every element of one adapter tensor with `value`.
+fn poison(adapter: &Path, value: f32) {
+    let path = adapter.join("adapter_model.safetensors");
+    let bytes = read(&path);
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
+        file.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec(), v.data().to_vec())).collect();
+    tensors.sort();
+    let (_, _, data) = tensors.iter_mut().find(|(k, _, _)| k.contains("lora_B")).unwrap();
+    for chunk in data.chunks_exact_mut(4) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(k, s, d)| {
+            (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn eval_predict_and_merge_refuse_a_broken_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data, run) = finished_run(tmp.path(), &[]);
+    let adapter = run.join("adapter");
+    poison(&adapter, f32::NAN);
+    let (m, a, d) = (model.to_str().unwrap(), adapter.to_str().unwrap(), data.to_str().unwrap());
+    let merged = tmp.path().join("merged");
+    for args in [
+        vec!["eval", "--model", m, "--adapter", a, "--data", d, "--eval-size", "8"],
+        vec!["predict", "--model", m, "--adapter", a, "--text", "a good film"],
+        vec!["merge", "--model", m, "--adapter", a, "--output", merged.to_str().unwrap()],
+    ] {
+        let err = failure(lora(&args));
+        assert!(err.contains("lora_B") && err.contains("NaN or infinite"), "{}: {err}", args[0]);
+    }
+    assert!(!merged.exists() && !run.join("eval_results.json").exists());
+
+    // Finite but overflowing: logits that are not numbers are not a prediction either.
+    poison(&adapter, 3e38);
+    let err = failure(lora(&["predict", "--model", m, "--adapter", a, "--text", "a good film"]));
+    assert!(err.contains("non-finite logits") && err.contains("--text:1"), "{err}");
+    let err = failure(lora(&["eval", "--model", m, "--adapter", a, "--data", d, "--eval-size", "8"]));
+    assert!(err.contains("non-finite loss"), "{err}");
+}
+
+#[test]
+fn num_labels_must_fit_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (headless_model(tmp.path()), tiny_data(tmp.path()));
+    let run = tmp.path().join("run");
+    let args = train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+        &["--set", "model.num_labels=3"],
+    );
+    let err = failure(lora(&args));
+    assert!(err.contains("model.num_labels = 3") && err.contains("2 classes (0, 1)"), "{err}");
+    assert!(!run.exists(), "a run that failed before its first write leaves nothing");
+}
+
+#[test]
+fn predict_answers_every_input_line_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _, run) = finished_run(tmp.path(), &[]);
+    let (m, a) = (model.to_str().unwrap(), run.join("adapter"));
+    let a = a.to_str().unwrap();
+    let texts = tmp.path().join("texts.txt");
+    std::fs::write(&texts, "the film was good\n\n{ not json, just braces\na dull plot\n").unwrap();
+    let lines = ok(lora(&["predict", "--model", m, "--adapter", a, "--input", texts.to_str().unwrap()]));
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+
+    let jsonl = tmp.path().join("texts.jsonl");
+    std::fs::write(&jsonl, "{\"id\": \"a7\", \"text\": \"the film was good\"}\n{\"text\": \"a dull plot\"}\n").unwrap();
+    let lines = ok(lora(&["predict", "--model", m, "--adapter", a, "--input", jsonl.to_str().unwrap()]));
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows[0]["id"], "a7");
+    assert_eq!((rows[1]["line"].as_u64(), rows[1].get("id")), (Some(2), None));
+    // The same file read as plain text: two texts that happen to look like JSON.
+    let plain = ok(lora(&[
+        "predict",
+        "--model",
+        m,
+        "--adapter",
+        a,
+        "--input",
+        jsonl.to_str().unwrap(),
+        "--input-format",
+        "text",
+    ]));
+    assert_eq!(plain.lines().count(), 2);
+    std::fs::write(&jsonl, "{\"text\": \"good\"}\n\n{\"text\": \"bad\"}\n").unwrap();
+    let err = failure(lora(&["predict", "--model", m, "--adapter", a, "--input", jsonl.to_str().unwrap()]));
+    assert!(err.contains("texts.jsonl:2") && err.contains("blank"), "{err}");
+
+    let err = failure(lora(&["predict", "--model", m, "--adapter", a, "--text", "x", "--batch-size", "0"]));
+    assert!(err.contains("--batch-size") && err.contains("at least 1"), "{err}");
+    let err = failure(lora(&["predict", "--model", m, "--adapter", a, "--text", "x", "--max-length", "100000"]));
+    assert!(err.contains("--max-length 100000") && err.contains("64 positions"), "{err}");
+}
+
+#[test]
+fn errors_say_each_cause_once_and_name_what_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _, run) = finished_run(tmp.path(), &[]);
+    let (m, a) = (model.to_str().unwrap(), run.join("adapter"));
+    let a = a.to_str().unwrap();
+    let err = failure(lora(&["predict", "--model", m, "--adapter", "no/such/adapter", "--text", "x"]));
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("no/such/adapter/adapter_config.json"), "{err}");
+    // A merge that cannot write says so.
+    let blocker = tmp.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let out = blocker.join("merged");
+    let err = failure(lora(&["merge", "--model", m, "--adapter", a, "--output", out.to_str().unwrap()]));
+    assert!(err.contains("cannot create") && !err.contains("cannot read"), "{err}");
+}
