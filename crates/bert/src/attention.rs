@@ -38,25 +38,43 @@ impl<B: Backend> BertSelfAttention<B> {
     /// - mask_bias: `[batch, 1, 1, seq]`, 0 where attended and `f32::MIN` at padded keys
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [batch, seq, width] = hidden.dims();
         let heads = self.num_attention_heads;
-        let head_dim = width / heads;
-        let split = |x: Tensor<B, 3>| x.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2); // (B, nh, T, hs)
-
         // The 1/sqrt(hs) scale goes on q rather than on the scores (B, nh, T, T): the same
         // product, a T/hs times smaller tensor to scale forward and backward; and on q before
         // the head split, while it is contiguous (a strided view is scaled element by element).
-        let q = split(self.query.forward(hidden.clone()) / (head_dim as f64).sqrt());
-        let k = split(self.key.forward(hidden.clone()));
-        let v = split(self.value.forward(hidden));
-
-        let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
-        // Dropout on the probabilities, then @ v, as one op that does not keep the dropped copy:
-        // (B, nh, T, hs), laid out as (B, T, nh, hs).
-        dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, &self.dropout)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, width])
+        let [_, _, width] = hidden.dims();
+        let q = self.query.forward(hidden.clone()) / ((width / heads) as f64).sqrt();
+        let k = self.key.forward(hidden.clone());
+        let v = self.value.forward(hidden);
+        attend(q, k, v, mask_bias, heads, &self.dropout)
     }
+}
+
+/// Scaled dot-product attention over `heads` heads, with `q` already scaled by `1/sqrt(hs)`:
+/// `softmax(q kᵀ + mask_bias)`, dropout on the probabilities, `@ v`, heads merged. Shared by
+/// BERT's `BertSelfAttention` and DistilBERT's `MultiHeadSelfAttention` (whose `masked_fill`
+/// with the float minimum gives the same probabilities as adding it).
+///
+/// # Shapes
+/// - q, k, v: `[batch, seq, hidden]`; mask_bias: `[batch, 1, 1, seq]`; output: `[batch, seq, hidden]`
+pub fn attend<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask_bias: Tensor<B, 4>,
+    heads: usize,
+    dropout: &Dropout,
+) -> Tensor<B, 3> {
+    let [batch, seq, width] = q.dims();
+    let head_dim = width / heads;
+    let split = |x: Tensor<B, 3>| x.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2); // (B, nh, T, hs)
+    let (q, k, v) = (split(q), split(k), split(v));
+    let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
+    // Dropout on the probabilities, then @ v, as one op that does not keep the dropped copy:
+    // (B, nh, T, hs), laid out as (B, T, nh, hs).
+    dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, dropout)
+        .swap_dims(1, 2)
+        .reshape([batch, seq, width])
 }
 
 /// `BertSelfOutput`: dense, dropout, residual, LayerNorm.

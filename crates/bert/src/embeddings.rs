@@ -1,4 +1,6 @@
-//! `BertEmbeddings`: word + token type + position embeddings, LayerNorm, dropout.
+//! `BertEmbeddings`: word + token type + position embeddings, LayerNorm, dropout. Also the
+//! embeddings of RoBERTa/XLM-R (positions counted after the padding index), ELECTRA (of
+//! `embedding_size`) and DistilBERT (no token types): the same keys, one module.
 
 use burn::module::Module;
 use burn::nn::Embedding;
@@ -8,39 +10,87 @@ use kernels::{Dropout, LayerNorm};
 
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::family::Family;
 use crate::weights::{Key, Weights};
+
+/// How position ids are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// `0, 1, 2, ...` for every sequence (BERT, DistilBERT, ELECTRA).
+    FromZero,
+    /// RoBERTa's `create_position_ids_from_input_ids`: real tokens count up from
+    /// `padding_idx + 1`, padding tokens keep `padding_idx`.
+    AfterPadding { padding_idx: usize },
+}
 
 #[derive(Module, Debug)]
 pub struct BertEmbeddings<B: Backend> {
     pub word_embeddings: Embedding<B>,
     pub position_embeddings: Embedding<B>,
-    pub token_type_embeddings: Embedding<B>,
+    /// DistilBERT has none.
+    pub token_type_embeddings: Option<Embedding<B>>,
     /// Checkpoint key `LayerNorm`.
     pub layer_norm: LayerNorm<B>,
     pub dropout: Dropout,
+    pub positions: Positions,
 }
 
 impl<B: Backend> BertEmbeddings<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+        let width = config.embedding_width();
+        let positions = match config.family {
+            Family::Roberta | Family::XlmRoberta => Positions::AfterPadding { padding_idx: config.pad_token_id },
+            _ => Positions::FromZero,
+        };
+        // Fresh weights are drawn from the seeded generator in this order (words, positions,
+        // types, LayerNorm): keep it, or a seed gives another model.
+        let word_embeddings =
+            w.embedding(&at.pp("word_embeddings"), config.vocab_size, width, Some(config.pad_token_id))?;
+        let position_embeddings = if config.family == Family::DistilBert && config.sinusoidal_pos_embds {
+            w.sinusoidal_embedding(&at.pp("position_embeddings"), config.max_position_embeddings, width)?
+        } else {
+            // RoBERTa's position table has a padding row, zeroed when fresh as torch does.
+            let padding = match positions {
+                Positions::AfterPadding { padding_idx } => Some(padding_idx),
+                Positions::FromZero => None,
+            };
+            w.embedding(&at.pp("position_embeddings"), config.max_position_embeddings, width, padding)?
+        };
+        let token_type_embeddings = match config.type_vocab_size {
+            0 => None,
+            n => Some(w.embedding(&at.pp("token_type_embeddings"), n, width, None)?),
+        };
         Ok(Self {
-            word_embeddings: w.embedding(&at.pp("word_embeddings"), config.vocab_size, h, Some(config.pad_token_id))?,
-            position_embeddings: w.embedding(&at.pp("position_embeddings"), config.max_position_embeddings, h, None)?,
-            token_type_embeddings: w.embedding(&at.pp("token_type_embeddings"), config.type_vocab_size, h, None)?,
-            layer_norm: w.layer_norm(&at.pp("LayerNorm"), h, config.layer_norm_eps)?,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), width, config.layer_norm_eps)?,
             dropout: Dropout::new(config.hidden_dropout_prob),
+            positions,
         })
     }
 
     /// # Shapes
     /// - input_ids, token_type_ids: `[batch, seq]`
-    /// - output: `[batch, seq, hidden]`
+    /// - output: `[batch, seq, embedding width]`
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let position_ids = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]).expand([batch, seq]);
+        let position_ids = match self.positions {
+            Positions::FromZero => {
+                Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]).expand([batch, seq])
+            }
+            Positions::AfterPadding { padding_idx } => {
+                let real = input_ids.clone().not_equal_elem(padding_idx as i64).int(); // (B, T)
+                real.clone().cumsum(1) * real + padding_idx as i64
+            }
+        };
+        let words = self.word_embeddings.forward(input_ids);
         // The order of the sums is transformers' (words + types, then positions).
-        let embeddings = self.word_embeddings.forward(input_ids) + self.token_type_embeddings.forward(token_type_ids);
+        let embeddings = match &self.token_type_embeddings {
+            Some(types) => words + types.forward(token_type_ids),
+            None => words,
+        };
         let embeddings = embeddings + self.position_embeddings.forward(position_ids);
         self.dropout.forward(self.layer_norm.forward(embeddings))
     }

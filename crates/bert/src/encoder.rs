@@ -25,13 +25,17 @@ impl<B: Backend> BertIntermediate<B> {
     }
 
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.dense.forward(hidden);
-        match self.activation {
-            Activation::Gelu => gelu(x),
-            Activation::GeluTanh => burn::tensor::activation::gelu_approximate(x),
-            Activation::Relu => relu(x),
-            Activation::Silu => silu(x),
-        }
+        activate(self.activation, self.dense.forward(hidden))
+    }
+}
+
+/// `ACT2FN[hidden_act](x)`.
+pub fn activate<B: Backend, const D: usize>(activation: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
+    match activation {
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => burn::tensor::activation::gelu_approximate(x),
+        Activation::Relu => relu(x),
+        Activation::Silu => silu(x),
     }
 }
 
@@ -103,5 +107,19 @@ impl<B: Backend> BertEncoder<B> {
 
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         self.layer.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()))
+    }
+
+    /// Every linear of every layer, named under `at` (`bert.encoder`, `roberta.encoder`, ...).
+    pub fn visit_linears(&mut self, at: &Key, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
+        for (i, layer) in self.layer.iter_mut().enumerate() {
+            let at = at.pp("layer").pp(i);
+            let (attention, own) = (at.pp("attention"), &mut layer.attention);
+            f(attention.pp("self").pp("query").as_str(), &mut own.self_attention.query);
+            f(attention.pp("self").pp("key").as_str(), &mut own.self_attention.key);
+            f(attention.pp("self").pp("value").as_str(), &mut own.self_attention.value);
+            f(attention.pp("output").pp("dense").as_str(), &mut own.output.dense);
+            f(at.pp("intermediate").pp("dense").as_str(), &mut layer.intermediate.dense);
+            f(at.pp("output").pp("dense").as_str(), &mut layer.output.dense);
+        }
     }
 }

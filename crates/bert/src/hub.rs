@@ -20,16 +20,26 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::checkpoint::Checkpoint;
+use crate::classifier::SequenceClassifier;
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
-use crate::model::BertForSequenceClassification;
 use crate::tokenizer::BertTokenizer;
 use crate::weights::LoadReport;
 
 /// Weight files in the order transformers prefers them.
 const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
-/// Tokenizer files a model directory may carry; the first two are alternatives.
-const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+/// Tokenizer files a model directory may carry (the first two are what this crate reads; the
+/// rest travel with a merged model so that transformers' slow tokenizers find theirs too).
+const TOKENIZER_FILES: [&str; 8] = [
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+];
 
 /// The files of one model, wherever they came from.
 #[derive(Debug, Clone)]
@@ -272,13 +282,13 @@ impl ModelFiles {
 
 /// A loaded classification model with everything that came with it.
 pub struct Pretrained<B: Backend> {
-    pub model: BertForSequenceClassification<B>,
+    pub model: SequenceClassifier<B>,
     pub config: BertConfig,
     pub files: ModelFiles,
     pub report: LoadReport,
 }
 
-/// Loads a model directory or Hub id as `BertForSequenceClassification`.
+/// Loads a model directory or Hub id as its family's `...ForSequenceClassification`.
 pub fn load_pretrained<B: Backend>(name: &str, num_labels: Option<usize>, device: &B::Device) -> Result<Pretrained<B>> {
     load_pretrained_with(name, num_labels, &HubOptions::from_env(), device)
 }
@@ -308,16 +318,17 @@ pub fn load_pretrained_configured<B: Backend>(
     let mut config = BertConfig::from_file(&files.config)?;
     configure(&mut config);
     config.validate().map_err(|message| BertError::Config { path: files.config.clone(), message })?;
-    let checkpoint = Checkpoint::read(&files.weights)?;
-    let (model, report) = BertForSequenceClassification::from_checkpoint(&config, checkpoint, device)?;
+    let checkpoint = Checkpoint::read_family(&files.weights, config.family)?;
+    let (model, report) = SequenceClassifier::from_checkpoint(&config, checkpoint, device)?;
     Ok(Pretrained { model, config, files, report })
 }
 
 impl<B: Backend> Pretrained<B> {
-    /// The tokenizer shipped with the model, truncating at `max_length`, capped at the model's
-    /// `max_position_embeddings` (a longer sequence has no position embedding).
+    /// The tokenizer shipped with the model, truncating at `max_length`, capped at the positions
+    /// a text may fill (`max_position_embeddings`, less RoBERTa's padding offset): a longer
+    /// sequence has no position embedding.
     pub fn tokenizer(&self, max_length: usize) -> Result<BertTokenizer> {
-        let max_length = max_length.min(self.config.max_position_embeddings);
+        let max_length = max_length.min(self.config.max_text_positions());
         let path = self.files.tokenizer().ok_or_else(|| BertError::NotFound {
             path: self.files.config.with_file_name("tokenizer.json"),
             what: "a tokenizer (tokenizer.json or vocab.txt)".into(),

@@ -45,10 +45,17 @@ impl<B: Backend> BertPooler<B> {
     /// # Shapes
     /// - hidden: `[batch, seq, hidden]`, output: `[batch, hidden]`
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-        let [batch, _, width] = hidden.dims();
-        let first = hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-        self.dense.forward(first).tanh()
+        self.dense.forward(first_token(hidden)).tanh()
     }
+}
+
+/// The first token's hidden state (`[CLS]`, `<s>`), as the heads read it: `hidden[:, 0]`.
+///
+/// # Shapes
+/// - hidden: `[batch, seq, hidden]`, output: `[batch, hidden]`
+pub fn first_token<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+    let [batch, _, width] = hidden.dims();
+    hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width])
 }
 
 /// `BertModel`.
@@ -149,16 +156,7 @@ impl<B: Backend> AdaptableModel<B> for BertForSequenceClassification<B> {
     /// Names as in PEFT's view of transformers' `BertForSequenceClassification`.
     fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
         let bert = Key::root().pp("bert");
-        for (i, layer) in self.bert.encoder.layer.iter_mut().enumerate() {
-            let at = bert.pp("encoder").pp("layer").pp(i);
-            let (attention, own) = (at.pp("attention"), &mut layer.attention);
-            f(attention.pp("self").pp("query").as_str(), &mut own.self_attention.query);
-            f(attention.pp("self").pp("key").as_str(), &mut own.self_attention.key);
-            f(attention.pp("self").pp("value").as_str(), &mut own.self_attention.value);
-            f(attention.pp("output").pp("dense").as_str(), &mut own.output.dense);
-            f(at.pp("intermediate").pp("dense").as_str(), &mut layer.intermediate.dense);
-            f(at.pp("output").pp("dense").as_str(), &mut layer.output.dense);
-        }
+        self.bert.encoder.visit_linears(&bert.pp("encoder"), f);
         f(bert.pp("pooler").pp("dense").as_str(), &mut self.bert.pooler.dense);
         f(Key::root().pp("classifier").as_str(), &mut self.classifier);
     }

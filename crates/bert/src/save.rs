@@ -14,9 +14,9 @@ use burn::tensor::backend::Backend;
 use tensor_file::{write_atomic, write_safetensors};
 
 use crate::checkpoint::RawTensor;
+use crate::classifier::SequenceClassifier;
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
-use crate::model::BertForSequenceClassification;
 
 struct Collector {
     path: Vec<(String, String)>,
@@ -41,6 +41,8 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
         let key: Vec<String> = self
             .path
             .iter()
+            // An enum's variant (`SequenceClassifier::Bert`) is not part of the name.
+            .filter(|(_, container)| !container.starts_with("Enum:"))
             .map(|(name, _)| match name.as_str() {
                 "self_attention" => "self".to_string(),
                 "layer_norm" => "LayerNorm".to_string(),
@@ -68,9 +70,9 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
     }
 }
 
-/// The model's tensors under transformers' `BertForSequenceClassification` names.
+/// The model's tensors under transformers' names for it (`bert.encoder...`, `classifier.out_proj...`).
 /// Linears must be plain (no adapter): merge first.
-pub fn state_dict<B: Backend>(model: &BertForSequenceClassification<B>) -> Result<BTreeMap<String, RawTensor>> {
+pub fn state_dict<B: Backend, M: Module<B>>(model: &M) -> Result<BTreeMap<String, RawTensor>> {
     let mut collector = Collector { path: Vec::new(), tensors: BTreeMap::new(), failure: None };
     model.visit(&mut collector);
     match collector.failure {
@@ -80,11 +82,7 @@ pub fn state_dict<B: Backend>(model: &BertForSequenceClassification<B>) -> Resul
 }
 
 /// Writes `config.json` and `model.safetensors` into `dir`.
-pub fn save_pretrained<B: Backend>(
-    model: &BertForSequenceClassification<B>,
-    config: &BertConfig,
-    dir: &Path,
-) -> Result<()> {
+pub fn save_pretrained<B: Backend>(model: &SequenceClassifier<B>, config: &BertConfig, dir: &Path) -> Result<()> {
     let fail = |path: &Path, e: String| BertError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
     let tensors = state_dict(model)?;
     if let Some(key) = tensors.keys().find(|k| k.contains("lora_")) {
@@ -92,9 +90,8 @@ pub fn save_pretrained<B: Backend>(
     }
     std::fs::create_dir_all(dir).map_err(|source| BertError::Write { path: dir.to_path_buf(), source })?;
     let mut config = config.clone();
-    config.architectures = Some(vec!["BertForSequenceClassification".into()]);
-    config.model_type = Some("bert".into());
-    let json = serde_json::to_string_pretty(&config).map_err(|e| fail(dir, e.to_string()))?;
+    config.num_labels = Some(model.num_labels());
+    let json = serde_json::to_string_pretty(&config.to_json()).map_err(|e| fail(dir, e.to_string()))?;
     write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")])?;
     Ok(write_atomic(&dir.join("config.json"), json.as_bytes())?)
 }

@@ -1,5 +1,7 @@
-//! The BERT tokenizer (`tokenizers`, from `tokenizer.json` or a bare `vocab.txt`), truncation
-//! to `max_length` and padding of a batch to its own longest sequence.
+//! A BERT-family tokenizer (`tokenizers`, from `tokenizer.json`: WordPiece for BERT, DistilBERT
+//! and ELECTRA, byte-level BPE for RoBERTa, Unigram for XLM-R; or a bare `vocab.txt`),
+//! truncation to `max_length` (`longest_first` for pairs, as transformers) and padding of a
+//! batch to its own longest sequence.
 
 use std::path::Path;
 
@@ -31,7 +33,7 @@ impl Encoded {
     }
 }
 
-/// A BERT WordPiece tokenizer.
+/// The tokenizer of a BERT-family model: its special tokens and pair template are the file's.
 #[derive(Clone)]
 pub struct BertTokenizer {
     inner: Tokenizer,
@@ -75,7 +77,8 @@ impl BertTokenizer {
             }))
             .map_err(|e| fail(e.to_string()))?;
         inner.with_padding(None);
-        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        // BERT's `[PAD]`, RoBERTa's and XLM-R's `<pad>`.
+        let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
         Ok(Self { inner, pad_id, max_length })
     }
 
@@ -93,6 +96,13 @@ impl BertTokenizer {
 
     pub fn encode(&self, text: &str) -> Result<Encoded> {
         let encoding = self.inner.encode(text, true).map_err(|e| BertError::Encode(e.to_string()))?;
+        Ok(Encoded { input_ids: encoding.get_ids().to_vec(), token_type_ids: encoding.get_type_ids().to_vec() })
+    }
+
+    /// A pair of texts as the model's template joins them (`[CLS] a [SEP] b [SEP]`, token
+    /// types 0 then 1; RoBERTa's `<s> a </s></s> b </s>`), truncated longest first.
+    pub fn encode_pair(&self, a: &str, b: &str) -> Result<Encoded> {
+        let encoding = self.inner.encode((a, b), true).map_err(|e| BertError::Encode(e.to_string()))?;
         Ok(Encoded { input_ids: encoding.get_ids().to_vec(), token_type_ids: encoding.get_type_ids().to_vec() })
     }
 

@@ -205,6 +205,26 @@ impl<B: Backend> Weights<B> {
     }
 }
 
+impl<B: Backend> Weights<B> {
+    /// `{at}.weight` of DistilBERT's `sinusoidal_pos_embds` position table: from the checkpoint,
+    /// or when fresh, transformers' `create_sinusoidal_embeddings` (sin on even columns, cos on
+    /// odd ones, of `pos / 10000^(2 (j / 2) / dim)`).
+    pub fn sinusoidal_embedding(&mut self, at: &Key, n: usize, d_model: usize) -> Result<Embedding<B>> {
+        if self.checkpoint.is_some() {
+            return self.embedding(at, n, d_model, None);
+        }
+        let mut data = vec![0.0f32; n * d_model];
+        for pos in 0..n {
+            for j in 0..d_model {
+                let angle = pos as f64 / 10000f64.powf(2.0 * (j / 2) as f64 / d_model as f64);
+                data[pos * d_model + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32;
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(data, [n, d_model]), &self.device);
+        Ok(Embedding { weight: Param::from_tensor(weight) })
+    }
+}
+
 /// Row-major `[rows, cols]` to row-major `[cols, rows]`.
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; data.len()];

@@ -54,15 +54,16 @@ fn legacy_pytorch_bin_loads_and_gets_a_fresh_classifier() {
         attention_mask: ids.clone().ones_like(),
         token_type_ids: ids.zeros_like(),
     };
-    let a = legacy.model.bert.forward(input.clone()).last_hidden_state.into_data();
-    let b = modern.model.bert.forward(input).last_hidden_state.into_data();
+    let (legacy_bert, modern_bert) = (legacy.model.as_bert().unwrap(), modern.model.as_bert().unwrap());
+    let a = legacy_bert.bert.forward(input.clone()).last_hidden_state.into_data();
+    let b = modern_bert.bert.forward(input).last_hidden_state.into_data();
     assert_eq!(a, b);
 
     // The fresh classifier is drawn as transformers draws it: N(0, initializer_range), zero bias.
-    let weight = legacy.model.classifier.weight.val().into_data().into_vec::<f32>().unwrap();
+    let weight = legacy_bert.classifier.weight.val().into_data().into_vec::<f32>().unwrap();
     let std = (weight.iter().map(|w| w * w).sum::<f32>() / weight.len() as f32).sqrt();
     assert!(std > 0.01 && std < 0.03, "std {std}");
-    let bias = legacy.model.classifier.bias.as_ref().unwrap().val().into_data().into_vec::<f32>().unwrap();
+    let bias = legacy_bert.classifier.bias.as_ref().unwrap().val().into_data().into_vec::<f32>().unwrap();
     assert!(bias.iter().all(|&b| b == 0.0));
 }
 
@@ -199,7 +200,7 @@ fn save_pretrained_round_trips_with_transformers_names() {
 
     let out = tempfile::tempdir().unwrap();
     let config = BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap();
-    bert::save::save_pretrained(&model, &config, out.path()).unwrap();
+    bert::save::save_pretrained(&bert::SequenceClassifier::Bert(model), &config, out.path()).unwrap();
     let reread = bert::load_pretrained::<B>(out.path().to_str().unwrap(), None, &Default::default()).unwrap();
     assert!(reread.report.initialized.is_empty());
     let names = bert::checkpoint::read_safetensors(&out.path().join("model.safetensors")).unwrap();

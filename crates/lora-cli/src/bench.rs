@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use bert::{BertConfig, BertForSequenceClassification};
+use bert::{BertConfig, SequenceClassifier};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use imdb::{ReviewBatcher, TokenizedReview};
@@ -116,9 +116,9 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
 pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, device_name: &str) -> Result<Vec<BenchRow>> {
     let config = BertConfig::from_file(&options.model_config)?;
     B::seed(device, options.seed);
-    let model = BertForSequenceClassification::<B>::random(&config, device);
+    let model = SequenceClassifier::<B>::random(&config, device);
     let run_config = RunConfig::default();
-    let lora = run_config.lora.to_peft("random");
+    let lora = run_config.lora.to_peft("random", config.family)?;
     let (model, _) = lora_adapter::inject(model, &lora, device)?;
     anyhow::ensure!(
         config.vocab_size > 2,
@@ -135,11 +135,11 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let batcher = ReviewBatcher { pad_id: 0, pad_to_multiple_of: options.pad_to_multiple_of.max(1) };
     let longest = batches.iter().map(|b| size(b, &batcher)[1] / b.len().max(1)).max().unwrap_or(0);
     anyhow::ensure!(
-        longest <= config.max_position_embeddings,
+        longest <= config.max_text_positions(),
         "batches of {longest} tokens (--seq-len {}, --pad-to-multiple-of {}) are longer than the model's max_position_embeddings ({})",
         options.seq_len,
         batcher.pad_to_multiple_of,
-        config.max_position_embeddings
+        config.max_text_positions()
     );
     let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, batcher, device.clone());
 

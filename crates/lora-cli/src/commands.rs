@@ -104,11 +104,11 @@ impl InferenceArgs {
     fn load<B: Backend>(
         &self,
         device: &B::Device,
-    ) -> Result<(bert::BertForSequenceClassification<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
+    ) -> Result<(bert::SequenceClassifier<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
         // A bad adapter config is reported before the (slower) model load.
         lora_adapter::peft::read_config(&self.adapter)?;
         let pretrained = bert::load_pretrained::<B>(&self.model, None, device)?;
-        let positions = pretrained.config.max_position_embeddings;
+        let positions = pretrained.config.max_text_positions();
         let max_length = self.max_length.unwrap_or(positions);
         if max_length > positions {
             bail!(
@@ -309,7 +309,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             let (model, lora) = lora_adapter::peft::load_adapter(pretrained.model, &a.adapter, device)?;
             let merged = lora_adapter::merge(model)?;
             let mut config = pretrained.config.clone();
-            config.num_labels = Some(merged.classifier.dims()[1]);
+            config.num_labels = Some(merged.num_labels());
 
             // Written whole beside the output, then renamed into place.
             let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -388,7 +388,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     let beside = if json.exists() { json } else { a.model_config.with_file_name("vocab.txt") };
                     let tokenizer = a.tokenizer.clone().unwrap_or(beside);
                     // Truncated as training truncates (max_length 512), or shorter for a shorter model.
-                    let positions = bert::BertConfig::from_file(&a.model_config)?.max_position_embeddings;
+                    let positions = bert::BertConfig::from_file(&a.model_config)?.max_text_positions();
                     Some(crate::bench::mix_batches(reviews, &tokenizer, a.batch_size, positions.min(512))?)
                 }
             };

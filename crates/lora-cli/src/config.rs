@@ -39,7 +39,10 @@ pub struct LoraSection {
     pub r: usize,
     pub lora_alpha: f64,
     pub lora_dropout: f64,
-    pub target_modules: TargetModules,
+    /// Unset: PEFT's default for the model's family (`query`/`value` for BERT, RoBERTa, XLM-R
+    /// and ELECTRA; DistilBERT has none and must name its own, e.g. `["q_lin", "v_lin"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_modules: Option<TargetModules>,
     pub modules_to_save: Option<Vec<String>>,
     pub use_rslora: bool,
     pub layers_to_transform: Option<Vec<usize>>,
@@ -55,7 +58,7 @@ impl Default for LoraSection {
             r: peft.r,
             lora_alpha: peft.lora_alpha,
             lora_dropout: peft.lora_dropout,
-            target_modules: TargetModules::Names(vec!["query".into(), "value".into()]),
+            target_modules: None,
             modules_to_save: None,
             use_rslora: false,
             layers_to_transform: None,
@@ -67,12 +70,25 @@ impl Default for LoraSection {
 }
 
 impl LoraSection {
-    pub fn to_peft(&self, base_model: &str) -> LoraConfig {
+    /// PEFT's `LoraConfig` for a model of `family` named `base_model`: `target_modules` as set,
+    /// else the family's PEFT default; a family without one must be told.
+    pub fn to_peft(&self, base_model: &str, family: bert::Family) -> Result<LoraConfig> {
+        let target_modules = match (&self.target_modules, family.default_lora_targets()) {
+            (Some(targets), _) => targets.clone(),
+            (None, Some(defaults)) => TargetModules::Names(defaults.iter().map(|s| s.to_string()).collect()),
+            (None, None) => bail!(
+                "{base_model} is a {family} model, for which PEFT has no default target_modules: set lora.target_modules (its attention linears are q_lin, k_lin, v_lin, out_lin; the usual choice is [\"q_lin\", \"v_lin\"])"
+            ),
+        };
+        Ok(self.peft(base_model, target_modules))
+    }
+
+    fn peft(&self, base_model: &str, target_modules: TargetModules) -> LoraConfig {
         LoraConfig {
             r: self.r,
             lora_alpha: self.lora_alpha,
             lora_dropout: self.lora_dropout,
-            target_modules: Some(self.target_modules.clone()),
+            target_modules: Some(target_modules),
             modules_to_save: self.modules_to_save.clone(),
             use_rslora: self.use_rslora,
             layers_to_transform: self.layers_to_transform.clone().map(Layers::Many),
@@ -278,7 +294,9 @@ impl RunConfig {
             bail!("data.pad_to_multiple_of must be at least 1 (or left out to pad to the longest review)");
         }
         self.data.check_padding(512)?;
-        self.lora.to_peft(&self.model.name_or_path).validate().map_err(|m| anyhow::anyhow!("[lora]: {m}"))?;
+        // The targets are checked against the model once it is loaded.
+        let targets = self.lora.target_modules.clone().unwrap_or(TargetModules::Names(vec!["query".into()]));
+        self.lora.peft(&self.model.name_or_path, targets).validate().map_err(|m| anyhow::anyhow!("[lora]: {m}"))?;
         Ok(())
     }
 
@@ -339,7 +357,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.training.learning_rate, 1e-4);
-        assert_eq!(config.lora.target_modules, TargetModules::Names(vec!["query".into()]));
+        assert_eq!(config.lora.target_modules, Some(TargetModules::Names(vec!["query".into()])));
         assert_eq!(config.data.source, "some/dir");
 
         let err = format!("{:#}", RunConfig::load(None, &["training.lerning_rate=1".into()]).unwrap_err());

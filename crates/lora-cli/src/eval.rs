@@ -1,6 +1,6 @@
 //! Evaluation (loss, accuracy, F1, confusion matrix) and prediction over tokenized reviews.
 
-use bert::BertForSequenceClassification;
+use bert::SequenceClassifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
@@ -37,7 +37,7 @@ pub fn length_sorted_batches(items: &[TokenizedReview], batch_size: usize) -> Ve
 
 /// Logits `[n, labels]` in input order, computed in length-sorted batches.
 pub fn logits<B: Backend>(
-    model: &BertForSequenceClassification<B>,
+    model: &SequenceClassifier<B>,
     items: &[TokenizedReview],
     batch_size: usize,
     batcher: ReviewBatcher,
@@ -57,7 +57,7 @@ pub fn logits<B: Backend>(
 }
 
 pub fn evaluate<B: Backend>(
-    model: &BertForSequenceClassification<B>,
+    model: &SequenceClassifier<B>,
     items: &[TokenizedReview],
     batch_size: usize,
     batcher: ReviewBatcher,
@@ -125,7 +125,7 @@ mod tests {
             ..Default::default()
         };
         let device = Default::default();
-        let model = BertForSequenceClassification::<Flex>::random(&config, &device);
+        let model = SequenceClassifier::<Flex>::random(&config, &device);
         let items: Vec<TokenizedReview> = [3usize, 17, 9, 30, 5]
             .iter()
             .map(|&n| TokenizedReview {

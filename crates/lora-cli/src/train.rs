@@ -250,8 +250,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         );
     }
     let tokenizer = pretrained.tokenizer(config.data.max_length)?;
-    config.data.check_padding(pretrained.config.max_position_embeddings)?;
-    let lora = config.lora.to_peft(&m.name_or_path);
+    config.data.check_padding(pretrained.config.max_text_positions())?;
+    let lora = config.lora.to_peft(&m.name_or_path, pretrained.config.family)?;
     let (mut model, _) = lora_adapter::inject(pretrained.model, &lora, device)?;
     let parameters = ParameterCount::of(&mut model, &lora);
     say(output, &parameters.to_string());

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bert::BertForSequenceClassification;
+use bert::SequenceClassifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
@@ -49,7 +49,7 @@ pub enum Output {
 
 /// A model with adapters, its optimizer, its schedule and where the run stands.
 pub struct Trainer<B: AutodiffBackend> {
-    pub model: BertForSequenceClassification<B>,
+    pub model: SequenceClassifier<B>,
     pub lora: LoraConfig,
     pub optim: AdamW<B::InnerBackend>,
     pub config: RunConfig,
@@ -161,7 +161,7 @@ impl Checkpoint {
 
 impl<B: AutodiffBackend> Trainer<B> {
     pub fn new(
-        model: BertForSequenceClassification<B>,
+        model: SequenceClassifier<B>,
         lora: LoraConfig,
         config: RunConfig,
         steps_per_epoch: usize,
