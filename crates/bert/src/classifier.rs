@@ -75,6 +75,16 @@ impl<B: Backend> SequenceClassifier<B> {
         }
     }
 
+    /// The encoder's last hidden state, `[batch, seq, hidden]`: what the head reads.
+    pub fn last_hidden_state(&self, input: BertInput<B>) -> Tensor<B, 3> {
+        match self {
+            Self::Bert(m) => m.bert.forward(input).last_hidden_state,
+            Self::Roberta(m) => m.roberta.forward(input),
+            Self::DistilBert(m) => m.distilbert.forward(input),
+            Self::Electra(m) => m.electra.forward(input),
+        }
+    }
+
     /// Rows of the output layer: the number of labels it was built for.
     pub fn num_labels(&self) -> usize {
         let output = match self {

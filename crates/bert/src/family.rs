@@ -55,6 +55,14 @@ impl Family {
         }
     }
 
+    /// The linear that gives the logits (its rows are the labels), by PEFT's module name.
+    pub fn output_layer(self) -> &'static str {
+        match self {
+            Self::Bert | Self::DistilBert => "classifier",
+            Self::Roberta | Self::XlmRoberta | Self::Electra => "classifier.out_proj",
+        }
+    }
+
     /// PEFT's default LoRA targets for this `model_type`
     /// (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`); DistilBERT has none.
     pub fn default_lora_targets(self) -> Option<&'static [&'static str]> {

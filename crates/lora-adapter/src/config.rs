@@ -203,9 +203,13 @@ impl LoraConfig {
         }
     }
 
-    /// Whether `name` is one of `modules_to_save` (trained in full and saved with the adapter).
+    /// Whether the linear `name` is trained in full and saved with the adapter: PEFT wraps
+    /// every module whose name ends with an entry of `modules_to_save` (a plain string suffix:
+    /// `pre_classifier` ends with `classifier`), and everything inside it (RoBERTa's
+    /// `classifier` holds `classifier.dense` and `classifier.out_proj`).
     pub fn saves_module(&self, name: &str) -> bool {
-        self.modules_to_save.iter().flatten().any(|m| name == m || name.ends_with(&format!(".{m}")))
+        let mut ancestors = name.match_indices('.').map(|(i, _)| &name[..i]).chain([name]);
+        ancestors.any(|module| self.modules_to_save.iter().flatten().any(|m| module.ends_with(m.as_str())))
     }
 
     /// Rank and scaling for `name`, with `rank_pattern` / `alpha_pattern` overrides.
@@ -259,6 +263,18 @@ fn layer_index(name: &str, patterns: Option<&Patterns>) -> Option<usize> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// PEFT wraps every module whose name ends with an entry (a string suffix, not a segment),
+    /// and what is inside it.
+    #[test]
+    fn modules_to_save_match_as_peft_wraps_them() {
+        let config = LoraConfig { modules_to_save: Some(vec!["classifier".into()]), ..LoraConfig::default() };
+        assert!(config.saves_module("classifier"));
+        assert!(config.saves_module("classifier.out_proj"), "inside RoBERTa's head module");
+        assert!(config.saves_module("pre_classifier"), "DistilBERT's: PEFT's endswith matches it too");
+        assert!(!config.saves_module("bert.pooler.dense"));
+        assert!(!config.saves_module("classifier_extra.dense"));
+    }
 
     const Q0: &str = "bert.encoder.layer.0.attention.self.query";
     const V1: &str = "bert.encoder.layer.1.attention.self.value";

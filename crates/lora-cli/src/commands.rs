@@ -107,7 +107,7 @@ impl InferenceArgs {
     ) -> Result<(bert::SequenceClassifier<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
         // A bad adapter config is reported before the (slower) model load.
         lora_adapter::peft::read_config(&self.adapter)?;
-        let pretrained = bert::load_pretrained::<B>(&self.model, None, device)?;
+        let pretrained = load_for_adapter::<B>(&self.model, &self.adapter, device)?;
         let positions = pretrained.config.max_text_positions();
         let max_length = self.max_length.unwrap_or(positions);
         if max_length > positions {
@@ -160,6 +160,22 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
     let device = args.device.clone();
     dispatch(&device, false, EvalJob(args))
+}
+
+/// The base model with as many labels as the adapter's trained head has rows (a base model's
+/// `config.json` may say another number, or none), as `from_pretrained(base, num_labels=N)`
+/// before `PeftModel.from_pretrained` does.
+fn load_for_adapter<B: Backend>(model: &str, adapter: &Path, device: &B::Device) -> Result<bert::Pretrained<B>> {
+    // An adapter that cannot be read is reported by `load_adapter`, after the model.
+    let tensors = lora_adapter::peft::read_tensors(adapter).map(|(_, t)| t).unwrap_or_default();
+    let hub = bert::HubOptions::from_env();
+    Ok(bert::load_pretrained_configured::<B>(model, &hub, device, |config| {
+        if let Some(head) = tensors.get(&format!("{}.weight", config.family.output_layer())) {
+            config.num_labels = head.shape.first().copied();
+            config.id2label = None;
+            config.label2id = None;
+        }
+    })?)
 }
 
 /// One text to classify and where it came from: its line in `--input` (and its `id` field, if
@@ -284,7 +300,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     impl Job for MergeJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, _name: &str) -> Result<()> {
             let a = self.0;
-            let pretrained = bert::load_pretrained::<B::InnerBackend>(&a.model, None, device)?;
+            let pretrained = load_for_adapter::<B::InnerBackend>(&a.model, &a.adapter, device)?;
             // Refused before anything is written: an output that is or holds an input.
             let output = resolved(&a.output);
             let mut inputs = vec![resolved(&a.adapter)];

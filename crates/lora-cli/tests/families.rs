@@ -1,0 +1,158 @@
+//! `lora train` on each BERT-family model: RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA (tiny
+//! random models from `scripts/golden_families.py`, their heads removed as a base checkpoint
+//! comes), trained, resumed bit for bit, and their adapters in PEFT's names for the family.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+mod common;
+
+use common::*;
+
+/// The family's fixture model without its classification head (`classifier.*`, and DistilBERT's
+/// `pre_classifier.*`), as `roberta-base` or `distilbert-base-uncased` come from the Hub.
+fn base_model(tmp: &Path, model_type: &str) -> PathBuf {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/families").join(model_type).join("model");
+    let out = tmp.join(model_type);
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+    }
+    let bytes = std::fs::read(fixture.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("classifier") && !k.starts_with("pre_classifier"))
+        .collect();
+    std::fs::write(out.join("model.safetensors"), safetensors::serialize(kept, None).unwrap()).unwrap();
+    out
+}
+
+fn tensor_names(adapter: &Path) -> Vec<String> {
+    let bytes = read(&adapter.join("adapter_model.safetensors"));
+    let mut names: Vec<String> =
+        safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn each_family_trains_resumes_bit_for_bit_and_saves_peft_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path());
+    let d = data.to_str().unwrap();
+    for (model_type, targets, expected) in [
+        (
+            "roberta",
+            "[\"query\", \"value\"]",
+            [
+                "base_model.model.roberta.encoder.layer.1.attention.self.value.lora_B.weight",
+                "base_model.model.classifier.out_proj.weight",
+            ],
+        ),
+        (
+            "xlm-roberta",
+            "[\"query\", \"value\"]",
+            [
+                "base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight",
+                "base_model.model.classifier.dense.bias",
+            ],
+        ),
+        (
+            "distilbert",
+            "[\"q_lin\", \"v_lin\"]",
+            [
+                "base_model.model.distilbert.transformer.layer.1.attention.v_lin.lora_A.weight",
+                "base_model.model.pre_classifier.weight",
+            ],
+        ),
+        (
+            "electra",
+            "[\"query\", \"value\"]",
+            [
+                "base_model.model.electra.encoder.layer.0.attention.self.value.lora_B.weight",
+                "base_model.model.classifier.out_proj.bias",
+            ],
+        ),
+    ] {
+        let model = base_model(tmp.path(), model_type);
+        let m = model.to_str().unwrap();
+        let (a, b) = (tmp.path().join(format!("{model_type}-a")), tmp.path().join(format!("{model_type}-b")));
+        let set = format!("lora.target_modules={targets}");
+        let extra = ["--set", set.as_str(), "--set", "model.hidden_dropout_prob=0.2"];
+        let stderr = String::from_utf8(lora(&train_args(m, d, a.to_str().unwrap(), &extra)).stderr).unwrap();
+        assert!(a.join("adapter/adapter_model.safetensors").is_file(), "{model_type}: {stderr}");
+        let names = tensor_names(&a.join("adapter"));
+        for name in expected {
+            assert!(names.iter().any(|n| n == name), "{model_type}: {name} not in {names:?}");
+        }
+        // Stopped after its first epoch, then resumed: the same adapter, bit for bit.
+        ok(lora(&train_args(m, d, b.to_str().unwrap(), &extra)));
+        for gone in ["checkpoints/epoch-2", "adapter"] {
+            std::fs::remove_dir_all(b.join(gone)).unwrap();
+        }
+        std::fs::remove_file(b.join("summary.json")).unwrap();
+        ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
+        assert_eq!(
+            read(&a.join("adapter/adapter_model.safetensors")),
+            read(&b.join("adapter/adapter_model.safetensors")),
+            "{model_type}: resumed"
+        );
+        // eval, predict and merge take the family's adapter.
+        let adapter = a.join("adapter");
+        ok(lora(&["eval", "--model", m, "--adapter", adapter.to_str().unwrap(), "--data", d, "--eval-size", "8"]));
+        let merged = tmp.path().join(format!("{model_type}-merged"));
+        ok(lora(&[
+            "merge",
+            "--model",
+            m,
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--output",
+            merged.to_str().unwrap(),
+        ]));
+        let config: serde_json::Value = serde_json::from_slice(&read(&merged.join("config.json"))).unwrap();
+        assert_eq!(config["model_type"], model_type);
+        assert!(merged.join("tokenizer.json").is_file());
+    }
+}
+
+#[test]
+fn distilbert_without_target_modules_says_what_to_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (base_model(tmp.path(), "distilbert"), tiny_data(tmp.path()));
+    let config = tmp.path().join("run.toml");
+    std::fs::write(&config, "[lora]\nr = 4\n[data]\ntrain_size = 16\neval_size = 8\n").unwrap();
+    let out = tmp.path().join("run");
+    let err = failure(lora(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("distilbert") && err.contains("target_modules") && err.contains("q_lin"), "{err}");
+    // A BERT name on DistilBERT: the error lists the family's linears.
+    let err = failure(lora(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--set",
+        "lora.target_modules=[\"query\"]",
+    ]));
+    assert!(err.contains("q_lin") && err.contains("lin1"), "{err}");
+}
