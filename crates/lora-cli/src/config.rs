@@ -401,7 +401,14 @@ mod tests {
 
     #[test]
     fn shipped_configs_parse() {
-        for name in ["imdb-bert-base-lora.toml", "imdb-minilm-lora.toml"] {
+        for name in [
+            "imdb-bert-base-lora.toml",
+            "imdb-minilm-lora.toml",
+            "imdb-roberta-base-lora.toml",
+            "imdb-xlm-roberta-base-lora.toml",
+            "imdb-distilbert-base-uncased-lora.toml",
+            "imdb-electra-base-lora.toml",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
             let config = RunConfig::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert_eq!(config.training.num_train_epochs, 5);
