@@ -8,6 +8,8 @@ For each family, under crates/bert/tests/fixtures/families/<model_type>/:
                        byte-level BPE (RoBERTa), Unigram with Metaspace (XLM-R), WordPiece
                        (DistilBERT, ELECTRA), trained on the sentences below, saved by the
                        family's fast tokenizer class
+  base-bin/            the same base model saved alone as `pytorch_model.bin` (keys without the
+                       base-model prefix, no head), as older and base checkpoints come
   adapter/             a PEFT LoRA adapter (SEQ_CLS: the head is trained and saved) after 5 AdamW
                        steps, PeftModel.save_pretrained
   golden.safetensors   a padded batch (three texts, one sentence pair, one text longer than the
@@ -143,6 +145,8 @@ def main():
         model = model_class(config).eval()
         model.save_pretrained(out / "model", safe_serialization=True)
         tokenizer.save_pretrained(out / "model")
+        # The base model alone, as an older checkpoint: pytorch_model.bin, no prefix, no head.
+        getattr(model, model.base_model_prefix).save_pretrained(out / "base-bin", safe_serialization=False)
         positions = config.max_position_embeddings - (config.pad_token_id + 1 if "roberta" in model_type else 0)
 
         enc = lambda *a: tokenizer(*a, truncation=True, max_length=positions)  # noqa: E731

@@ -125,6 +125,34 @@ fn forward_matches_transformers() {
     }
 }
 
+/// The base model alone as a `pytorch_model.bin` (keys without the `roberta.`/`distilbert.`/...
+/// prefix, no head): the same encoder, and a head initialised as transformers does (normal
+/// with `initializer_range`, zero biases) and reported.
+#[test]
+fn a_base_pytorch_checkpoint_without_prefix_or_head_loads() {
+    for (model_type, family) in FAMILIES {
+        let dir = fixture(model_type).join("base-bin");
+        let pretrained = bert::load_pretrained::<B>(dir.to_str().unwrap(), Some(3), &Default::default()).unwrap();
+        assert_eq!(pretrained.config.family, family, "{model_type}");
+        assert!(pretrained.files.weights.ends_with("pytorch_model.bin"));
+        let head: Vec<&str> = match family {
+            Family::DistilBert => {
+                vec!["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"]
+            }
+            _ => vec![
+                "classifier.dense.weight",
+                "classifier.dense.bias",
+                "classifier.out_proj.weight",
+                "classifier.out_proj.bias",
+            ],
+        };
+        assert_eq!(pretrained.report.initialized, head, "{model_type}");
+        let g = golden(&fixture(model_type));
+        let hidden = values(pretrained.model.last_hidden_state(g.input));
+        assert_close(&format!("{model_type} base from pytorch_model.bin"), &hidden, &g.last_hidden_state, 1e-5);
+    }
+}
+
 /// PEFT's adapter, loaded here, gives PEFT's logits; merged into the weights it gives them too;
 /// the merged model saved and read back gives them again; and the adapter saved here has PEFT's
 /// exact tensor names.
