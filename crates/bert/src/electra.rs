@@ -5,14 +5,13 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, gelu};
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;
 use crate::embeddings::BertEmbeddings;
 use crate::encoder::BertEncoder;
 use crate::error::Result;
-use crate::model::{BertInput, attention_bias, first_token};
+use crate::model::{BertInput, ClassificationHead, HeadActivation, attention_bias};
 use crate::weights::{Key, Weights};
 
 /// `ElectraModel`.
@@ -44,46 +43,18 @@ impl<B: Backend> ElectraModel<B> {
     }
 }
 
-/// `ElectraClassificationHead`: dropout, dense, GELU (always the exact one, whatever
-/// `hidden_act` says, as transformers builds it), dropout, out_proj, on the first token.
-#[derive(Module, Debug)]
-pub struct ElectraClassificationHead<B: Backend> {
-    pub dense: LoraLinear<B>,
-    pub dropout: Dropout,
-    pub out_proj: LoraLinear<B>,
-}
-
-impl<B: Backend> ElectraClassificationHead<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
-        Ok(Self {
-            dense: w.linear(&at.pp("dense"), h, h)?,
-            dropout: Dropout::new(config.classifier_dropout()),
-            out_proj: w.linear(&at.pp("out_proj"), h, config.num_labels())?,
-        })
-    }
-
-    /// # Shapes
-    /// - hidden: `[batch, seq, hidden]`, output: `[batch, num_labels]`
-    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-        let x = self.dropout.forward(first_token(hidden));
-        let x = self.dropout.forward(gelu(self.dense.forward(x)));
-        self.out_proj.forward(x)
-    }
-}
-
 /// `ElectraForSequenceClassification`.
 #[derive(Module, Debug)]
 pub struct ElectraForSequenceClassification<B: Backend> {
     pub electra: ElectraModel<B>,
-    pub classifier: ElectraClassificationHead<B>,
+    pub classifier: ClassificationHead<B>,
 }
 
 impl<B: Backend> ElectraForSequenceClassification<B> {
     pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
         Ok(Self {
             electra: ElectraModel::load(w, &Key::root(), config)?,
-            classifier: ElectraClassificationHead::load(w, &Key::root().pp("classifier"), config)?,
+            classifier: ClassificationHead::load(w, &Key::root().pp("classifier"), config, HeadActivation::Gelu)?,
         })
     }
 
@@ -99,8 +70,6 @@ impl<B: Backend> ElectraForSequenceClassification<B> {
             f(electra.pp("embeddings_project").as_str(), project);
         }
         self.electra.encoder.visit_linears(&electra.pp("encoder"), f);
-        let head = Key::root().pp("classifier");
-        f(head.pp("dense").as_str(), &mut self.classifier.dense);
-        f(head.pp("out_proj").as_str(), &mut self.classifier.out_proj);
+        self.classifier.visit_linears(&Key::root().pp("classifier"), f);
     }
 }

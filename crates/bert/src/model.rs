@@ -49,6 +49,53 @@ impl<B: Backend> BertPooler<B> {
     }
 }
 
+/// The two-layer head of RoBERTa (`RobertaClassificationHead`: tanh) and ELECTRA
+/// (`ElectraClassificationHead`: GELU, the exact one whatever `hidden_act` says, as
+/// transformers builds it): dropout, dense, the activation, dropout, out_proj, on the first token.
+#[derive(Module, Debug)]
+pub struct ClassificationHead<B: Backend> {
+    pub dense: LoraLinear<B>,
+    pub dropout: Dropout,
+    pub out_proj: LoraLinear<B>,
+    pub activation: HeadActivation,
+}
+
+/// The activation between a [`ClassificationHead`]'s two linears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadActivation {
+    Tanh,
+    Gelu,
+}
+
+impl<B: Backend> ClassificationHead<B> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: HeadActivation) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            dense: w.linear(&at.pp("dense"), h, h)?,
+            dropout: Dropout::new(config.classifier_dropout()),
+            out_proj: w.linear(&at.pp("out_proj"), h, config.num_labels())?,
+            activation,
+        })
+    }
+
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`, output: `[batch, num_labels]`
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let x = self.dense.forward(self.dropout.forward(first_token(hidden)));
+        let x = match self.activation {
+            HeadActivation::Tanh => x.tanh(),
+            HeadActivation::Gelu => kernels::gelu(x),
+        };
+        self.out_proj.forward(self.dropout.forward(x))
+    }
+
+    /// Its two linears, named under `at` (`classifier.dense`, `classifier.out_proj`).
+    pub fn visit_linears(&mut self, at: &Key, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
+        f(at.pp("dense").as_str(), &mut self.dense);
+        f(at.pp("out_proj").as_str(), &mut self.out_proj);
+    }
+}
+
 /// The first token's hidden state (`[CLS]`, `<s>`), as the heads read it: `hidden[:, 0]`.
 ///
 /// # Shapes

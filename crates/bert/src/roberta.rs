@@ -6,14 +6,13 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kernels::Dropout;
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;
 use crate::embeddings::BertEmbeddings;
 use crate::encoder::BertEncoder;
 use crate::error::Result;
-use crate::model::{BertInput, attention_bias, first_token};
+use crate::model::{BertInput, ClassificationHead, HeadActivation, attention_bias};
 use crate::weights::{Key, Weights};
 
 /// `RobertaModel` without its pooler (`add_pooling_layer=False`, as the classifier builds it).
@@ -39,38 +38,11 @@ impl<B: Backend> RobertaModel<B> {
     }
 }
 
-/// `RobertaClassificationHead`: dropout, dense, tanh, dropout, out_proj, on the first token.
-#[derive(Module, Debug)]
-pub struct RobertaClassificationHead<B: Backend> {
-    pub dense: LoraLinear<B>,
-    pub dropout: Dropout,
-    pub out_proj: LoraLinear<B>,
-}
-
-impl<B: Backend> RobertaClassificationHead<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
-        Ok(Self {
-            dense: w.linear(&at.pp("dense"), h, h)?,
-            dropout: Dropout::new(config.classifier_dropout()),
-            out_proj: w.linear(&at.pp("out_proj"), h, config.num_labels())?,
-        })
-    }
-
-    /// # Shapes
-    /// - hidden: `[batch, seq, hidden]`, output: `[batch, num_labels]`
-    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-        let x = self.dropout.forward(first_token(hidden));
-        let x = self.dropout.forward(self.dense.forward(x).tanh());
-        self.out_proj.forward(x)
-    }
-}
-
 /// `RobertaForSequenceClassification` (and `XLMRobertaForSequenceClassification`).
 #[derive(Module, Debug)]
 pub struct RobertaForSequenceClassification<B: Backend> {
     pub roberta: RobertaModel<B>,
-    pub classifier: RobertaClassificationHead<B>,
+    pub classifier: ClassificationHead<B>,
 }
 
 impl<B: Backend> RobertaForSequenceClassification<B> {
@@ -79,7 +51,7 @@ impl<B: Backend> RobertaForSequenceClassification<B> {
     pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
         Ok(Self {
             roberta: RobertaModel::load(w, &Key::root(), config)?,
-            classifier: RobertaClassificationHead::load(w, &Key::root().pp("classifier"), config)?,
+            classifier: ClassificationHead::load(w, &Key::root().pp("classifier"), config, HeadActivation::Tanh)?,
         })
     }
 
@@ -91,8 +63,6 @@ impl<B: Backend> RobertaForSequenceClassification<B> {
     /// Every linear under its name in PEFT's view of the model.
     pub fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
         self.roberta.encoder.visit_linears(&Key::root().pp("roberta").pp("encoder"), f);
-        let head = Key::root().pp("classifier");
-        f(head.pp("dense").as_str(), &mut self.classifier.dense);
-        f(head.pp("out_proj").as_str(), &mut self.classifier.out_proj);
+        self.classifier.visit_linears(&Key::root().pp("classifier"), f);
     }
 }

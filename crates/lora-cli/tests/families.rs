@@ -128,31 +128,15 @@ fn distilbert_without_target_modules_says_what_to_set() {
     let config = tmp.path().join("run.toml");
     std::fs::write(&config, "[lora]\nr = 4\n[data]\ntrain_size = 16\neval_size = 8\n").unwrap();
     let out = tmp.path().join("run");
-    let err = failure(lora(&[
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-    ]));
+    let (c, m, d, o) =
+        (config.to_str().unwrap(), model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let train = |extra: &[&str]| {
+        let args = ["train", "--config", c, "--model", m, "--data", d, "--output-dir", o];
+        lora(&[&args[..], extra].concat())
+    };
+    let err = failure(train(&[]));
     assert!(err.contains("distilbert") && err.contains("target_modules") && err.contains("q_lin"), "{err}");
     // A BERT name on DistilBERT: the error lists the family's linears.
-    let err = failure(lora(&[
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output-dir",
-        out.to_str().unwrap(),
-        "--set",
-        "lora.target_modules=[\"query\"]",
-    ]));
+    let err = failure(train(&["--set", "lora.target_modules=[\"query\"]"]));
     assert!(err.contains("q_lin") && err.contains("lin1"), "{err}");
 }
