@@ -40,12 +40,7 @@ impl<B: Backend> SequenceClassifier<B> {
 
     /// A model of `config` with every weight drawn as transformers initialises it.
     pub fn random(config: &BertConfig, device: &B::Device) -> Self {
-        let mut w = Weights::random(config.initializer_range, device);
-        // A random build reads no file, so it cannot fail once the config is valid.
-        match Self::load(&mut w, config) {
-            Ok(model) => model,
-            Err(e) => unreachable!("random init of a validated config failed: {e}"),
-        }
+        Weights::build_random(config.initializer_range, device, |w| Self::load(w, config))
     }
 
     /// Loads a checkpoint; a missing classification head is initialised (and listed in the
@@ -60,9 +55,7 @@ impl<B: Backend> SequenceClassifier<B> {
             Family::DistilBert => &["pre_classifier.", "classifier."],
             _ => &["classifier."],
         };
-        let mut w = Weights::from_checkpoint(checkpoint, config.initializer_range, head, device);
-        let model = Self::load(&mut w, config)?;
-        Ok((model, w.finish()?))
+        Weights::build_from_checkpoint(checkpoint, config.initializer_range, head, device, |w| Self::load(w, config))
     }
 
     /// `[batch, num_labels]` logits.

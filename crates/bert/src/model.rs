@@ -166,12 +166,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
 
     /// A model of `config` with every weight drawn as transformers initialises it.
     pub fn random(config: &BertConfig, device: &B::Device) -> Self {
-        let mut w = Weights::random(config.initializer_range, device);
-        // A random build reads no file, so it cannot fail once the config is valid.
-        match Self::load(&mut w, config) {
-            Ok(model) => model,
-            Err(e) => unreachable!("random init of a validated config failed: {e}"),
-        }
+        Weights::build_random(config.initializer_range, device, |w| Self::load(w, config))
     }
 
     /// Loads a checkpoint; a missing classifier is initialised (and listed in the report),
@@ -181,9 +176,8 @@ impl<B: Backend> BertForSequenceClassification<B> {
         checkpoint: Checkpoint,
         device: &B::Device,
     ) -> Result<(Self, LoadReport)> {
-        let mut w = Weights::from_checkpoint(checkpoint, config.initializer_range, &["classifier."], device);
-        let model = Self::load(&mut w, config)?;
-        Ok((model, w.finish()?))
+        let head = &["classifier."];
+        Weights::build_from_checkpoint(checkpoint, config.initializer_range, head, device, |w| Self::load(w, config))
     }
 
     /// `[batch, num_labels]` logits.

@@ -206,6 +206,33 @@ impl<B: Backend> Weights<B> {
 }
 
 impl<B: Backend> Weights<B> {
+    /// A model built by `load` with every weight drawn as transformers initialises it.
+    ///
+    /// # Panics
+    /// Never for a validated config: a random build reads no file.
+    pub fn build_random<M>(initializer_range: f64, device: &B::Device, load: impl FnOnce(&mut Self) -> Result<M>) -> M {
+        let mut w = Self::random(initializer_range, device);
+        match load(&mut w) {
+            Ok(model) => model,
+            Err(e) => unreachable!("random init of a validated config failed: {e}"),
+        }
+    }
+
+    /// A model built by `load` from `checkpoint`, where only keys under `may_initialize` may be
+    /// missing (initialised and reported); any other missing, unexpected or mis-shaped tensor
+    /// is an error.
+    pub fn build_from_checkpoint<M>(
+        checkpoint: Checkpoint,
+        initializer_range: f64,
+        may_initialize: &[&str],
+        device: &B::Device,
+        load: impl FnOnce(&mut Self) -> Result<M>,
+    ) -> Result<(M, LoadReport)> {
+        let mut w = Self::from_checkpoint(checkpoint, initializer_range, may_initialize, device);
+        let model = load(&mut w)?;
+        Ok((model, w.finish()?))
+    }
+
     /// `{at}.weight` of DistilBERT's `sinusoidal_pos_embds` position table: from the checkpoint,
     /// or when fresh, transformers' `create_sinusoidal_embeddings` (sin on even columns, cos on
     /// odd ones, of `pos / 10000^(2 (j / 2) / dim)`).

@@ -154,11 +154,37 @@ pub fn load_adapter<B: Backend, M: Module<B> + AdaptableModel<B>>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(M, LoraConfig)> {
-    let config = read_config(dir)?.with_task_defaults();
-    let (path, tensors) = read_tensors(dir)?;
-    let (mut model, _) = inject(model, &config, device)?;
-    load_weights(&mut model, &config, &path, tensors, device)?;
-    Ok((model, config))
+    Adapter::read(dir)?.apply(model, device)
+}
+
+/// An adapter directory read whole: its config (with the task's defaults) and its tensors, so
+/// that a caller can look at it (the head's rows) before putting it on a model, and read it once.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub config: LoraConfig,
+    /// The weights file the tensors came from.
+    pub path: PathBuf,
+    /// As [`read_tensors`] names them.
+    pub tensors: BTreeMap<String, RawTensor>,
+}
+
+impl Adapter {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let config = read_config(dir)?.with_task_defaults();
+        let (path, tensors) = read_tensors(dir)?;
+        Ok(Self { config, path, tensors })
+    }
+
+    /// `model` with this adapter: adapters injected where the config targets, then filled.
+    pub fn apply<B: Backend, M: Module<B> + AdaptableModel<B>>(
+        self,
+        model: M,
+        device: &B::Device,
+    ) -> Result<(M, LoraConfig)> {
+        let (mut model, _) = inject(model, &self.config, device)?;
+        load_weights(&mut model, &self.config, &self.path, self.tensors, device)?;
+        Ok((model, self.config))
+    }
 }
 
 /// Puts an adapter's `tensors` (as [`read_tensors`] gives them, read from `path`) into a model

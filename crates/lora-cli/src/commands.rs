@@ -16,6 +16,7 @@ use crate::eval::{argmax, evaluate, logits, probabilities};
 use crate::report::write_atomic;
 use crate::train::TrainOptions;
 use crate::trainer::Output;
+use lora_adapter::peft::Adapter;
 
 /// Work that runs on whichever backend the device names.
 trait Job {
@@ -105,9 +106,9 @@ impl InferenceArgs {
         &self,
         device: &B::Device,
     ) -> Result<(bert::SequenceClassifier<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
-        // A bad adapter config is reported before the (slower) model load.
-        lora_adapter::peft::read_config(&self.adapter)?;
-        let pretrained = load_for_adapter::<B>(&self.model, &self.adapter, device)?;
+        // A bad adapter is reported before the (slower) model load.
+        let adapter = Adapter::read(&self.adapter)?;
+        let pretrained = load_for_adapter::<B>(&self.model, Some(&adapter), device)?;
         let positions = pretrained.config.max_text_positions();
         let max_length = self.max_length.unwrap_or(positions);
         if max_length > positions {
@@ -118,7 +119,7 @@ impl InferenceArgs {
         let tokenizer = pretrained.tokenizer(max_length)?;
         crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
         let batcher = imdb::ReviewBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
-        let (model, _) = lora_adapter::peft::load_adapter(pretrained.model, &self.adapter, device)?;
+        let (model, _) = adapter.apply(pretrained.model, device)?;
         Ok((model, tokenizer, batcher))
     }
 }
@@ -165,12 +166,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// The base model with as many labels as the adapter's trained head has rows (a base model's
 /// `config.json` may say another number, or none), as `from_pretrained(base, num_labels=N)`
 /// before `PeftModel.from_pretrained` does.
-fn load_for_adapter<B: Backend>(model: &str, adapter: &Path, device: &B::Device) -> Result<bert::Pretrained<B>> {
-    // An adapter that cannot be read is reported by `load_adapter`, after the model.
-    let tensors = lora_adapter::peft::read_tensors(adapter).map(|(_, t)| t).unwrap_or_default();
+fn load_for_adapter<B: Backend>(
+    model: &str,
+    adapter: Option<&Adapter>,
+    device: &B::Device,
+) -> Result<bert::Pretrained<B>> {
     let hub = bert::HubOptions::from_env();
     Ok(bert::load_pretrained_configured::<B>(model, &hub, device, |config| {
-        if let Some(head) = tensors.get(&format!("{}.weight", config.family.output_layer())) {
+        let key = format!("{}.weight", config.family.output_layer());
+        if let Some(head) = adapter.and_then(|a| a.tensors.get(&key)) {
             config.num_labels = head.shape.first().copied();
             config.id2label = None;
             config.label2id = None;
@@ -300,7 +304,9 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     impl Job for MergeJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, _name: &str) -> Result<()> {
             let a = self.0;
-            let pretrained = load_for_adapter::<B::InnerBackend>(&a.model, &a.adapter, device)?;
+            // The model first: an adapter that cannot be read is reported after it.
+            let adapter = Adapter::read(&a.adapter);
+            let pretrained = load_for_adapter::<B::InnerBackend>(&a.model, adapter.as_ref().ok(), device)?;
             // Refused before anything is written: an output that is or holds an input.
             let output = resolved(&a.output);
             let mut inputs = vec![resolved(&a.adapter)];
@@ -322,7 +328,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             if a.output.exists() && !a.output.is_dir() {
                 bail!("--output {} exists and is not a directory", a.output.display());
             }
-            let (model, lora) = lora_adapter::peft::load_adapter(pretrained.model, &a.adapter, device)?;
+            let (model, lora) = adapter?.apply(pretrained.model, device)?;
             let merged = lora_adapter::merge(model)?;
             let mut config = pretrained.config.clone();
             config.num_labels = Some(merged.num_labels());

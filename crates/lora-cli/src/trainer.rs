@@ -121,9 +121,7 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     pub state: TrainerState,
     optimizer: BTreeMap<String, Vec<f32>>,
-    adapter: LoraConfig,
-    adapter_path: PathBuf,
-    adapter_tensors: BTreeMap<String, RawTensor>,
+    adapter: lora_adapter::peft::Adapter,
 }
 
 impl Checkpoint {
@@ -153,9 +151,8 @@ impl Checkpoint {
         let optimizer_path = dir.join(OPTIMIZER_FILE);
         let optimizer =
             tensor_file::read_safetensors(&optimizer_path, |_| false)?.into_iter().map(|(k, t)| (k, t.data)).collect();
-        let adapter = lora_adapter::peft::read_config(&dir)?.with_task_defaults();
-        let (adapter_path, adapter_tensors) = lora_adapter::peft::read_tensors(&dir)?;
-        Ok(Self { dir, state, optimizer, adapter, adapter_path, adapter_tensors })
+        let adapter = lora_adapter::peft::Adapter::read(&dir)?;
+        Ok(Self { dir, state, optimizer, adapter })
     }
 }
 
@@ -259,13 +256,14 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Continues from `checkpoint`: its adapter weights, optimizer state and trainer state.
     pub fn resume(&mut self, checkpoint: Checkpoint) -> Result<()> {
-        let Checkpoint { dir, state, optimizer, adapter, adapter_path, adapter_tensors } = checkpoint;
-        if (adapter.r, &adapter.target_modules, &adapter.modules_to_save)
+        let Checkpoint { dir, state, optimizer, adapter } = checkpoint;
+        let saved = &adapter.config;
+        if (saved.r, &saved.target_modules, &saved.modules_to_save)
             != (self.lora.r, &self.lora.target_modules, &self.lora.modules_to_save)
         {
             bail!("the adapter in {} is not this run's ([lora] differs from its adapter_config.json)", dir.display());
         }
-        lora_adapter::peft::load_weights(&mut self.model, &self.lora, &adapter_path, adapter_tensors, &self.device)?;
+        lora_adapter::peft::load_weights(&mut self.model, &self.lora, &adapter.path, adapter.tensors, &self.device)?;
         self.optim
             .restore(state.global_step, optimizer, &self.device)
             .map_err(|m| anyhow::anyhow!("{}: {m}", dir.join(OPTIMIZER_FILE).display()))?;
