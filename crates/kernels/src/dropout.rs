@@ -177,6 +177,7 @@ mod tests {
 
     #[test]
     fn drops_at_the_rate_asked_and_rescales_the_rest() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         Train::seed(&device, 7);
         let x = Tensor::<Train, 2>::ones([1000, 1000], &device) * 2.0;
@@ -189,6 +190,7 @@ mod tests {
 
     #[test]
     fn the_backend_seed_fixes_the_mask() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         let draw = |seed| {
             Train::seed(&device, seed);
@@ -200,6 +202,7 @@ mod tests {
 
     #[test]
     fn identity_without_autodiff_or_with_zero_probability() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         let x = Tensor::<Flex, 2>::ones([8, 8], &device);
         assert_eq!(values(Dropout::new(0.5).forward(x.clone())), values(x));
@@ -209,6 +212,7 @@ mod tests {
 
     #[test]
     fn the_gradient_flows_through_kept_elements_only() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         Train::seed(&device, 3);
         let x = Tensor::<Train, 2>::ones([32, 32], &device).require_grad();
@@ -224,6 +228,7 @@ mod tests {
     /// for one dropped in place, and recomputed identically in the backward.
     #[test]
     fn the_mask_follows_logical_order_on_every_path() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         let base = Tensor::<Flex, 3>::random([6, 5, 4000], Distribution::Normal(0.0, 1.0), &device);
         let strided = base.clone().swap_dims(0, 1);
@@ -254,6 +259,7 @@ mod tests {
 
     #[test]
     fn a_nan_stays_a_nan_where_dropped() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         Train::seed(&device, 5);
         let out = values(Dropout::new(0.9).forward(Tensor::<Train, 1>::full([256], f32::NAN, &device)));
@@ -264,6 +270,7 @@ mod tests {
     /// keeps for its backward) is left as it was.
     #[test]
     fn drops_in_place_only_when_nothing_else_holds_the_buffer() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         let x =
             Tensor::<Flex, 2>::random([64, 1000], Distribution::Normal(0.0, 1.0), &device).into_primitive().tensor();

@@ -124,6 +124,7 @@ mod tests {
     /// Values and gradient equal Burn's (libm's erf) on a strided input longer than one chunk.
     #[test]
     fn matches_burns_gelu_forward_and_backward() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         let x = Tensor::<Flex, 3>::random([5, 3, 1000], Distribution::Normal(0.0, 3.0), &device).swap_dims(0, 1);
         let upstream = Tensor::<Flex, 3>::random([3, 5, 1000], Distribution::Normal(0.0, 1.0), &device);

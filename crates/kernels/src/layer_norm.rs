@@ -181,6 +181,7 @@ mod tests {
     /// strided input; a frozen gamma and beta get none.
     #[test]
     fn matches_burns_layer_norm_forward_and_backward() {
+        let _generator = crate::testing::generator();
         let device = Default::default();
         let x = Tensor::<Flex, 3>::random([4, 33, 24], Distribution::Normal(1.0, 2.0), &device).swap_dims(0, 1);
         let gamma = Tensor::<Flex, 1>::random([24], Distribution::Normal(1.0, 0.5), &device);

@@ -483,6 +483,7 @@ mod tests {
     /// Values and all three gradients equal Burn's `linear`, on a strided (transposed) input.
     #[test]
     fn linear_matches_burn_forward_and_backward() {
+        let _generator = crate::testing::generator();
         let x = random([3, 7, 5]).swap_dims(0, 1); // [7, 3, 5], not contiguous
         let (w, b) = (random([5, 4]), random([4]));
         let upstream = random([7, 3, 4]);
@@ -508,12 +509,14 @@ mod tests {
     #[test]
     #[should_panic]
     fn a_bias_of_the_wrong_length_is_burns_error() {
+        let _generator = crate::testing::generator();
         let _ = linear(random([3, 5]), random([5, 4]), Some(random([3])));
     }
 
     /// A frozen weight: only the input gets a gradient, and the op keeps no activations.
     #[test]
     fn frozen_weight_gets_no_gradient() {
+        let _generator = crate::testing::generator();
         let x = Tensor::<Train, 2>::from_inner(random([6, 5])).require_grad();
         let w = Tensor::<Train, 2>::from_inner(random([5, 3]));
         let grads = linear(x.clone(), w.clone(), None).sum().backward();
@@ -525,6 +528,7 @@ mod tests {
     /// Batched products (the attention's), with a transposed operand, against Burn's matmul.
     #[test]
     fn matmul_matches_burn_forward_and_backward() {
+        let _generator = crate::testing::generator();
         let (a, b) = (random([2, 3, 6, 4]), random([2, 3, 6, 4]));
         let upstream = random([2, 3, 6, 6]);
         let run = |ours: bool| {
@@ -545,6 +549,7 @@ mod tests {
     /// (so another op holds them) or a leaf, and with or without a gradient for `v`.
     #[test]
     fn dropout_matmul_into_heads_is_dropout_then_product() {
+        let _generator = crate::testing::generator();
         let (x, v) = (random([2, 3, 40, 40]), random([2, 3, 40, 8]));
         let upstream = random([2, 3, 40, 8]);
         let dropout = Dropout::new(0.3);
@@ -580,6 +585,7 @@ mod tests {
     /// the heads afterwards needs no copy (the swapped view is contiguous).
     #[test]
     fn matmul_into_heads_matches_burn_and_merges_for_free() {
+        let _generator = crate::testing::generator();
         let (p, v) = (random([2, 3, 6, 6]), random([2, 3, 6, 4]));
         let upstream = random([2, 6, 12]);
         let run = |ours: bool| {
@@ -601,6 +607,7 @@ mod tests {
     /// broadcasting case that is left to Burn.
     #[test]
     fn inference_and_large_shapes_match_burn() {
+        let _generator = crate::testing::generator();
         let (x, w, b) = (random([4, 100, 96]), random([96, 200]), random([200]));
         let ours = values(linear(x.clone(), w.clone(), Some(b.clone())));
         close(&ours, &values(burn::tensor::module::linear(x, w, Some(b))), 1e-4);

@@ -166,6 +166,7 @@ mod tests {
     /// fully masked item included, for rows that are and are not a multiple of the lanes.
     #[test]
     fn matches_burns_softmax_forward_and_backward() {
+        let _generator = crate::testing::generator();
         for keys in [7, 37, 64] {
             let (scores, mask, upstream) = inputs(keys);
             let run = |fused: bool| {
@@ -189,6 +190,7 @@ mod tests {
 
     #[test]
     fn inference_matches_burns_softmax() {
+        let _generator = crate::testing::generator();
         let (scores, mask, _) = inputs(37);
         let fused = values(masked_softmax(scores.clone(), mask.clone()));
         close(&fused, &values(activation::softmax(scores + mask, 3)), 1e-6);
@@ -197,6 +199,7 @@ mod tests {
     /// A mask of another shape is Burn's business (broadcast add, then softmax).
     #[test]
     fn other_mask_shapes_take_burns_path() {
+        let _generator = crate::testing::generator();
         let (scores, _, _) = inputs(7);
         let full = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &Default::default());
         let ours = values(masked_softmax(scores.clone(), full.clone()));

@@ -22,3 +22,11 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
         assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
     }
 }
+
+/// Burn's CPU backend draws from one generator per process, and tests run in parallel: a test
+/// that seeds it (and expects the draws that follow) or draws from it holds this lock, so that
+/// no other test's draws land between its seed and its own.
+pub fn generator() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
