@@ -10,7 +10,13 @@ everything else, as the model card. The reviews are the ones `lora` draws, expor
   .venv/bin/python scripts/baseline_peft.py --model ../shared/assets/all-MiniLM-L6-v2 \\
       --data runs/subsets --seeds 42 43 44 --output runs/baseline-minilm.json
 
-Prints and writes one JSON object per seed: per-epoch eval loss/accuracy, wall time, adapter size.
+The task is the exported one: `labels.json` beside the subsets (written by `lora export-data`)
+gives num_labels, problem_type and id2label, passed to `from_pretrained` as `lora train` sizes
+its head; `text_pair` is tokenized as a pair; labels are class ids, multi-hot rows (multi-label)
+or values (regression), as transformers takes them. Without labels.json: two classes.
+
+Prints and writes one JSON object per seed: per-epoch eval metrics (accuracy and macro F1 for
+classification; MSE, MAE, Pearson and Spearman for regression), wall time, adapter size.
 On a GPU machine: --device cuda [--bf16] (Trainer's bf16=True: autocast with fp32 master weights).
 Pinned: torch 2.5.1 (CPU; on a GPU machine its own torch, recorded), transformers 4.46.3, peft 0.13.2
 (docs/golden-fixtures.md). Not part of CI.
@@ -35,7 +41,8 @@ PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2"}
 class Reviews(torch.utils.data.Dataset):
     def __init__(self, path, tokenizer, max_length, limit=None):
         rows = [json.loads(line) for line in open(path)][:limit]
-        enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=max_length)
+        pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
+        enc = tokenizer([r["text"] for r in rows], pairs, truncation=True, max_length=max_length)
         self.items = [{"input_ids": i, "attention_mask": m, "token_type_ids": t, "labels": r["label"]}
                       for i, m, t, r in zip(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], rows)]
 
@@ -46,9 +53,53 @@ class Reviews(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def accuracy(eval_pred):
-    logits, labels = eval_pred
-    return {"accuracy": float((np.argmax(logits, -1) == labels).mean())}
+def task(data):
+    path = Path(data) / "labels.json"
+    if not path.exists():
+        return {"num_labels": 2}
+    labels = json.loads(path.read_text())
+    return {"num_labels": labels["num_labels"], "problem_type": labels["problem_type"],
+            "id2label": {int(k): v for k, v in labels["id2label"].items()}, "label2id": labels["label2id"]}
+
+
+def f1s(truth, predicted, k):
+    """Macro and micro F1 of one-hot/multi-hot boolean arrays [n, k] (scikit-learn's zero_division=0)."""
+    tp = (truth & predicted).sum(0)
+    fp = (~truth & predicted).sum(0)
+    fn = (truth & ~predicted).sum(0)
+    f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    micro = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
+    return float(f1.mean()), float(micro)
+
+
+def ranks(v):
+    """Ranks with ties averaged, as scipy.stats.rankdata (scipy is not pinned here)."""
+    order = np.argsort(v, kind="stable")
+    r = np.empty(len(v))
+    r[order] = np.arange(1, len(v) + 1)
+    for value in np.unique(v):
+        same = v == value
+        r[same] = r[same].mean()
+    return r
+
+
+def metrics_for(problem_type, k):
+    def compute(eval_pred):
+        logits, labels = eval_pred
+        if problem_type == "regression":
+            x, y = logits.reshape(-1).astype(np.float64), labels.reshape(-1).astype(np.float64)
+            return {"mse": float(((x - y) ** 2).mean()), "mae": float(np.abs(x - y).mean()),
+                    "pearson": float(np.corrcoef(x, y)[0, 1]),
+                    "spearmanr": float(np.corrcoef(ranks(x), ranks(y))[0, 1])}
+        if problem_type == "multi_label_classification":
+            truth, predicted = labels > 0.5, logits > 0
+            macro, micro = f1s(truth, predicted, k)
+            return {"accuracy": float((truth == predicted).all(1).mean()), "f1_macro": macro, "f1_micro": micro}
+        predicted = np.argmax(logits, -1)
+        eye = np.eye(k, dtype=bool)
+        macro, micro = f1s(eye[labels], eye[predicted], k)
+        return {"accuracy": float((predicted == labels).mean()), "f1_macro": macro, "f1_micro": micro}
+    return compute
 
 
 def run(args, seed):
@@ -56,7 +107,8 @@ def run(args, seed):
     train = Reviews(Path(args.data) / "train.jsonl", tokenizer, args.max_length, args.limit)
     evals = Reviews(Path(args.data) / "eval.jsonl", tokenizer, args.max_length, args.limit)
     transformers.set_seed(seed)
-    model = get_peft_model(BertForSequenceClassification.from_pretrained(args.model, num_labels=2),
+    labels = task(args.data)
+    model = get_peft_model(BertForSequenceClassification.from_pretrained(args.model, **labels),
                            LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"]))
     out = tempfile.mkdtemp(prefix="baseline-")
     targs = TrainingArguments(
@@ -66,14 +118,15 @@ def run(args, seed):
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train, eval_dataset=evals,
                       data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
-                      compute_metrics=accuracy)
+                      compute_metrics=metrics_for(labels.get("problem_type"), labels["num_labels"]))
     start = time.time()
     trainer.train()
     seconds = time.time() - start
     model.save_pretrained(Path(out) / "adapter")
-    epochs = [{"epoch": h["epoch"], "eval_loss": h["eval_loss"], "eval_accuracy": h["eval_accuracy"]}
+    epochs = [{k: v for k, v in h.items() if k == "epoch" or (k.startswith("eval_") and not k.endswith(("_runtime", "_per_second")))}
               for h in trainer.state.log_history if "eval_loss" in h]
-    return {"seed": seed, "model": args.model, "train_size": len(train), "eval_size": len(evals), "epochs": epochs,
+    return {"seed": seed, "model": args.model, "problem_type": labels.get("problem_type", "single_label_classification"),
+            "num_labels": labels["num_labels"], "train_size": len(train), "eval_size": len(evals), "epochs": epochs,
             "learning_rate": args.learning_rate, "pad_to_multiple_of": args.pad_to_multiple_of, "wall_seconds": seconds, "threads": torch.get_num_threads(), "device": args.device, "bf16": args.bf16,
             "adapter_bytes": os.path.getsize(Path(out) / "adapter" / "adapter_model.safetensors"),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}}

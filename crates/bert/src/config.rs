@@ -54,6 +54,10 @@ pub struct BertConfig {
     pub id2label: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label2id: Option<BTreeMap<String, usize>>,
+    /// transformers' `problem_type` (`single_label_classification`, `multi_label_classification`,
+    /// `regression`); written to a saved model's `config.json` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +91,7 @@ impl Default for BertConfig {
             num_labels: None,
             id2label: None,
             label2id: None,
+            problem_type: None,
             model_type: None,
             architectures: None,
         }
@@ -163,6 +168,9 @@ impl BertConfig {
             map.insert("id2label".into(), serde_json::json!(id2label));
             map.insert("label2id".into(), serde_json::json!(label2id));
             map.remove("num_labels");
+            if let Some(problem_type) = &self.problem_type {
+                map.insert("problem_type".into(), problem_type.clone().into());
+            }
             map.insert("architectures".into(), serde_json::json!([self.family.sequence_classification()]));
             map.insert("model_type".into(), self.family.model_type().into());
         }

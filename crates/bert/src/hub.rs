@@ -314,11 +314,39 @@ pub fn load_pretrained_configured<B: Backend>(
     device: &B::Device,
     configure: impl FnOnce(&mut BertConfig),
 ) -> Result<Pretrained<B>> {
+    load_pretrained_for_labels(name, hub, device, configure, false)
+}
+
+/// As [`load_pretrained_configured`]; a checkpoint whose classifier has another number of
+/// labels than the config asks for is refused, or with `ignore_mismatched_sizes` its output
+/// layer is left out and initialised anew (reported in [`LoadReport::initialized`]), as
+/// `from_pretrained(..., num_labels=N, ignore_mismatched_sizes=True)`.
+pub fn load_pretrained_for_labels<B: Backend>(
+    name: &str,
+    hub: &HubOptions,
+    device: &B::Device,
+    configure: impl FnOnce(&mut BertConfig),
+    ignore_mismatched_sizes: bool,
+) -> Result<Pretrained<B>> {
     let files = ModelFiles::resolve_with(name, hub)?;
     let mut config = BertConfig::from_file(&files.config)?;
     configure(&mut config);
     config.validate().map_err(|message| BertError::Config { path: files.config.clone(), message })?;
-    let checkpoint = Checkpoint::read_family(&files.weights, config.family)?;
+    let mut checkpoint = Checkpoint::read_family(&files.weights, config.family)?;
+    let head = config.family.output_layer();
+    let rows = checkpoint.tensors.get(&format!("{head}.weight")).and_then(|t| t.shape.first().copied());
+    if let Some(rows) = rows.filter(|&r| r != config.num_labels()) {
+        if !ignore_mismatched_sizes {
+            return Err(BertError::Config {
+                path: files.weights.clone(),
+                message: format!(
+                    "its classifier ({head}) has {rows} labels, but {} are asked for; to train a new classifier in its place, ignore the mismatch (transformers' ignore_mismatched_sizes=True; lora: model.ignore_mismatched_sizes = true)",
+                    config.num_labels()
+                ),
+            });
+        }
+        checkpoint.tensors.retain(|k, _| !k.starts_with(&format!("{head}.")));
+    }
     let (model, report) = SequenceClassifier::from_checkpoint(&config, checkpoint, device)?;
     Ok(Pretrained { model, config, files, report })
 }

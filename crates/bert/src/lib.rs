@@ -38,7 +38,10 @@ pub use classifier::SequenceClassifier;
 pub use config::BertConfig;
 pub use error::{BertError, Result};
 pub use family::Family;
-pub use hub::{HubOptions, ModelFiles, Pretrained, load_pretrained, load_pretrained_configured, load_pretrained_with};
+pub use hub::{
+    HubOptions, ModelFiles, Pretrained, load_pretrained, load_pretrained_configured, load_pretrained_for_labels,
+    load_pretrained_with,
+};
 pub use model::{BertForSequenceClassification, BertInput, BertModel, BertModelOutput};
 pub use tokenizer::{BertTokenizer, Encoded, PaddedBatch};
 pub use weights::{Key, LoadReport, Weights};

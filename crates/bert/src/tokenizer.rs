@@ -108,7 +108,21 @@ impl BertTokenizer {
 
     /// Tokenizes many texts on all cores (rayon, through `tokenizers`), in input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
-        let encodings = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| BertError::Encode(e.to_string()))?;
+        let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|&t| (t, None)).collect();
+        self.encode_batch_pairs(&inputs)
+    }
+
+    /// Tokenizes many texts, each alone or with its pair (as [`Self::encode_pair`]), on all
+    /// cores, in input order.
+    pub fn encode_batch_pairs(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<tokenizers::EncodeInput> = texts
+            .iter()
+            .map(|&(a, b)| match b {
+                Some(b) => (a, b).into(),
+                None => a.into(),
+            })
+            .collect();
+        let encodings = self.inner.encode_batch(inputs, true).map_err(|e| BertError::Encode(e.to_string()))?;
         Ok(encodings
             .into_iter()
             .map(|e| Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() })

@@ -19,8 +19,8 @@ fn main() {
         Ok(t) => t,
         Err(e) => return eprintln!("tokenize bench: {e}"),
     };
-    let reviews = match imdb::formats::read_file(&assets.join("imdb/train.jsonl")) {
-        Ok(r) => r,
+    let reviews = match imdb::formats::read_file(&assets.join("imdb/train.jsonl"), &Default::default()) {
+        Ok(r) => r.unlabelled(),
         Err(e) => return eprintln!("tokenize bench: {e}"),
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

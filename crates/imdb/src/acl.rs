@@ -1,15 +1,55 @@
 //! The original release: the `aclImdb/` tree (`{train,test}/{pos,neg}/<id>_<rating>.txt`), or
 //! the `aclImdb_v1.tar.gz` archive read in place, never unpacked to disk.
+//!
+//! Its columns: `text`, `label` (`neg` or `pos`, the directory) and `rating` (1-10, from the
+//! file name): `data.label_column = "rating"` makes it a rating task.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Component, Path};
 
 use crate::error::{DataError, Result};
-use crate::review::{NEGATIVE, POSITIVE, Review, Splits};
+use crate::labels::RawLabel;
+use crate::records::{Columns, Location, RawSplit, RawSplits, Record};
 
 const SPLITS: [&str; 2] = ["train", "test"];
-const CLASSES: [(&str, u8); 2] = [("neg", NEGATIVE), ("pos", POSITIVE)];
+const CLASSES: [&str; 2] = ["neg", "pos"];
+
+/// The columns each review has.
+fn columns(columns: &Columns, path: &Path) -> Result<Rating> {
+    let names = ["text", "label", "rating"].map(String::from);
+    let found = columns.find(&names, path)?;
+    if found.text != "text" || found.text_pair.is_some() {
+        return Err(DataError::Unrecognised {
+            path: path.to_path_buf(),
+            hint: "an aclImdb tree has one text column, `text` (and `label`, `rating`)".into(),
+        });
+    }
+    Ok(if found.label == "rating" { Rating::Label } else { Rating::Ignored })
+}
+
+/// Whether the label is the rating in the file name (else the class directory).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rating {
+    Label,
+    Ignored,
+}
+
+/// The record of one review file: `<id>_<rating>.txt` in `class`.
+fn record(name: &str, class: &str, text: String, rating: Rating, at: Location, path: &Path) -> Result<Record> {
+    let label = match rating {
+        Rating::Ignored => RawLabel::Text(class.to_string()),
+        Rating::Label => {
+            let value = name
+                .strip_suffix(".txt")
+                .and_then(|stem| stem.rsplit_once('_'))
+                .and_then(|(_, r)| r.parse::<i64>().ok())
+                .ok_or_else(|| at.error(path, "the file name has no rating (expected <id>_<rating>.txt)".into()))?;
+            RawLabel::Int(value)
+        }
+    };
+    Ok(Record { text, text_pair: None, label, at })
+}
 
 /// Whether `dir` is an aclImdb tree root (it has `train/pos` or `test/pos`).
 pub fn is_tree(dir: &Path) -> bool {
@@ -17,11 +57,12 @@ pub fn is_tree(dir: &Path) -> bool {
 }
 
 /// Reads `dir/{train,test}/{pos,neg}/*.txt`; `unsup/` and the URL lists are not reviews.
-pub fn read_tree(dir: &Path) -> Result<Splits> {
+pub fn read_tree(dir: &Path, wanted: &Columns) -> Result<RawSplits> {
+    let rating = columns(wanted, dir)?;
     let mut splits = Vec::new();
     for split in SPLITS {
         let mut reviews = Vec::new();
-        for (class, label) in CLASSES {
+        for class in CLASSES {
             let class_dir = dir.join(split).join(class);
             if !class_dir.is_dir() {
                 return Err(DataError::Missing {
@@ -42,23 +83,27 @@ pub fn read_tree(dir: &Path) -> Result<Splits> {
                     entry: path.display().to_string(),
                     message: format!("not valid UTF-8 ({e})"),
                 })?;
-                reviews.push(Review { text, label });
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let at = Location::Member(path.display().to_string());
+                reviews.push(record(&name, class, text, rating, at, dir)?);
             }
         }
         if reviews.is_empty() {
             return Err(DataError::EmptySplit { path: dir.join(split), split: split.into() });
         }
-        splits.push(reviews);
+        splits.push(RawSplit::new(&dir.join(split), reviews));
     }
-    let test = splits.pop().unwrap_or_default();
-    let train = splits.pop().unwrap_or_default();
-    Ok(Splits::TrainTest { train, test })
+    let (Some(test), Some(train)) = (splits.pop(), splits.pop()) else {
+        return Err(DataError::EmptySplit { path: dir.to_path_buf(), split: "train".into() });
+    };
+    Ok(RawSplits::TrainTest { train, test })
 }
 
 /// Reads the labelled reviews straight out of a `.tar.gz` (or plain `.tar`) of the tree.
 /// An entry whose path is absolute or climbs out with `..` is refused: a crafted archive is an
 /// error, not something to skip.
-pub fn read_tarball(path: &Path) -> Result<Splits> {
+pub fn read_tarball(path: &Path, wanted: &Columns) -> Result<RawSplits> {
+    let rating = columns(wanted, path)?;
     let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let name = path.to_string_lossy().to_ascii_lowercase();
     let reader: Box<dyn Read> = if name.ends_with(".gz") || name.ends_with(".tgz") {
@@ -91,7 +136,7 @@ pub fn read_tarball(path: &Path) -> Result<Splits> {
         if n < 3 || !parts[n - 1].ends_with(".txt") {
             continue;
         }
-        let Some(&(_, label)) = CLASSES.iter().find(|(c, _)| *c == parts[n - 2]) else { continue };
+        let Some(class) = CLASSES.iter().find(|c| **c == parts[n - 2]) else { continue };
         let target = match parts[n - 3].as_str() {
             "train" => &mut train,
             "test" => &mut test,
@@ -100,12 +145,12 @@ pub fn read_tarball(path: &Path) -> Result<Splits> {
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(|e| fail(shown.clone(), format!("cannot read ({e})")))?;
         let text = String::from_utf8(bytes).map_err(|e| fail(shown.clone(), format!("not valid UTF-8 ({e})")))?;
-        target.push(Review { text, label });
+        target.push(record(&parts[n - 1], class, text, rating, Location::Member(shown), path)?);
     }
     for (split, reviews) in [("train", &train), ("test", &test)] {
         if reviews.is_empty() {
             return Err(DataError::EmptySplit { path: path.to_path_buf(), split: split.into() });
         }
     }
-    Ok(Splits::TrainTest { train, test })
+    Ok(RawSplits::TrainTest { train: RawSplit::new(path, train), test: RawSplit::new(path, test) })
 }

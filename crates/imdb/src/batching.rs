@@ -9,13 +9,15 @@ use burn::tensor::{Int, Tensor, TensorData};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{DataError, Result};
+use crate::labels::Target;
 use crate::review::Review;
 
-/// One review as the model reads it: truncated ids with special tokens, unpadded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One example as the model reads it: truncated ids with special tokens (a pair joined by
+/// the tokenizer's template), unpadded.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenizedReview {
     pub encoded: Encoded,
-    pub label: u8,
+    pub label: Target,
 }
 
 /// `<br />` (the release's line breaks) as a space. Off by default: the Hub copy keeps them.
@@ -23,7 +25,7 @@ pub fn strip_html_breaks(text: &str) -> String {
     text.replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
 }
 
-/// Tokenizes every review in parallel (rayon, inside `tokenizers`), in input order.
+/// Tokenizes every review (or pair) in parallel (rayon, inside `tokenizers`), in input order.
 /// `progress` is called with the number of reviews done after each chunk.
 pub fn tokenize(
     reviews: &[Review],
@@ -34,11 +36,14 @@ pub fn tokenize(
     const CHUNK: usize = 1024;
     let mut out = Vec::with_capacity(reviews.len());
     for chunk in reviews.chunks(CHUNK) {
-        let texts: Vec<String> =
-            chunk.iter().map(|r| if strip_breaks { strip_html_breaks(&r.text) } else { r.text.clone() }).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let encoded = tokenizer.encode_batch(&refs).map_err(|e| DataError::Tokenize(e.to_string()))?;
-        out.extend(encoded.into_iter().zip(chunk).map(|(encoded, r)| TokenizedReview { encoded, label: r.label }));
+        let clean = |t: &str| if strip_breaks { strip_html_breaks(t) } else { t.to_string() };
+        let texts: Vec<(String, Option<String>)> =
+            chunk.iter().map(|r| (clean(&r.text), r.text_pair.as_deref().map(clean))).collect();
+        let refs: Vec<(&str, Option<&str>)> = texts.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
+        let encoded = tokenizer.encode_batch_pairs(&refs).map_err(|e| DataError::Tokenize(e.to_string()))?;
+        out.extend(
+            encoded.into_iter().zip(chunk).map(|(encoded, r)| TokenizedReview { encoded, label: r.label.clone() }),
+        );
         progress(out.len());
     }
     Ok(out)
@@ -82,13 +87,60 @@ impl Dataset<TokenizedReview> for ReviewDataset {
 /// A padded batch with its labels.
 ///
 /// # Shapes
-/// - input fields: `[batch, longest]`; labels: `[batch]`
+/// - input fields: `[batch, longest]`; labels: see [`Targets`]
 #[derive(Debug, Clone)]
 pub struct ReviewBatch<B: Backend> {
     pub input: BertInput<B>,
-    pub labels: Tensor<B, 1, Int>,
+    pub labels: Targets<B>,
     /// Tokens that are not padding.
     pub real_tokens: usize,
+}
+
+/// A batch's labels, as transformers passes them for each `problem_type`.
+#[derive(Debug, Clone)]
+pub enum Targets<B: Backend> {
+    /// Class ids `[batch]` (single-label classification).
+    Classes(Tensor<B, 1, Int>),
+    /// Multi-hot rows `[batch, labels]` (multi-label classification).
+    MultiHot(Tensor<B, 2>),
+    /// Values `[batch]` (regression).
+    Values(Tensor<B, 1>),
+}
+
+impl<B: Backend> Targets<B> {
+    /// The labels of `items`, in the kind the first one has (a dataset's are all one kind).
+    pub fn of(items: &[TokenizedReview], device: &B::Device) -> Self {
+        let n = items.len();
+        match items.first().map(|i| &i.label) {
+            Some(Target::MultiHot(first)) => {
+                let width = first.len();
+                let mut rows = Vec::with_capacity(n * width);
+                for item in items {
+                    let mut row = match &item.label {
+                        Target::MultiHot(row) => row.clone(),
+                        _ => Vec::new(),
+                    };
+                    row.resize(width, 0.0);
+                    rows.extend(row);
+                }
+                Self::MultiHot(Tensor::from_data(TensorData::new(rows, [n, width]), device))
+            }
+            Some(Target::Value(_)) => {
+                let values: Vec<f32> = items
+                    .iter()
+                    .map(|i| match i.label {
+                        Target::Value(v) => v,
+                        _ => 0.0,
+                    })
+                    .collect();
+                Self::Values(Tensor::from_data(TensorData::new(values, [n]), device))
+            }
+            _ => {
+                let labels: Vec<i64> = items.iter().map(|i| i.label.class() as i64).collect();
+                Self::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
+            }
+        }
+    }
 }
 
 /// Pads each batch to its own longest review, rounded up to a multiple of `pad_to_multiple_of`
@@ -115,10 +167,9 @@ impl<B: Backend> Batcher<B, TokenizedReview, ReviewBatch<B>> for ReviewBatcher {
     fn batch(&self, items: Vec<TokenizedReview>, device: &B::Device) -> ReviewBatch<B> {
         let encoded: Vec<&Encoded> = items.iter().map(|i| &i.encoded).collect();
         let padded = bert::tokenizer::pad_batch(&encoded, self.pad_id, self.pad_to_multiple_of);
-        let labels: Vec<i64> = items.iter().map(|i| i64::from(i.label)).collect();
         ReviewBatch {
             input: padded.to_input(device),
-            labels: Tensor::from_data(TensorData::new(labels, [items.len()]), device),
+            labels: Targets::of(&items, device),
             real_tokens: padded.real_tokens(),
         }
     }

@@ -28,6 +28,10 @@ pub enum DataError {
     Unrecognised { path: PathBuf, hint: String },
     #[error("dataset `{dataset}` on the Hub: {message}")]
     Hub { dataset: String, message: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("{}: {message}", path.display())]
+    Labels { path: PathBuf, message: String },
     #[error("tokenization failed: {0}")]
     Tokenize(String),
 }

@@ -8,13 +8,38 @@ use hf_hub::{Repo, RepoType};
 use crate::acl;
 use crate::error::{DataError, Result};
 use crate::formats::{Format, read_file};
-use crate::review::{Review, Splits};
-
-/// The Hub's parquet export of `stanfordnlp/imdb` (the `plain_text` configuration).
-pub const HUB_SPLIT_FILES: [(&str, &str); 2] =
-    [("train", "plain_text/train-00000-of-00001.parquet"), ("test", "plain_text/test-00000-of-00001.parquet")];
+use crate::labels::{LabelSpace, ProblemType};
+use crate::records::{Columns, RawSplit, RawSplits};
 
 const SPLIT_EXTENSIONS: [&str; 5] = ["jsonl", "jsonl.gz", "csv", "csv.gz", "parquet"];
+/// The evaluation split's names, in the order they are looked for when none is given
+/// (`eval`: what `lora export-data` writes).
+pub const EVAL_SPLITS: [&str; 3] = ["test", "validation", "eval"];
+
+/// What to read from a source: the columns, the evaluation split's name, and for a Hub
+/// dataset its configuration (the folder of its parquet export).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    pub columns: Columns,
+    /// Unset: `test`, else `validation`, else `eval`.
+    pub eval_split: Option<String>,
+    /// Unset: `plain_text` (as `stanfordnlp/imdb`); most single-configuration datasets use `default`.
+    pub hub_config: Option<String>,
+}
+
+impl SourceOptions {
+    fn eval_splits(&self) -> Vec<&str> {
+        match &self.eval_split {
+            Some(split) => vec![split.as_str()],
+            None => EVAL_SPLITS.to_vec(),
+        }
+    }
+
+    /// The Hub's parquet files of a split: `{config}/{split}-00000-of-00001.parquet`.
+    pub fn hub_file(&self, split: &str) -> String {
+        format!("{}/{split}-00000-of-00001.parquet", self.hub_config.as_deref().unwrap_or("plain_text"))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -32,10 +57,10 @@ pub enum Source {
 
 impl Source {
     /// Recognises `spec`: a directory, a file, or a Hub dataset id.
-    pub fn detect(spec: &str) -> Result<Self> {
+    pub fn detect(spec: &str, options: &SourceOptions) -> Result<Self> {
         let path = Path::new(spec);
         if path.is_dir() {
-            return Self::detect_dir(path);
+            return Self::detect_dir(path, options);
         }
         if path.is_file() {
             let name = spec.to_ascii_lowercase();
@@ -57,7 +82,7 @@ impl Source {
         Err(DataError::Missing { path: path.to_path_buf(), what: "the dataset (no such file or directory)".into() })
     }
 
-    fn detect_dir(dir: &Path) -> Result<Self> {
+    fn detect_dir(dir: &Path, options: &SourceOptions) -> Result<Self> {
         if acl::is_tree(dir) {
             return Ok(Self::AclTree(dir.to_path_buf()));
         }
@@ -66,9 +91,13 @@ impl Source {
         }
         let find =
             |split: &str| SPLIT_EXTENSIONS.iter().map(|ext| dir.join(format!("{split}.{ext}"))).find(|p| p.is_file());
-        match (find("train"), find("test")) {
+        let eval_splits = options.eval_splits();
+        match (find("train"), eval_splits.iter().find_map(|s| find(s))) {
             (Some(train), Some(test)) => Ok(Self::SplitFiles { train, test }),
-            (Some(_), None) => Err(DataError::Missing { path: dir.join("test.jsonl"), what: "the test split (test.jsonl, .csv, .jsonl.gz, ...)".into() }),
+            (Some(_), None) => Err(DataError::Missing {
+                path: dir.join(format!("{}.jsonl", eval_splits[0])),
+                what: format!("the evaluation split ({} as .jsonl, .csv, .jsonl.gz, .parquet; data.eval_split names another)", eval_splits.join(", ")),
+            }),
             (None, Some(_)) => Err(DataError::Missing { path: dir.join("train.jsonl"), what: "the train split (train.jsonl, .csv, .jsonl.gz, ...)".into() }),
             (None, None) => Err(DataError::Unrecognised {
                 path: dir.to_path_buf(),
@@ -77,37 +106,72 @@ impl Source {
         }
     }
 
-    /// Reads every review of the source.
-    pub fn load(&self, hub: &HubOptions) -> Result<Splits> {
+    /// Reads every row of the source, its labels as written.
+    pub fn load(&self, options: &SourceOptions, hub: &HubOptions) -> Result<RawSplits> {
+        let columns = &options.columns;
         let splits = match self {
-            Self::AclTree(dir) => acl::read_tree(dir)?,
-            Self::AclTarball(path) => acl::read_tarball(path)?,
-            Self::SplitFiles { train, test } => {
-                Splits::TrainTest { train: read_split(train, "train")?, test: read_split(test, "test")? }
-            }
-            Self::SingleFile(path) => Splits::Unsplit(read_split(path, "all")?),
+            Self::AclTree(dir) => acl::read_tree(dir, columns)?,
+            Self::AclTarball(path) => acl::read_tarball(path, columns)?,
+            Self::SplitFiles { train, test } => RawSplits::TrainTest {
+                train: read_split(train, "train", columns)?,
+                test: read_split(test, "evaluation", columns)?,
+            },
+            Self::SingleFile(path) => RawSplits::Unsplit(read_split(path, "all", columns)?),
             Self::Hub(dataset) => {
                 let repo = Repo::new(dataset.clone(), RepoType::Dataset);
+                let eval_split = options.eval_split.as_deref().unwrap_or(EVAL_SPLITS[0]);
                 let mut files = Vec::new();
-                for (split, file) in HUB_SPLIT_FILES {
-                    let path = hub
-                        .fetch(&repo, file)
-                        .map_err(|message| DataError::Hub { dataset: dataset.clone(), message })?;
-                    files.push(read_split(&path, split)?);
+                for split in ["train", eval_split] {
+                    let file = options.hub_file(split);
+                    let path = hub.fetch(&repo, &file).map_err(|message| DataError::Hub {
+                        dataset: dataset.clone(),
+                        message: format!("{message} (data.hub_config and data.eval_split name the file {file})"),
+                    })?;
+                    files.push(read_split(&path, split, columns)?);
                 }
-                let test = files.pop().unwrap_or_default();
-                let train = files.pop().unwrap_or_default();
-                Splits::TrainTest { train, test }
+                let (Some(test), Some(train)) = (files.pop(), files.pop()) else {
+                    return Err(DataError::Hub { dataset: dataset.clone(), message: "no splits".into() });
+                };
+                RawSplits::TrainTest { train, test }
             }
         };
         Ok(splits)
     }
 }
 
-fn read_split(path: &Path, split: &str) -> Result<Vec<Review>> {
-    let reviews = read_file(path)?;
-    if reviews.is_empty() {
+fn read_split(path: &Path, split: &str, columns: &Columns) -> Result<RawSplit> {
+    let records = read_file(path, columns)?;
+    if records.records.is_empty() {
         return Err(DataError::EmptySplit { path: path.to_path_buf(), split: split.into() });
     }
-    Ok(reviews)
+    Ok(records)
+}
+
+/// How a load gives labels their meaning: an adapter's known classes, or inferred from the
+/// training split with what a run sets (`model.problem_type`, `data.label_names`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    Known(LabelSpace),
+    Infer { problem_type: Option<ProblemType>, names: Option<Vec<String>> },
+}
+
+/// Reads `spec` and resolves every label: the splits and the label space they were read with.
+/// Class names the source declares (a Hub export's `ClassLabel`) are used unless a run names
+/// its own.
+pub fn load_labelled(
+    spec: &str,
+    options: &SourceOptions,
+    hub: &HubOptions,
+    labels: Labels,
+) -> Result<(crate::review::Splits, LabelSpace)> {
+    let raw = Source::detect(spec, options)?.load(options, hub)?;
+    let space = match labels {
+        Labels::Known(space) => space,
+        Labels::Infer { problem_type, names } => {
+            let names = names.or_else(|| raw.declared_names());
+            LabelSpace::infer(raw.train_labels(), problem_type, names)
+                .map_err(|message| DataError::Labels { path: raw.train().path.clone(), message })?
+        }
+    };
+    Ok((raw.resolve(&space)?, space))
 }

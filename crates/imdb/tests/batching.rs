@@ -7,7 +7,7 @@ use burn::backend::Flex;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use imdb::batching::{PaddingStats, epoch_batches};
-use imdb::{ReviewBatcher, ReviewDataset, Source, SubsetConfig, draw, tokenize};
+use imdb::{LabelSpace, Labels, ReviewBatcher, ReviewDataset, SourceOptions, SubsetConfig, Targets, draw, tokenize};
 
 type B = Flex;
 
@@ -15,9 +15,17 @@ type B = Flex;
 fn batches_carry_no_padding_beyond_their_longest_review() {
     let Some(assets) = bert::assets::require_shared_assets("batching") else { return };
     let tokenizer = bert::BertTokenizer::from_file(assets.join("bert-base-uncased/tokenizer.json"), 512).unwrap();
-    let splits =
-        Source::detect(assets.join("imdb").to_str().unwrap()).unwrap().load(&bert::HubOptions::from_env()).unwrap();
-    let subsets = draw(splits, &SubsetConfig { train_size: 200, eval_size: 10, ..Default::default() }).unwrap();
+    let infer = Labels::Infer { problem_type: None, names: None };
+    let (splits, space): (_, LabelSpace) = imdb::load_labelled(
+        assets.join("imdb").to_str().unwrap(),
+        &SourceOptions::default(),
+        &bert::HubOptions::from_env(),
+        infer,
+    )
+    .unwrap();
+    let subsets =
+        draw(splits, &SubsetConfig { train_size: Some(200), eval_size: Some(10), ..Default::default() }, &space)
+            .unwrap();
     let mut calls = 0;
     let items = tokenize(&subsets.train, &tokenizer, false, |_| calls += 1).unwrap();
     assert_eq!(items.len(), 200);
@@ -35,7 +43,8 @@ fn batches_carry_no_padding_beyond_their_longest_review() {
         assert_eq!(seq, longest, "batch {b} is padded to its longest review only");
         let mask_sum = batch.input.attention_mask.clone().sum().into_scalar() as usize;
         assert_eq!(mask_sum, batch.real_tokens);
-        assert_eq!(batch.labels.dims(), [rows]);
+        let Targets::Classes(labels) = &batch.labels else { panic!("class ids") };
+        assert_eq!(labels.dims(), [rows]);
         seen += rows;
     }
     assert_eq!(seen, 200);
@@ -67,9 +76,60 @@ fn batches_carry_no_padding_beyond_their_longest_review() {
 fn html_breaks_become_spaces_only_when_asked() {
     let Some(assets) = bert::assets::require_shared_assets("br normalisation") else { return };
     let tokenizer = bert::BertTokenizer::from_file(assets.join("bert-base-uncased/tokenizer.json"), 512).unwrap();
-    let review = imdb::Review { text: "Good.<br /><br />Really good.".into(), label: 1 };
+    let review = imdb::Review::new("Good.<br /><br />Really good.", 1);
     let kept = tokenize(std::slice::from_ref(&review), &tokenizer, false, |_| {}).unwrap();
     let stripped = tokenize(&[review], &tokenizer, true, |_| {}).unwrap();
     assert!(kept[0].encoded.len() > stripped[0].encoded.len());
     assert_eq!(stripped[0].encoded, tokenizer.encode("Good.  Really good.").unwrap());
+}
+
+/// A pair is tokenized as the tokenizer's template joins two texts (`[CLS] a [SEP] b [SEP]`,
+/// token types 0 then 1), truncated longest first; its batch carries both segments.
+#[test]
+fn pairs_tokenize_with_the_pair_template() {
+    let Some(assets) = bert::assets::require_shared_assets("pairs") else { return };
+    let tokenizer = bert::BertTokenizer::from_file(assets.join("bert-base-uncased/tokenizer.json"), 12).unwrap();
+    let review = imdb::Review {
+        text: "a short one".into(),
+        text_pair: Some("and a much longer second passage that must be cut".into()),
+        label: imdb::Target::Class(1),
+    };
+    let items = tokenize(&[review], &tokenizer, false, |_| {}).unwrap();
+    assert_eq!(
+        items[0].encoded,
+        tokenizer.encode_pair("a short one", "and a much longer second passage that must be cut").unwrap()
+    );
+    let types = &items[0].encoded.token_type_ids;
+    assert_eq!(items[0].encoded.len(), 12);
+    // [CLS] a short one [SEP] = 5 tokens of type 0 (longest first: the long text is cut, the short kept).
+    assert_eq!(types.iter().filter(|&&t| t == 0).count(), 5);
+    assert_eq!(*items[0].encoded.input_ids.last().unwrap(), 102);
+}
+
+/// Pair token ids equal transformers' fast tokenizer's (`tok(a, b, truncation="longest_first",
+/// max_length=...)`, goldens from scripts/golden_tasks.py), through the data crate's tokenize.
+#[test]
+fn pair_tokens_equal_transformers() {
+    let Some(assets) = bert::assets::require_shared_assets("pair tokens") else { return };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pair_tokens.json");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let mut truncated = 0;
+    for row in &rows {
+        let max_length = row["max_length"].as_u64().unwrap() as usize;
+        let tokenizer =
+            bert::BertTokenizer::from_file(assets.join("bert-base-uncased/tokenizer.json"), max_length).unwrap();
+        let review = imdb::Review {
+            text: row["text"].as_str().unwrap().into(),
+            text_pair: Some(row["text_pair"].as_str().unwrap().into()),
+            label: imdb::Target::Class(0),
+        };
+        let ours = &tokenize(&[review], &tokenizer, false, |_| {}).unwrap()[0].encoded;
+        assert_eq!(ours.input_ids, ids(&row["input_ids"]), "{row}");
+        assert_eq!(ours.token_type_ids, ids(&row["token_type_ids"]), "{row}");
+        truncated += usize::from(ours.len() == max_length);
+    }
+    assert!(truncated >= 8, "the goldens exercise truncation ({truncated} cut)");
 }

@@ -10,29 +10,43 @@ use std::sync::Arc;
 
 use bert::HubOptions;
 use bert::testing::FakeHub;
-use imdb::review::label_counts;
-use imdb::{Review, Source, Splits, SubsetConfig, draw};
+use imdb::review::class_counts;
+use imdb::{LabelSpace, Labels, ProblemType, Review, Source, SourceOptions, Splits, SubsetConfig, Target};
 
 fn offline() -> HubOptions {
     HubOptions { offline: true, ..HubOptions::at("/nonexistent", "http://127.0.0.1:9") }
 }
 
 fn load(spec: &Path) -> imdb::Result<Splits> {
-    Source::detect(spec.to_str().unwrap())?.load(&offline())
+    load_with(spec, &SourceOptions::default())
+}
+
+fn load_with(spec: &Path, options: &SourceOptions) -> imdb::Result<Splits> {
+    let infer = Labels::Infer { problem_type: None, names: None };
+    Ok(imdb::load_labelled(spec.to_str().unwrap(), options, &offline(), infer)?.0)
+}
+
+fn binary() -> LabelSpace {
+    LabelSpace { problem_type: ProblemType::SingleLabelClassification, names: vec!["neg".into(), "pos".into()] }
+}
+
+fn draw(splits: Splits, config: &SubsetConfig) -> imdb::Result<imdb::Subsets> {
+    imdb::draw(splits, config, &binary())
+}
+
+fn positive(r: &Review) -> bool {
+    r.label == Target::Class(1)
 }
 
 fn split(name: &str, n: usize) -> Vec<Review> {
     // Texts with quotes, commas, newlines, non-ASCII and `<br />`, as real reviews have.
     (0..n)
-        .map(|i| Review {
-            text: format!("{name} review {i}: \"great\", or not?<br /><br />Ça, 映画 — line\nbreak"),
-            label: (i % 2) as u8,
-        })
+        .map(|i| Review::new(format!("{name} review {i}: \"great\", or not?<br /><br />Ça, 映画 — line\nbreak"), i % 2))
         .collect()
 }
 
 fn sorted(mut r: Vec<Review>) -> Vec<Review> {
-    r.sort_by(|a, b| (&a.text, a.label).cmp(&(&b.text, b.label)));
+    r.sort_by_key(|a| (a.text.clone(), a.label.class()));
     r
 }
 
@@ -51,7 +65,7 @@ fn write_csv(path: &Path, reviews: &[Review]) {
     let mut w = csv::Writer::from_path(path).unwrap();
     w.write_record(["review", "sentiment"]).unwrap();
     for r in reviews {
-        w.write_record([r.text.as_str(), if r.label == 1 { "positive" } else { "negative" }]).unwrap();
+        w.write_record([r.text.as_str(), if positive(r) { "positive" } else { "negative" }]).unwrap();
     }
     w.flush().unwrap();
 }
@@ -78,7 +92,7 @@ fn write_parquet(path: &Path, reviews: &[Review]) {
     let mut writer = SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
     let mut group = writer.next_row_group().unwrap();
     let texts: Vec<ByteArray> = reviews.iter().map(|r| ByteArray::from(r.text.as_str())).collect();
-    let labels: Vec<i64> = reviews.iter().map(|r| i64::from(r.label)).collect();
+    let labels: Vec<i64> = reviews.iter().map(|r| r.label.class() as i64).collect();
     let mut col = group.next_column().unwrap().unwrap();
     col.typed::<ByteArrayType>().write_batch(&texts, None, None).unwrap();
     col.close().unwrap();
@@ -92,9 +106,9 @@ fn write_parquet(path: &Path, reviews: &[Review]) {
 fn write_tree(root: &Path, train: &[Review], test: &[Review]) {
     for (name, reviews) in [("train", train), ("test", test)] {
         for (i, r) in reviews.iter().enumerate() {
-            let dir = root.join(name).join(if r.label == 1 { "pos" } else { "neg" });
+            let dir = root.join(name).join(if positive(r) { "pos" } else { "neg" });
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(format!("{i}_{}.txt", if r.label == 1 { 8 } else { 2 })), &r.text).unwrap();
+            std::fs::write(dir.join(format!("{i}_{}.txt", if positive(r) { 8 } else { 2 })), &r.text).unwrap();
         }
     }
     std::fs::write(root.join("train/urls_pos.txt"), "http://example.invalid\n").unwrap();
@@ -142,7 +156,7 @@ fn every_source_reads_the_same_reviews_and_draws_the_same_subsets() {
 
     let expected = (sorted(train.clone()), sorted(test.clone()));
     let sources = [&jsonl, &csv_dir, &gz, &parquet_dir, &tree_parent, &tree_parent.join("aclImdb"), &tarball];
-    let config = SubsetConfig { train_size: 10, eval_size: 6, seed: 5, ..Default::default() };
+    let config = SubsetConfig { train_size: Some(10), eval_size: Some(6), seed: 5, ..Default::default() };
     let mut draws = Vec::new();
     for source in sources {
         let splits = load(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
@@ -175,13 +189,20 @@ fn hub_dataset_downloads_through_hf_hub_and_then_reads_offline() {
     let cache = tempfile::tempdir().unwrap();
     let online = HubOptions::at(cache.path(), hub.endpoint.clone());
 
-    let source = Source::detect("stanfordnlp/imdb").unwrap();
+    let options = SourceOptions::default();
+    let source = Source::detect("stanfordnlp/imdb", &options).unwrap();
     assert_eq!(source, Source::Hub("stanfordnlp/imdb".into()));
-    assert_eq!(as_sets(source.load(&online).unwrap()), (sorted(train.clone()), sorted(test.clone())));
+    let space = Labels::Known(binary());
+    let resolve = |raw: imdb::RawSplits| raw.resolve(&binary()).unwrap();
+    assert_eq!(
+        as_sets(resolve(source.load(&options, &online).unwrap())),
+        (sorted(train.clone()), sorted(test.clone()))
+    );
     let from_cache = HubOptions { offline: true, ..online };
-    assert_eq!(as_sets(source.load(&from_cache).unwrap()), (sorted(train), sorted(test)));
+    let (splits, _) = imdb::load_labelled("stanfordnlp/imdb", &options, &from_cache, space).unwrap();
+    assert_eq!(as_sets(splits), (sorted(train), sorted(test)));
 
-    let err = Source::Hub("nobody/imdb".into()).load(&from_cache).unwrap_err().to_string();
+    let err = Source::Hub("nobody/imdb".into()).load(&options, &from_cache).unwrap_err().to_string();
     assert!(err.contains("nobody/imdb") && err.contains("HF_HUB_OFFLINE"), "{err}");
 }
 
@@ -203,7 +224,7 @@ fn bad_input_is_one_clear_error_naming_file_and_line() {
         write_jsonl(&d.join("train.jsonl"), &train);
         d.to_path_buf()
     });
-    assert!(err.contains("test split"), "{err}");
+    assert!(err.contains("evaluation split") && err.contains("test, validation, eval"), "{err}");
 
     let err = error_of(|d| {
         write_jsonl(&d.join("train.jsonl"), &train);
@@ -225,23 +246,28 @@ fn bad_input_is_one_clear_error_naming_file_and_line() {
     assert!(err.contains("x.jsonl:1:") && err.contains("text"), "{err}");
 
     let err = error_of(|d| {
-        std::fs::write(d.join("x.jsonl"), "{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"ok\", \"label\": 3}\n")
+        std::fs::write(d.join("x.jsonl"), "{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"ok\", \"label\": true}\n")
             .unwrap();
         d.join("x.jsonl")
     });
-    assert!(err.contains("x.jsonl:2:") && err.contains("label 3"), "{err}");
+    assert!(err.contains("x.jsonl:2:") && err.contains("true"), "{err}");
 
+    // A class the training split never has is outside the label set: the evaluation file's line.
     let err = error_of(|d| {
-        std::fs::write(d.join("x.csv"), "review,sentiment\n\"fine\",positive\n\"meh\",neutral\n").unwrap();
-        d.join("x.csv")
+        std::fs::write(d.join("train.csv"), "review,sentiment\n\"fine\",positive\n\"bad\",negative\n").unwrap();
+        std::fs::write(d.join("test.csv"), "review,sentiment\n\"fine\",positive\n\"meh\",neutral\n").unwrap();
+        d.to_path_buf()
     });
-    assert!(err.contains("x.csv:3:") && err.contains("neutral"), "{err}");
+    assert!(
+        err.contains("test.csv:3:") && err.contains("neutral") && err.contains("not one of the 2 classes"),
+        "{err}"
+    );
 
     let err = error_of(|d| {
         std::fs::write(d.join("x.csv"), "body,stars\n\"fine\",5\n").unwrap();
         d.join("x.csv")
     });
-    assert!(err.contains("x.csv") && err.contains("review") && err.contains("body"), "{err}");
+    assert!(err.contains("x.csv") && err.contains("data.text_column") && err.contains("body"), "{err}");
 
     let err = error_of(|d| {
         let mut bytes = b"{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"".to_vec();
@@ -286,8 +312,9 @@ fn a_tar_entry_that_escapes_the_tree_is_refused() {
 #[test]
 fn a_subset_larger_than_its_split_is_refused() {
     let splits = Splits::TrainTest { train: split("train", 10), test: split("test", 10) };
-    let err =
-        draw(splits, &SubsetConfig { train_size: 4, eval_size: 12, ..Default::default() }).unwrap_err().to_string();
+    let err = draw(splits, &SubsetConfig { train_size: Some(4), eval_size: Some(12), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("test") && err.contains('6') && err.contains('5'), "{err}");
 }
 
@@ -298,8 +325,8 @@ fn the_real_dataset_from_jsonl_and_from_the_original_tarball() {
     let jsonl = load(&imdb_dir).unwrap();
     let Splits::TrainTest { train, test } = &jsonl else { panic!("two splits") };
     assert_eq!((train.len(), test.len()), (25_000, 25_000));
-    assert_eq!(label_counts(train), [12_500, 12_500]);
-    assert_eq!(label_counts(test), [12_500, 12_500]);
+    assert_eq!(class_counts(train, 2), [12_500, 12_500]);
+    assert_eq!(class_counts(test, 2), [12_500, 12_500]);
 
     let tarball = std::fs::read_dir(imdb_dir.join("original"))
         .unwrap()
@@ -312,8 +339,8 @@ fn the_real_dataset_from_jsonl_and_from_the_original_tarball() {
     let a = draw(jsonl.clone(), &config).unwrap();
     let b = draw(from_tar, &config).unwrap();
     assert_eq!(a, b, "the same 1,000/500 from JSONL and from the tarball");
-    assert_eq!(label_counts(&a.train), [500, 500]);
-    assert_eq!(label_counts(&a.eval), [250, 250]);
+    assert_eq!(class_counts(&a.train, 2), [500, 500]);
+    assert_eq!(class_counts(&a.eval, 2), [250, 250]);
 
     // Disjoint (with overlap removal, which the release needs: 123 test texts are also in train).
     let clean = draw(jsonl, &SubsetConfig { dedup: true, drop_test_overlap: true, ..config }).unwrap();
@@ -323,4 +350,56 @@ fn the_real_dataset_from_jsonl_and_from_the_original_tarball() {
     assert!(clean.eval.iter().all(|r| !train_texts.contains(&r.text)));
     let counts: BTreeMap<_, _> = clean.train.iter().map(|r| (&r.text, ())).collect();
     assert_eq!(counts.len(), 1000, "no repeated text");
+}
+
+/// The 1-10 ratings in the release's file names, as the `rating` column of the tarball: the
+/// eight ratings present (1-4, 7-10) as classes, or a number to regress.
+#[test]
+fn the_real_ratings_are_a_column_of_the_tarball() {
+    let Some(assets) = bert::assets::require_shared_assets("real IMDb ratings") else { return };
+    let tarball = assets.join("imdb/original/aclImdb_labelled_from_iamsorenl.tar.gz");
+    let options = SourceOptions {
+        columns: imdb::Columns { label: Some("rating".into()), ..Default::default() },
+        ..Default::default()
+    };
+    let infer = Labels::Infer { problem_type: None, names: None };
+    let (splits, space) = imdb::load_labelled(tarball.to_str().unwrap(), &options, &offline(), infer).unwrap();
+    assert_eq!(space.names, ["1", "2", "3", "4", "7", "8", "9", "10"]);
+    let config = SubsetConfig { train_size: Some(800), eval_size: Some(400), ..Default::default() };
+    let s = imdb::draw(splits, &config, &space).unwrap();
+    assert_eq!(class_counts(&s.train, 8), [100; 8]);
+    assert_eq!(class_counts(&s.eval, 8), [50; 8]);
+
+    let regress = Labels::Infer { problem_type: Some(ProblemType::Regression), names: None };
+    let (splits, space) = imdb::load_labelled(tarball.to_str().unwrap(), &options, &offline(), regress).unwrap();
+    assert_eq!(space.num_labels(), 1);
+    let Splits::TrainTest { train, .. } = splits else { panic!("two splits") };
+    let mean = train.iter().map(|r| if let Target::Value(v) = r.label { f64::from(v) } else { f64::NAN }).sum::<f64>()
+        / 25_000.0;
+    assert!((4.0..7.0).contains(&mean), "the release's mean rating, {mean}");
+}
+
+/// Sentence pairs, string labels of any number and multi-label lists, from JSON Lines and CSV.
+#[test]
+fn pairs_named_columns_and_label_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.csv");
+    std::fs::write(
+        &path,
+        "id,sentence1,sentence2,label\n1,\"A cat.\",\"A feline.\",equivalent\n2,\"Rain.\",\"Sun.\",not_equivalent\n",
+    )
+    .unwrap();
+    let Splits::Unsplit(rows) = load(&path).unwrap() else { panic!("one file") };
+    assert_eq!(rows[0].text_pair.as_deref(), Some("A feline."));
+    assert_eq!((rows[0].label.clone(), rows[1].label.clone()), (Target::Class(0), Target::Class(1)));
+
+    let path = dir.path().join("tickets.jsonl");
+    std::fs::write(&path, "{\"body\": \"refund please\", \"topics\": [\"billing\", \"urgent\"]}\n{\"body\": \"hello\", \"topics\": []}\n{\"body\": \"crash\", \"topics\": [\"bug\"]}\n").unwrap();
+    let options = SourceOptions {
+        columns: imdb::Columns { text: Some("body".into()), label: Some("topics".into()), text_pair: None },
+        ..Default::default()
+    };
+    let Splits::Unsplit(rows) = load_with(&path, &options).unwrap() else { panic!("one file") };
+    assert_eq!(rows[0].label, Target::MultiHot(vec![1.0, 0.0, 1.0]), "classes billing, bug, urgent");
+    assert_eq!(rows[1].label, Target::MultiHot(vec![0.0; 3]));
 }

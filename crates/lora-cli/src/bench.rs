@@ -90,7 +90,7 @@ pub fn mix_batches(
     batch_size: usize,
     max_length: usize,
 ) -> Result<Vec<Vec<TokenizedReview>>> {
-    let reviews = imdb::formats::read_file(reviews)?;
+    let reviews = imdb::formats::read_file(reviews, &Default::default())?.unlabelled();
     anyhow::ensure!(!reviews.is_empty(), "the length mix has no reviews");
     let tokenizer = bert::BertTokenizer::from_file(tokenizer, max_length)?;
     let items = imdb::batching::tokenize(&reviews, &tokenizer, false, |_| {})?;
@@ -107,7 +107,7 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
                 (0..options.seq_len).map(|j| (first + (i * 7919 + j * 104_729) % (vocab - first)) as u32).collect();
             TokenizedReview {
                 encoded: bert::Encoded { token_type_ids: vec![0; ids.len()], input_ids: ids },
-                label: (i % 2) as u8,
+                label: imdb::Target::Class(i % 2),
             }
         })
         .collect()

@@ -31,9 +31,9 @@ pub struct DeviceArg {
 pub enum Command {
     /// Fine-tune: the run's config, checkpoints, metrics and final adapter go to the output directory.
     Train(TrainArgs),
-    /// Accuracy, loss, F1 and confusion matrix of an adapter on held-out reviews.
+    /// The metrics of an adapter's task on held-out examples (accuracy, F1s, confusion matrix; MSE, correlations).
     Eval(EvalArgs),
-    /// One JSON line per text: label, probabilities, logits.
+    /// One JSON line per text: label name and probabilities (scores for multi-label, the value for regression), logits.
     Predict(PredictArgs),
     /// Fold the adapter into the base weights and write a plain Hugging Face model.
     Merge(MergeArgs),
@@ -94,7 +94,8 @@ pub struct ExportDataArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// TOML config with [model], [lora], [data], [training].
+    /// TOML config with [model], [lora], [data], [training] (see configs/). Without one,
+    /// every key has its Hugging Face default (TrainingArguments', LoraConfig's).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Model directory or Hub id (overrides model.name_or_path).
@@ -160,11 +161,25 @@ fn at_least_one(value: &str) -> Result<usize, String> {
 pub struct EvalArgs {
     #[command(flatten)]
     pub run: InferenceArgs,
-    /// Dataset source; reviews are drawn from its test split as training draws them.
+    /// Dataset source; examples are drawn from its evaluation split as training draws them,
+    /// their labels read with the adapter's labels.json.
     #[arg(long)]
     pub data: String,
-    #[arg(long, default_value_t = 500)]
-    pub eval_size: usize,
+    /// The text's column (default: `text`, `sentence` or `review`, unless the data has a pair).
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// The second text's column (default: found for `sentence1`/`sentence2` and the like).
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// The label's column (default: `label`, `labels` or `sentiment`).
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// The split to evaluate on (default: `test`, else `validation`, else `eval`).
+    #[arg(long)]
+    pub eval_split: Option<String>,
+    /// Examples drawn from the split (balanced over the classes); default: all of it.
+    #[arg(long)]
+    pub eval_size: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Where the JSON goes (default: eval_results.json beside the adapter directory).
@@ -181,8 +196,14 @@ pub struct PredictArgs {
     /// A text to classify (repeatable).
     #[arg(long, conflicts_with = "input")]
     pub text: Vec<String>,
-    /// One text per line, or JSON Lines with a `text` field (and an optional `id`); one output
-    /// line per input line.
+    /// The second text of a pair, one per --text, in order.
+    #[arg(long, conflicts_with = "input")]
+    pub text_pair: Vec<String>,
+    /// Multi-label: a class is predicted when its sigmoid score passes this.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// One text per line, or JSON Lines with a `text` field (and optional `text_pair` and
+    /// `id`); one output line per input line.
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// How `--input` is read: by its extension (`.jsonl`/`.json`: JSON Lines), or as said.

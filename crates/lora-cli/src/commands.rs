@@ -12,10 +12,12 @@ use crate::cli::{
 };
 use crate::config::RunConfig;
 use crate::device::{DeviceSpec, check_available};
-use crate::eval::{argmax, evaluate, logits, probabilities};
+use crate::eval::{evaluate, logits};
+use crate::metrics::{argmax, probabilities, sigmoid};
 use crate::report::write_atomic;
 use crate::train::TrainOptions;
 use crate::trainer::Output;
+use imdb::{LabelSpace, ProblemType};
 use lora_adapter::peft::Adapter;
 
 /// Work that runs on whichever backend the device names.
@@ -73,8 +75,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let config = if args.resume {
         crate::train::resume_config(args.config.as_deref(), &overrides, args.output_dir.as_deref())?
     } else {
-        let Some(file) = args.config.as_deref() else { bail!("--config FILE is required (see configs/)") };
-        RunConfig::load(Some(file), &overrides)?
+        // Without --config: every key at its Hugging Face default, as `TrainingArguments()`.
+        RunConfig::load(args.config.as_deref(), &overrides)?
     };
     let output = if args.quiet {
         Output::Quiet
@@ -100,12 +102,9 @@ fn toml_string(s: &str) -> String {
 }
 
 impl InferenceArgs {
-    /// The model with its adapter (dropout off), its tokenizer truncating at `--max-length`, and
-    /// batches padded as `--pad-to-multiple-of` asks.
-    fn load<B: Backend>(
-        &self,
-        device: &B::Device,
-    ) -> Result<(bert::SequenceClassifier<B>, bert::BertTokenizer, imdb::ReviewBatcher)> {
+    /// The model with its adapter (dropout off), its tokenizer truncating at `--max-length`,
+    /// batches padded as `--pad-to-multiple-of` asks, and the adapter's task and classes.
+    fn load<B: Backend>(&self, device: &B::Device) -> Result<Inference<B>> {
         // A bad adapter is reported before the (slower) model load.
         let adapter = Adapter::read(&self.adapter)?;
         let pretrained = load_for_adapter::<B>(&self.model, Some(&adapter), device)?;
@@ -119,8 +118,32 @@ impl InferenceArgs {
         let tokenizer = pretrained.tokenizer(max_length)?;
         crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
         let batcher = imdb::ReviewBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
+        let labels = adapter_labels(&self.adapter, pretrained.config.num_labels())?;
         let (model, _) = adapter.apply(pretrained.model, device)?;
-        Ok((model, tokenizer, batcher))
+        Ok(Inference { model, tokenizer, batcher, labels })
+    }
+}
+
+/// What `eval` and `predict` run.
+struct Inference<B: Backend> {
+    model: bert::SequenceClassifier<B>,
+    tokenizer: bert::BertTokenizer,
+    batcher: imdb::ReviewBatcher,
+    labels: LabelSpace,
+}
+
+/// The task and class names of the adapter in `dir`: its `labels.json`, else transformers'
+/// defaults for a head of `rows` (`LABEL_0`..; one row: regression). Refused when the two
+/// disagree.
+fn adapter_labels(dir: &Path, rows: usize) -> Result<LabelSpace> {
+    match LabelSpace::read(dir).map_err(anyhow::Error::msg)? {
+        Some(labels) if labels.num_labels() != rows => bail!(
+            "{} names {} labels, but the adapter's classifier has {rows} rows",
+            dir.join(imdb::labels::LABELS_FILE).display(),
+            labels.num_labels()
+        ),
+        Some(labels) => Ok(labels),
+        None => Ok(LabelSpace::unnamed(rows)),
     }
 }
 
@@ -129,13 +152,32 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     impl Job for EvalJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
-            let (model, tokenizer, batcher) = a.run.load::<B::InnerBackend>(device)?;
-            let splits = imdb::Source::detect(&a.data)?.load(&bert::HubOptions::from_env())?;
-            let subset =
-                imdb::SubsetConfig { train_size: 0, eval_size: a.eval_size, seed: a.seed, ..Default::default() };
-            let reviews = imdb::draw(splits, &subset)?.eval;
-            let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let metrics = evaluate(&model, &items, a.run.batch_size, batcher, device)?;
+            let run = a.run.load::<B::InnerBackend>(device)?;
+            let options = imdb::SourceOptions {
+                columns: imdb::Columns {
+                    text: a.text_column.clone(),
+                    text_pair: a.text_pair_column.clone(),
+                    label: a.label_column.clone(),
+                },
+                eval_split: a.eval_split.clone(),
+                hub_config: None,
+            };
+            let raw = imdb::Source::detect(&a.data, &options)?.load(&options, &bert::HubOptions::from_env())?;
+            let splits = raw.without_train().resolve(&run.labels)?;
+            let balanced = run.labels.problem_type == ProblemType::SingleLabelClassification;
+            let subset = imdb::SubsetConfig {
+                train_size: Some(0),
+                eval_size: a.eval_size,
+                seed: a.seed,
+                balanced,
+                ..Default::default()
+            };
+            let reviews = imdb::draw(splits, &subset, &run.labels)?.eval;
+            if reviews.is_empty() {
+                bail!("{}: no examples to evaluate (--eval-size 0?)", a.data);
+            }
+            let items = imdb::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+            let metrics = evaluate(&run.model, &items, &run.labels, a.run.batch_size, run.batcher, device)?;
             if !metrics.eval_loss.is_finite() {
                 bail!(
                     "the adapter {} gives a non-finite loss ({}) on these reviews: its logits overflow; no result is written",
@@ -143,14 +185,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     metrics.eval_loss
                 );
             }
-            let [[tn, fp], [fn_, tp]] = metrics.confusion_matrix;
             eprintln!(
-                "accuracy {:.4}  loss {:.4}  F1 {:.4}  ({} reviews, {name})",
-                metrics.eval_accuracy, metrics.eval_loss, metrics.eval_f1, metrics.eval_samples
+                "{}  ({} examples, {}, {name})",
+                metrics.headline(),
+                metrics.eval_samples,
+                run.labels.problem_type
             );
-            eprintln!(
-                "confusion matrix (rows: true neg/pos, columns: predicted neg/pos)\n  {tn:>5} {fp:>5}\n  {fn_:>5} {tp:>5}"
-            );
+            if let Some(matrix) = &metrics.confusion_matrix {
+                eprintln!("{}", confusion_table(matrix, &run.labels.names));
+            }
             let json = serde_json::to_string_pretty(&metrics)?;
             println!("{json}");
             let path =
@@ -163,6 +206,24 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     dispatch(&device, false, EvalJob(args))
 }
 
+/// A confusion matrix as text: rows the true class, columns the predicted one.
+fn confusion_table(matrix: &[Vec<usize>], names: &[String]) -> String {
+    let width = names.iter().map(String::len).chain([5]).max().unwrap_or(5).min(16);
+    let cut = |n: &str| n.chars().take(width).collect::<String>();
+    let mut out = String::from("confusion matrix (rows: true class, columns: predicted)\n");
+    out.push_str(&format!("{:>width$}", ""));
+    for name in names {
+        out.push_str(&format!(" {:>width$}", cut(name)));
+    }
+    for (name, row) in names.iter().zip(matrix) {
+        out.push_str(&format!("\n{:>width$}", cut(name)));
+        for count in row {
+            out.push_str(&format!(" {count:>width$}"));
+        }
+    }
+    out
+}
+
 /// The base model with as many labels as the adapter's trained head has rows (a base model's
 /// `config.json` may say another number, or none), as `from_pretrained(base, num_labels=N)`
 /// before `PeftModel.from_pretrained` does.
@@ -172,23 +233,32 @@ fn load_for_adapter<B: Backend>(
     device: &B::Device,
 ) -> Result<bert::Pretrained<B>> {
     let hub = bert::HubOptions::from_env();
-    Ok(bert::load_pretrained_configured::<B>(model, &hub, device, |config| {
-        let key = format!("{}.weight", config.family.output_layer());
-        if let Some(head) = adapter.and_then(|a| a.tensors.get(&key)) {
-            config.num_labels = head.shape.first().copied();
-            config.id2label = None;
-            config.label2id = None;
-        }
-    })?)
+    // The adapter's trained head replaces the base's, whatever the base's number of labels.
+    let replaced = adapter.is_some();
+    Ok(bert::load_pretrained_for_labels::<B>(
+        model,
+        &hub,
+        device,
+        |config| {
+            let key = format!("{}.weight", config.family.output_layer());
+            if let Some(head) = adapter.and_then(|a| a.tensors.get(&key)) {
+                config.num_labels = head.shape.first().copied();
+                config.id2label = None;
+                config.label2id = None;
+            }
+        },
+        replaced,
+    )?)
 }
 
-/// One text to classify and where it came from: its line in `--input` (and its `id` field, if
-/// JSON Lines), or its place among the `--text`s.
+/// One text (or pair) to classify and where it came from: its line in `--input` (and its `id`
+/// field, if JSON Lines), or its place among the `--text`s.
 #[derive(Debug, Clone, PartialEq)]
 struct Input {
     line: usize,
     id: Option<serde_json::Value>,
     text: String,
+    text_pair: Option<String>,
 }
 
 /// Texts from `--input`, one per line, in `format` (`Auto`: by the file's extension).
@@ -206,7 +276,7 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
         let n = i + 1;
         let line = line.with_context(|| format!("{}:{n}: not valid UTF-8 text", path.display()))?;
         if !jsonl {
-            inputs.push(Input { line: n, id: None, text: line });
+            inputs.push(Input { line: n, id: None, text: line, text_pair: None });
             continue;
         }
         if line.trim().is_empty() {
@@ -225,7 +295,15 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
             .get("text")
             .and_then(|t| t.as_str())
             .with_context(|| format!("{}:{n}: no string `text` field", path.display()))?;
-        inputs.push(Input { line: n, id: value.get("id").cloned(), text: text.to_string() });
+        let text_pair = match value.get("text_pair") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(pair) => Some(
+                pair.as_str()
+                    .with_context(|| format!("{}:{n}: `text_pair` is not a string", path.display()))?
+                    .to_string(),
+            ),
+        };
+        inputs.push(Input { line: n, id: value.get("id").cloned(), text: text.to_string(), text_pair });
     }
     Ok(inputs)
 }
@@ -237,18 +315,35 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             let a = self.0;
             let inputs = match &a.input {
                 Some(path) => read_inputs(path, a.input_format)?,
-                None => {
-                    a.text.iter().enumerate().map(|(i, t)| Input { line: i + 1, id: None, text: t.clone() }).collect()
-                }
+                None => a
+                    .text
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Input {
+                        line: i + 1,
+                        id: None,
+                        text: t.clone(),
+                        text_pair: a.text_pair.get(i).cloned(),
+                    })
+                    .collect(),
             };
+            if !a.text_pair.is_empty() && a.text_pair.len() != a.text.len() {
+                bail!(
+                    "--text-pair is given {} times for {} --text: one pair per text",
+                    a.text_pair.len(),
+                    a.text.len()
+                );
+            }
             if inputs.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
-            let (model, tokenizer, batcher) = a.run.load::<B::InnerBackend>(device)?;
-            let reviews: Vec<imdb::Review> =
-                inputs.iter().map(|t| imdb::Review { text: t.text.clone(), label: 0 }).collect();
-            let items = imdb::tokenize(&reviews, &tokenizer, false, |_| {})?;
-            let all = logits(&model, &items, a.run.batch_size, batcher, device)?;
+            let run = a.run.load::<B::InnerBackend>(device)?;
+            let reviews: Vec<imdb::Review> = inputs
+                .iter()
+                .map(|t| imdb::Review { text_pair: t.text_pair.clone(), ..imdb::Review::new(t.text.clone(), 0) })
+                .collect();
+            let items = imdb::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+            let all = logits(&run.model, &items, a.run.batch_size, run.batcher, device)?;
             let mut lines = String::new();
             for (input, row) in inputs.iter().zip(&all) {
                 if !row.iter().all(|x| x.is_finite()) {
@@ -259,12 +354,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                         a.run.adapter.display()
                     );
                 }
-                let mut line = serde_json::json!({
-                    "line": input.line,
-                    "label": argmax(row),
-                    "probs": probabilities(row),
-                    "logits": row,
-                });
+                let mut line = prediction(row, &run.labels, a.threshold);
+                line["line"] = input.line.into();
                 if let Some(id) = &input.id {
                     line["id"] = id.clone();
                 }
@@ -283,6 +374,26 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     }
     let device = args.device.clone();
     dispatch(&device, false, PredictJob(args))
+}
+
+/// One prediction as a JSON object, per task: the class name, its id, its probability and
+/// every class's (single-label); the classes whose sigmoid passes `threshold` and every
+/// class's score (multi-label); the value (regression). The logits always.
+fn prediction(row: &[f32], labels: &LabelSpace, threshold: f32) -> serde_json::Value {
+    let name = |i: usize| labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
+    match labels.problem_type {
+        ProblemType::SingleLabelClassification => {
+            let probs = probabilities(row);
+            let best = argmax(row);
+            serde_json::json!({ "label": name(best), "label_id": best, "score": probs[best], "probs": probs, "logits": row })
+        }
+        ProblemType::MultiLabelClassification => {
+            let scores: Vec<f32> = row.iter().map(|&x| sigmoid(x)).collect();
+            let chosen: Vec<String> = (0..row.len()).filter(|&i| scores[i] > threshold).map(name).collect();
+            serde_json::json!({ "labels": chosen, "scores": scores, "logits": row })
+        }
+        ProblemType::Regression => serde_json::json!({ "value": row.first(), "logits": row }),
+    }
 }
 
 /// `path` made absolute with symbolic links resolved, as far as it exists.
@@ -328,10 +439,14 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             if a.output.exists() && !a.output.is_dir() {
                 bail!("--output {} exists and is not a directory", a.output.display());
             }
-            let (model, lora) = adapter?.apply(pretrained.model, device)?;
+            let adapter = adapter?;
+            let labels = adapter_labels(&a.adapter, pretrained.config.num_labels())?;
+            let (model, lora) = adapter.apply(pretrained.model, device)?;
             let merged = lora_adapter::merge(model)?;
             let mut config = pretrained.config.clone();
             config.num_labels = Some(merged.num_labels());
+            config.id2label = Some(labels.id2label());
+            config.problem_type = Some(labels.problem_type.to_string());
 
             // Written whole beside the output, then renamed into place.
             let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -382,14 +497,18 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
         overrides.push(format!("data.source={}", toml_string(d)));
     }
     let config = RunConfig::load(Some(&args.config), &overrides)?;
-    let splits = imdb::Source::detect(&config.data.source)?.load(&bert::HubOptions::from_env())?;
-    let subsets = imdb::draw(splits, &config.data.subset())?;
+    let (subsets, labels) = crate::train::read_data(&config)?;
     imdb::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
     imdb::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
+    labels
+        .write(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.join("labels.json").display()))?;
     eprintln!(
-        "wrote {} training and {} evaluation reviews to {}",
+        "wrote {} training and {} evaluation examples ({}, {} labels) and labels.json to {}",
         subsets.train.len(),
         subsets.eval.len(),
+        labels.problem_type,
+        labels.num_labels(),
         args.output.display()
     );
     Ok(())

@@ -13,7 +13,17 @@ use serde::{Deserialize, Serialize};
 pub struct ModelSection {
     /// A local directory or a Hub model id.
     pub name_or_path: String,
-    pub num_labels: usize,
+    /// Unset: from the data (its classes; 1 for regression). Set: checked against the data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_labels: Option<usize>,
+    /// transformers' `problem_type`: `single_label_classification`, `multi_label_classification`
+    /// or `regression`. Unset: inferred from the labels (lists: multi-label; decimal numbers:
+    /// regression; integers or strings: single-label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<imdb::ProblemType>,
+    /// A checkpoint whose classifier has another number of labels: false refuses it, true
+    /// trains a new classifier in its place (transformers' `ignore_mismatched_sizes`).
+    pub ignore_mismatched_sizes: bool,
     /// Overrides of `config.json`, as `from_pretrained(..., hidden_dropout_prob=...)`.
     pub hidden_dropout_prob: Option<f64>,
     pub attention_probs_dropout_prob: Option<f64>,
@@ -24,7 +34,9 @@ impl Default for ModelSection {
     fn default() -> Self {
         Self {
             name_or_path: "bert-base-uncased".into(),
-            num_labels: 2,
+            num_labels: None,
+            problem_type: None,
+            ignore_mismatched_sizes: false,
             hidden_dropout_prob: None,
             attention_probs_dropout_prob: None,
             classifier_dropout: None,
@@ -107,11 +119,40 @@ impl LoraSection {
 pub struct DataSection {
     /// A directory, file, tarball or Hub dataset id (see the imdb crate).
     pub source: String,
-    pub train_size: usize,
-    pub eval_size: usize,
+    /// Examples drawn for training. Unset: all of the train split (of a single file: all that
+    /// the evaluation subset leaves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_size: Option<usize>,
+    /// Examples drawn for evaluation. Unset: all of the evaluation split (of a single file: a
+    /// quarter, as `train_test_split`'s default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_size: Option<usize>,
+    /// The text's column. Unset: `text`, `sentence` or `review`, unless the data has a pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    /// The second text of a pair. Unset: found when the data has `sentence1`/`sentence2`,
+    /// `question`/`sentence`, `question1`/`question2` or `premise`/`hypothesis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_pair_column: Option<String>,
+    /// Unset: `label`, `labels` or `sentiment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// Class names in id order. Unset: the names the source declares (a Hub export's
+    /// `ClassLabel`), else the training split's distinct labels, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_names: Option<Vec<String>>,
+    /// The evaluation split of a directory or Hub dataset. Unset: `test`, `validation`, `eval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_split: Option<String>,
+    /// A Hub dataset's configuration (its parquet export's folder). Unset: `plain_text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_config: Option<String>,
     /// Seed of the subset draw.
     pub seed: u64,
-    pub balanced: bool,
+    /// An equal share of each subset from each class. Unset: true for single-label
+    /// classification, false otherwise (regression and multi-label have nothing to balance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balanced: Option<bool>,
     pub dedup: bool,
     pub drop_test_overlap: bool,
     pub max_length: usize,
@@ -128,10 +169,16 @@ impl Default for DataSection {
         let s = imdb::SubsetConfig::default();
         Self {
             source: "stanfordnlp/imdb".into(),
-            train_size: s.train_size,
-            eval_size: s.eval_size,
+            text_column: None,
+            text_pair_column: None,
+            label_column: None,
+            label_names: None,
+            eval_split: None,
+            hub_config: None,
+            train_size: None,
+            eval_size: None,
             seed: s.seed,
-            balanced: s.balanced,
+            balanced: None,
             dedup: s.dedup,
             drop_test_overlap: s.drop_test_overlap,
             max_length: 512,
@@ -154,12 +201,27 @@ impl DataSection {
         check_padding("data.pad_to_multiple_of =", multiple, self.max_length, positions)
     }
 
-    pub fn subset(&self) -> imdb::SubsetConfig {
+    /// What to read from the source: columns, evaluation split, Hub configuration.
+    pub fn source_options(&self) -> imdb::SourceOptions {
+        imdb::SourceOptions {
+            columns: imdb::Columns {
+                text: self.text_column.clone(),
+                text_pair: self.text_pair_column.clone(),
+                label: self.label_column.clone(),
+            },
+            eval_split: self.eval_split.clone(),
+            hub_config: self.hub_config.clone(),
+        }
+    }
+
+    /// The subsets to draw from data whose labels are `space`.
+    pub fn subset(&self, space: &imdb::LabelSpace) -> imdb::SubsetConfig {
+        let classification = space.problem_type == imdb::ProblemType::SingleLabelClassification;
         imdb::SubsetConfig {
             train_size: self.train_size,
             eval_size: self.eval_size,
             seed: self.seed,
-            balanced: self.balanced,
+            balanced: self.balanced.unwrap_or(classification),
             dedup: self.dedup,
             drop_test_overlap: self.drop_test_overlap,
         }
@@ -190,6 +252,14 @@ pub struct TrainingSection {
     pub eval_strategy: String,
     pub logging_steps: usize,
     pub group_by_length: bool,
+    /// The metric that picks the best epoch in `summary.json`, as Trainer names it (`accuracy`
+    /// or `eval_accuracy`, `f1_macro`, `loss`, `pearson`, ...). Unset: accuracy for
+    /// classification, loss for regression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_for_best_model: Option<String>,
+    /// Unset: true unless the metric is a loss (Trainer's rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greater_is_better: Option<bool>,
     /// Train in bfloat16 on CUDA. Burn 0.21 has no mixed precision, so weights, activations and
     /// optimiser state are all bf16 (Hugging Face's `bf16 = true` autocasts and keeps fp32 masters).
     pub bf16: bool,
@@ -215,6 +285,8 @@ impl Default for TrainingSection {
             eval_strategy: "epoch".into(),
             logging_steps: 10,
             group_by_length: false,
+            metric_for_best_model: None,
+            greater_is_better: None,
             bf16: false,
         }
     }
@@ -284,8 +356,13 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&t.warmup_ratio) {
             bail!("training.warmup_ratio must be in [0, 1], got {}", t.warmup_ratio);
         }
-        if self.model.num_labels < 2 {
-            bail!("model.num_labels must be at least 2 (IMDb labels are 0 and 1), got {}", self.model.num_labels);
+        if self.model.num_labels == Some(0) {
+            bail!("model.num_labels must be at least 1 (1: regression), or left out to take it from the data");
+        }
+        if let Some(names) = &self.data.label_names
+            && names.is_empty()
+        {
+            bail!("data.label_names is empty; list the class names in id order, or leave it out");
         }
         if self.data.max_length < 2 || self.data.max_length > 512 {
             bail!("data.max_length must be in 2..=512, got {}", self.data.max_length);
@@ -300,8 +377,36 @@ impl RunConfig {
         Ok(())
     }
 
+    /// How the data's labels get their meaning: inferred from the training split, with the task
+    /// and class names this config sets.
+    pub fn labels(&self) -> imdb::Labels {
+        imdb::Labels::Infer { problem_type: self.model.problem_type, names: self.data.label_names.clone() }
+    }
+
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("cannot write the config as TOML")
+    }
+}
+
+impl TrainingSection {
+    /// The metric that picks the best epoch and whether more is better, checked against what a
+    /// task with `space`'s labels reports.
+    pub fn best_metric(&self, space: &imdb::LabelSpace) -> Result<(String, bool)> {
+        let names = crate::metrics::metric_names(space.problem_type, space.names.len());
+        let name = match &self.metric_for_best_model {
+            Some(name) => name.strip_prefix("eval_").unwrap_or(name).to_string(),
+            None if space.problem_type == imdb::ProblemType::Regression => "loss".into(),
+            None => "accuracy".into(),
+        };
+        if !names.contains(&name.as_str()) {
+            bail!(
+                "training.metric_for_best_model = {name:?} is not a metric of {}; it reports {}",
+                space.problem_type,
+                names.join(", ")
+            );
+        }
+        let greater = self.greater_is_better.unwrap_or(!name.ends_with("loss"));
+        Ok((name, greater))
     }
 }
 
@@ -368,7 +473,7 @@ mod tests {
 
     #[test]
     fn values_the_model_cannot_take_are_refused() {
-        let err = format!("{:#}", RunConfig::load(None, &["model.num_labels=1".into()]).unwrap_err());
+        let err = format!("{:#}", RunConfig::load(None, &["model.num_labels=0".into()]).unwrap_err());
         assert!(err.contains("num_labels"), "{err}");
         let err = format!("{:#}", RunConfig::load(None, &["data.max_length=1024".into()]).unwrap_err());
         assert!(err.contains("max_length"), "{err}");
@@ -408,6 +513,8 @@ mod tests {
             "imdb-xlm-roberta-base-lora.toml",
             "imdb-distilbert-base-uncased-lora.toml",
             "imdb-electra-base-lora.toml",
+            "imdb-rating-minilm-lora.toml",
+            "imdb-rating-regression-minilm-lora.toml",
         ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
             let config = RunConfig::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -415,5 +522,37 @@ mod tests {
             assert_eq!(config.training.per_device_train_batch_size, 16);
             assert_eq!(config.lora.r, 8);
         }
+    }
+
+    #[test]
+    fn task_keys_parse_and_the_best_metric_is_checked() {
+        let config = RunConfig::load(
+            None,
+            &[
+                "model.problem_type=\"multi_label_classification\"".into(),
+                "data.label_column=topics".into(),
+                "data.label_names=[\"a\", \"b\"]".into(),
+                "training.metric_for_best_model=eval_f1_macro".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.model.problem_type, Some(imdb::ProblemType::MultiLabelClassification));
+        assert_eq!(config.data.source_options().columns.label.as_deref(), Some("topics"));
+        let space = imdb::LabelSpace {
+            problem_type: imdb::ProblemType::MultiLabelClassification,
+            names: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(config.training.best_metric(&space).unwrap(), ("f1_macro".to_string(), true));
+        assert!(!config.data.subset(&space).balanced, "nothing to balance in multi-label data");
+        let saved: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
+        assert_eq!(saved, config);
+
+        let regression = imdb::LabelSpace::unnamed(1);
+        let defaults = RunConfig::load(None, &[]).unwrap();
+        assert_eq!(defaults.training.best_metric(&regression).unwrap(), ("loss".to_string(), false));
+        let err = format!("{:#}", config.training.best_metric(&regression).unwrap_err());
+        assert!(err.contains("f1_macro") && err.contains("regression") && err.contains("pearson"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["model.problem_type=\"ranking\"".into()]).unwrap_err());
+        assert!(err.contains("problem_type") && err.contains("regression"), "{err}");
     }
 }

@@ -9,6 +9,8 @@ pub mod commands;
 pub mod config;
 pub mod device;
 pub mod eval;
+pub mod loss;
+pub mod metrics;
 pub mod optim;
 pub mod report;
 pub mod run_dir;

@@ -61,7 +61,13 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
     };
     let train = line(epochs.iter().map(|e| (x(e.epoch), y_loss(e.train_loss))).collect(), "#1f77b4");
     let eval = line(epochs.iter().map(|e| (x(e.epoch), y_loss(e.eval.eval_loss))).collect(), "#ff7f0e");
-    let acc = line(epochs.iter().map(|e| (x(e.epoch), y_acc(e.eval.eval_accuracy))).collect(), "#2ca02c");
+    // Accuracy where the task has one (classification); a regression plots its losses alone.
+    let acc = match epochs.iter().all(|e| e.eval.eval_accuracy.is_some()) && !epochs.is_empty() {
+        true => {
+            line(epochs.iter().map(|e| (x(e.epoch), y_acc(e.eval.eval_accuracy.unwrap_or(0.0)))).collect(), "#2ca02c")
+        }
+        false => String::new(),
+    };
     let ticks: String = epochs
         .iter()
         .map(|e| {
@@ -94,7 +100,7 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
 {train}{eval}{acc}
 <text x="{PAD}" y="{leg}" font-size="12" fill="#1f77b4">train loss {tl:.4}</text>
 <text x="{l2}" y="{leg}" font-size="12" fill="#ff7f0e">eval loss {el:.4}</text>
-<text x="{l3}" y="{leg}" font-size="12" fill="#2ca02c">eval accuracy {ea:.4}</text>
+{accuracy_legend}
 </svg>
 "##,
         b = H - PAD,
@@ -103,10 +109,16 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
         lbl = H - PAD + 32.0,
         leg = H - 6.0,
         l2 = PAD + 190.0,
-        l3 = PAD + 370.0,
         tl = last.train_loss,
         el = last.eval.eval_loss,
-        ea = last.eval.eval_accuracy,
+        accuracy_legend = match last.eval.eval_accuracy {
+            Some(a) => format!(
+                r##"<text x="{}" y="{}" font-size="12" fill="#2ca02c">eval accuracy {a:.4}</text>"##,
+                PAD + 370.0,
+                H - 6.0
+            ),
+            None => String::new(),
+        },
     )
 }
 
@@ -121,7 +133,11 @@ mod tests {
             .map(|epoch| EpochRecord {
                 epoch,
                 train_loss: 0.7 / epoch as f64,
-                eval: EvalMetrics { eval_loss: 0.6, eval_accuracy: 0.5 + 0.1 * epoch as f64, ..Default::default() },
+                eval: EvalMetrics {
+                    eval_loss: 0.6,
+                    eval_accuracy: Some(0.5 + 0.1 * epoch as f64),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .collect();

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bert::{BertTokenizer, HubOptions};
 use burn::tensor::backend::AutodiffBackend;
-use imdb::ReviewDataset;
+use imdb::{LabelSpace, ProblemType, ReviewDataset};
 use lora_adapter::ParameterCount;
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +32,21 @@ pub struct TrainOptions {
 /// Everything `summary.json` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
-    pub final_eval_accuracy: f64,
+    /// Classification only (multi-label: subset accuracy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_eval_accuracy: Option<f64>,
     pub final_eval_loss: f64,
-    pub best_eval_accuracy: f64,
+    /// The highest accuracy of any epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_eval_accuracy: Option<f64>,
     pub best_eval_loss: f64,
+    /// Trainer's `metric_for_best_model` (without `eval_`), its best value and epoch (the
+    /// first, on a tie, as Trainer keeps it).
+    pub metric_for_best_model: String,
+    pub best_metric: Option<f64>,
     pub best_epoch: usize,
+    pub problem_type: ProblemType,
+    pub label_names: Vec<String>,
     pub epochs: Vec<EpochRecord>,
     pub train_seconds: f64,
     pub total_seconds: f64,
@@ -54,6 +64,7 @@ pub struct Summary {
 
 /// What a summary needs besides the trainer state.
 struct RunFacts {
+    labels: LabelSpace,
     total_seconds: f64,
     adapter_bytes: u64,
     parameters: ParameterCount,
@@ -64,18 +75,26 @@ struct RunFacts {
 impl Summary {
     fn new(state: &TrainerState, config: &RunConfig, facts: RunFacts) -> Result<Self> {
         let last = state.epochs.last().cloned().unwrap_or_default();
-        let best = state
-            .epochs
-            .iter()
-            .max_by(|a, b| a.eval.eval_accuracy.total_cmp(&b.eval.eval_accuracy))
-            .cloned()
-            .unwrap_or_default();
+        let (metric, greater) = config.training.best_metric(&facts.labels)?;
+        let mut best: Option<(f64, usize)> = None;
+        for epoch in &state.epochs {
+            let Some(value) = epoch.eval.get(&metric) else { continue };
+            let better = best.is_none_or(|(b, _)| if greater { value > b } else { value < b });
+            if better {
+                best = Some((value, epoch.epoch));
+            }
+        }
+        let accuracies = state.epochs.iter().filter_map(|e| e.eval.eval_accuracy);
         Ok(Self {
             final_eval_accuracy: last.eval.eval_accuracy,
             final_eval_loss: last.eval.eval_loss,
-            best_eval_accuracy: best.eval.eval_accuracy,
+            best_eval_accuracy: accuracies.reduce(f64::max),
             best_eval_loss: state.epochs.iter().map(|e| e.eval.eval_loss).fold(f64::INFINITY, f64::min),
-            best_epoch: best.epoch,
+            metric_for_best_model: metric,
+            best_metric: best.map(|(v, _)| v),
+            best_epoch: best.map_or(0, |(_, e)| e),
+            problem_type: facts.labels.problem_type,
+            label_names: facts.labels.names.clone(),
             epochs: state.epochs.clone(),
             train_seconds: state.train_seconds,
             total_seconds: facts.total_seconds,
@@ -156,37 +175,54 @@ fn differences(a: &RunConfig, b: &RunConfig) -> Result<Vec<String>> {
     Ok(keys)
 }
 
-/// Loads the data and tokenizes it once for the run.
-pub fn prepare_data(config: &RunConfig, tokenizer: BertTokenizer, output: Output) -> Result<RunData> {
-    let source = imdb::Source::detect(&config.data.source)?;
-    let splits = source.load(&HubOptions::from_env())?;
-    let subsets = imdb::draw(splits, &config.data.subset())?;
-    let bar = progress_bar(output, (subsets.train.len() + subsets.eval.len()) as u64, "tokenize");
-    let train =
-        imdb::tokenize(&subsets.train, &tokenizer, config.data.strip_html_breaks, |n| bar.set_position(n as u64))?;
-    let done = train.len();
-    let eval = imdb::tokenize(&subsets.eval, &tokenizer, config.data.strip_html_breaks, |n| {
-        bar.set_position((done + n) as u64)
-    })?;
-    bar.finish_and_clear();
-    Ok(RunData { train: ReviewDataset::new(train), eval: ReviewDataset::new(eval), tokenizer })
+/// The run's subsets with their labels resolved, and the label space they were read with.
+pub fn read_data(config: &RunConfig) -> Result<(imdb::Subsets, LabelSpace)> {
+    let d = &config.data;
+    let (splits, labels) =
+        imdb::load_labelled(&d.source, &d.source_options(), &HubOptions::from_env(), config.labels())?;
+    check_num_labels(config.model.num_labels, &labels)?;
+    config.training.best_metric(&labels)?;
+    let subsets = imdb::draw(splits, &d.subset(&labels), &labels)?;
+    if subsets.train.is_empty() || subsets.eval.is_empty() {
+        let which = if subsets.train.is_empty() { "training" } else { "evaluation" };
+        bail!("{}: the {which} subset is empty; data.train_size and data.eval_size must be at least 1", d.source);
+    }
+    Ok((subsets, labels))
 }
 
-/// The data's labels must be exactly the classes `0..num_labels`: a label the classifier has
-/// no row for, or a class the data never shows, is a config that does not fit the data.
-fn check_labels(data: &RunData, num_labels: usize) -> Result<()> {
-    let mut seen: Vec<u8> = data.train.items().iter().chain(data.eval.items()).map(|r| r.label).collect();
-    seen.sort_unstable();
-    seen.dedup();
-    let list = seen.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
-    if seen.len() != num_labels || seen.iter().any(|&l| usize::from(l) >= num_labels) {
-        bail!(
-            "model.num_labels = {num_labels}, but the data has {} classes ({list}): set model.num_labels = {}",
-            seen.len(),
-            seen.len()
-        );
+/// Tokenizes the subsets once for the run.
+pub fn tokenize_data(
+    config: &RunConfig,
+    subsets: imdb::Subsets,
+    labels: LabelSpace,
+    tokenizer: BertTokenizer,
+    output: Output,
+) -> Result<RunData> {
+    let strip = config.data.strip_html_breaks;
+    let bar = progress_bar(output, (subsets.train.len() + subsets.eval.len()) as u64, "tokenize");
+    let train = imdb::tokenize(&subsets.train, &tokenizer, strip, |n| bar.set_position(n as u64))?;
+    let done = train.len();
+    let eval = imdb::tokenize(&subsets.eval, &tokenizer, strip, |n| bar.set_position((done + n) as u64))?;
+    bar.finish_and_clear();
+    Ok(RunData { train: ReviewDataset::new(train), eval: ReviewDataset::new(eval), tokenizer, labels })
+}
+
+/// A `model.num_labels` the config sets must be what the data has: a label the classifier
+/// has no row for, or a row no label means, is a config that does not fit the data.
+fn check_num_labels(num_labels: Option<usize>, labels: &LabelSpace) -> Result<()> {
+    match num_labels {
+        Some(n) if n != labels.num_labels() => {
+            let what = match labels.problem_type {
+                ProblemType::Regression => "a regression target (1 output)".to_string(),
+                _ => format!("{} classes ({})", labels.names.len(), labels.names.join(", ")),
+            };
+            bail!(
+                "model.num_labels = {n}, but the data has {what}: set model.num_labels = {} or leave it out",
+                labels.num_labels()
+            )
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `lora train`.
@@ -222,23 +258,34 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         say(output, &format!("{} holds no checkpoint: starting the run from the beginning", out.display()));
     }
 
+    // The data before the model: its labels size the classifier.
+    let (subsets, labels) = read_data(&config)?;
+
     // Model: fresh weights (classifier, adapters) come from the run's seed.
     B::seed(device, config.training.seed);
     let m = &config.model;
-    let pretrained = bert::load_pretrained_configured::<B>(&m.name_or_path, &HubOptions::from_env(), device, |c| {
-        c.num_labels = Some(m.num_labels);
-        c.id2label = None;
-        c.label2id = None;
-        if let Some(p) = m.hidden_dropout_prob {
-            c.hidden_dropout_prob = p;
-        }
-        if let Some(p) = m.attention_probs_dropout_prob {
-            c.attention_probs_dropout_prob = p;
-        }
-        if let Some(p) = m.classifier_dropout {
-            c.classifier_dropout = Some(p);
-        }
-    })?;
+    let hub = HubOptions::from_env();
+    let pretrained = bert::load_pretrained_for_labels::<B>(
+        &m.name_or_path,
+        &hub,
+        device,
+        |c| {
+            c.num_labels = Some(labels.num_labels());
+            c.id2label = Some(labels.id2label());
+            c.label2id = None;
+            c.problem_type = Some(labels.problem_type.to_string());
+            if let Some(p) = m.hidden_dropout_prob {
+                c.hidden_dropout_prob = p;
+            }
+            if let Some(p) = m.attention_probs_dropout_prob {
+                c.attention_probs_dropout_prob = p;
+            }
+            if let Some(p) = m.classifier_dropout {
+                c.classifier_dropout = Some(p);
+            }
+        },
+        m.ignore_mismatched_sizes,
+    )?;
     if !pretrained.report.initialized.is_empty() {
         say(
             output,
@@ -256,12 +303,12 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let parameters = ParameterCount::of(&mut model, &lora);
     say(output, &parameters.to_string());
 
-    let data = prepare_data(&config, tokenizer, output)?;
-    check_labels(&data, config.model.num_labels)?;
+    let data = tokenize_data(&config, subsets, labels, tokenizer, output)?;
     let batch_size = config.training.per_device_train_batch_size;
     let steps_per_epoch = data.train.items().len().div_ceil(batch_size);
     let batcher = config.data.batcher(data.tokenizer.pad_id());
     let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone());
+    trainer.labels = data.labels.clone();
     let resumed = checkpoint.as_ref().map(|c| (c.dir.clone(), c.state.global_step, c.state.epoch));
     if let Some(checkpoint) = checkpoint {
         trainer.resume(checkpoint)?;
@@ -287,7 +334,11 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     trainer.train(&data, &out, output)?;
 
     let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;
+    data.labels
+        .write(&out.join("adapter"))
+        .with_context(|| format!("cannot write {}", out.join("adapter/labels.json").display()))?;
     let facts = RunFacts {
+        labels: data.labels.clone(),
         total_seconds: started.elapsed().as_secs_f64(),
         adapter_bytes: saved.bytes,
         parameters,

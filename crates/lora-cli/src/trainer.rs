@@ -17,14 +17,15 @@ use bert::SequenceClassifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use imdb::{ReviewBatch, ReviewBatcher, ReviewDataset, TokenizedReview};
+use imdb::{LabelSpace, ReviewBatch, ReviewBatcher, ReviewDataset, TokenizedReview};
 use indicatif::{ProgressBar, ProgressStyle};
 use lora_adapter::LoraConfig;
 use serde::{Deserialize, Serialize};
 use tensor_file::RawTensor;
 
 use crate::config::RunConfig;
-use crate::eval::{EvalMetrics, cross_entropy, evaluate};
+use crate::eval::{EvalMetrics, evaluate};
+use crate::loss::loss;
 use crate::optim::{AdamW, AdamWConfig, learning_rate};
 use crate::report::{EpochRecord, append_jsonl, write_atomic};
 
@@ -59,6 +60,9 @@ pub struct Trainer<B: AutodiffBackend> {
     pub batcher: ReviewBatcher,
     pub device: B::Device,
     pub state: TrainerState,
+    /// The task and classes (evaluation's metrics, `labels.json` in each checkpoint); by
+    /// default the head's rows, unnamed.
+    pub labels: LabelSpace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,7 +181,19 @@ impl<B: AutodiffBackend> Trainer<B> {
             epsilon: t.adam_epsilon,
             max_grad_norm: t.max_grad_norm,
         });
-        Self { model, lora, optim, config, total_steps, warmup_steps, batcher, device, state: TrainerState::default() }
+        let labels = LabelSpace::unnamed(model.num_labels());
+        Self {
+            model,
+            lora,
+            optim,
+            config,
+            total_steps,
+            warmup_steps,
+            batcher,
+            device,
+            state: TrainerState::default(),
+            labels,
+        }
     }
 
     /// One optimizer step on one batch. A non-finite loss, gradient norm or weight is an error
@@ -196,7 +212,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         B::seed(&self.device, step_seed(t.seed, self.optim.step));
         let batch: ReviewBatch<B> = self.batcher.batch(items, &self.device);
         let real_tokens = batch.real_tokens;
-        let loss = cross_entropy(self.model.forward(batch.input), batch.labels);
+        let loss = loss(self.model.forward(batch.input), batch.labels);
         let grads = loss.backward();
         // The loss is read with the gradient norm, once the backward pass is queued: a GPU
         // backend then runs forward and backward without waiting on the host in between.
@@ -221,7 +237,8 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     pub fn evaluate(&self, items: &[TokenizedReview]) -> Result<EvalMetrics> {
         let model = self.model.valid();
-        Ok(evaluate(&model, items, self.config.training.per_device_eval_batch_size, self.batcher, &self.device)?)
+        let batch_size = self.config.training.per_device_eval_batch_size;
+        Ok(evaluate(&model, items, &self.labels, batch_size, self.batcher, &self.device)?)
     }
 
     /// Writes the adapter, the optimizer state and the trainer state into `dir`, through a
@@ -234,6 +251,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let _ = std::fs::remove_dir_all(&tmp);
         let written = (|| -> Result<()> {
             lora_adapter::peft::save_adapter(&mut self.model, &self.lora, &tmp)?;
+            self.labels.write(&tmp).with_context(|| format!("cannot write {}", tmp.join("labels.json").display()))?;
             let tensors = self
                 .optim
                 .to_tensors()?
@@ -370,12 +388,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             say(
                 output,
                 &format!(
-                    "epoch {}: train loss {:.4}, eval loss {:.4}, eval accuracy {:.4}, F1 {:.4} ({:.0} s)",
+                    "epoch {}: train loss {:.4}, {} ({:.0} s)",
                     record.epoch,
                     record.train_loss,
-                    record.eval.eval_loss,
-                    record.eval.eval_accuracy,
-                    record.eval.eval_f1,
+                    record.eval.headline(),
                     record.train_seconds + record.eval_seconds
                 ),
             );
@@ -433,6 +449,7 @@ pub struct RunData {
     pub train: ReviewDataset,
     pub eval: ReviewDataset,
     pub tokenizer: bert::BertTokenizer,
+    pub labels: LabelSpace,
 }
 
 pub fn progress_bar(output: Output, len: u64, prefix: &str) -> ProgressBar {

@@ -71,7 +71,9 @@ fn train_eval_predict_merge_end_to_end() {
     for row in &rows {
         let probs: Vec<f64> = row["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
         assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5);
-        assert!(row["label"].as_u64().unwrap() < 2 && row["logits"].as_array().unwrap().len() == 2);
+        assert!(row["label_id"].as_u64().unwrap() < 2 && row["logits"].as_array().unwrap().len() == 2);
+        // The class's name: the data's labels were the integers 0 and 1.
+        assert_eq!(row["label"], row["label_id"].as_u64().unwrap().to_string());
     }
     let input = tmp.path().join("texts.jsonl");
     std::fs::write(&input, "{\"text\": \"the film was good\"}\n{\"text\": \"a dull plot\"}\n").unwrap();

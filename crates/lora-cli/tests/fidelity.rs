@@ -37,7 +37,7 @@ fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
             let input_ids: Vec<u32> = ids[i * width..i * width + n as usize].iter().map(|&x| x as u32).collect();
             TokenizedReview {
                 encoded: Encoded { token_type_ids: vec![0; input_ids.len()], input_ids },
-                label: label as u8,
+                label: imdb::Target::Class(label as usize),
             }
         })
         .collect();

@@ -29,6 +29,17 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     model
 }
 
+/// tiny-bert without its classifier, as a base checkpoint comes from the Hub.
+pub fn tiny_base_model(dir: &Path) -> PathBuf {
+    let model = tiny_model(dir);
+    let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        file.tensors().into_iter().filter(|(k, _)| !k.starts_with("classifier")).collect();
+    std::fs::write(model.join("model.safetensors"), safetensors::serialize(kept, None).unwrap()).unwrap();
+    model
+}
+
 /// 40 train and 20 test reviews whose label follows their words.
 pub fn tiny_data(dir: &Path) -> PathBuf {
     let data = dir.join("data");
