@@ -1,8 +1,9 @@
 //! The original release: the `aclImdb/` tree (`{train,test}/{pos,neg}/<id>_<rating>.txt`), or
 //! the `aclImdb_v1.tar.gz` archive read in place, never unpacked to disk.
 //!
-//! Its columns: `text`, `label` (`neg` or `pos`, the directory) and `rating` (1-10, from the
-//! file name): `data.label_column = "rating"` makes it a rating task.
+//! Its columns: `text`, `label` (0 = `neg`, 1 = `pos`, the directory; the class names are
+//! declared, as the Hub copy's `ClassLabel` declares them) and `rating` (1-10, from the file
+//! name): `data.label_column = "rating"` makes it a rating task.
 
 use std::fs::File;
 use std::io::Read;
@@ -35,10 +36,17 @@ enum Rating {
     Ignored,
 }
 
+/// The class names of the `label` column (the rating's are its numbers).
+fn named(split: RawSplit, rating: Rating) -> RawSplit {
+    let label_names = (rating == Rating::Ignored).then(|| CLASSES.map(String::from).to_vec());
+    RawSplit { label_names, ..split }
+}
+
 /// The record of one review file: `<id>_<rating>.txt` in `class`.
 fn record(name: &str, class: &str, text: String, rating: Rating, at: Location, path: &Path) -> Result<Record> {
     let label = match rating {
-        Rating::Ignored => RawLabel::Text(class.to_string()),
+        // 0 and 1, as the other copies of the release write them, named by the directories.
+        Rating::Ignored => RawLabel::Int(CLASSES.iter().position(|c| *c == class).unwrap_or_default() as i64),
         Rating::Label => {
             let value = name
                 .strip_suffix(".txt")
@@ -91,7 +99,7 @@ pub fn read_tree(dir: &Path, wanted: &Columns) -> Result<RawSplits> {
         if reviews.is_empty() {
             return Err(DataError::EmptySplit { path: dir.join(split), split: split.into() });
         }
-        splits.push(RawSplit::new(&dir.join(split), reviews));
+        splits.push(named(RawSplit::new(&dir.join(split), reviews), rating));
     }
     let (Some(test), Some(train)) = (splits.pop(), splits.pop()) else {
         return Err(DataError::EmptySplit { path: dir.to_path_buf(), split: "train".into() });
@@ -152,5 +160,8 @@ pub fn read_tarball(path: &Path, wanted: &Columns) -> Result<RawSplits> {
             return Err(DataError::EmptySplit { path: path.to_path_buf(), split: split.into() });
         }
     }
-    Ok(RawSplits::TrainTest { train: RawSplit::new(path, train), test: RawSplit::new(path, test) })
+    Ok(RawSplits::TrainTest {
+        train: named(RawSplit::new(path, train), rating),
+        test: named(RawSplit::new(path, test), rating),
+    })
 }

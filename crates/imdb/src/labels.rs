@@ -244,6 +244,9 @@ impl LabelSpace {
 
     /// The target of one raw label, or what is wrong with it.
     pub fn target(&self, raw: &RawLabel) -> Result<Target, String> {
+        if raw.elements().iter().any(|l| matches!(l, RawLabel::Text(t) if t.is_empty())) {
+            return Err("the label is empty".into());
+        }
         match self.problem_type {
             ProblemType::SingleLabelClassification => match raw {
                 RawLabel::List(_) => Err(format!(

@@ -165,6 +165,21 @@ fn every_source_reads_the_same_reviews_and_draws_the_same_subsets() {
     }
     assert!(draws.windows(2).all(|w| w[0] == w[1]), "the same subsets from every source");
 
+    // An adapter trained on any copy reads any other: class names "0"/"1" (JSON Lines) or
+    // "neg"/"pos" (the tree's, as the Hub's ClassLabel) give the same classes.
+    for names in [["0", "1"], ["neg", "pos"]] {
+        let space = LabelSpace {
+            problem_type: ProblemType::SingleLabelClassification,
+            names: names.map(String::from).to_vec(),
+        };
+        for source in [&jsonl, &tarball, &parquet_dir] {
+            let known = Labels::Known(space.clone());
+            let (splits, _) =
+                imdb::load_labelled(source.to_str().unwrap(), &SourceOptions::default(), &offline(), known).unwrap();
+            assert_eq!(as_sets(splits), expected, "{names:?} on {}", source.display());
+        }
+    }
+
     // Single files: an unsplit pool, gzip or not, JSONL or CSV.
     let all: Vec<Review> = train.iter().chain(&test).cloned().collect();
     let single = dir.path().join("IMDB Dataset.csv");
@@ -262,6 +277,12 @@ fn bad_input_is_one_clear_error_naming_file_and_line() {
         err.contains("test.csv:3:") && err.contains("neutral") && err.contains("not one of the 2 classes"),
         "{err}"
     );
+
+    let err = error_of(|d| {
+        std::fs::write(d.join("x.csv"), "text,label\n\"fine\",good\n\"meh\",\n\"bad\",poor\n").unwrap();
+        d.join("x.csv")
+    });
+    assert!(err.contains("x.csv:3:") && err.contains("empty"), "{err}");
 
     let err = error_of(|d| {
         std::fs::write(d.join("x.csv"), "body,stars\n\"fine\",5\n").unwrap();
