@@ -515,6 +515,7 @@ mod tests {
             "imdb-electra-base-lora.toml",
             "imdb-rating-minilm-lora.toml",
             "imdb-rating-regression-minilm-lora.toml",
+            "imdb-same-review-minilm-lora.toml",
         ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
             let config = RunConfig::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
