@@ -11,9 +11,15 @@ use crate::review::{Review, Splits};
 /// Single-text columns, in the order they are looked for (`review`: the popular
 /// `IMDB Dataset.csv`).
 pub const TEXT_COLUMNS: [&str; 3] = ["text", "sentence", "review"];
-/// Pair columns, as GLUE and its kin name them (MRPC, STS-B; QNLI; QQP; MNLI, RTE).
-pub const PAIR_COLUMNS: [(&str, &str); 4] =
-    [("sentence1", "sentence2"), ("question", "sentence"), ("question1", "question2"), ("premise", "hypothesis")];
+/// Pair columns: transformers' pipelines' `text` + `text_pair`, and as GLUE and its kin name them
+/// (MRPC, STS-B; QNLI; QQP; MNLI, RTE).
+pub const PAIR_COLUMNS: [(&str, &str); 5] = [
+    ("text", "text_pair"),
+    ("sentence1", "sentence2"),
+    ("question", "sentence"),
+    ("question1", "question2"),
+    ("premise", "hypothesis"),
+];
 pub const LABEL_COLUMNS: [&str; 3] = ["label", "labels", "sentiment"];
 
 /// The columns to read, by name (`data.text_column`, `text_pair_column`, `label_column`);
@@ -41,22 +47,25 @@ impl Columns {
     /// The columns among `names` (a header, a parquet schema, a JSON object's keys), or an
     /// error naming what is missing, what was looked for and what is there.
     pub fn find(&self, names: &[String], path: &Path) -> Result<Found> {
-        let missing = |role: &str, expected: Vec<String>, key: &str| DataError::MissingColumn {
-            path: path.to_path_buf(),
-            role: format!("{role} (set data.{key})"),
-            expected,
-            found: names.to_vec(),
+        let (text, text_pair) = self.find_texts(names, path)?;
+        let label = match &self.label {
+            Some(label) => named(names, label, "label", "label_column", path)?,
+            None => LABEL_COLUMNS.iter().find_map(|c| find(names, c)).cloned().ok_or_else(|| {
+                missing(names, path, "label", LABEL_COLUMNS.iter().map(|s| s.to_string()).collect(), "label_column")
+            })?,
         };
-        let named = |name: &String, role: &str, key: &str| {
-            find(names, name).cloned().ok_or_else(|| missing(role, vec![name.clone()], key))
-        };
-        let (text, text_pair) = match (&self.text, &self.text_pair) {
+        Ok(Found { text, text_pair, label })
+    }
+
+    /// The text's column and the pair's, if any (what `lora predict` reads).
+    pub fn find_texts(&self, names: &[String], path: &Path) -> Result<(String, Option<String>)> {
+        Ok(match (&self.text, &self.text_pair) {
             (Some(text), pair) => (
-                named(text, "text", "text_column")?,
-                pair.as_ref().map(|p| named(p, "text pair", "text_pair_column")).transpose()?,
+                named(names, text, "text", "text_column", path)?,
+                pair.as_ref().map(|p| named(names, p, "text pair", "text_pair_column", path)).transpose()?,
             ),
             (None, Some(pair)) => {
-                let pair = named(pair, "text pair", "text_pair_column")?;
+                let pair = named(names, pair, "text pair", "text_pair_column", path)?;
                 let text = TEXT_COLUMNS
                     .iter()
                     .chain(PAIR_COLUMNS.iter().map(|(a, _)| a))
@@ -64,7 +73,13 @@ impl Columns {
                     .find(|c| **c != pair)
                     .cloned()
                     .ok_or_else(|| {
-                        missing("text", TEXT_COLUMNS.iter().map(|s| s.to_string()).collect(), "text_column")
+                        missing(
+                            names,
+                            path,
+                            "text",
+                            TEXT_COLUMNS.iter().map(|s| s.to_string()).collect(),
+                            "text_column",
+                        )
                     })?;
                 (text, Some(pair))
             }
@@ -74,20 +89,26 @@ impl Columns {
                     let text = TEXT_COLUMNS.iter().find_map(|c| find(names, c)).cloned().ok_or_else(|| {
                         let mut expected: Vec<String> = TEXT_COLUMNS.iter().map(|s| s.to_string()).collect();
                         expected.extend(PAIR_COLUMNS.iter().map(|(a, b)| format!("{a} + {b}")));
-                        missing("text", expected, "text_column")
+                        missing(names, path, "text", expected, "text_column")
                     })?;
                     (text, None)
                 }
             },
-        };
-        let label = match &self.label {
-            Some(label) => named(label, "label", "label_column")?,
-            None => LABEL_COLUMNS.iter().find_map(|c| find(names, c)).cloned().ok_or_else(|| {
-                missing("label", LABEL_COLUMNS.iter().map(|s| s.to_string()).collect(), "label_column")
-            })?,
-        };
-        Ok(Found { text, text_pair, label })
+        })
     }
+}
+
+fn missing(names: &[String], path: &Path, role: &str, expected: Vec<String>, key: &str) -> DataError {
+    DataError::MissingColumn {
+        path: path.to_path_buf(),
+        role: format!("{role} (set data.{key}; lora eval: --{})", key.replace('_', "-")),
+        expected,
+        found: names.to_vec(),
+    }
+}
+
+fn named(names: &[String], name: &String, role: &str, key: &str, path: &Path) -> Result<String> {
+    find(names, name).cloned().ok_or_else(|| missing(names, path, role, vec![name.clone()], key))
 }
 
 /// Where in its file a record is: a line (JSON Lines, CSV), a row (parquet), or a member

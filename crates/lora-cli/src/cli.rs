@@ -203,7 +203,8 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
     /// One text per line, or JSON Lines with a `text` field (and optional `text_pair` and
-    /// `id`); one output line per input line.
+    /// `id`; or the columns training finds, e.g. `sentence1` + `sentence2`); one output line
+    /// per input line.
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// How `--input` is read: by its extension (`.jsonl`/`.json`: JSON Lines), or as said.

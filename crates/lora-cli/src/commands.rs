@@ -291,19 +291,25 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
                 path.display()
             )
         })?;
-        let text = value
-            .get("text")
-            .and_then(|t| t.as_str())
-            .with_context(|| format!("{}:{n}: no string `text` field", path.display()))?;
-        let text_pair = match value.get("text_pair") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(pair) => Some(
-                pair.as_str()
-                    .with_context(|| format!("{}:{n}: `text_pair` is not a string", path.display()))?
-                    .to_string(),
-            ),
+        // The columns as training finds them: `text` (+ `text_pair`), `sentence1` + `sentence2`, ...
+        let object = value.as_object().with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
+        let keys: Vec<String> = object.keys().cloned().collect();
+        let (text_key, pair_key) = imdb::Columns::default().find_texts(&keys, path).map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{n}: {}",
+                path.display(),
+                e.to_string().replacen(&format!("{}: ", path.display()), "", 1)
+            )
+        })?;
+        let string = |key: &str| -> Result<String> {
+            match object.get(key) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                _ => bail!("{}:{n}: `{key}` is not a string", path.display()),
+            }
         };
-        inputs.push(Input { line: n, id: value.get("id").cloned(), text: text.to_string(), text_pair });
+        let text = string(&text_key)?;
+        let text_pair = pair_key.as_deref().map(string).transpose()?;
+        inputs.push(Input { line: n, id: value.get("id").cloned(), text, text_pair });
     }
     Ok(inputs)
 }

@@ -317,7 +317,7 @@ impl RunConfig {
         for item in overrides {
             set(&mut table, item)?;
         }
-        let origin = path.map_or("the config".to_string(), |p| p.display().to_string());
+        let origin = path.map_or("(defaults and --set)".to_string(), |p| p.display().to_string());
         let config = Self::from_table(table).with_context(|| format!("invalid config {origin}"))?;
         config.validate()?;
         Ok(config)
