@@ -107,8 +107,8 @@ fn missing(names: &[String], path: &Path, role: &str, expected: Vec<String>, key
     }
 }
 
-fn named(names: &[String], name: &String, role: &str, key: &str, path: &Path) -> Result<String> {
-    find(names, name).cloned().ok_or_else(|| missing(names, path, role, vec![name.clone()], key))
+fn named(names: &[String], name: &str, role: &str, key: &str, path: &Path) -> Result<String> {
+    find(names, name).cloned().ok_or_else(|| missing(names, path, role, vec![name.to_string()], key))
 }
 
 /// Where in its file a record is: a line (JSON Lines, CSV), a row (parquet), or a member
