@@ -424,3 +424,66 @@ fn pairs_named_columns_and_label_lists() {
     assert_eq!(rows[0].label, Target::MultiHot(vec![1.0, 0.0, 1.0]), "classes billing, bug, urgent");
     assert_eq!(rows[1].label, Target::MultiHot(vec![0.0; 3]));
 }
+
+/// A GLUE-shaped Hub dataset: another configuration and split names, sentence pairs, and class
+/// names from the parquet export's `ClassLabel` metadata.
+#[test]
+fn hub_pairs_with_a_config_a_split_and_class_names() {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let write = |path: &Path, n: usize| {
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message schema { REQUIRED BYTE_ARRAY sentence1 (UTF8); REQUIRED BYTE_ARRAY sentence2 (UTF8); REQUIRED INT64 label; }",
+            )
+            .unwrap(),
+        );
+        let features = r#"{"info": {"features": {"sentence1": {"dtype": "string", "_type": "Value"}, "label": {"names": ["not_equivalent", "equivalent"], "_type": "ClassLabel"}}}}"#;
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+                "huggingface".into(),
+                features.to_string(),
+            )]))
+            .build();
+        let mut writer =
+            SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Arc::new(props)).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        for column in 0..3 {
+            let mut col = group.next_column().unwrap().unwrap();
+            if column < 2 {
+                let texts: Vec<ByteArray> =
+                    (0..n).map(|i| ByteArray::from(format!("part {column} of pair {i}").as_str())).collect();
+                col.typed::<ByteArrayType>().write_batch(&texts, None, None).unwrap();
+            } else {
+                let labels: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
+                col.typed::<Int64Type>().write_batch(&labels, None, None).unwrap();
+            }
+            col.close().unwrap();
+        }
+        group.close().unwrap();
+        writer.close().unwrap();
+    };
+    let served = tempfile::tempdir().unwrap();
+    let repo = served.path().join("datasets/someone/glue-like/mrpc");
+    std::fs::create_dir_all(&repo).unwrap();
+    write(&repo.join("train-00000-of-00001.parquet"), 10);
+    write(&repo.join("validation-00000-of-00001.parquet"), 4);
+    let hub = FakeHub::serve(served.path()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let online = HubOptions::at(cache.path(), hub.endpoint.clone());
+    let options =
+        SourceOptions { eval_split: Some("validation".into()), hub_config: Some("mrpc".into()), ..Default::default() };
+    let infer = Labels::Infer { problem_type: None, names: None };
+    let (splits, space) = imdb::load_labelled("someone/glue-like", &options, &online, infer).unwrap();
+    assert_eq!(space.names, ["not_equivalent", "equivalent"], "the ClassLabel's names, in its order");
+    let Splits::TrainTest { train, test } = splits else { panic!("two splits") };
+    assert_eq!((train.len(), test.len()), (10, 4));
+    assert_eq!(train[1].text_pair.as_deref(), Some("part 1 of pair 1"));
+    assert_eq!(train[1].label, Target::Class(1));
+
+    let wrong = SourceOptions { hub_config: Some("sst2".into()), ..options };
+    let infer = Labels::Infer { problem_type: None, names: None };
+    let err = imdb::load_labelled("someone/glue-like", &wrong, &online, infer).unwrap_err().to_string();
+    assert!(err.contains("sst2/train-00000-of-00001.parquet") && err.contains("data.hub_config"), "{err}");
+}
