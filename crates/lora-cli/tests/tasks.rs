@@ -282,6 +282,12 @@ fn sentence_pairs_with_a_score_are_a_regression() {
     assert_eq!(json_file(&run.join("adapter/labels.json"))["problem_type"], "regression");
 
     let row = predict_one(m, &run.join("adapter"), &["--text", "the w21 plot", "--text-pair", "a w23 film"]);
+    // The training file's own columns work as predict's input: the same pair, the same value.
+    let input = tmp.path().join("pairs.jsonl");
+    std::fs::write(&input, "{\"sentence1\": \"the w21 plot\", \"sentence2\": \"a w23 film\", \"label\": 0.5}\n")
+        .unwrap();
+    let from_file = predict_one(m, &run.join("adapter"), &["--input", input.to_str().unwrap()]);
+    assert_eq!(from_file["value"], row["value"]);
     assert!(row["value"].as_f64().unwrap().is_finite() && row["logits"].as_array().unwrap().len() == 1, "{row}");
 
     // Balancing a regression is refused with what to set.
