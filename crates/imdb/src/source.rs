@@ -21,6 +21,8 @@ pub const EVAL_SPLITS: [&str; 3] = ["test", "validation", "eval"];
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceOptions {
     pub columns: Columns,
+    /// The training split's name. Unset: `train`.
+    pub train_split: Option<String>,
     /// Unset: `test`, else `validation`, else `eval`.
     pub eval_split: Option<String>,
     /// Unset: `plain_text` (as `stanfordnlp/imdb`); most single-configuration datasets use `default`.
@@ -28,6 +30,10 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
+    fn train_split(&self) -> &str {
+        self.train_split.as_deref().unwrap_or("train")
+    }
+
     fn eval_splits(&self) -> Vec<&str> {
         match &self.eval_split {
             Some(split) => vec![split.as_str()],
@@ -92,13 +98,17 @@ impl Source {
         let find =
             |split: &str| SPLIT_EXTENSIONS.iter().map(|ext| dir.join(format!("{split}.{ext}"))).find(|p| p.is_file());
         let eval_splits = options.eval_splits();
-        match (find("train"), eval_splits.iter().find_map(|s| find(s))) {
+        let train_split = options.train_split();
+        match (find(train_split), eval_splits.iter().find_map(|s| find(s))) {
             (Some(train), Some(test)) => Ok(Self::SplitFiles { train, test }),
             (Some(_), None) => Err(DataError::Missing {
                 path: dir.join(format!("{}.jsonl", eval_splits[0])),
                 what: format!("the evaluation split ({} as .jsonl, .csv, .jsonl.gz, .parquet; data.eval_split names another)", eval_splits.join(", ")),
             }),
-            (None, Some(_)) => Err(DataError::Missing { path: dir.join("train.jsonl"), what: "the train split (train.jsonl, .csv, .jsonl.gz, ...)".into() }),
+            (None, Some(_)) => Err(DataError::Missing {
+                path: dir.join(format!("{train_split}.jsonl")),
+                what: format!("the training split ({train_split} as .jsonl, .csv, .jsonl.gz, .parquet; data.train_split names another)"),
+            }),
             (None, None) => Err(DataError::Unrecognised {
                 path: dir.to_path_buf(),
                 hint: "expected an aclImdb tree ({train,test}/{pos,neg}/*.txt) or train/test files (.jsonl, .csv, .jsonl.gz, .parquet)".into(),
@@ -121,11 +131,13 @@ impl Source {
                 let repo = Repo::new(dataset.clone(), RepoType::Dataset);
                 let eval_split = options.eval_split.as_deref().unwrap_or(EVAL_SPLITS[0]);
                 let mut files = Vec::new();
-                for split in ["train", eval_split] {
+                for split in [options.train_split(), eval_split] {
                     let file = options.hub_file(split);
                     let path = hub.fetch(&repo, &file).map_err(|message| DataError::Hub {
                         dataset: dataset.clone(),
-                        message: format!("{message} (data.hub_config and data.eval_split name the file {file})"),
+                        message: format!(
+                            "{message} (data.hub_config, data.train_split and data.eval_split name the file {file})"
+                        ),
                     })?;
                     files.push(read_split(&path, split, columns)?);
                 }

@@ -467,13 +467,17 @@ fn hub_pairs_with_a_config_a_split_and_class_names() {
     let served = tempfile::tempdir().unwrap();
     let repo = served.path().join("datasets/someone/glue-like/mrpc");
     std::fs::create_dir_all(&repo).unwrap();
-    write(&repo.join("train-00000-of-00001.parquet"), 10);
+    write(&repo.join("training-00000-of-00001.parquet"), 10);
     write(&repo.join("validation-00000-of-00001.parquet"), 4);
     let hub = FakeHub::serve(served.path()).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let online = HubOptions::at(cache.path(), hub.endpoint.clone());
-    let options =
-        SourceOptions { eval_split: Some("validation".into()), hub_config: Some("mrpc".into()), ..Default::default() };
+    let options = SourceOptions {
+        train_split: Some("training".into()),
+        eval_split: Some("validation".into()),
+        hub_config: Some("mrpc".into()),
+        ..Default::default()
+    };
     let infer = Labels::Infer { problem_type: None, names: None };
     let (splits, space) = imdb::load_labelled("someone/glue-like", &options, &online, infer).unwrap();
     assert_eq!(space.names, ["not_equivalent", "equivalent"], "the ClassLabel's names, in its order");
@@ -485,5 +489,5 @@ fn hub_pairs_with_a_config_a_split_and_class_names() {
     let wrong = SourceOptions { hub_config: Some("sst2".into()), ..options };
     let infer = Labels::Infer { problem_type: None, names: None };
     let err = imdb::load_labelled("someone/glue-like", &wrong, &online, infer).unwrap_err().to_string();
-    assert!(err.contains("sst2/train-00000-of-00001.parquet") && err.contains("data.hub_config"), "{err}");
+    assert!(err.contains("sst2/training-00000-of-00001.parquet") && err.contains("data.hub_config"), "{err}");
 }

@@ -159,6 +159,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     text_pair: a.text_pair_column.clone(),
                     label: a.label_column.clone(),
                 },
+                train_split: None,
                 eval_split: a.eval_split.clone(),
                 hub_config: None,
             };
@@ -294,11 +295,10 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
         // The columns as training finds them: `text` (+ `text_pair`), `sentence1` + `sentence2`, ...
         let object = value.as_object().with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
         let keys: Vec<String> = object.keys().cloned().collect();
-        let (text_key, pair_key) = imdb::Columns::default().find_texts(&keys, path).map_err(|e| {
+        let (text_key, pair_key) = imdb::Columns::default().find_texts(&keys, path).map_err(|_| {
             anyhow::anyhow!(
-                "{}:{n}: {}",
-                path.display(),
-                e.to_string().replacen(&format!("{}: ", path.display()), "", 1)
+                "{}:{n}: no text field; expected `text` (and `text_pair`), or a pair such as `sentence1` + `sentence2`, found {keys:?}",
+                path.display()
             )
         })?;
         let string = |key: &str| -> Result<String> {

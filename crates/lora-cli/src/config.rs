@@ -141,6 +141,9 @@ pub struct DataSection {
     /// `ClassLabel`), else the training split's distinct labels, sorted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_names: Option<Vec<String>>,
+    /// The training split of a directory or Hub dataset. Unset: `train`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_split: Option<String>,
     /// The evaluation split of a directory or Hub dataset. Unset: `test`, `validation`, `eval`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_split: Option<String>,
@@ -173,6 +176,7 @@ impl Default for DataSection {
             text_pair_column: None,
             label_column: None,
             label_names: None,
+            train_split: None,
             eval_split: None,
             hub_config: None,
             train_size: None,
@@ -209,6 +213,7 @@ impl DataSection {
                 text_pair: self.text_pair_column.clone(),
                 label: self.label_column.clone(),
             },
+            train_split: self.train_split.clone(),
             eval_split: self.eval_split.clone(),
             hub_config: self.hub_config.clone(),
         }
