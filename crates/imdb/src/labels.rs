@@ -242,50 +242,19 @@ impl LabelSpace {
         }
     }
 
-    /// The target of one raw label, or what is wrong with it.
+    /// The target of one raw label, or what is wrong with it (one label; many go through
+    /// [`Self::resolver`]).
     pub fn target(&self, raw: &RawLabel) -> Result<Target, String> {
-        if raw.elements().iter().any(|l| matches!(l, RawLabel::Text(t) if t.is_empty())) {
-            return Err("the label is empty".into());
-        }
-        match self.problem_type {
-            ProblemType::SingleLabelClassification => match raw {
-                RawLabel::List(_) => Err(format!(
-                    "label {} is a list; lists are multi-label classification (model.problem_type = \"multi_label_classification\")",
-                    raw.shown()
-                )),
-                _ => self.class_of(raw).map(Target::Class),
-            },
-            ProblemType::MultiLabelClassification => {
-                let mut row = vec![0.0f32; self.names.len()];
-                for element in raw.elements() {
-                    row[self.class_of(element)?] = 1.0;
-                }
-                Ok(Target::MultiHot(row))
-            }
-            ProblemType::Regression => match raw {
-                RawLabel::Int(i) => Ok(Target::Value(*i as f32)),
-                RawLabel::Float(f) if f.is_finite() => Ok(Target::Value(*f as f32)),
-                _ => Err(format!("label {} is not a finite number, as a regression target must be", raw.shown())),
-            },
-        }
+        self.resolver().target(raw)
     }
 
-    /// A class by its name; an integer is the class of that name when the names are numbers
-    /// (`run_glue.py`'s sorted integer labels), else an index into the names (`datasets`'
-    /// `ClassLabel`: 0 and 1 with names `neg`, `pos`).
-    fn class_of(&self, raw: &RawLabel) -> Result<usize, String> {
-        let name = raw.name();
-        if let Some(i) = self.names.iter().position(|n| *n == name) {
-            return Ok(i);
+    /// What resolves many labels: the names' ids looked up once.
+    pub fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            space: self,
+            ids: self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect(),
+            numeric_names: self.names.iter().all(|n| n.trim().parse::<f64>().is_ok()),
         }
-        let numeric_names = self.names.iter().all(|n| n.trim().parse::<f64>().is_ok());
-        if let (RawLabel::Int(i), false) = (raw, numeric_names)
-            && let Ok(i) = usize::try_from(*i)
-            && i < self.names.len()
-        {
-            return Ok(i);
-        }
-        Err(format!("label {} is not one of the {} classes {:?}", raw.shown(), self.names.len(), self.names))
     }
 
     pub fn id2label(&self) -> BTreeMap<String, String> {
@@ -333,6 +302,61 @@ impl LabelSpace {
             ));
         }
         Ok(Some(space))
+    }
+}
+
+/// Resolves raw labels against a [`LabelSpace`], its class ids looked up by name.
+#[derive(Debug)]
+pub struct Resolver<'a> {
+    space: &'a LabelSpace,
+    ids: std::collections::HashMap<&'a str, usize>,
+    numeric_names: bool,
+}
+
+impl Resolver<'_> {
+    /// The target of one raw label, or what is wrong with it.
+    pub fn target(&self, raw: &RawLabel) -> Result<Target, String> {
+        if raw.elements().iter().any(|l| matches!(l, RawLabel::Text(t) if t.is_empty())) {
+            return Err("the label is empty".into());
+        }
+        match self.space.problem_type {
+            ProblemType::SingleLabelClassification => match raw {
+                RawLabel::List(_) => Err(format!(
+                    "label {} is a list; lists are multi-label classification (model.problem_type = \"multi_label_classification\")",
+                    raw.shown()
+                )),
+                _ => self.class_of(raw).map(Target::Class),
+            },
+            ProblemType::MultiLabelClassification => {
+                let mut row = vec![0.0f32; self.space.names.len()];
+                for element in raw.elements() {
+                    row[self.class_of(element)?] = 1.0;
+                }
+                Ok(Target::MultiHot(row))
+            }
+            ProblemType::Regression => match raw {
+                RawLabel::Int(i) => Ok(Target::Value(*i as f32)),
+                RawLabel::Float(f) if f.is_finite() => Ok(Target::Value(*f as f32)),
+                _ => Err(format!("label {} is not a finite number, as a regression target must be", raw.shown())),
+            },
+        }
+    }
+
+    /// A class by its name; an integer is the class of that name when the names are numbers
+    /// (`run_glue.py`'s sorted integer labels), else an index into the names (`datasets`'
+    /// `ClassLabel`: 0 and 1 with names `neg`, `pos`).
+    fn class_of(&self, raw: &RawLabel) -> Result<usize, String> {
+        if let Some(&i) = self.ids.get(raw.name().as_str()) {
+            return Ok(i);
+        }
+        let names = &self.space.names;
+        if let (RawLabel::Int(i), false) = (raw, self.numeric_names)
+            && let Ok(i) = usize::try_from(*i)
+            && i < names.len()
+        {
+            return Ok(i);
+        }
+        Err(format!("label {} is not one of the {} classes {:?}", raw.shown(), names.len(), names))
     }
 }
 

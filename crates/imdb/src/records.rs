@@ -164,10 +164,11 @@ impl RawSplit {
 
     fn resolve(self, space: &LabelSpace) -> Result<Vec<Review>> {
         let path = self.path;
+        let resolver = space.resolver();
         self.records
             .into_iter()
             .map(|r| {
-                let label = space.target(&r.label).map_err(|m| r.at.error(&path, m))?;
+                let label = resolver.target(&r.label).map_err(|m| r.at.error(&path, m))?;
                 Ok(Review { text: r.text, text_pair: r.text_pair, label })
             })
             .collect()
