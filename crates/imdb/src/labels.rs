@@ -257,6 +257,15 @@ impl LabelSpace {
         }
     }
 
+    /// Gives a model config this task's head: `num_labels`, `id2label` (label2id follows from
+    /// it when saved) and `problem_type`, as `from_pretrained(..., **labels)`.
+    pub fn configure(&self, config: &mut bert::BertConfig) {
+        config.num_labels = Some(self.num_labels());
+        config.id2label = Some(self.id2label());
+        config.label2id = None;
+        config.problem_type = Some(self.problem_type.to_string());
+    }
+
     pub fn id2label(&self) -> BTreeMap<String, String> {
         self.names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect()
     }

@@ -319,6 +319,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     impl Job for PredictJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, _name: &str) -> Result<()> {
             let a = self.0;
+            if !a.text_pair.is_empty() && a.text_pair.len() != a.text.len() {
+                bail!(
+                    "--text-pair is given {} times for {} --text: one pair per text",
+                    a.text_pair.len(),
+                    a.text.len()
+                );
+            }
             let inputs = match &a.input {
                 Some(path) => read_inputs(path, a.input_format)?,
                 None => a
@@ -333,13 +340,6 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                     })
                     .collect(),
             };
-            if !a.text_pair.is_empty() && a.text_pair.len() != a.text.len() {
-                bail!(
-                    "--text-pair is given {} times for {} --text: one pair per text",
-                    a.text_pair.len(),
-                    a.text.len()
-                );
-            }
             if inputs.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
@@ -449,10 +449,9 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             let labels = adapter_labels(&a.adapter, pretrained.config.num_labels())?;
             let (model, lora) = adapter.apply(pretrained.model, device)?;
             let merged = lora_adapter::merge(model)?;
+            // The adapter's labels (checked against its head's rows) name the merged head.
             let mut config = pretrained.config.clone();
-            config.num_labels = Some(merged.num_labels());
-            config.id2label = Some(labels.id2label());
-            config.problem_type = Some(labels.problem_type.to_string());
+            labels.configure(&mut config);
 
             // Written whole beside the output, then renamed into place.
             let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -270,10 +270,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         &hub,
         device,
         |c| {
-            c.num_labels = Some(labels.num_labels());
-            c.id2label = Some(labels.id2label());
-            c.label2id = None;
-            c.problem_type = Some(labels.problem_type.to_string());
+            labels.configure(c);
             if let Some(p) = m.hidden_dropout_prob {
                 c.hidden_dropout_prob = p;
             }
