@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, LayerNorm, dropout_matmul_into_heads, masked_softmax, matmul};
+use kernels::{Dropout, LayerNorm, dropout_matmul_into_heads, masked_softmax_window, matmul};
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;
@@ -68,13 +68,27 @@ pub fn attend<B: Backend>(
     let [batch, seq, width] = q.dims();
     let head_dim = width / heads;
     let split = |x: Tensor<B, 3>| x.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2); // (B, nh, T, hs)
-    let (q, k, v) = (split(q), split(k), split(v));
+    attend_heads(split(q), split(k), split(v), mask_bias, None, dropout)
+}
+
+/// [`attend`] on heads already split, `q` scaled: `[batch, heads, seq, head_dim]` each; with
+/// `window`, each query attends to keys within `window` positions of it only (ModernBERT's
+/// local layers). Output `[batch, seq, heads * head_dim]`.
+pub fn attend_heads<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask_bias: Tensor<B, 4>,
+    window: Option<usize>,
+    dropout: &Dropout,
+) -> Tensor<B, 3> {
+    let [batch, heads, seq, head_dim] = q.dims();
     let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
     // Dropout on the probabilities, then @ v, as one op that does not keep the dropped copy:
     // (B, nh, T, hs), laid out as (B, T, nh, hs).
-    dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, dropout)
+    dropout_matmul_into_heads(masked_softmax_window(scores, mask_bias, window), v, dropout)
         .swap_dims(1, 2)
-        .reshape([batch, seq, width])
+        .reshape([batch, seq, heads * head_dim])
 }
 
 /// `BertSelfOutput`: dense, dropout, residual, LayerNorm.

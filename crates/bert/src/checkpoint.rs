@@ -1,14 +1,15 @@
 //! Reading a Hugging Face checkpoint (`model.safetensors` or `pytorch_model.bin`) into f32
-//! tensors under the names this crate's modules use.
+//! tensors under the names the model's modules ask for: PEFT's module names, which are the keys
+//! of a `...ForSequenceClassification` checkpoint.
 //!
-//! The one remap table, applied to every key as it is read, most specific first
-//! (`PREFIX` is the family's base model attribute: `bert`, `roberta`, `distilbert`, `electra`):
+//! The one remap, applied to every key as it is read (`PREFIX` is the family's base-model
+//! attribute, [`FamilyInfo::base_model_prefix`]: `bert`, `roberta`, `model`, ...):
 //!
 //! | checkpoint key                      | becomes                 | why                               |
 //! |-------------------------------------|-------------------------|-----------------------------------|
 //! | `*position_ids`                     | dropped                 | a buffer, not a weight            |
-//! | `PREFIX.<rest>`                     | `<rest>`                | `*For*` checkpoints nest the base model |
-//! | BERT `cls.*`; RoBERTa `lm_head.*`, `pooler.*`; DistilBERT `vocab_transform.*`, `vocab_layer_norm.*`, `vocab_projector.*`; ELECTRA `discriminator_predictions.*`, `generator_predictions.*`, `generator_lm_head.*` | dropped | pre-training heads (and the pooler RoBERTa's classifier does not use) |
+//! | [`FamilyInfo::unused_keys`] (below `PREFIX.`) | dropped       | pre-training heads (BERT's `cls.*`, RoBERTa's `lm_head.*`, ...) |
+//! | `<key>`, when no key starts with `PREFIX.` | `PREFIX.<key>`   | a base model's checkpoint: transformers' rule for loading it into a task model |
 //! | `*.LayerNorm.gamma` / `.beta`       | `*.LayerNorm.weight` / `.bias` | TF-era checkpoints        |
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ pub use tensor_file::RawTensor;
 use tensor_file::TensorFileError;
 
 use crate::error::{BertError, Result};
-use crate::family::Family;
+use crate::family::FamilyInfo;
 
 /// All tensors of one checkpoint file, keyed by their normalised name.
 #[derive(Debug, Clone)]
@@ -28,65 +29,53 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Reads a BERT checkpoint: `model.safetensors` or `pytorch_model.bin`, by extension.
-    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        Self::read_family(path, Family::Bert)
-    }
-
-    /// Reads a checkpoint of `family`, its keys normalised by the table above.
-    pub fn read_family(path: impl AsRef<Path>, family: Family) -> Result<Self> {
+    /// Reads a checkpoint of a family: `model.safetensors` or `pytorch_model.bin`, by
+    /// extension, its keys normalised by the table above.
+    pub fn read(path: impl AsRef<Path>, family: &FamilyInfo) -> Result<Self> {
         let path = path.as_ref();
-        let skip = |name: &str| normalise_key_for(name, family).is_none();
+        let skip = |name: &str| is_dropped(name, family);
         let raw = if path.extension().is_some_and(|ext| ext == "safetensors") {
             tensor_file::read_safetensors(path, skip).map_err(checkpoint_error)?
         } else {
             tensor_file::read_pytorch(path, skip).map_err(checkpoint_error)?
         };
-        let mut tensors = BTreeMap::new();
-        for (key, tensor) in raw {
-            if let Some(key) = normalise_key_for(&key, family) {
-                tensors.insert(key, tensor);
-            }
-        }
+        let prefix = format!("{}.", family.base_model_prefix);
+        // transformers: a checkpoint with no key under the base-model prefix is a base model's,
+        // and every key of it belongs under the prefix.
+        let base_only = !raw.keys().any(|k| k.starts_with(&prefix));
+        let tensors = raw
+            .into_iter()
+            .filter(|(key, _)| !is_dropped(key, family))
+            .map(|(key, tensor)| {
+                let key = if base_only { format!("{prefix}{key}") } else { key };
+                (normalise_key(&key), tensor)
+            })
+            .collect();
         Ok(Self { path: path.to_path_buf(), tensors })
     }
 }
 
-/// The remap table for BERT; `None` for keys the model ignores.
-pub fn normalise_key(key: &str) -> Option<String> {
-    normalise_key_for(key, Family::Bert)
+/// Whether a checkpoint key is one the classifier has no place for.
+fn is_dropped(key: &str, family: &FamilyInfo) -> bool {
+    let stem = key.strip_prefix(&format!("{}.", family.base_model_prefix)).unwrap_or(key);
+    key.ends_with("position_ids") || family.unused_keys.iter().any(|d| stem.starts_with(d))
 }
 
-/// The remap table of this module for `family`; `None` for keys the model ignores.
-pub fn normalise_key_for(key: &str, family: Family) -> Option<String> {
-    if key.ends_with("position_ids") {
-        return None;
-    }
-    let prefix = format!("{}.", family.base_model_prefix());
-    let key = key.strip_prefix(&prefix).unwrap_or(key);
-    let dropped: &[&str] = match family {
-        Family::Bert => &["cls."],
-        Family::Roberta | Family::XlmRoberta => &["lm_head.", "pooler."],
-        Family::DistilBert => &["vocab_transform.", "vocab_layer_norm.", "vocab_projector."],
-        Family::Electra => &["discriminator_predictions.", "generator_predictions.", "generator_lm_head."],
-    };
-    if dropped.iter().any(|d| key.starts_with(d)) {
-        return None;
-    }
-    let key = if let Some(stem) = key.strip_suffix("LayerNorm.gamma") {
+/// TF-era `LayerNorm.gamma` / `.beta` to `.weight` / `.bias`; every other key as it is.
+pub fn normalise_key(key: &str) -> String {
+    if let Some(stem) = key.strip_suffix("LayerNorm.gamma") {
         format!("{stem}LayerNorm.weight")
     } else if let Some(stem) = key.strip_suffix("LayerNorm.beta") {
         format!("{stem}LayerNorm.bias")
     } else {
         key.to_string()
-    };
-    Some(key)
+    }
 }
 
-/// Reads every tensor of a safetensors file as f32; integer buffers the remap table drops
-/// (`position_ids`) are skipped. Keys are the file's own.
+/// Reads every tensor of a safetensors file as f32; integer buffers (`position_ids`) are
+/// skipped. Keys are the file's own.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
-    tensor_file::read_safetensors(path, |name| normalise_key(name).is_none()).map_err(checkpoint_error)
+    tensor_file::read_safetensors(path, |name| name.ends_with("position_ids")).map_err(checkpoint_error)
 }
 
 fn checkpoint_error(e: TensorFileError) -> BertError {
@@ -105,39 +94,28 @@ fn checkpoint_error(e: TensorFileError) -> BertError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::registry::families;
 
     #[test]
-    fn remap_table() {
-        assert_eq!(normalise_key("cls.predictions.bias"), None);
-        assert_eq!(normalise_key("bert.embeddings.position_ids"), None);
-        assert_eq!(normalise_key("embeddings.position_ids"), None);
-        assert_eq!(
-            normalise_key("bert.encoder.layer.0.output.LayerNorm.gamma").as_deref(),
-            Some("encoder.layer.0.output.LayerNorm.weight")
-        );
-        assert_eq!(normalise_key("embeddings.LayerNorm.beta").as_deref(), Some("embeddings.LayerNorm.bias"));
-        assert_eq!(normalise_key("classifier.weight").as_deref(), Some("classifier.weight"));
+    fn layer_norm_names_of_tf_checkpoints() {
+        assert_eq!(normalise_key("bert.encoder.layer.0.output.LayerNorm.gamma"), "bert.encoder.layer.0.output.LayerNorm.weight");
+        assert_eq!(normalise_key("embeddings.LayerNorm.beta"), "embeddings.LayerNorm.bias");
+        assert_eq!(normalise_key("classifier.weight"), "classifier.weight");
     }
 
     #[test]
-    fn each_family_drops_its_pretraining_heads_and_prefix() {
-        let n = |key, family| normalise_key_for(key, family);
-        assert_eq!(n("roberta.pooler.dense.weight", Family::Roberta), None);
-        assert_eq!(n("lm_head.dense.weight", Family::XlmRoberta), None);
-        assert_eq!(
-            n("roberta.encoder.layer.0.attention.self.query.weight", Family::Roberta).as_deref(),
-            Some("encoder.layer.0.attention.self.query.weight")
-        );
-        assert_eq!(n("vocab_projector.weight", Family::DistilBert), None);
-        assert_eq!(
-            n("distilbert.transformer.layer.1.ffn.lin1.bias", Family::DistilBert).as_deref(),
-            Some("transformer.layer.1.ffn.lin1.bias")
-        );
-        assert_eq!(n("discriminator_predictions.dense.weight", Family::Electra), None);
-        assert_eq!(
-            n("electra.embeddings_project.weight", Family::Electra).as_deref(),
-            Some("embeddings_project.weight")
-        );
-        assert_eq!(n("bert.pooler.dense.weight", Family::Bert).as_deref(), Some("pooler.dense.weight"));
+    fn each_family_drops_its_pretraining_heads() {
+        let info = |model_type: &str| *families().iter().find(|f| f.model_type == model_type).unwrap();
+        let dropped = |key, model_type| is_dropped(key, &info(model_type));
+        assert!(dropped("cls.predictions.bias", "bert"));
+        assert!(dropped("bert.embeddings.position_ids", "bert"));
+        assert!(!dropped("bert.pooler.dense.weight", "bert"));
+        assert!(dropped("roberta.pooler.dense.weight", "roberta"));
+        assert!(dropped("lm_head.dense.weight", "xlm-roberta"));
+        assert!(!dropped("roberta.encoder.layer.0.attention.self.query.weight", "roberta"));
+        assert!(dropped("vocab_projector.weight", "distilbert"));
+        assert!(!dropped("distilbert.transformer.layer.1.ffn.lin1.bias", "distilbert"));
+        assert!(dropped("discriminator_predictions.dense.weight", "electra"));
+        assert!(!dropped("electra.embeddings_project.weight", "electra"));
     }
 }

@@ -1,22 +1,104 @@
 //! DistilBERT (`modeling_distilbert.py`): its own names (`transformer.layer.N.attention.q_lin`,
 //! `sa_layer_norm`, `ffn.lin1`, `output_layer_norm`), embeddings without token types, no
 //! dropout after the attention's output projection, and a head of `pre_classifier`, ReLU,
-//! dropout (`seq_classif_dropout`) and `classifier` on the first token.
+//! dropout (`seq_classif_dropout`) and `classifier` on the first token. Its config has its own
+//! key names (`dim`, `n_heads`, `n_layers`, `hidden_dim`, `dropout`, `activation`).
 
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use kernels::{Dropout, LayerNorm};
-use lora_adapter::LoraLinear;
+use lora_adapter::{AdaptableModel, LoraLinear};
+use serde::{Deserialize, Serialize};
 
 use crate::attention::attend;
-use crate::config::{Activation, BertConfig};
-use crate::embeddings::BertEmbeddings;
+use crate::config::{Activation, check_dropouts, check_heads};
+use crate::embeddings::{BertEmbeddings, EmbeddingSpec, Positions};
 use crate::encoder::activate;
 use crate::error::Result;
-use crate::model::{BertInput, attention_bias, first_token};
+use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
+use crate::model::{EncoderInput, attention_bias, first_token};
 use crate::weights::{Key, Weights};
+
+/// `DistilBertConfig`, with transformers' names and defaults (distilbert-base-uncased's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistilBertConfig {
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    /// Fixed sinusoidal position embeddings when freshly initialised.
+    pub sinusoidal_pos_embds: bool,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub dim: usize,
+    pub hidden_dim: usize,
+    pub dropout: f64,
+    pub attention_dropout: f64,
+    pub activation: String,
+    pub initializer_range: f64,
+    /// The dropout before the classifier.
+    pub seq_classif_dropout: f64,
+    pub pad_token_id: usize,
+    #[serde(flatten)]
+    pub head: HeadConfig,
+}
+
+impl Default for DistilBertConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 30522,
+            max_position_embeddings: 512,
+            sinusoidal_pos_embds: false,
+            n_layers: 6,
+            n_heads: 12,
+            dim: 768,
+            hidden_dim: 3072,
+            dropout: 0.1,
+            attention_dropout: 0.1,
+            activation: "gelu".into(),
+            initializer_range: 0.02,
+            seq_classif_dropout: 0.2,
+            pad_token_id: 0,
+            head: HeadConfig::default(),
+        }
+    }
+}
+
+impl FamilyConfig for DistilBertConfig {
+    fn labels(&self) -> &HeadConfig {
+        &self.head
+    }
+
+    fn labels_mut(&mut self) -> &mut HeadConfig {
+        &mut self.head
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn initializer_range(&self) -> f64 {
+        self.initializer_range
+    }
+
+    fn max_text_positions(&self) -> usize {
+        self.max_position_embeddings
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        check_heads(self.dim, self.n_heads, "dim", "n_heads")?;
+        Activation::named("activation", &self.activation)?;
+        check_dropouts(&[
+            ("dropout", self.dropout),
+            ("attention_dropout", self.attention_dropout),
+            ("seq_classif_dropout", self.seq_classif_dropout),
+        ])
+    }
+}
+
+/// DistilBERT's LayerNorms use 1e-12, whatever the file says (transformers hard-codes it).
+const LAYER_NORM_EPS: f64 = 1e-12;
 
 /// `MultiHeadSelfAttention`: q/k/v projections, scaled dot-product attention, `out_lin`.
 #[derive(Module, Debug)]
@@ -30,15 +112,15 @@ pub struct MultiHeadSelfAttention<B: Backend> {
 }
 
 impl<B: Backend> MultiHeadSelfAttention<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &DistilBertConfig) -> Result<Self> {
+        let h = config.dim;
         Ok(Self {
             q_lin: w.linear(&at.pp("q_lin"), h, h)?,
             k_lin: w.linear(&at.pp("k_lin"), h, h)?,
             v_lin: w.linear(&at.pp("v_lin"), h, h)?,
             out_lin: w.linear(&at.pp("out_lin"), h, h)?,
-            dropout: Dropout::new(config.attention_probs_dropout_prob),
-            n_heads: config.num_attention_heads,
+            dropout: Dropout::new(config.attention_dropout),
+            n_heads: config.n_heads,
         })
     }
 
@@ -73,16 +155,16 @@ pub struct TransformerBlock<B: Backend> {
 }
 
 impl<B: Backend> TransformerBlock<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: Activation) -> Result<Self> {
-        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &DistilBertConfig, activation: Activation) -> Result<Self> {
+        let (h, eps) = (config.dim, LAYER_NORM_EPS);
         let ffn = at.pp("ffn");
         Ok(Self {
             attention: MultiHeadSelfAttention::load(w, &at.pp("attention"), config)?,
             sa_layer_norm: w.layer_norm(&at.pp("sa_layer_norm"), h, eps)?,
             ffn: Ffn {
-                lin1: w.linear(&ffn.pp("lin1"), h, config.intermediate_size)?,
-                lin2: w.linear(&ffn.pp("lin2"), config.intermediate_size, h)?,
-                dropout: Dropout::new(config.hidden_dropout_prob),
+                lin1: w.linear(&ffn.pp("lin1"), h, config.hidden_dim)?,
+                lin2: w.linear(&ffn.pp("lin2"), config.hidden_dim, h)?,
+                dropout: Dropout::new(config.dropout),
                 activation,
             },
             output_layer_norm: w.layer_norm(&at.pp("output_layer_norm"), h, eps)?,
@@ -111,21 +193,29 @@ pub struct DistilBertModel<B: Backend> {
 }
 
 impl<B: Backend> DistilBertModel<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let activation =
-            config.activation().map_err(|message| crate::BertError::Config { path: "config.json".into(), message })?;
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &DistilBertConfig) -> Result<Self> {
+        let activation = Activation::named("activation", &config.activation)
+            .map_err(|message| crate::BertError::Config { path: "config.json".into(), message })?;
         let layers = at.pp("transformer").pp("layer");
-        let layer = (0..config.num_hidden_layers)
+        let layer = (0..config.n_layers)
             .map(|i| TransformerBlock::load(w, &layers.pp(i), config, activation))
             .collect::<Result<_>>()?;
-        Ok(Self {
-            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), config)?,
-            transformer: Transformer { layer },
-        })
+        let spec = EmbeddingSpec {
+            vocab_size: config.vocab_size,
+            width: config.dim,
+            max_position_embeddings: config.max_position_embeddings,
+            type_vocab_size: 0,
+            pad_token_id: config.pad_token_id,
+            positions: Positions::FromZero,
+            sinusoidal: config.sinusoidal_pos_embds,
+            layer_norm_eps: LAYER_NORM_EPS,
+            dropout: config.dropout,
+        };
+        Ok(Self { embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &spec)?, transformer: Transformer { layer } })
     }
 
     /// `[batch, seq, dim]`.
-    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 3> {
+    pub fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
         let mask_bias = attention_bias(input.attention_mask);
         let hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
         self.transformer.layer.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()))
@@ -142,36 +232,78 @@ pub struct DistilBertForSequenceClassification<B: Backend> {
 }
 
 impl<B: Backend> DistilBertForSequenceClassification<B> {
-    pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+    pub fn load(w: &mut Weights<B>, config: &DistilBertConfig) -> Result<Self> {
+        let h = config.dim;
         Ok(Self {
-            distilbert: DistilBertModel::load(w, &Key::root(), config)?,
+            distilbert: DistilBertModel::load(w, &Key::root().pp("distilbert"), config)?,
             pre_classifier: w.linear(&Key::root().pp("pre_classifier"), h, h)?,
-            classifier: w.linear(&Key::root().pp("classifier"), h, config.num_labels())?,
-            dropout: Dropout::new(config.classifier_dropout()),
+            classifier: w.output_linear(&Key::root().pp("classifier"), h, config.head.num_labels(), true)?,
+            dropout: Dropout::new(config.seq_classif_dropout),
         })
     }
+}
 
-    /// `[batch, num_labels]` logits.
-    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 2> {
+impl<B: Backend> AdaptableModel<B> for TransformerBlock<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        let attention = &mut self.attention;
+        f(&mut attention.q_lin);
+        f(&mut attention.k_lin);
+        f(&mut attention.v_lin);
+        f(&mut attention.out_lin);
+        f(&mut self.ffn.lin1);
+        f(&mut self.ffn.lin2);
+    }
+}
+
+impl<B: Backend> AdaptableModel<B> for DistilBertForSequenceClassification<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.distilbert.transformer.layer.each_linear(f);
+        f(&mut self.pre_classifier);
+        f(&mut self.classifier);
+    }
+}
+
+impl<B: Backend> Classifier<B> for DistilBertForSequenceClassification<B> {
+    fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
         let pooled = relu(self.pre_classifier.forward(first_token(self.distilbert.forward(input))));
         self.classifier.forward(self.dropout.forward(pooled))
     }
 
-    /// Every linear under its name in PEFT's view of the model.
-    pub fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
-        let layers = Key::root().pp("distilbert").pp("transformer").pp("layer");
-        for (i, layer) in self.distilbert.transformer.layer.iter_mut().enumerate() {
-            let at = layers.pp(i);
-            let (attention, own) = (at.pp("attention"), &mut layer.attention);
-            f(attention.pp("q_lin").as_str(), &mut own.q_lin);
-            f(attention.pp("k_lin").as_str(), &mut own.k_lin);
-            f(attention.pp("v_lin").as_str(), &mut own.v_lin);
-            f(attention.pp("out_lin").as_str(), &mut own.out_lin);
-            f(at.pp("ffn").pp("lin1").as_str(), &mut layer.ffn.lin1);
-            f(at.pp("ffn").pp("lin2").as_str(), &mut layer.ffn.lin2);
-        }
-        f(Key::root().pp("pre_classifier").as_str(), &mut self.pre_classifier);
-        f(Key::root().pp("classifier").as_str(), &mut self.classifier);
+    fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
+        self.distilbert.forward(input)
+    }
+
+    fn num_labels(&self) -> usize {
+        self.classifier.dims()[1]
+    }
+}
+
+/// DistilBERT.
+#[derive(Debug, Clone, Copy)]
+pub struct DistilBert;
+
+impl Family for DistilBert {
+    const INFO: FamilyInfo = FamilyInfo {
+        model_type: "distilbert",
+        architecture: "DistilBert",
+        class: "DistilBertForSequenceClassification",
+        base_model_prefix: "distilbert",
+        default_targets: Err(
+            "its attention linears are q_lin, k_lin, v_lin, out_lin; the usual choice is [\"q_lin\", \"v_lin\"]",
+        ),
+        unused_keys: &["vocab_transform.", "vocab_layer_norm.", "vocab_projector."],
+        head: &["pre_classifier.", "classifier."],
+    };
+    type Config = DistilBertConfig;
+    type Model<B: Backend> = DistilBertForSequenceClassification<B>;
+
+    fn config(json: &serde_json::Value) -> std::result::Result<DistilBertConfig, String> {
+        let config: DistilBertConfig = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn load<B: Backend>(w: &mut Weights<B>, config: &DistilBertConfig) -> Result<Self::Model<B>> {
+        DistilBertForSequenceClassification::load(w, config)
     }
 }

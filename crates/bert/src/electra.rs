@@ -5,14 +5,67 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use lora_adapter::LoraLinear;
+use lora_adapter::{AdaptableModel, LoraLinear};
+use serde::{Deserialize, Serialize};
 
 use crate::config::BertConfig;
-use crate::embeddings::BertEmbeddings;
+use crate::embeddings::{BertEmbeddings, EmbeddingSpec};
 use crate::encoder::BertEncoder;
 use crate::error::Result;
-use crate::model::{BertInput, ClassificationHead, HeadActivation, attention_bias};
+use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
+use crate::model::{ClassificationHead, EncoderInput, HeadActivation, attention_bias};
 use crate::weights::{Key, Weights};
+
+/// `ElectraConfig`: BERT's keys and `embedding_size`, with ELECTRA's defaults (the small
+/// discriminator's) for keys a file leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ElectraConfig {
+    /// The width of the embeddings, projected to `hidden_size` when it differs.
+    pub embedding_size: usize,
+    #[serde(flatten)]
+    pub bert: BertConfig,
+}
+
+impl ElectraConfig {
+    pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, String> {
+        let mut json = json.clone();
+        if let Some(map) = json.as_object_mut() {
+            let defaults = [("embedding_size", 128), ("hidden_size", 256), ("num_attention_heads", 4), ("intermediate_size", 1024)];
+            for (key, value) in defaults {
+                map.entry(key).or_insert(value.into());
+            }
+        }
+        let config: Self = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl FamilyConfig for ElectraConfig {
+    fn labels(&self) -> &HeadConfig {
+        self.bert.labels()
+    }
+
+    fn labels_mut(&mut self) -> &mut HeadConfig {
+        self.bert.labels_mut()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.bert.vocab_size
+    }
+
+    fn initializer_range(&self) -> f64 {
+        self.bert.initializer_range
+    }
+
+    fn max_text_positions(&self) -> usize {
+        self.bert.max_text_positions()
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        self.bert.validate()
+    }
+}
 
 /// `ElectraModel`.
 #[derive(Module, Debug)]
@@ -24,16 +77,16 @@ pub struct ElectraModel<B: Backend> {
 }
 
 impl<B: Backend> ElectraModel<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let (width, h) = (config.embedding_width(), config.hidden_size);
-        let embeddings = BertEmbeddings::load(w, &at.pp("embeddings"), config)?;
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &ElectraConfig) -> Result<Self> {
+        let (width, h) = (config.embedding_size, config.bert.hidden_size);
+        let embeddings = BertEmbeddings::load(w, &at.pp("embeddings"), &EmbeddingSpec::bert(&config.bert, width))?;
         let embeddings_project =
             if width != h { Some(w.linear(&at.pp("embeddings_project"), width, h)?) } else { None };
-        Ok(Self { embeddings, embeddings_project, encoder: BertEncoder::load(w, &at.pp("encoder"), config)? })
+        Ok(Self { embeddings, embeddings_project, encoder: BertEncoder::load(w, &at.pp("encoder"), &config.bert)? })
     }
 
     /// `[batch, seq, hidden]`.
-    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 3> {
+    pub fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
         let mask_bias = attention_bias(input.attention_mask);
         let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
         if let Some(project) = &self.embeddings_project {
@@ -51,25 +104,58 @@ pub struct ElectraForSequenceClassification<B: Backend> {
 }
 
 impl<B: Backend> ElectraForSequenceClassification<B> {
-    pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, config: &ElectraConfig) -> Result<Self> {
         Ok(Self {
-            electra: ElectraModel::load(w, &Key::root(), config)?,
-            classifier: ClassificationHead::load(w, &Key::root().pp("classifier"), config, HeadActivation::Gelu)?,
+            electra: ElectraModel::load(w, &Key::root().pp("electra"), config)?,
+            classifier: ClassificationHead::load(w, &Key::root().pp("classifier"), &config.bert, HeadActivation::Gelu)?,
         })
     }
+}
 
-    /// `[batch, num_labels]` logits.
-    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 2> {
+impl<B: Backend> AdaptableModel<B> for ElectraForSequenceClassification<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.electra.embeddings_project.each_linear(f);
+        self.electra.encoder.each_linear(f);
+        self.classifier.each_linear(f);
+    }
+}
+
+impl<B: Backend> Classifier<B> for ElectraForSequenceClassification<B> {
+    fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
         self.classifier.forward(self.electra.forward(input))
     }
 
-    /// Every linear under its name in PEFT's view of the model.
-    pub fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
-        let electra = Key::root().pp("electra");
-        if let Some(project) = self.electra.embeddings_project.as_mut() {
-            f(electra.pp("embeddings_project").as_str(), project);
-        }
-        self.electra.encoder.visit_linears(&electra.pp("encoder"), f);
-        self.classifier.visit_linears(&Key::root().pp("classifier"), f);
+    fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
+        self.electra.forward(input)
+    }
+
+    fn num_labels(&self) -> usize {
+        self.classifier.out_proj.dims()[1]
+    }
+}
+
+/// ELECTRA.
+#[derive(Debug, Clone, Copy)]
+pub struct Electra;
+
+impl Family for Electra {
+    const INFO: FamilyInfo = FamilyInfo {
+        model_type: "electra",
+        architecture: "Electra",
+        class: "ElectraForSequenceClassification",
+        base_model_prefix: "electra",
+        default_targets: Ok(&["query", "value"]),
+        unused_keys: &["discriminator_predictions.", "generator_predictions.", "generator_lm_head."],
+        head: &["classifier."],
+    };
+    type Config = ElectraConfig;
+    type Model<B: Backend> = ElectraForSequenceClassification<B>;
+
+    fn config(json: &serde_json::Value) -> std::result::Result<ElectraConfig, String> {
+        ElectraConfig::from_json(json)
+    }
+
+    fn load<B: Backend>(w: &mut Weights<B>, config: &ElectraConfig) -> Result<Self::Model<B>> {
+        ElectraForSequenceClassification::load(w, config)
     }
 }

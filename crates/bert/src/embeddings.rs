@@ -10,17 +10,50 @@ use kernels::{Dropout, LayerNorm};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::family::Family;
 use crate::weights::{Key, Weights};
 
 /// How position ids are numbered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Positions {
     /// `0, 1, 2, ...` for every sequence (BERT, DistilBERT, ELECTRA).
+    #[default]
     FromZero,
     /// RoBERTa's `create_position_ids_from_input_ids`: real tokens count up from
     /// `padding_idx + 1`, padding tokens keep `padding_idx`.
     AfterPadding { padding_idx: usize },
+}
+
+/// What the embeddings of a family are: BERT's keys, each family's sizes and position scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingSpec {
+    pub vocab_size: usize,
+    pub width: usize,
+    pub max_position_embeddings: usize,
+    /// 0: no token type embeddings (DistilBERT).
+    pub type_vocab_size: usize,
+    pub pad_token_id: usize,
+    pub positions: Positions,
+    /// DistilBERT's `sinusoidal_pos_embds`: a fixed sinusoidal position table when fresh.
+    pub sinusoidal: bool,
+    pub layer_norm_eps: f64,
+    pub dropout: f64,
+}
+
+impl EmbeddingSpec {
+    /// BERT's, RoBERTa's and ELECTRA's, `width` wide (ELECTRA's `embedding_size`).
+    pub fn bert(config: &BertConfig, width: usize) -> Self {
+        Self {
+            vocab_size: config.vocab_size,
+            width,
+            max_position_embeddings: config.max_position_embeddings,
+            type_vocab_size: config.type_vocab_size,
+            pad_token_id: config.pad_token_id,
+            positions: config.positions,
+            sinusoidal: false,
+            layer_norm_eps: config.layer_norm_eps,
+            dropout: config.hidden_dropout_prob,
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -36,27 +69,23 @@ pub struct BertEmbeddings<B: Backend> {
 }
 
 impl<B: Backend> BertEmbeddings<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let width = config.embedding_width();
-        let positions = match config.family {
-            Family::Roberta | Family::XlmRoberta => Positions::AfterPadding { padding_idx: config.pad_token_id },
-            _ => Positions::FromZero,
-        };
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EmbeddingSpec) -> Result<Self> {
+        let width = spec.width;
+        let positions = spec.positions;
         // Fresh weights are drawn from the seeded generator in this order (words, positions,
         // types, LayerNorm): keep it, or a seed gives another model.
-        let word_embeddings =
-            w.embedding(&at.pp("word_embeddings"), config.vocab_size, width, Some(config.pad_token_id))?;
-        let position_embeddings = if config.family == Family::DistilBert && config.sinusoidal_pos_embds {
-            w.sinusoidal_embedding(&at.pp("position_embeddings"), config.max_position_embeddings, width)?
+        let word_embeddings = w.embedding(&at.pp("word_embeddings"), spec.vocab_size, width, Some(spec.pad_token_id))?;
+        let position_embeddings = if spec.sinusoidal {
+            w.sinusoidal_embedding(&at.pp("position_embeddings"), spec.max_position_embeddings, width)?
         } else {
             // RoBERTa's position table has a padding row, zeroed when fresh as torch does.
             let padding = match positions {
                 Positions::AfterPadding { padding_idx } => Some(padding_idx),
                 Positions::FromZero => None,
             };
-            w.embedding(&at.pp("position_embeddings"), config.max_position_embeddings, width, padding)?
+            w.embedding(&at.pp("position_embeddings"), spec.max_position_embeddings, width, padding)?
         };
-        let token_type_embeddings = match config.type_vocab_size {
+        let token_type_embeddings = match spec.type_vocab_size {
             0 => None,
             n => Some(w.embedding(&at.pp("token_type_embeddings"), n, width, None)?),
         };
@@ -64,8 +93,8 @@ impl<B: Backend> BertEmbeddings<B> {
             word_embeddings,
             position_embeddings,
             token_type_embeddings,
-            layer_norm: w.layer_norm(&at.pp("LayerNorm"), width, config.layer_norm_eps)?,
-            dropout: Dropout::new(config.hidden_dropout_prob),
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), width, spec.layer_norm_eps)?,
+            dropout: Dropout::new(spec.dropout),
             positions,
         })
     }

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
 use kernels::{Dropout, LayerNorm, gelu};
-use lora_adapter::LoraLinear;
+use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::attention::BertAttention;
 use crate::config::{Activation, BertConfig};
@@ -108,18 +108,22 @@ impl<B: Backend> BertEncoder<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         self.layer.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()))
     }
+}
 
-    /// Every linear of every layer, named under `at` (`bert.encoder`, `roberta.encoder`, ...).
-    pub fn visit_linears(&mut self, at: &Key, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
-        for (i, layer) in self.layer.iter_mut().enumerate() {
-            let at = at.pp("layer").pp(i);
-            let (attention, own) = (at.pp("attention"), &mut layer.attention);
-            f(attention.pp("self").pp("query").as_str(), &mut own.self_attention.query);
-            f(attention.pp("self").pp("key").as_str(), &mut own.self_attention.key);
-            f(attention.pp("self").pp("value").as_str(), &mut own.self_attention.value);
-            f(attention.pp("output").pp("dense").as_str(), &mut own.output.dense);
-            f(at.pp("intermediate").pp("dense").as_str(), &mut layer.intermediate.dense);
-            f(at.pp("output").pp("dense").as_str(), &mut layer.output.dense);
-        }
+impl<B: Backend> AdaptableModel<B> for BertLayer<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        let attention = &mut self.attention;
+        f(&mut attention.self_attention.query);
+        f(&mut attention.self_attention.key);
+        f(&mut attention.self_attention.value);
+        f(&mut attention.output.dense);
+        f(&mut self.intermediate.dense);
+        f(&mut self.output.dense);
+    }
+}
+
+impl<B: Backend> AdaptableModel<B> for BertEncoder<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.layer.each_linear(f)
     }
 }

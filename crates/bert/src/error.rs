@@ -31,6 +31,11 @@ pub enum BertError {
         path.display()
     )]
     ShapeMismatch { key: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
+    #[error(
+        "{}: its classifier ({module}) has {rows} labels, but {asked} are asked for; to train a new classifier in its place, ignore the mismatch (transformers' ignore_mismatched_sizes=True; lora: model.ignore_mismatched_sizes = true)",
+        path.display()
+    )]
+    HeadSize { path: PathBuf, module: String, rows: usize, asked: usize },
     #[error("{} holds {} tensor(s) this BERT model has no place for: {}", path.display(), keys.len(), keys.join(", "))]
     UnexpectedTensors { path: PathBuf, keys: Vec<String> },
     #[error("cannot load tokenizer {}: {message}", path.display())]

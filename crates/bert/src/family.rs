@@ -1,124 +1,134 @@
-//! The BERT-family encoders this crate builds, told apart as transformers tells them apart: by
-//! `model_type` in `config.json`, else by the class named in `architectures`.
+//! What a model family is to the rest of the crate: a plug-in of one file that owns its config
+//! (Hugging Face's key names), its `...ForSequenceClassification`, its checkpoint conventions
+//! and PEFT's defaults for it. [`crate::registry`] lists the families; nothing else does.
 
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use lora_adapter::AdaptableModel;
 use serde::{Deserialize, Serialize};
 
-/// One encoder family: the same attention and feed-forward blocks, different embeddings, names
-/// and classification heads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Family {
-    #[default]
-    Bert,
-    /// RoBERTa: position ids offset past the padding index, one token type, a two-layer head.
-    Roberta,
-    /// XLM-RoBERTa: RoBERTa's model (and names) with a multilingual Unigram tokenizer.
-    XlmRoberta,
-    /// DistilBERT: its own names (`q_lin`, `sa_layer_norm`, `ffn.lin1`), no token types.
-    DistilBert,
-    /// ELECTRA: BERT's names, embeddings that may be narrower than the encoder.
-    Electra,
-}
+use crate::error::Result;
+use crate::model::EncoderInput;
+use crate::weights::Weights;
 
-impl Family {
-    pub const ALL: [Family; 5] = [Self::Bert, Self::Roberta, Self::XlmRoberta, Self::DistilBert, Self::Electra];
-
-    /// transformers' `model_type`.
-    pub fn model_type(self) -> &'static str {
-        match self {
-            Self::Bert => "bert",
-            Self::Roberta => "roberta",
-            Self::XlmRoberta => "xlm-roberta",
-            Self::DistilBert => "distilbert",
-            Self::Electra => "electra",
-        }
-    }
-
-    /// The attribute the `...ForSequenceClassification` class keeps its base model under (the
-    /// prefix of its checkpoint keys and of PEFT's module names).
-    pub fn base_model_prefix(self) -> &'static str {
-        match self {
-            Self::Bert => "bert",
-            Self::Roberta | Self::XlmRoberta => "roberta",
-            Self::DistilBert => "distilbert",
-            Self::Electra => "electra",
-        }
-    }
-
+/// The facts about a family that need no config: its names in transformers and PEFT, and what
+/// of a checkpoint it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyInfo {
+    /// transformers' `model_type` (`config.json`).
+    pub model_type: &'static str,
+    /// The prefix of the classes in `architectures` that name this family (`Roberta` for
+    /// `RobertaForMaskedLM`), used when a config has no `model_type`.
+    pub architecture: &'static str,
     /// The class transformers loads a merged model as.
-    pub fn sequence_classification(self) -> &'static str {
-        match self {
-            Self::Bert => "BertForSequenceClassification",
-            Self::Roberta => "RobertaForSequenceClassification",
-            Self::XlmRoberta => "XLMRobertaForSequenceClassification",
-            Self::DistilBert => "DistilBertForSequenceClassification",
-            Self::Electra => "ElectraForSequenceClassification",
+    pub class: &'static str,
+    /// The attribute the `...ForSequenceClassification` keeps its base model under: the prefix
+    /// of its checkpoint keys and of PEFT's module names.
+    pub base_model_prefix: &'static str,
+    /// PEFT's default LoRA targets (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`), or,
+    /// where PEFT has none, what to tell the user (the family's linears and the usual choice).
+    pub default_targets: std::result::Result<&'static [&'static str], &'static str>,
+    /// Checkpoint keys (below the base-model prefix) the classifier has no place for:
+    /// pre-training heads, dropped when read.
+    pub unused_keys: &'static [&'static str],
+    /// Top-level modules of the classification head: a checkpoint may lack them (a base model,
+    /// a pre-training checkpoint), and they are then initialised as transformers does.
+    pub head: &'static [&'static str],
+}
+
+/// One encoder family: a unit type in the family's file, listed once in [`crate::registry`].
+pub trait Family {
+    const INFO: FamilyInfo;
+    type Config: FamilyConfig;
+    type Model<B: Backend>: Classifier<B>;
+
+    /// The config from the text of a `config.json` (its family's names and defaults).
+    fn config(json: &serde_json::Value) -> std::result::Result<Self::Config, String>;
+
+    /// The `...ForSequenceClassification`, its tensors asked of `w` by their PEFT names.
+    fn load<B: Backend>(w: &mut Weights<B>, config: &Self::Config) -> Result<Self::Model<B>>;
+}
+
+/// What the rest of the crate reads from any family's config.
+pub trait FamilyConfig: Debug + Send + Sync {
+    /// The head's labels and task (`num_labels`, `id2label`, `problem_type`).
+    fn labels(&self) -> &HeadConfig;
+    fn labels_mut(&mut self) -> &mut HeadConfig;
+    fn vocab_size(&self) -> usize;
+    /// The standard deviation fresh weights are drawn with (`initializer_range`).
+    fn initializer_range(&self) -> f64;
+    /// Positions a tokenized text may fill.
+    fn max_text_positions(&self) -> usize;
+    /// Checks what the model code relies on; the message names the offending key.
+    fn validate(&self) -> std::result::Result<(), String>;
+}
+
+/// A `...ForSequenceClassification` of any family: what the trainer, evaluation, prediction
+/// and the benchmark run.
+pub trait Classifier<B: Backend>: Module<B> + AdaptableModel<B> {
+    /// `[batch, num_labels]` logits.
+    fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2>;
+
+    /// The encoder's last hidden state, `[batch, seq, hidden]`.
+    fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3>;
+
+    /// Rows of the output layer: the number of labels it was built for.
+    fn num_labels(&self) -> usize;
+}
+
+/// The keys of transformers' `PretrainedConfig` that describe the classification head; every
+/// family's config holds them (flattened: they sit beside the family's own keys).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeadConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_labels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id2label: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label2id: Option<BTreeMap<String, usize>>,
+    /// transformers' `problem_type` (`single_label_classification`,
+    /// `multi_label_classification`, `regression`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<String>,
+}
+
+impl HeadConfig {
+    /// Labels of the classification head: `num_labels`, else the size of `id2label`, else 2
+    /// (transformers' default).
+    pub fn num_labels(&self) -> usize {
+        self.num_labels.or_else(|| self.id2label.as_ref().map(BTreeMap::len)).unwrap_or(2)
+    }
+
+    /// `id2label` with transformers' `LABEL_i` for a head without names.
+    pub fn id2label(&self) -> BTreeMap<String, String> {
+        let n = self.num_labels();
+        match &self.id2label {
+            Some(names) if names.len() == n => names.clone(),
+            _ => (0..n).map(|i| (i.to_string(), format!("LABEL_{i}"))).collect(),
         }
     }
 
-    /// The linear that gives the logits (its rows are the labels), by PEFT's module name.
-    pub fn output_layer(self) -> &'static str {
-        match self {
-            Self::Bert | Self::DistilBert => "classifier",
-            Self::Roberta | Self::XlmRoberta | Self::Electra => "classifier.out_proj",
-        }
-    }
-
-    /// PEFT's default LoRA targets for this `model_type`
-    /// (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`); DistilBERT has none.
-    pub fn default_lora_targets(self) -> Option<&'static [&'static str]> {
-        match self {
-            Self::Bert | Self::Roberta | Self::XlmRoberta | Self::Electra => Some(&["query", "value"]),
-            Self::DistilBert => None,
-        }
-    }
-
-    /// From `model_type`, else the first of `architectures` (`RobertaForMaskedLM` -> RoBERTa),
-    /// else BERT (old BERT configs name neither). `Err` names what was found.
-    pub fn detect(config: &serde_json::Value) -> Result<Self, String> {
-        if let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) {
-            return Self::ALL.into_iter().find(|f| f.model_type() == model_type).ok_or_else(|| {
-                format!("model_type {model_type:?} is not supported; expected one of {}", Self::list())
-            });
-        }
-        let architecture = config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
-        let Some(architecture) = architecture else { return Ok(Self::Bert) };
-        // Longest class prefix first: "XLMRoberta..." before "Roberta...", "DistilBert" before "Bert".
-        let prefixes = [
-            ("XLMRoberta", Self::XlmRoberta),
-            ("DistilBert", Self::DistilBert),
-            ("Roberta", Self::Roberta),
-            ("Electra", Self::Electra),
-            ("Bert", Self::Bert),
-        ];
-        prefixes.iter().find(|(p, _)| architecture.starts_with(p)).map(|(_, f)| *f).ok_or_else(|| {
-            format!("architecture {architecture:?} is not a BERT-family model; expected one of {}", Self::list())
-        })
-    }
-
-    fn list() -> String {
-        Self::ALL.map(|f| format!("{:?}", f.model_type())).join(", ")
+    /// The head a task asks for, as `from_pretrained(..., num_labels=, id2label=, label2id=,
+    /// problem_type=)` sets it.
+    pub fn set(&mut self, spec: &HeadSpec) {
+        self.num_labels = Some(spec.num_labels);
+        self.id2label = Some(spec.names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect());
+        self.label2id = None;
+        self.problem_type = Some(spec.problem_type.clone());
     }
 }
 
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.model_type())
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn detects_by_model_type_then_architecture() {
-        assert_eq!(Family::detect(&json!({"model_type": "xlm-roberta"})), Ok(Family::XlmRoberta));
-        assert_eq!(Family::detect(&json!({"architectures": ["DistilBertForMaskedLM"]})), Ok(Family::DistilBert));
-        assert_eq!(Family::detect(&json!({"architectures": ["RobertaModel"]})), Ok(Family::Roberta));
-        assert_eq!(Family::detect(&json!({"hidden_size": 8})), Ok(Family::Bert));
-        let err = Family::detect(&json!({"model_type": "gpt2"})).unwrap_err();
-        assert!(err.contains("gpt2") && err.contains("\"distilbert\""), "{err}");
-    }
+/// The classification head a task needs: what the data crate hands the program, and what
+/// [`crate::from_pretrained`] builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSpec {
+    pub num_labels: usize,
+    /// Class names in id order (empty for regression).
+    pub names: Vec<String>,
+    /// transformers' `problem_type`.
+    pub problem_type: String,
 }

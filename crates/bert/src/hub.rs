@@ -20,11 +20,12 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::checkpoint::Checkpoint;
-use crate::classifier::SequenceClassifier;
-use crate::config::BertConfig;
 use crate::error::{BertError, Result};
+use crate::family::HeadSpec;
+use crate::model_config::ModelConfig;
+use crate::registry::AutoModel;
 use crate::tokenizer::BertTokenizer;
-use crate::weights::LoadReport;
+use crate::weights::{LoadReport, Weights};
 
 /// Weight files in the order transformers prefers them.
 const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
@@ -282,73 +283,66 @@ impl ModelFiles {
 
 /// A loaded classification model with everything that came with it.
 pub struct Pretrained<B: Backend> {
-    pub model: SequenceClassifier<B>,
-    pub config: BertConfig,
+    pub model: AutoModel<B>,
+    pub config: ModelConfig,
     pub files: ModelFiles,
     pub report: LoadReport,
 }
 
-/// Loads a model directory or Hub id as its family's `...ForSequenceClassification`.
-pub fn load_pretrained<B: Backend>(name: &str, num_labels: Option<usize>, device: &B::Device) -> Result<Pretrained<B>> {
-    load_pretrained_with(name, num_labels, &HubOptions::from_env(), device)
+/// How [`from_pretrained`] loads: transformers' `from_pretrained` keyword arguments.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub hub: HubOptions,
+    /// The head to build (the task's labels); `None`: the one `config.json` describes.
+    pub head: Option<HeadSpec>,
+    /// A checkpoint whose classifier has another number of labels: refused (false) or its
+    /// output layer initialised anew (true), as `ignore_mismatched_sizes=True`.
+    pub ignore_mismatched_sizes: bool,
+    /// Config attributes set before the model is built (`from_pretrained(name, key=value)`:
+    /// dropouts, `num_labels`); a key the family's config lacks is an error.
+    pub config: serde_json::Map<String, serde_json::Value>,
 }
 
-pub fn load_pretrained_with<B: Backend>(
-    name: &str,
-    num_labels: Option<usize>,
-    hub: &HubOptions,
-    device: &B::Device,
-) -> Result<Pretrained<B>> {
-    load_pretrained_configured(name, hub, device, |config| {
-        if let Some(n) = num_labels {
-            config.num_labels = Some(n);
-        }
-    })
-}
-
-/// Loads with `configure` applied to `config.json` first, as `from_pretrained(name, **kwargs)`
-/// overrides config attributes (dropout, `num_labels`).
-pub fn load_pretrained_configured<B: Backend>(
-    name: &str,
-    hub: &HubOptions,
-    device: &B::Device,
-    configure: impl FnOnce(&mut BertConfig),
-) -> Result<Pretrained<B>> {
-    load_pretrained_for_labels(name, hub, device, configure, false)
-}
-
-/// As [`load_pretrained_configured`]; a checkpoint whose classifier has another number of
-/// labels than the config asks for is refused, or with `ignore_mismatched_sizes` its output
-/// layer is left out and initialised anew (reported in [`LoadReport::initialized`]), as
-/// `from_pretrained(..., num_labels=N, ignore_mismatched_sizes=True)`.
-pub fn load_pretrained_for_labels<B: Backend>(
-    name: &str,
-    hub: &HubOptions,
-    device: &B::Device,
-    configure: impl FnOnce(&mut BertConfig),
-    ignore_mismatched_sizes: bool,
-) -> Result<Pretrained<B>> {
-    let files = ModelFiles::resolve_with(name, hub)?;
-    let mut config = BertConfig::from_file(&files.config)?;
-    configure(&mut config);
-    config.validate().map_err(|message| BertError::Config { path: files.config.clone(), message })?;
-    let mut checkpoint = Checkpoint::read_family(&files.weights, config.family)?;
-    let head = config.family.output_layer();
-    let rows = checkpoint.tensors.get(&format!("{head}.weight")).and_then(|t| t.shape.first().copied());
-    if let Some(rows) = rows.filter(|&r| r != config.num_labels()) {
-        if !ignore_mismatched_sizes {
-            return Err(BertError::Config {
-                path: files.weights.clone(),
-                message: format!(
-                    "its classifier ({head}) has {rows} labels, but {} are asked for; to train a new classifier in its place, ignore the mismatch (transformers' ignore_mismatched_sizes=True; lora: model.ignore_mismatched_sizes = true)",
-                    config.num_labels()
-                ),
-            });
-        }
-        checkpoint.tensors.retain(|k, _| !k.starts_with(&format!("{head}.")));
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { hub: HubOptions::from_env(), head: None, ignore_mismatched_sizes: false, config: Default::default() }
     }
-    let (model, report) = SequenceClassifier::from_checkpoint(&config, checkpoint, device)?;
+}
+
+impl LoadOptions {
+    /// The defaults with a head of `n` labels (`from_pretrained(name, num_labels=n)`).
+    pub fn num_labels(n: usize) -> Self {
+        let mut options = Self::default();
+        options.config.insert("num_labels".into(), n.into());
+        options
+    }
+}
+
+/// Loads a model directory or Hub id as its family's `...ForSequenceClassification`: a missing
+/// classification head is initialised as transformers does (and listed in the report); any
+/// other missing, unexpected or mis-shaped tensor is an error naming it.
+pub fn from_pretrained<B: Backend>(name: &str, options: &LoadOptions, device: &B::Device) -> Result<Pretrained<B>> {
+    let files = ModelFiles::resolve_with(name, &options.hub)?;
+    let mut config = ModelConfig::from_file_with(&files.config, &options.config)?;
+    if let Some(head) = &options.head {
+        config.set_head(head);
+    }
+    config.get().validate().map_err(|message| BertError::Config { path: files.config.clone(), message })?;
+    let checkpoint = Checkpoint::read(&files.weights, &config.family)?;
+    let (model, report) = Weights::build_from_checkpoint(
+        checkpoint,
+        config.get().initializer_range(),
+        config.family.head,
+        options.ignore_mismatched_sizes,
+        device,
+        |w| AutoModel::load(w, &config.parsed),
+    )?;
     Ok(Pretrained { model, config, files, report })
+}
+
+/// A model of `config` with every weight drawn as transformers initialises it.
+pub fn random<B: Backend>(config: &ModelConfig, device: &B::Device) -> AutoModel<B> {
+    Weights::build_random(config.get().initializer_range(), device, |w| AutoModel::load(w, &config.parsed))
 }
 
 impl<B: Backend> Pretrained<B> {
@@ -363,13 +357,13 @@ impl<B: Backend> Pretrained<B> {
         })?;
         let tokenizer = BertTokenizer::from_file(path, max_length)?;
         // An id past the embedding table would fail deep inside the backend: refuse here.
-        if tokenizer.vocab_size() > self.config.vocab_size {
+        if tokenizer.vocab_size() > self.config.vocab_size() {
             return Err(BertError::Tokenizer {
                 path: path.to_path_buf(),
                 message: format!(
                     "it has {} tokens but the model's vocab_size is {} ({}): tokenizer and model do not belong together",
                     tokenizer.vocab_size(),
-                    self.config.vocab_size,
+                    self.config.vocab_size(),
                     self.files.config.display()
                 ),
             });

@@ -1,7 +1,8 @@
-//! BERT-family encoders in Burn, in the shape of transformers' `modeling_bert.py`,
-//! `modeling_roberta.py` (and XLM-RoBERTa's), `modeling_distilbert.py` and `modeling_electra.py`:
-//! each family's `...ForSequenceClassification` with its own names, one [`SequenceClassifier`]
-//! over them, detected from `config.json` ([`Family`]).
+//! Encoder classifiers in Burn, in the shape of transformers' `modeling_bert.py`,
+//! `modeling_roberta.py` (and XLM-RoBERTa's), `modeling_distilbert.py`, `modeling_electra.py`
+//! and `modeling_modernbert.py`: each family is a plug-in of one file ([`Family`]) with its own
+//! config, names and head; [`registry`] lists them and picks one from `config.json`
+//! ([`AutoModel`]); [`from_pretrained`] loads any of them.
 //!
 //! Field names are checkpoint keys, so loading a Hugging Face checkpoint is a walk over the
 //! model's own structure ([`weights`]). Every linear is a [`lora_adapter::LoraLinear`], so that
@@ -16,7 +17,6 @@
 pub mod assets;
 pub mod attention;
 pub mod checkpoint;
-pub mod classifier;
 pub mod config;
 pub mod distilbert;
 pub mod electra;
@@ -26,6 +26,9 @@ pub mod error;
 pub mod family;
 pub mod hub;
 pub mod model;
+pub mod model_config;
+pub mod modernbert;
+pub mod registry;
 pub mod roberta;
 pub mod save;
 #[cfg(feature = "testing")]
@@ -34,14 +37,12 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;
-pub use classifier::SequenceClassifier;
 pub use config::BertConfig;
 pub use error::{BertError, Result};
-pub use family::Family;
-pub use hub::{
-    HubOptions, ModelFiles, Pretrained, load_pretrained, load_pretrained_configured, load_pretrained_for_labels,
-    load_pretrained_with,
-};
-pub use model::{BertForSequenceClassification, BertInput, BertModel, BertModelOutput};
+pub use family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
+pub use hub::{HubOptions, LoadOptions, ModelFiles, Pretrained, from_pretrained, random};
+pub use model::{BertForSequenceClassification, BertModel, BertModelOutput, EncoderInput};
+pub use model_config::ModelConfig;
+pub use registry::AutoModel;
 pub use tokenizer::{BertTokenizer, Encoded, PaddedBatch};
 pub use weights::{Key, LoadReport, Weights};

@@ -1,4 +1,6 @@
-//! `BertModel` (embeddings, encoder, pooler) and `BertForSequenceClassification`.
+//! BERT: `BertModel` (embeddings, encoder, pooler) and `BertForSequenceClassification`, the
+//! family's plug-in ([`Bert`]); and what the families share: the batch ([`EncoderInput`]), the
+//! additive attention mask, first-token pooling and the two-layer head of RoBERTa and ELECTRA.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -6,19 +8,19 @@ use burn::tensor::{Int, Tensor};
 use kernels::Dropout;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
-use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
-use crate::embeddings::BertEmbeddings;
+use crate::embeddings::{BertEmbeddings, EmbeddingSpec};
 use crate::encoder::BertEncoder;
 use crate::error::Result;
-use crate::weights::{Key, LoadReport, Weights};
+use crate::family::{Classifier, Family, FamilyInfo};
+use crate::weights::{Key, Weights};
 
 /// A padded batch, with Hugging Face's field names.
 ///
 /// # Shapes
 /// - each field: `[batch, seq]`; `attention_mask` is 1 for real tokens and 0 for padding
 #[derive(Debug, Clone)]
-pub struct BertInput<B: Backend> {
+pub struct EncoderInput<B: Backend> {
     pub input_ids: Tensor<B, 2, Int>,
     pub attention_mask: Tensor<B, 2, Int>,
     pub token_type_ids: Tensor<B, 2, Int>,
@@ -73,7 +75,7 @@ impl<B: Backend> ClassificationHead<B> {
         Ok(Self {
             dense: w.linear(&at.pp("dense"), h, h)?,
             dropout: Dropout::new(config.classifier_dropout()),
-            out_proj: w.linear(&at.pp("out_proj"), h, config.num_labels())?,
+            out_proj: w.output_linear(&at.pp("out_proj"), h, config.num_labels(), true)?,
             activation,
         })
     }
@@ -89,10 +91,12 @@ impl<B: Backend> ClassificationHead<B> {
         self.out_proj.forward(self.dropout.forward(x))
     }
 
-    /// Its two linears, named under `at` (`classifier.dense`, `classifier.out_proj`).
-    pub fn visit_linears(&mut self, at: &Key, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
-        f(at.pp("dense").as_str(), &mut self.dense);
-        f(at.pp("out_proj").as_str(), &mut self.out_proj);
+}
+
+impl<B: Backend> AdaptableModel<B> for ClassificationHead<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        f(&mut self.dense);
+        f(&mut self.out_proj);
     }
 }
 
@@ -118,13 +122,13 @@ impl<B: Backend> BertModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), config)?,
+            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &EmbeddingSpec::bert(config, h))?,
             encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
             pooler: BertPooler { dense: w.linear(&at.pp("pooler").pp("dense"), h, h)? },
         })
     }
 
-    pub fn forward(&self, input: BertInput<B>) -> BertModelOutput<B> {
+    pub fn forward(&self, input: EncoderInput<B>) -> BertModelOutput<B> {
         let mask_bias = attention_bias(input.attention_mask);
         let embedding_output = self.embeddings.forward(input.input_ids, input.token_type_ids);
         let last_hidden_state = self.encoder.forward(embedding_output.clone(), mask_bias);
@@ -145,6 +149,13 @@ pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B
     (mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])
 }
 
+impl<B: Backend> AdaptableModel<B> for BertModel<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.encoder.each_linear(f);
+        f(&mut self.pooler.dense);
+    }
+}
+
 /// `BertForSequenceClassification`: pooler output, dropout, classifier.
 #[derive(Module, Debug)]
 pub struct BertForSequenceClassification<B: Backend> {
@@ -154,39 +165,16 @@ pub struct BertForSequenceClassification<B: Backend> {
 }
 
 impl<B: Backend> BertForSequenceClassification<B> {
-    /// Builds from `w`; the checkpoint's encoder keys have no `bert.` prefix after
-    /// normalisation (see [`crate::checkpoint`]), its head keys are `classifier.*`.
     pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
         Ok(Self {
-            bert: BertModel::load(w, &Key::root(), config)?,
+            bert: BertModel::load(w, &Key::root().pp("bert"), config)?,
             dropout: Dropout::new(config.classifier_dropout()),
-            classifier: w.linear(&Key::root().pp("classifier"), config.hidden_size, config.num_labels())?,
+            classifier: w.output_linear(&Key::root().pp("classifier"), config.hidden_size, config.num_labels(), true)?,
         })
     }
 
-    /// A model of `config` with every weight drawn as transformers initialises it.
-    pub fn random(config: &BertConfig, device: &B::Device) -> Self {
-        Weights::build_random(config.initializer_range, device, |w| Self::load(w, config))
-    }
-
-    /// Loads a checkpoint; a missing classifier is initialised (and listed in the report),
-    /// any other missing, unexpected or mis-shaped tensor is an error.
-    pub fn from_checkpoint(
-        config: &BertConfig,
-        checkpoint: Checkpoint,
-        device: &B::Device,
-    ) -> Result<(Self, LoadReport)> {
-        let head = &["classifier."];
-        Weights::build_from_checkpoint(checkpoint, config.initializer_range, head, device, |w| Self::load(w, config))
-    }
-
-    /// `[batch, num_labels]` logits.
-    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 2> {
-        self.forward_all(input).1
-    }
-
     /// The encoder's outputs and the logits.
-    pub fn forward_all(&self, input: BertInput<B>) -> (BertModelOutput<B>, Tensor<B, 2>) {
+    pub fn forward_all(&self, input: EncoderInput<B>) -> (BertModelOutput<B>, Tensor<B, 2>) {
         let out = self.bert.forward(input);
         let logits = self.classifier.forward(self.dropout.forward(out.pooler_output.clone()));
         (out, logits)
@@ -194,11 +182,48 @@ impl<B: Backend> BertForSequenceClassification<B> {
 }
 
 impl<B: Backend> AdaptableModel<B> for BertForSequenceClassification<B> {
-    /// Names as in PEFT's view of transformers' `BertForSequenceClassification`.
-    fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
-        let bert = Key::root().pp("bert");
-        self.bert.encoder.visit_linears(&bert.pp("encoder"), f);
-        f(bert.pp("pooler").pp("dense").as_str(), &mut self.bert.pooler.dense);
-        f(Key::root().pp("classifier").as_str(), &mut self.classifier);
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.bert.each_linear(f);
+        f(&mut self.classifier);
+    }
+}
+
+impl<B: Backend> Classifier<B> for BertForSequenceClassification<B> {
+    fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
+        self.forward_all(input).1
+    }
+
+    fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
+        self.bert.forward(input).last_hidden_state
+    }
+
+    fn num_labels(&self) -> usize {
+        self.classifier.dims()[1]
+    }
+}
+
+/// BERT (and every BERT-architecture checkpoint, such as all-MiniLM-L6-v2).
+#[derive(Debug, Clone, Copy)]
+pub struct Bert;
+
+impl Family for Bert {
+    const INFO: FamilyInfo = FamilyInfo {
+        model_type: "bert",
+        architecture: "Bert",
+        class: "BertForSequenceClassification",
+        base_model_prefix: "bert",
+        default_targets: Ok(&["query", "value"]),
+        unused_keys: &["cls."],
+        head: &["classifier."],
+    };
+    type Config = BertConfig;
+    type Model<B: Backend> = BertForSequenceClassification<B>;
+
+    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, String> {
+        BertConfig::from_json(json)
+    }
+
+    fn load<B: Backend>(w: &mut Weights<B>, config: &BertConfig) -> Result<Self::Model<B>> {
+        BertForSequenceClassification::load(w, config)
     }
 }

@@ -14,9 +14,9 @@ use burn::tensor::backend::Backend;
 use tensor_file::{write_atomic, write_safetensors};
 
 use crate::checkpoint::RawTensor;
-use crate::classifier::SequenceClassifier;
-use crate::config::BertConfig;
 use crate::error::{BertError, Result};
+use crate::family::Classifier;
+use crate::model_config::ModelConfig;
 
 struct Collector {
     path: Vec<(String, String)>,
@@ -41,7 +41,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
         let key: Vec<String> = self
             .path
             .iter()
-            // An enum's variant (`SequenceClassifier::Bert`) is not part of the name.
+            // An enum's variant (`AutoModel::Bert`) is not part of the name.
             .filter(|(_, container)| !container.starts_with("Enum:"))
             .map(|(name, _)| match name.as_str() {
                 "self_attention" => "self".to_string(),
@@ -82,16 +82,14 @@ pub fn state_dict<B: Backend, M: Module<B>>(model: &M) -> Result<BTreeMap<String
 }
 
 /// Writes `config.json` and `model.safetensors` into `dir`.
-pub fn save_pretrained<B: Backend>(model: &SequenceClassifier<B>, config: &BertConfig, dir: &Path) -> Result<()> {
+pub fn save_pretrained<B: Backend, M: Classifier<B>>(model: &M, config: &ModelConfig, dir: &Path) -> Result<()> {
     let fail = |path: &Path, e: String| BertError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
     let tensors = state_dict(model)?;
     if let Some(key) = tensors.keys().find(|k| k.contains("lora_")) {
         return Err(fail(dir, format!("`{key}` is an adapter tensor: merge the adapter before saving a full model")));
     }
     std::fs::create_dir_all(dir).map_err(|source| BertError::Write { path: dir.to_path_buf(), source })?;
-    let mut config = config.clone();
-    config.num_labels = Some(model.num_labels());
-    let json = serde_json::to_string_pretty(&config.to_json()).map_err(|e| fail(dir, e.to_string()))?;
+    let json = serde_json::to_string_pretty(&config.to_json(model.num_labels())).map_err(|e| fail(dir, e.to_string()))?;
     write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")])?;
     Ok(write_atomic(&dir.join("config.json"), json.as_bytes())?)
 }

@@ -14,7 +14,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{BertError, Result};
-use crate::model::BertInput;
+use crate::model::EncoderInput;
 
 /// One tokenized text, truncated, with its special tokens and without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,10 +198,10 @@ impl PaddedBatch {
         self.attention_mask.iter().filter(|&&m| m == 1).count()
     }
 
-    pub fn to_input<B: Backend>(&self, device: &B::Device) -> BertInput<B> {
+    pub fn to_input<B: Backend>(&self, device: &B::Device) -> EncoderInput<B> {
         let shape = [self.batch, self.seq];
         let int = |v: &Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), shape), device);
-        BertInput {
+        EncoderInput {
             input_ids: int(&self.input_ids),
             attention_mask: int(&self.attention_mask),
             token_type_ids: int(&self.token_type_ids),

@@ -68,6 +68,17 @@ pub struct Weights<B: Backend> {
     initializer_range: f64,
     /// Key prefixes that may be missing from a checkpoint and are then initialised.
     may_initialize: Vec<String>,
+    /// An output layer of another number of labels is initialised anew instead of refused
+    /// (transformers' `ignore_mismatched_sizes`).
+    ignore_mismatched_sizes: bool,
+    /// Checkpoint keys read past: an output layer of another size, initialised anew.
+    replaced: BTreeSet<String>,
+    /// The standard deviation of normal draws, when a module asks for its own
+    /// ([`Self::with_std`]); else `initializer_range`.
+    std: Option<f64>,
+    /// Normal draws cut at this many standard deviations (`trunc_normal_`, ModernBERT's
+    /// `initializer_cutoff_factor`); `None`: a plain normal.
+    truncation: Option<f64>,
     used: BTreeSet<String>,
     report: LoadReport,
 }
@@ -80,9 +91,19 @@ impl<B: Backend> Weights<B> {
             device: device.clone(),
             initializer_range,
             may_initialize: Vec::new(),
+            ignore_mismatched_sizes: false,
+            replaced: BTreeSet::new(),
+            std: None,
+            truncation: None,
             used: BTreeSet::new(),
             report: LoadReport::default(),
         }
+    }
+
+    /// An output layer whose rows differ from the labels asked for is initialised anew (and
+    /// reported) rather than refused.
+    pub fn ignoring_mismatched_sizes(self, ignore: bool) -> Self {
+        Self { ignore_mismatched_sizes: ignore, ..self }
     }
 
     /// Every tensor from `checkpoint`, except keys under `may_initialize` that it lacks.
@@ -97,6 +118,10 @@ impl<B: Backend> Weights<B> {
             device: device.clone(),
             initializer_range,
             may_initialize: may_initialize.iter().map(|s| s.to_string()).collect(),
+            ignore_mismatched_sizes: false,
+            replaced: BTreeSet::new(),
+            std: None,
+            truncation: None,
             used: BTreeSet::new(),
             report: LoadReport::default(),
         }
@@ -104,6 +129,21 @@ impl<B: Backend> Weights<B> {
 
     pub fn device(&self) -> &B::Device {
         &self.device
+    }
+
+    /// Fresh normal draws cut at ±`cutoff` standard deviations from now on (ModernBERT's
+    /// `trunc_normal_`), or plain normal ones (`None`).
+    pub fn truncate_normal_at(&mut self, cutoff: Option<f64>) {
+        self.truncation = cutoff;
+    }
+
+    /// Runs `build` with fresh normal draws of standard deviation `std` (a family's own
+    /// initialisation for some modules, as ModernBERT's `_init_weights`).
+    pub fn with_std<T>(&mut self, std: f64, build: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let before = self.std.replace(std);
+        let out = build(self);
+        self.std = before;
+        out
     }
 
     /// Ends loading: a checkpoint tensor that nothing asked for is an error, since it means the
@@ -124,6 +164,10 @@ impl<B: Backend> Weights<B> {
         let Some(checkpoint) = &self.checkpoint else {
             return self.initialize(shape, init);
         };
+        if self.replaced.contains(key) {
+            self.report.initialized.push(key.to_string());
+            return self.initialize(shape, init);
+        }
         match checkpoint.tensors.get(key) {
             Some(tensor) if tensor.shape == shape => {
                 self.used.insert(key.to_string());
@@ -154,8 +198,25 @@ impl<B: Backend> Weights<B> {
             Init::Ones => vec![1.0; n],
             Init::Normal => {
                 // Drawn on the device's seeded generator (`B::seed`), so runs repeat.
-                let t = Tensor::<B, 1>::random([n], Distribution::Normal(0.0, self.initializer_range), &self.device);
-                kernels::read::f32s(t)?
+                let std = self.std.unwrap_or(self.initializer_range);
+                let draw = |n: usize| {
+                    kernels::read::f32s(Tensor::<B, 1>::random([n], Distribution::Normal(0.0, std), &self.device))
+                };
+                let mut values = draw(n)?;
+                if let Some(cutoff) = self.truncation {
+                    // `trunc_normal_`: a value outside ±cutoff·std is drawn again.
+                    let bound = (cutoff * std) as f32;
+                    loop {
+                        let outside: Vec<usize> = (0..n).filter(|&i| values[i].abs() > bound).collect();
+                        if outside.is_empty() {
+                            break;
+                        }
+                        for (i, v) in outside.iter().zip(draw(outside.len())?) {
+                            values[*i] = v;
+                        }
+                    }
+                }
+                values
             }
         };
         Ok(RawTensor { shape: shape.to_vec(), data })
@@ -166,24 +227,54 @@ impl<B: Backend> Weights<B> {
         Ok(Tensor::from_data(TensorData::new(raw.data, shape), &self.device))
     }
 
-    /// `{at}.weight` (`[out, in]` in the checkpoint) and `{at}.bias`.
+    /// `{at}.weight` (`[out, in]` in the checkpoint) and `{at}.bias`: a linear named `at`.
     pub fn linear(&mut self, at: &Key, d_input: usize, d_output: usize) -> Result<LoraLinear<B>> {
+        self.linear_with(at, d_input, d_output, true)
+    }
+
+    /// A linear with a bias or without one (ModernBERT's, DeBERTa's configs choose).
+    pub fn linear_with(&mut self, at: &Key, d_input: usize, d_output: usize, bias: bool) -> Result<LoraLinear<B>> {
         let raw = self.raw(&at.pp("weight"), &[d_output, d_input], Init::Normal)?;
         let weight = Tensor::from_data(
             TensorData::new(transpose(&raw.data, d_output, d_input), [d_input, d_output]),
             &self.device,
         );
-        let bias = self.tensor(&at.pp("bias"), [d_output], Init::Zeros)?;
-        Ok(LoraLinear::new(Param::from_tensor(weight), Some(Param::from_tensor(bias))))
+        let bias = if bias { Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_output], Init::Zeros)?)) } else { None };
+        Ok(LoraLinear::new(at.as_str(), Param::from_tensor(weight), bias))
+    }
+
+    /// The output layer of a classification head: `num_labels` rows. A checkpoint's output
+    /// layer with another number of rows is refused, or with [`Self::ignoring_mismatched_sizes`]
+    /// initialised anew, as `from_pretrained(..., num_labels=N, ignore_mismatched_sizes=True)`.
+    pub fn output_linear(&mut self, at: &Key, d_input: usize, num_labels: usize, bias: bool) -> Result<LoraLinear<B>> {
+        let (weight, bias_key) = (at.pp("weight").to_string(), at.pp("bias").to_string());
+        let found = self.checkpoint.as_ref().and_then(|c| Some((c.path.clone(), c.tensors.get(&weight)?.shape.clone())));
+        if let Some((path, shape)) = found
+            && shape.len() == 2
+            && shape[1] == d_input
+            && shape[0] != num_labels
+        {
+            if !self.ignore_mismatched_sizes {
+                return Err(BertError::HeadSize { path, module: at.to_string(), rows: shape[0], asked: num_labels });
+            }
+            for key in [weight, bias_key] {
+                self.used.insert(key.clone());
+                self.replaced.insert(key);
+            }
+        }
+        Ok(self.linear_with(at, d_input, num_labels, bias)?.as_output())
     }
 
     /// `{at}.weight` and `{at}.bias` of a LayerNorm.
     pub fn layer_norm(&mut self, at: &Key, d_model: usize, epsilon: f64) -> Result<LayerNorm<B>> {
-        Ok(LayerNorm {
-            gamma: Param::from_tensor(self.tensor(&at.pp("weight"), [d_model], Init::Ones)?),
-            beta: Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_model], Init::Zeros)?)),
-            epsilon,
-        })
+        self.layer_norm_with(at, d_model, epsilon, true)
+    }
+
+    /// A LayerNorm with a bias or without one (ModernBERT's `norm_bias`).
+    pub fn layer_norm_with(&mut self, at: &Key, d_model: usize, epsilon: f64, bias: bool) -> Result<LayerNorm<B>> {
+        let gamma = Param::from_tensor(self.tensor(&at.pp("weight"), [d_model], Init::Ones)?);
+        let beta = if bias { Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_model], Init::Zeros)?)) } else { None };
+        Ok(LayerNorm { gamma, beta, epsilon })
     }
 
     /// `{at}.weight`; a fresh table has its `padding_idx` row zeroed, as torch does.
@@ -225,10 +316,12 @@ impl<B: Backend> Weights<B> {
         checkpoint: Checkpoint,
         initializer_range: f64,
         may_initialize: &[&str],
+        ignore_mismatched_sizes: bool,
         device: &B::Device,
         load: impl FnOnce(&mut Self) -> Result<M>,
     ) -> Result<(M, LoadReport)> {
-        let mut w = Self::from_checkpoint(checkpoint, initializer_range, may_initialize, device);
+        let mut w = Self::from_checkpoint(checkpoint, initializer_range, may_initialize, device)
+            .ignoring_mismatched_sizes(ignore_mismatched_sizes);
         let model = load(&mut w)?;
         Ok((model, w.finish()?))
     }

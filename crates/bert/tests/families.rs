@@ -5,25 +5,24 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::{BertInput, Family};
+use bert::{Classifier, EncoderInput, FamilyInfo, LoadOptions};
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 
 type B = Flex;
 
-const FAMILIES: [(&str, Family); 4] = [
-    ("roberta", Family::Roberta),
-    ("xlm-roberta", Family::XlmRoberta),
-    ("distilbert", Family::DistilBert),
-    ("electra", Family::Electra),
-];
+const FAMILIES: [&str; 4] = ["roberta", "xlm-roberta", "distilbert", "electra"];
+
+fn info(model_type: &str) -> FamilyInfo {
+    *bert::registry::families().iter().find(|f| f.model_type == model_type).unwrap()
+}
 
 fn fixture(model_type: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families").join(model_type)
 }
 
 struct Golden {
-    input: BertInput<B>,
+    input: EncoderInput<B>,
     shape: [usize; 2],
     last_hidden_state: Vec<f32>,
     logits: Vec<f32>,
@@ -45,7 +44,7 @@ fn golden(dir: &Path) -> Golden {
     let shape = [shape[0], shape[1]];
     let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, shape), &device);
     Golden {
-        input: BertInput {
+        input: EncoderInput {
             input_ids: int(ids),
             attention_mask: int(ints("attention_mask").0),
             token_type_ids: int(ints("token_type_ids").0),
@@ -68,14 +67,15 @@ fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
 }
 
 fn load(model_type: &str) -> bert::Pretrained<B> {
-    bert::load_pretrained::<B>(fixture(model_type).join("model").to_str().unwrap(), None, &Default::default()).unwrap()
+    bert::from_pretrained::<B>(fixture(model_type).join("model").to_str().unwrap(), &LoadOptions::default(), &Default::default())
+        .unwrap()
 }
 
 #[test]
 fn each_family_is_detected_and_loads_with_its_own_head() {
-    for (model_type, family) in FAMILIES {
+    for model_type in FAMILIES {
         let pretrained = load(model_type);
-        assert_eq!(pretrained.config.family, family, "{model_type}");
+        assert_eq!(pretrained.config.family, info(model_type), "{model_type}");
         assert!(pretrained.report.initialized.is_empty(), "{model_type}: the checkpoint has its head");
         assert_eq!(pretrained.model.num_labels(), 3, "{model_type}");
     }
@@ -85,7 +85,7 @@ fn each_family_is_detected_and_loads_with_its_own_head() {
 /// model's positions.
 #[test]
 fn token_ids_equal_the_family_tokenizers() {
-    for (model_type, _) in FAMILIES {
+    for model_type in FAMILIES {
         let pretrained = load(model_type);
         let tokenizer = pretrained.tokenizer(512).unwrap();
         let text = std::fs::read_to_string(fixture(model_type).join("tokens.jsonl")).unwrap();
@@ -116,7 +116,7 @@ fn token_ids_equal_the_family_tokenizers() {
 /// truncated text.
 #[test]
 fn forward_matches_transformers() {
-    for (model_type, _) in FAMILIES {
+    for model_type in FAMILIES {
         let pretrained = load(model_type);
         let g = golden(&fixture(model_type));
         let hidden = values(pretrained.model.last_hidden_state(g.input.clone()));
@@ -130,13 +130,14 @@ fn forward_matches_transformers() {
 /// with `initializer_range`, zero biases) and reported.
 #[test]
 fn a_base_pytorch_checkpoint_without_prefix_or_head_loads() {
-    for (model_type, family) in FAMILIES {
+    for model_type in FAMILIES {
         let dir = fixture(model_type).join("base-bin");
-        let pretrained = bert::load_pretrained::<B>(dir.to_str().unwrap(), Some(3), &Default::default()).unwrap();
-        assert_eq!(pretrained.config.family, family, "{model_type}");
+        let pretrained =
+            bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::num_labels(3), &Default::default()).unwrap();
+        assert_eq!(pretrained.config.family, info(model_type), "{model_type}");
         assert!(pretrained.files.weights.ends_with("pytorch_model.bin"));
-        let head: Vec<&str> = match family {
-            Family::DistilBert => {
+        let head: Vec<&str> = match model_type {
+            "distilbert" => {
                 vec!["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"]
             }
             _ => vec![
@@ -159,7 +160,7 @@ fn a_base_pytorch_checkpoint_without_prefix_or_head_loads() {
 #[test]
 fn peft_adapters_load_merge_and_save_under_peft_names() {
     let device = Default::default();
-    for (model_type, _) in FAMILIES {
+    for model_type in FAMILIES {
         let dir = fixture(model_type);
         let g = golden(&dir);
         let (mut model, lora) =
@@ -186,10 +187,9 @@ fn peft_adapters_load_merge_and_save_under_peft_names() {
         let logits = values(merged.forward(g.input.clone()));
         assert_close(&format!("{model_type} merged"), &logits, &g.peft_logits, 1e-5);
         let saved = tempfile::tempdir().unwrap();
-        let mut config = load(model_type).config;
-        config.num_labels = Some(merged.num_labels());
+        let config = load(model_type).config;
         bert::save::save_pretrained(&merged, &config, saved.path()).unwrap();
-        let reread = bert::load_pretrained::<B>(saved.path().to_str().unwrap(), None, &device).unwrap();
+        let reread = bert::from_pretrained::<B>(saved.path().to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
         assert!(reread.report.initialized.is_empty(), "{model_type}: the merged checkpoint has its head");
         assert_eq!(values(reread.model.forward(g.input)), logits, "{model_type}: merged model read back");
     }
@@ -198,7 +198,7 @@ fn peft_adapters_load_merge_and_save_under_peft_names() {
 /// The default LoRA targets are PEFT's for the family; DistilBERT has none.
 #[test]
 fn peft_default_targets_per_family() {
-    assert_eq!(Family::Roberta.default_lora_targets(), Some(&["query", "value"][..]));
-    assert_eq!(Family::Electra.default_lora_targets(), Some(&["query", "value"][..]));
-    assert_eq!(Family::DistilBert.default_lora_targets(), None);
+    assert_eq!(info("roberta").default_targets, Ok(&["query", "value"][..]));
+    assert_eq!(info("electra").default_targets, Ok(&["query", "value"][..]));
+    assert!(info("distilbert").default_targets.is_err());
 }

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use bert::testing::FakeHub;
-use bert::{BertConfig, BertError, BertForSequenceClassification, Checkpoint, HubOptions, ModelFiles};
+use bert::model::Bert;
+use bert::{BertConfig, BertError, BertForSequenceClassification, Checkpoint, Family, HubOptions, LoadOptions, ModelFiles, Weights};
 use burn::backend::Flex;
 
 type B = Flex;
@@ -23,12 +24,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The tiny BERT's checkpoint read into a model of `config`.
+fn tiny_bert_with(config: &BertConfig) -> bert::Result<BertForSequenceClassification<B>> {
+    let checkpoint = Checkpoint::read(fixture("tiny-bert/model.safetensors"), &Bert::INFO).unwrap();
+    let load = |w: &mut Weights<B>| Bert::load(w, config);
+    Weights::build_from_checkpoint(checkpoint, 0.02, Bert::INFO.head, false, &Default::default(), load).map(|(m, _)| m)
+}
+
 fn offline(cache: &Path) -> HubOptions {
     HubOptions { offline: true, ..HubOptions::at(cache, "http://127.0.0.1:9") }
 }
 
 fn load_err(dir: &Path) -> String {
-    match bert::load_pretrained::<B>(dir.to_str().unwrap(), None, &Default::default()) {
+    match bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::default(), &Default::default()) {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => {
             let message = e.to_string();
@@ -41,15 +49,15 @@ fn load_err(dir: &Path) -> String {
 #[test]
 fn legacy_pytorch_bin_loads_and_gets_a_fresh_classifier() {
     let device = Default::default();
-    let legacy = bert::load_pretrained::<B>(fixture("tiny-bert-legacy").to_str().unwrap(), None, &device).unwrap();
+    let legacy = bert::from_pretrained::<B>(fixture("tiny-bert-legacy").to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
     assert!(legacy.files.weights.ends_with("pytorch_model.bin"));
     assert_eq!(legacy.report.initialized, ["classifier.weight", "classifier.bias"]);
 
     // The encoder is the safetensors model's, tensor for tensor.
-    let modern = bert::load_pretrained::<B>(fixture("tiny-bert").to_str().unwrap(), None, &device).unwrap();
+    let modern = bert::from_pretrained::<B>(fixture("tiny-bert").to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
     assert!(modern.report.initialized.is_empty());
     let ids = burn::tensor::Tensor::<B, 2, burn::tensor::Int>::from_data([[5, 9, 17, 3]], &device);
-    let input = bert::BertInput {
+    let input = bert::EncoderInput {
         input_ids: ids.clone(),
         attention_mask: ids.clone().ones_like(),
         token_type_ids: ids.zeros_like(),
@@ -116,11 +124,9 @@ fn config_that_disagrees_with_the_weights_names_tensor_and_both_shapes() {
 fn tensors_the_model_has_no_place_for_are_an_error() {
     let config =
         BertConfig { num_hidden_layers: 1, ..BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap() };
-    let checkpoint = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
-    let err =
-        BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap_err();
+    let err = tiny_bert_with(&config).unwrap_err();
     assert!(
-        matches!(&err, BertError::UnexpectedTensors { keys, .. } if keys.iter().all(|k| k.starts_with("encoder.layer.1."))),
+        matches!(&err, BertError::UnexpectedTensors { keys, .. } if keys.iter().all(|k| k.starts_with("bert.encoder.layer.1."))),
         "{err}"
     );
 }
@@ -129,9 +135,7 @@ fn tensors_the_model_has_no_place_for_are_an_error() {
 fn missing_tensor_names_tensor_file_and_shape() {
     let config =
         BertConfig { num_hidden_layers: 3, ..BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap() };
-    let checkpoint = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
-    let err =
-        BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap_err();
+    let err = tiny_bert_with(&config).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("encoder.layer.2.attention.self.query.weight") && message.contains("[32, 32]"),
@@ -165,8 +169,9 @@ fn downloads_from_the_hub_then_works_offline_from_the_cache() {
     let files = ModelFiles::resolve_with("tiny-org/tiny-bert", &online).unwrap();
     assert!(files.weights.starts_with(cache.path()), "{}", files.weights.display());
     assert_eq!(std::fs::read(&files.weights).unwrap(), std::fs::read(fixture("tiny-bert/model.safetensors")).unwrap());
-    let model = bert::load_pretrained_with::<B>("tiny-org/tiny-bert", None, &online, &Default::default()).unwrap();
-    assert_eq!(model.config.hidden_size, 32);
+    let options = LoadOptions { hub: online.clone(), ..LoadOptions::default() };
+    let model = bert::from_pretrained::<B>("tiny-org/tiny-bert", &options, &Default::default()).unwrap();
+    assert_eq!(model.config.source["hidden_size"], 32);
 
     // Offline, from the cache alone; the server is not asked again.
     let asked = hub.requests();
@@ -181,27 +186,18 @@ fn downloads_from_the_hub_then_works_offline_from_the_cache() {
 
 #[test]
 fn save_pretrained_round_trips_with_transformers_names() {
-    let (model, _) = {
-        let dir = fixture("tiny-bert");
-        let config = BertConfig::from_file(dir.join("config.json")).unwrap();
-        BertForSequenceClassification::<B>::from_checkpoint(
-            &config,
-            Checkpoint::read(dir.join("model.safetensors")).unwrap(),
-            &Default::default(),
-        )
-        .unwrap()
-    };
-    let original = Checkpoint::read(fixture("tiny-bert/model.safetensors")).unwrap();
-    let saved = bert::save::state_dict(&model).unwrap();
+    let loaded = bert::from_pretrained::<B>(fixture("tiny-bert").to_str().unwrap(), &LoadOptions::default(), &Default::default())
+        .unwrap();
+    let original = Checkpoint::read(fixture("tiny-bert/model.safetensors"), &Bert::INFO).unwrap();
+    let saved = bert::save::state_dict(&loaded.model).unwrap();
     // Same names (after the loader's normalisation) and bit-identical values.
     let renamed: std::collections::BTreeMap<String, _> =
-        saved.into_iter().map(|(k, v)| (bert::checkpoint::normalise_key(&k).unwrap(), v)).collect();
+        saved.into_iter().map(|(k, v)| (bert::checkpoint::normalise_key(&k), v)).collect();
     assert_eq!(renamed, original.tensors);
 
     let out = tempfile::tempdir().unwrap();
-    let config = BertConfig::from_file(fixture("tiny-bert/config.json")).unwrap();
-    bert::save::save_pretrained(&bert::SequenceClassifier::Bert(model), &config, out.path()).unwrap();
-    let reread = bert::load_pretrained::<B>(out.path().to_str().unwrap(), None, &Default::default()).unwrap();
+    bert::save::save_pretrained(&loaded.model, &loaded.config, out.path()).unwrap();
+    let reread = bert::from_pretrained::<B>(out.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
     assert!(reread.report.initialized.is_empty());
     let names = bert::checkpoint::read_safetensors(&out.path().join("model.safetensors")).unwrap();
     assert!(names.contains_key("bert.encoder.layer.1.attention.self.query.weight"));
@@ -215,7 +211,7 @@ fn a_tokenizer_larger_than_the_model_vocabulary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture("tiny-bert"), dir.path());
     std::fs::copy(assets.join("bert-base-uncased/tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
-    let model = bert::load_pretrained::<B>(dir.path().to_str().unwrap(), None, &Default::default()).unwrap();
+    let model = bert::from_pretrained::<B>(dir.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
     let message = model.tokenizer(512).unwrap_err().to_string();
     assert!(message.contains("30522") && message.contains("128") && message.contains("tokenizer.json"), "{message}");
 }

@@ -5,17 +5,17 @@
 mod common;
 
 use bert::checkpoint::read_safetensors;
-use bert::{BertConfig, BertForSequenceClassification, BertModel, Checkpoint, Weights};
+use bert::model::Bert;
+use bert::{BertConfig, BertModel, Checkpoint, Family, LoadOptions, Weights};
 use common::{B, assert_close, fixtures, golden, input};
 
 #[test]
 fn tiny_bert_matches_transformers() {
     let dir = fixtures().join("tiny-bert");
-    let config = BertConfig::from_file(dir.join("config.json")).unwrap();
-    let checkpoint = Checkpoint::read(dir.join("model.safetensors")).unwrap();
-    let (model, report) =
-        BertForSequenceClassification::<B>::from_checkpoint(&config, checkpoint, &Default::default()).unwrap();
+    let loaded = bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
+    let report = &loaded.report;
     assert!(report.initialized.is_empty(), "the fixture has a classifier: {:?}", report.initialized);
+    let model = loaded.model.as_bert().unwrap();
 
     let (floats, ints) = golden("tiny_golden.safetensors");
     let (out, logits) = model.forward_all(input(&ints));
@@ -30,10 +30,11 @@ fn minilm_real_weights_match_transformers_on_real_reviews() {
     let Some(assets) = bert::assets::require_shared_assets("minilm parity") else { return };
     let dir = assets.join("all-MiniLM-L6-v2");
     let config = BertConfig::from_file(dir.join("config.json")).unwrap();
-    let checkpoint = Checkpoint::read(dir.join("model.safetensors")).unwrap();
+    // A base model's checkpoint (no `bert.` prefix): its keys are read under the prefix.
+    let checkpoint = Checkpoint::read(dir.join("model.safetensors"), &Bert::INFO).unwrap();
     let device = Default::default();
     let mut w = Weights::<B>::from_checkpoint(checkpoint, config.initializer_range, &[], &device);
-    let model = BertModel::load(&mut w, &bert::Key::root(), &config).unwrap();
+    let model = BertModel::load(&mut w, &bert::Key::root().pp("bert"), &config).unwrap();
     w.finish().unwrap();
 
     let (floats, ints) = golden("minilm_golden.safetensors");

@@ -7,16 +7,14 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use bert::{BertConfig, BertForSequenceClassification, Checkpoint};
+use bert::{AutoModel, Classifier, LoadOptions};
 use common::{B, assert_close, fixtures, golden, input};
 use lora_adapter::peft::{CONFIG_FILE, WEIGHTS_FILE, load_adapter, read_tensors, save_adapter};
 use lora_adapter::{LoraConfig, ParameterCount, inject};
 
-fn tiny_base() -> BertForSequenceClassification<B> {
+fn tiny_base() -> AutoModel<B> {
     let dir = fixtures().join("tiny-bert");
-    let config = BertConfig::from_file(dir.join("config.json")).unwrap();
-    let checkpoint = Checkpoint::read(dir.join("model.safetensors")).unwrap();
-    BertForSequenceClassification::from_checkpoint(&config, checkpoint, &Default::default()).unwrap().0
+    bert::from_pretrained(dir.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap().model
 }
 
 #[test]
@@ -111,9 +109,9 @@ fn adapter_and_config_that_disagree_name_the_tensor() {
 #[test]
 fn bert_base_defaults_train_296450_parameters_in_a_50_tensor_adapter() {
     let Some(assets) = bert::assets::require_shared_assets("bert-base adapter size") else { return };
-    let config = BertConfig::from_file(assets.join("bert-base-uncased/config.json")).unwrap();
+    let config = bert::ModelConfig::from_file(assets.join("bert-base-uncased/config.json")).unwrap();
     let device = Default::default();
-    let model = BertForSequenceClassification::<B>::random(&config, &device);
+    let model = bert::random::<B>(&config, &device);
     let lora = LoraConfig { base_model_name_or_path: Some("bert-base-uncased".into()), ..Default::default() }
         .with_task_defaults();
     let (mut model, injected) = inject(model, &lora, &device).unwrap();

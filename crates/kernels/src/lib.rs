@@ -24,4 +24,4 @@ pub use gelu::gelu;
 pub use layer_norm::LayerNorm;
 pub use matmul::{dropout_matmul_into_heads, linear, matmul, matmul_into_heads};
 pub use read::ReadError;
-pub use softmax::masked_softmax;
+pub use softmax::{masked_softmax, masked_softmax_window};

@@ -13,7 +13,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, activation};
+use burn::tensor::{Int, Tensor, activation};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -26,26 +26,52 @@ use crate::math::exp_nonpositive;
 /// - scores: `[batch, heads, queries, keys]`
 /// - mask_bias: `[batch, 1, 1, keys]`: 0 where attended, a large negative number at padding
 pub fn masked_softmax<B: Backend>(scores: Tensor<B, 4>, mask_bias: Tensor<B, 4>) -> Tensor<B, 4> {
+    masked_softmax_window(scores, mask_bias, None)
+}
+
+/// As [`masked_softmax`], and with `window = Some(w)` a sliding window too: query `i` attends
+/// to keys `j` with `|i - j| <= w` only, as ModernBERT's local layers do. transformers fills
+/// the mask with `finfo(float32).min` outside the window (replacing the padding bias there),
+/// then adds it to the scores; so does this, without building the `[queries, keys]` mask.
+///
+/// # Shapes
+/// - as [`masked_softmax`]; with a window, queries and keys are the same positions
+pub fn masked_softmax_window<B: Backend>(
+    scores: Tensor<B, 4>,
+    mask_bias: Tensor<B, 4>,
+    window: Option<usize>,
+) -> Tensor<B, 4> {
     let [batch, heads, queries, keys] = scores.dims();
     let fits = mask_bias.dims() == [batch, 1, 1, keys] && keys > 0;
     let Some(host) = Host::of_f32::<B>(&[scores.dtype(), mask_bias.dtype()]).filter(|_| fits) else {
-        return activation::softmax(scores + mask_bias, 3);
+        return match window {
+            None => activation::softmax(scores + mask_bias, 3),
+            Some(w) => {
+                let device = scores.device();
+                let rows = Tensor::<B, 1, Int>::arange(0..queries as i64, &device).reshape([queries, 1]);
+                let cols = Tensor::<B, 1, Int>::arange(0..keys as i64, &device).reshape([1, keys]);
+                let outside = (rows - cols).abs().greater_elem(w as i64).reshape([1, 1, queries, keys]);
+                let bias = mask_bias.expand([batch, 1, queries, keys]).mask_fill(outside.expand([batch, 1, queries, keys]), f32::MIN);
+                activation::softmax(scores + bias, 3)
+            }
+        };
     };
     let rows_per_item = heads * queries;
+    let band = window.map(|w| Band { half: w, queries });
     dispatch(
         host,
         [primitive(scores), primitive(mask_bias)],
-        |[scores, mask]| softmax_forward(scores, &mask, keys, rows_per_item),
+        |[scores, mask]| softmax_forward(scores, &mask, keys, rows_per_item, band),
         |inputs| {
             // The mask comes from the integer attention mask: it never has a gradient to pass on.
             record(
                 MaskedSoftmaxOp,
                 inputs,
                 |[scores, mask]| {
-                    let probs = softmax_forward(scores.primitive, &mask.primitive, keys, rows_per_item);
+                    let probs = softmax_forward(scores.primitive, &mask.primitive, keys, rows_per_item, band);
                     (probs.clone(), (probs, keys))
                 },
-                |[scores, mask]| softmax_forward(scores.primitive, &mask.primitive, keys, rows_per_item),
+                |[scores, mask]| softmax_forward(scores.primitive, &mask.primitive, keys, rows_per_item, band),
             )
         },
     )
@@ -68,14 +94,39 @@ impl Backward<Flex, 2> for MaskedSoftmaxOp {
     }
 }
 
+/// A sliding window: query `i` of `queries` sees keys within `half` of it.
+#[derive(Debug, Clone, Copy)]
+struct Band {
+    half: usize,
+    queries: usize,
+}
+
 /// The probabilities, written over `scores`'s buffer when nothing else holds it.
-fn softmax_forward(scores: FlexTensor, mask: &FlexTensor, row: usize, rows_per_item: usize) -> FlexTensor {
+fn softmax_forward(
+    scores: FlexTensor,
+    mask: &FlexTensor,
+    row: usize,
+    rows_per_item: usize,
+    band: Option<Band>,
+) -> FlexTensor {
     let mut probs = owned_contiguous(scores);
     let mask = mask.to_contiguous();
     let mask = mask.storage::<f32>();
     probs.storage_mut::<f32>().par_chunks_mut(row).enumerate().with_min_len(16).for_each(|(r, x)| {
         let item = r / rows_per_item;
-        softmax_row(x, &mask[item * row..(item + 1) * row]);
+        let mask = &mask[item * row..(item + 1) * row];
+        match band {
+            None => softmax_row(x, mask),
+            Some(Band { half, queries }) => {
+                let query = r % queries;
+                let (lo, hi) = (query.saturating_sub(half), (query + half + 1).min(row));
+                let (before, rest) = x.split_at_mut(lo);
+                before.iter_mut().chain(&mut rest[hi - lo..]).for_each(|v| *v += f32::MIN);
+                let mut inside = vec![0.0f32; row];
+                inside[lo..hi].copy_from_slice(&mask[lo..hi]);
+                softmax_row(x, &inside);
+            }
+        }
     });
     probs
 }
@@ -204,5 +255,45 @@ mod tests {
         let full = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &Default::default());
         let ours = values(masked_softmax(scores.clone(), full.clone()));
         close(&ours, &values(activation::softmax(scores + full, 3)), 0.0);
+    }
+
+    /// A sliding window: the fused op gives the values and gradient of transformers' way
+    /// (the padding bias, `finfo.min` outside the window, added to the scores, then softmax),
+    /// with windows narrower and wider than the rows and padded keys inside and outside them.
+    #[test]
+    fn sliding_window_matches_the_masked_fill_reference() {
+        let _generator = crate::testing::generator();
+        let device = Default::default();
+        Train::seed(&device, 5);
+        for (keys, half) in [(7, 1), (37, 4), (20, 64)] {
+            let scores = Tensor::<Flex, 4>::random([2, 3, keys, keys], Distribution::Normal(0.0, 3.0), &device);
+            let mask: Vec<f32> =
+                (0..2 * keys).map(|i| if (i >= keys && i % keys > keys / 2) || i % 5 == 3 { f32::MIN } else { 0.0 }).collect();
+            let mask = Tensor::<Flex, 4>::from_data(TensorData::new(mask, [2, 1, 1, keys]), &device);
+            let upstream = Tensor::<Flex, 4>::random([2, 3, keys, keys], Distribution::Normal(0.0, 1.0), &device);
+            let run = |fused: bool| {
+                let input = Tensor::<Train, 4>::from_inner(scores.clone()).require_grad();
+                let mask = Tensor::<Train, 4>::from_inner(mask.clone());
+                let probs = if fused {
+                    masked_softmax_window(input.clone(), mask, Some(half))
+                } else {
+                    let outside: Vec<bool> =
+                        (0..keys * keys).map(|i| (i / keys).abs_diff(i % keys) > half).collect();
+                    let outside = Tensor::<Train, 4, burn::tensor::Bool>::from_data(
+                        TensorData::new(outside, [1, 1, keys, keys]),
+                        &device,
+                    );
+                    let bias = mask.expand([2, 1, keys, keys]).mask_fill(outside.expand([2, 1, keys, keys]), f32::MIN);
+                    activation::softmax(input.clone() + bias, 3)
+                };
+                let out = values(probs.clone());
+                let grads = (probs * Tensor::from_inner(upstream.clone())).sum().backward();
+                (out, values(input.grad(&grads).unwrap()))
+            };
+            let (fused, fused_grad) = run(true);
+            let (plain, plain_grad) = run(false);
+            close(&fused, &plain, 1e-6);
+            close(&fused_grad, &plain_grad, 1e-5);
+        }
     }
 }

@@ -23,7 +23,7 @@ pub struct Injected {
 /// and unfreezes the `modules_to_save`. Fresh adapters are drawn on the backend's seeded
 /// generator, as PEFT draws them (see [`InitLoraWeights`]).
 ///
-/// The last linear the model lists is its output layer, which `"all-linear"` leaves out.
+/// The model's output layer ([`LoraLinear::output`]) is the head that `"all-linear"` leaves out.
 pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
     model: M,
     config: &LoraConfig,
@@ -34,12 +34,11 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
     let mut injected = Injected::default();
     let mut names = Vec::new();
     model.visit_linears(&mut |name, _| names.push(name.to_string()));
-    let output_layer = names.last().cloned();
     model.visit_linears(&mut |name, linear| {
         if config.saves_module(name) {
             unfreeze(linear);
             injected.saved_modules.push(name.to_string());
-        } else if config.targets(name, Some(name) == output_layer.as_deref()) {
+        } else if config.targets(name, linear.output) {
             linear.adapter = Some(fresh_adapter(linear.dims(), name, config, device));
             injected.adapted.push(name.to_string());
         }

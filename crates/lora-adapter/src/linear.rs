@@ -8,7 +8,9 @@ use kernels::{Dropout, linear};
 /// A linear layer with an optional LoRA adapter beside it.
 ///
 /// Without an adapter it computes exactly what `burn::nn::Linear` computes. The field names
-/// are the checkpoint's (`weight`, `bias`), so a model's loader needs no remapping.
+/// are the checkpoint's (`weight`, `bias`), so a model's loader needs no remapping; `name` is
+/// the module name the model's loader gave it, so that matching `target_modules` and naming
+/// saved tensors read the name from where it was spelled, not from a second list.
 ///
 /// # Shapes
 /// - weight: `[d_input, d_output]` (Burn's layout: the transpose of PyTorch's `[out, in]`)
@@ -18,6 +20,11 @@ pub struct LoraLinear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
     pub adapter: Option<LoraAdapter<B>>,
+    /// Its module name in PEFT's view of the model (`bert.encoder.layer.0.attention.self.query`).
+    pub name: String,
+    /// Whether this is the model's output layer (its rows are the labels): the head that
+    /// `"all-linear"` leaves out, and the one whose rows an adapter's trained head may change.
+    pub output: bool,
 }
 
 /// The trainable low-rank pair of one wrapped linear.
@@ -37,9 +44,14 @@ pub struct LoraAdapter<B: Backend> {
 }
 
 impl<B: Backend> LoraLinear<B> {
-    /// A plain linear from its parameters.
-    pub fn new(weight: Param<Tensor<B, 2>>, bias: Option<Param<Tensor<B, 1>>>) -> Self {
-        Self { weight, bias, adapter: None }
+    /// A plain linear named `name`, from its parameters.
+    pub fn new(name: impl Into<String>, weight: Param<Tensor<B, 2>>, bias: Option<Param<Tensor<B, 1>>>) -> Self {
+        Self { weight, bias, adapter: None, name: name.into(), output: false }
+    }
+
+    /// This linear marked as the model's output layer.
+    pub fn as_output(self) -> Self {
+        Self { output: true, ..self }
     }
 
     /// `[d_input, d_output]`.
@@ -71,10 +83,39 @@ impl<B: Backend> LoraAdapter<B> {
     }
 }
 
-/// A model whose linears can take adapters. Implemented by the model crate, which lists its
-/// linears under their checkpoint names (`bert.encoder.layer.0.attention.self.query`): the
-/// names PEFT matches `target_modules` against and writes into saved adapters.
+/// A model (or part of one) whose linears can take adapters. Each module implements
+/// [`AdaptableModel::each_linear`] by handing on its fields that hold linears; the names come
+/// from the linears themselves ([`LoraLinear::name`], given by the model's loader): the names
+/// PEFT matches `target_modules` against and writes into saved adapters.
 pub trait AdaptableModel<B: Backend> {
-    /// Calls `f` once per linear, in a fixed order, with its full checkpoint name.
-    fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>));
+    /// Calls `f` once per linear, in a fixed order (the model's).
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>));
+
+    /// Calls `f` once per linear, in the model's order, with its name.
+    fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
+        self.each_linear(&mut |linear| {
+            let name = linear.name.clone();
+            f(&name, linear)
+        });
+    }
+}
+
+impl<B: Backend> AdaptableModel<B> for LoraLinear<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        f(self)
+    }
+}
+
+impl<B: Backend, M: AdaptableModel<B>> AdaptableModel<B> for Vec<M> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.iter_mut().for_each(|m| m.each_linear(f))
+    }
+}
+
+impl<B: Backend, M: AdaptableModel<B>> AdaptableModel<B> for Option<M> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        if let Some(m) = self {
+            m.each_linear(f)
+        }
+    }
 }

@@ -224,11 +224,19 @@ pub fn load_weights<B: Backend, M: AdaptableModel<B>>(
                 adapter.lora_B = Param::initialized(adapter.lora_B.id, matrix(b).require_grad());
             }
             if config.saves_module(name) {
-                let weight = take(&mut tensors, path, &format!("{name}.weight"), &[d_out, d_in])?;
+                let key = format!("{name}.weight");
+                // The output layer's rows are the adapter's labels, whatever the base model's
+                // head had: its trained head replaces the base's (as `from_pretrained(base,
+                // num_labels=N)` before `PeftModel.from_pretrained`).
+                let rows = match tensors.get(&key) {
+                    Some(t) if linear.output && t.shape.len() == 2 && t.shape[1] == d_in => t.shape[0],
+                    _ => d_out,
+                };
+                let weight = take(&mut tensors, path, &key, &[rows, d_in])?;
                 linear.weight = Param::initialized(linear.weight.id, matrix(weight).require_grad());
                 if let Some(bias) = linear.bias.as_mut() {
-                    let raw = take(&mut tensors, path, &format!("{name}.bias"), &[d_out])?;
-                    let values = Tensor::from_data(TensorData::new(raw.data, [d_out]), device);
+                    let raw = take(&mut tensors, path, &format!("{name}.bias"), &[rows])?;
+                    let values = Tensor::from_data(TensorData::new(raw.data, [rows]), device);
                     *bias = Param::initialized(bias.id, values.require_grad());
                 }
             }

@@ -21,21 +21,22 @@ struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> AdaptableModel<B> for Mlp<B> {
-    fn visit_linears(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<B>)) {
-        f("net.up", &mut self.up);
-        f("net.down", &mut self.down);
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        f(&mut self.up);
+        f(&mut self.down);
     }
 }
 
 impl<B: Backend> Mlp<B> {
     fn new(device: &B::Device) -> Self {
-        let linear = |i, o| {
+        let linear = |name: &str, i, o| {
             LoraLinear::new(
+                name,
                 Param::from_tensor(Tensor::random([i, o], Distribution::Normal(0.0, 0.5), device)),
                 Some(Param::from_tensor(Tensor::random([o], Distribution::Normal(0.0, 0.5), device))),
             )
         };
-        Self { up: linear(6, 10), down: linear(10, 3) }
+        Self { up: linear("net.up", 6, 10), down: linear("net.down", 10, 3).as_output() }
     }
 
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -79,8 +80,8 @@ fn merged_equals_unmerged() {
     let x = input::<B>(&device);
     let unmerged = model.forward(x.clone());
     let base = Mlp {
-        up: LoraLinear::new(model.up.weight.clone(), model.up.bias.clone()),
-        down: LoraLinear::new(model.down.weight.clone(), model.down.bias.clone()),
+        up: LoraLinear::new("net.up", model.up.weight.clone(), model.up.bias.clone()),
+        down: LoraLinear::new("net.down", model.down.weight.clone(), model.down.bias.clone()).as_output(),
     };
     let base_out = base.forward(x.clone());
     assert!((unmerged.clone() - base_out).abs().max().into_scalar() > 1e-3, "the adapter must matter");

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bert::BertInput;
+use bert::EncoderInput;
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -39,13 +39,13 @@ pub fn golden(name: &str) -> (Floats, Ints) {
     (floats, ints)
 }
 
-pub fn input(ints: &Ints) -> BertInput<B> {
+pub fn input(ints: &Ints) -> EncoderInput<B> {
     let device = Default::default();
     let t = |k: &str| {
         let (shape, v) = &ints[k];
         Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), [shape[0], shape[1]]), &device)
     };
-    BertInput { input_ids: t("input_ids"), attention_mask: t("attention_mask"), token_type_ids: t("token_type_ids") }
+    EncoderInput { input_ids: t("input_ids"), attention_mask: t("attention_mask"), token_type_ids: t("token_type_ids") }
 }
 
 pub fn assert_close<const D: usize>(name: &str, ours: Tensor<B, D>, expected: &(Vec<usize>, Vec<f32>), tol: f32) {

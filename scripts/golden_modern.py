@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Golden fixtures for the encoders of the newer transformers: ModernBERT
+(crates/bert/tests/modern.rs).
+
+Under crates/bert/tests/fixtures/modern/<name>/, for
+  modernbert       ModernBERT, mean pooling, no biases (ModernBERT-base's choices), global
+                   attention every 2nd layer, a sliding window of 8 tokens elsewhere
+  modernbert-cls   the same shape with first-token pooling and every bias on (attention, MLP,
+                   norms, head)
+each holds:
+  model/               a tiny random <Family>ForSequenceClassification saved by transformers
+                       (safetensors, eager attention), with a tiny byte-level BPE tokenizer with
+                       ModernBERT's [CLS] $A [SEP] template, saved by PreTrainedTokenizerFast
+  base-bin/            the base model alone as pytorch_model.bin (no prefix, no head)
+  mlm/                 (modernbert only) the same encoder as a ModernBertForMaskedLM, the shape
+                       of the Hub's checkpoints: its `head` is the classifier's, `decoder` unused
+  adapter/             a PEFT LoRA adapter (SEQ_CLS, r 4, Wqkv + Wo) after 5 AdamW steps
+  golden.safetensors   a padded batch (three texts, one pair, one text of 600 tokens: past the
+                       window and past 512), the base model's last hidden state, the logits, and
+                       the logits with the adapter (eval mode)
+  tokens.jsonl         the positions, then each text and the pair with the fast tokenizer's ids
+
+Rerun (pinned versions, see docs/golden-fixtures.md):
+  python3 -m venv .venv-modern
+  .venv-modern/bin/pip install torch==2.8.0 transformers==4.57.1 peft==0.17.1 numpy==2.2.6
+  .venv-modern/bin/python scripts/golden_modern.py
+"""
+import json
+from pathlib import Path
+
+import peft
+import torch
+import transformers
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+PINNED = {"torch": "2.8.0", "transformers": "4.57.1", "peft": "0.17.1"}
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "crates" / "bert" / "tests" / "fixtures" / "modern"
+
+CORPUS = [
+    "The film was good, a great plot and fine acting.",
+    "A dull and boring film; the plot was poor.",
+    "Superb music, lovely photography, awful dialogue!",
+    "Was it worth it? Not really, but the actors tried.",
+    "Ein schöner Film über das Meer und die Menschen.",
+    "Une histoire simple, des acteurs remarquables, un peu trop long.",
+    "1999 was the year; 42 minutes in, nothing had happened.",
+    "Don't watch it late at night — it's scary.",
+] * 3
+TEXTS = [
+    "The film was good.",
+    "A dull plot, poor acting; I'd not watch it again!",
+    "Ein schöner Film.",
+]
+PAIR = ("Was the plot good?", "The plot was dull and the acting poor.")
+LONG_TOKENS = 600  # past the sliding window and past 512 positions
+
+
+def check_versions():
+    found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
+             "peft": peft.__version__}
+    if found != PINNED:
+        raise SystemExit(f"pinned versions {PINNED}, found {found}")
+
+
+def modernbert_tokenizer():
+    """A byte-level BPE with ModernBERT's specials and template (its tokenizer is OLMo's BPE)."""
+    special = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS]:0 $A:0 [SEP]:0",
+                                                       pair="[CLS]:0 $A:0 [SEP]:0 $B:0 [SEP]:0",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]",
+                                                sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]",
+                                                model_input_names=["input_ids", "attention_mask"])
+
+
+def modernbert_config(tokenizer, pooling, biases):
+    return transformers.ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=24, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=1024, global_attn_every_n_layers=2, local_attention=8,
+        global_rope_theta=160000.0, local_rope_theta=10000.0, classifier_pooling=pooling, num_labels=3,
+        attention_bias=biases, mlp_bias=biases, norm_bias=biases, classifier_bias=biases,
+        attention_dropout=0.1, mlp_dropout=0.1, embedding_dropout=0.1, classifier_dropout=0.1,
+        pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        reference_compile=False, attn_implementation="eager")
+
+
+def fixtures():
+    t = transformers
+    return {
+        "modernbert": (modernbert_tokenizer, lambda tok: modernbert_config(tok, "mean", False),
+                       t.ModernBertForSequenceClassification, ["Wqkv", "Wo"], t.ModernBertForMaskedLM),
+        "modernbert-cls": (modernbert_tokenizer, lambda tok: modernbert_config(tok, "cls", True),
+                           t.ModernBertForSequenceClassification, ["Wqkv", "Wo"], None),
+    }
+
+
+def long_text(tokenizer):
+    words = " ".join(CORPUS * 20).split()
+    text = ""
+    for word in words:
+        candidate = f"{text} {word}".strip()
+        if len(tokenizer(candidate)["input_ids"]) > LONG_TOKENS:
+            break
+        text = candidate
+    return text
+
+
+def main():
+    check_versions()
+    for name, (make_tokenizer, make_config, model_class, targets, mlm_class) in fixtures().items():
+        out = OUT / name
+        torch.manual_seed(0)
+        tokenizer = make_tokenizer()
+        config = make_config(tokenizer)
+        model = model_class(config).eval()
+        model.save_pretrained(out / "model", safe_serialization=True)
+        tokenizer.save_pretrained(out / "model")
+        base = getattr(model, model.base_model_prefix)
+        base.save_pretrained(out / "base-bin", safe_serialization=False)
+        if mlm_class is not None:
+            torch.manual_seed(2)
+            mlm = mlm_class(config).eval()
+            mlm.model.load_state_dict(base.state_dict())
+            mlm.save_pretrained(out / "mlm", safe_serialization=True)
+            tokenizer.save_pretrained(out / "mlm")
+        positions = config.max_position_embeddings
+
+        long = long_text(tokenizer)
+        enc = lambda *a: tokenizer(*a, truncation=True, max_length=positions)  # noqa: E731
+        lines = [json.dumps({"max_length": positions})]
+        lines += [json.dumps({"text": t, "input_ids": enc(t)["input_ids"]}, ensure_ascii=False) for t in TEXTS + [long]]
+        lines.append(json.dumps({"a": PAIR[0], "b": PAIR[1], "input_ids": enc(*PAIR)["input_ids"]}, ensure_ascii=False))
+        (out / "tokens.jsonl").write_text("\n".join(lines) + "\n")
+
+        rows = [enc(t) for t in TEXTS] + [enc(*PAIR)] + [enc(long)]
+        batch = tokenizer.pad(rows, return_tensors="pt")
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        with torch.no_grad():
+            hidden = base(**inputs).last_hidden_state
+            logits = model(**inputs).logits
+            mlm_hidden = mlm.model(**inputs).last_hidden_state if mlm_class is not None else None
+
+        torch.manual_seed(1)
+        peft_model = get_peft_model(model_class.from_pretrained(out / "model"),
+                                    LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
+                                               target_modules=targets))
+        peft_model.train()
+        optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+        labels = torch.tensor([0, 1, 2, 1, 0])
+        for _ in range(5):
+            loss = peft_model(**inputs, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        peft_model.save_pretrained(out / "adapter")
+        (out / "adapter" / "README.md").unlink(missing_ok=True)
+        reloaded = PeftModel.from_pretrained(model_class.from_pretrained(out / "model"), out / "adapter").eval()
+        with torch.no_grad():
+            peft_logits = reloaded(**inputs).logits
+            merged_logits = reloaded.merge_and_unload()(**inputs).logits
+
+        tensors = {
+            "input_ids": batch["input_ids"].contiguous(),
+            "attention_mask": batch["attention_mask"].contiguous(),
+            "token_type_ids": torch.zeros_like(batch["input_ids"]).contiguous(),
+            "last_hidden_state": hidden.contiguous(),
+            "logits": logits.contiguous(),
+            "peft_logits": peft_logits.contiguous(),
+            "merged_logits": merged_logits.contiguous(),
+        }
+        if mlm_hidden is not None:
+            tensors["mlm_last_hidden_state"] = mlm_hidden.contiguous()
+        save_file(tensors, out / "golden.safetensors")
+        print(f"{name}: batch {tuple(batch['input_ids'].shape)}, logits {logits.tolist()}")
+
+
+if __name__ == "__main__":
+    main()
