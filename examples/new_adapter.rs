@@ -48,7 +48,8 @@ fn run() -> Result<(), String> {
     let (model, output) = (model.ok_or("--model is required")?, output.ok_or("--output is required")?);
     let device = Default::default();
     Flex::seed(&device, seed);
-    let pretrained = bert::from_pretrained::<Flex>(&model, &bert::LoadOptions::default(), &device).map_err(|e| e.to_string())?;
+    let pretrained =
+        bert::from_pretrained::<Flex>(&model, &bert::LoadOptions::default(), &device).map_err(|e| e.to_string())?;
     lora.base_model_name_or_path = Some(model.clone());
     let lora = lora.with_task_defaults();
     let (mut adapted, _) = inject(pretrained.model, &lora, &device).map_err(|e| e.to_string())?;

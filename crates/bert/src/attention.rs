@@ -86,9 +86,11 @@ pub fn attend_heads<B: Backend>(
     let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
     // Dropout on the probabilities, then @ v, as one op that does not keep the dropped copy:
     // (B, nh, T, hs), laid out as (B, T, nh, hs).
-    dropout_matmul_into_heads(masked_softmax_window(scores, mask_bias, window), v, dropout)
-        .swap_dims(1, 2)
-        .reshape([batch, seq, heads * head_dim])
+    dropout_matmul_into_heads(masked_softmax_window(scores, mask_bias, window), v, dropout).swap_dims(1, 2).reshape([
+        batch,
+        seq,
+        heads * head_dim,
+    ])
 }
 
 /// `BertSelfOutput`: dense, dropout, residual, LayerNorm.

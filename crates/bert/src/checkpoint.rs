@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn layer_norm_names_of_tf_checkpoints() {
-        assert_eq!(normalise_key("bert.encoder.layer.0.output.LayerNorm.gamma"), "bert.encoder.layer.0.output.LayerNorm.weight");
+        assert_eq!(
+            normalise_key("bert.encoder.layer.0.output.LayerNorm.gamma"),
+            "bert.encoder.layer.0.output.LayerNorm.weight"
+        );
         assert_eq!(normalise_key("embeddings.LayerNorm.beta"), "embeddings.LayerNorm.bias");
         assert_eq!(normalise_key("classifier.weight"), "classifier.weight");
     }

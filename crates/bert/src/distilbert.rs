@@ -211,7 +211,10 @@ impl<B: Backend> DistilBertModel<B> {
             layer_norm_eps: LAYER_NORM_EPS,
             dropout: config.dropout,
         };
-        Ok(Self { embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &spec)?, transformer: Transformer { layer } })
+        Ok(Self {
+            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &spec)?,
+            transformer: Transformer { layer },
+        })
     }
 
     /// `[batch, seq, dim]`.
@@ -293,6 +296,14 @@ impl Family for DistilBert {
         ),
         unused_keys: &["vocab_transform.", "vocab_layer_norm.", "vocab_projector."],
         head: &["pre_classifier.", "classifier."],
+        aliases: &[
+            ("hidden_dropout_prob", "dropout"),
+            ("attention_probs_dropout_prob", "attention_dropout"),
+            ("classifier_dropout", "seq_classif_dropout"),
+            ("hidden_size", "dim"),
+            ("num_attention_heads", "n_heads"),
+            ("num_hidden_layers", "n_layers"),
+        ],
     };
     type Config = DistilBertConfig;
     type Model<B: Backend> = DistilBertForSequenceClassification<B>;

@@ -30,7 +30,12 @@ impl ElectraConfig {
     pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, String> {
         let mut json = json.clone();
         if let Some(map) = json.as_object_mut() {
-            let defaults = [("embedding_size", 128), ("hidden_size", 256), ("num_attention_heads", 4), ("intermediate_size", 1024)];
+            let defaults = [
+                ("embedding_size", 128),
+                ("hidden_size", 256),
+                ("num_attention_heads", 4),
+                ("intermediate_size", 1024),
+            ];
             for (key, value) in defaults {
                 map.entry(key).or_insert(value.into());
             }
@@ -147,6 +152,7 @@ impl Family for Electra {
         default_targets: Ok(&["query", "value"]),
         unused_keys: &["discriminator_predictions.", "generator_predictions.", "generator_lm_head."],
         head: &["classifier."],
+        aliases: &[],
     };
     type Config = ElectraConfig;
     type Model<B: Backend> = ElectraForSequenceClassification<B>;

@@ -74,7 +74,8 @@ impl<B: Backend> BertEmbeddings<B> {
         let positions = spec.positions;
         // Fresh weights are drawn from the seeded generator in this order (words, positions,
         // types, LayerNorm): keep it, or a seed gives another model.
-        let word_embeddings = w.embedding(&at.pp("word_embeddings"), spec.vocab_size, width, Some(spec.pad_token_id))?;
+        let word_embeddings =
+            w.embedding(&at.pp("word_embeddings"), spec.vocab_size, width, Some(spec.pad_token_id))?;
         let position_embeddings = if spec.sinusoidal {
             w.sinusoidal_embedding(&at.pp("position_embeddings"), spec.max_position_embeddings, width)?
         } else {

@@ -38,6 +38,9 @@ pub struct FamilyInfo {
     /// Top-level modules of the classification head: a checkpoint may lack them (a base model,
     /// a pre-training checkpoint), and they are then initialised as transformers does.
     pub head: &'static [&'static str],
+    /// Other names a config key is known by (`(alias, key)`): DistilBERT's `dropout` is what
+    /// BERT calls `hidden_dropout_prob`, so that one setting reaches every family.
+    pub aliases: &'static [(&'static str, &'static str)],
 }
 
 /// One encoder family: a unit type in the family's file, listed once in [`crate::registry`].

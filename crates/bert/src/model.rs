@@ -90,7 +90,6 @@ impl<B: Backend> ClassificationHead<B> {
         };
         self.out_proj.forward(self.dropout.forward(x))
     }
-
 }
 
 impl<B: Backend> AdaptableModel<B> for ClassificationHead<B> {
@@ -169,7 +168,12 @@ impl<B: Backend> BertForSequenceClassification<B> {
         Ok(Self {
             bert: BertModel::load(w, &Key::root().pp("bert"), config)?,
             dropout: Dropout::new(config.classifier_dropout()),
-            classifier: w.output_linear(&Key::root().pp("classifier"), config.hidden_size, config.num_labels(), true)?,
+            classifier: w.output_linear(
+                &Key::root().pp("classifier"),
+                config.hidden_size,
+                config.num_labels(),
+                true,
+            )?,
         })
     }
 
@@ -215,6 +219,7 @@ impl Family for Bert {
         default_targets: Ok(&["query", "value"]),
         unused_keys: &["cls."],
         head: &["classifier."],
+        aliases: &[],
     };
     type Config = BertConfig;
     type Model<B: Backend> = BertForSequenceClassification<B>;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::{BertError, Result};
 use crate::family::{FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
-use crate::registry::{FamilyConfigs, detect};
+use crate::registry::{FamilyConfigs, detect, families};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -26,7 +26,10 @@ impl ModelConfig {
 
     /// As [`Self::from_file`], with `overrides` set as `from_pretrained(name, key=value)` sets
     /// config attributes; a key the family's config does not have is refused, naming it.
-    pub fn from_file_with(path: impl AsRef<Path>, overrides: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+    pub fn from_file_with(
+        path: impl AsRef<Path>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let text =
             std::fs::read_to_string(path).map_err(|source| BertError::Io { path: path.to_path_buf(), source })?;
@@ -44,13 +47,20 @@ impl ModelConfig {
             return Err("not a JSON object".into());
         }
         let model_type = detect(&source)?;
+        let info = *families().iter().find(|f| f.model_type == model_type).ok_or("no such family")?;
         let mut json = source.clone();
         if let Some(map) = json.as_object_mut() {
             map.extend(overrides.clone());
+            for (alias, key) in info.aliases {
+                if let Some(value) = map.remove(*alias) {
+                    map.insert(key.to_string(), value);
+                }
+            }
         }
         let parsed = FamilyConfigs::parse(model_type, &json)?;
         let known = parsed.to_value();
-        if let Some(key) = overrides.keys().find(|k| known.get(k.as_str()).is_none() && *k != "num_labels") {
+        let has = |k: &str| known.get(k).is_some() || k == "num_labels" || info.aliases.iter().any(|(a, _)| *a == k);
+        if let Some(key) = overrides.keys().find(|k| !has(k)) {
             let mut keys: Vec<&String> = known.as_object().map(|m| m.keys().collect()).unwrap_or_default();
             keys.sort();
             return Err(format!(

@@ -129,13 +129,19 @@ impl FamilyConfig for ModernBertConfig {
     fn validate(&self) -> std::result::Result<(), String> {
         check_heads(self.hidden_size, self.num_attention_heads, "hidden_size", "num_attention_heads")?;
         if !self.head_dim().is_multiple_of(2) {
-            return Err(format!("the rotary embedding needs an even head size, got {} (hidden_size / num_attention_heads)", self.head_dim()));
+            return Err(format!(
+                "the rotary embedding needs an even head size, got {} (hidden_size / num_attention_heads)",
+                self.head_dim()
+            ));
         }
         if self.global_attn_every_n_layers == 0 {
             return Err("global_attn_every_n_layers must be at least 1".into());
         }
         if !["cls", "mean"].contains(&self.classifier_pooling.as_str()) {
-            return Err(format!("classifier_pooling {:?} is not supported; expected \"cls\" or \"mean\"", self.classifier_pooling));
+            return Err(format!(
+                "classifier_pooling {:?} is not supported; expected \"cls\" or \"mean\"",
+                self.classifier_pooling
+            ));
         }
         Activation::named("hidden_activation", &self.hidden_activation)?;
         Activation::named("classifier_activation", &self.classifier_activation)?;
@@ -454,6 +460,7 @@ impl Family for ModernBert {
         // The masked-LM checkpoints' decoder; its `head` is the classifier's too.
         unused_keys: &["decoder."],
         head: &["head.", "classifier."],
+        aliases: &[],
     };
     type Config = ModernBertConfig;
     type Model<B: Backend> = ModernBertForSequenceClassification<B>;

@@ -8,12 +8,12 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
+use crate::config::BertConfig;
 use crate::distilbert::{DistilBert, DistilBertConfig, DistilBertForSequenceClassification};
 use crate::electra::{Electra, ElectraConfig, ElectraForSequenceClassification};
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo};
 use crate::model::{Bert, BertForSequenceClassification, EncoderInput};
-use crate::config::BertConfig;
 use crate::modernbert::{ModernBert, ModernBertConfig, ModernBertForSequenceClassification};
 use crate::roberta::{Roberta, RobertaForSequenceClassification, XlmRoberta};
 use crate::weights::Weights;
@@ -95,13 +95,19 @@ impl FamilyConfigs {
 /// (`RobertaForMaskedLM` -> `roberta`), else BERT (old BERT configs name neither).
 pub fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, String> {
     if let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) {
-        return families().iter().map(|f| f.model_type).find(|t| *t == model_type).ok_or_else(|| unsupported(model_type));
+        return families()
+            .iter()
+            .map(|f| f.model_type)
+            .find(|t| *t == model_type)
+            .ok_or_else(|| unsupported(model_type));
     }
     let architecture = config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
     let Some(architecture) = architecture else { return Ok(Bert::INFO.model_type) };
-    families().iter().find(|f| architecture.starts_with(f.architecture)).map(|f| f.model_type).ok_or_else(|| {
-        format!("architecture {architecture:?} is not a supported encoder; expected one of {}", list())
-    })
+    families()
+        .iter()
+        .find(|f| architecture.starts_with(f.architecture))
+        .map(|f| f.model_type)
+        .ok_or_else(|| format!("architecture {architecture:?} is not a supported encoder; expected one of {}", list()))
 }
 
 fn unsupported(model_type: &str) -> String {
@@ -151,6 +157,21 @@ impl<B: Backend> AutoModel<B> {
         }
     }
 
+    /// `[batch, num_labels]` logits ([`Classifier::forward`], without the trait in scope).
+    pub fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
+        self.get().forward(input)
+    }
+
+    /// The encoder's last hidden state, `[batch, seq, hidden]`.
+    pub fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
+        self.get().last_hidden_state(input)
+    }
+
+    /// Rows of the output layer.
+    pub fn num_labels(&self) -> usize {
+        self.get().num_labels()
+    }
+
     /// The BERT model inside, if this is one.
     pub fn as_bert(&self) -> Option<&BertForSequenceClassification<B>> {
         match self {
@@ -195,15 +216,15 @@ impl<B: Backend> AdaptableModel<B> for AutoModel<B> {
 
 impl<B: Backend> Classifier<B> for AutoModel<B> {
     fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
-        self.get().forward(input)
+        AutoModel::forward(self, input)
     }
 
     fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
-        self.get().last_hidden_state(input)
+        AutoModel::last_hidden_state(self, input)
     }
 
     fn num_labels(&self) -> usize {
-        self.get().num_labels()
+        AutoModel::num_labels(self)
     }
 }
 

@@ -26,7 +26,11 @@ pub struct RobertaModel<B: Backend> {
 impl<B: Backend> RobertaModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         Ok(Self {
-            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &EmbeddingSpec::bert(config, config.hidden_size))?,
+            embeddings: BertEmbeddings::load(
+                w,
+                &at.pp("embeddings"),
+                &EmbeddingSpec::bert(config, config.hidden_size),
+            )?,
             encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
         })
     }
@@ -104,6 +108,7 @@ impl Family for Roberta {
         default_targets: Ok(&["query", "value"]),
         unused_keys: ROBERTA_UNUSED,
         head: ROBERTA_HEAD,
+        aliases: &[],
     };
     type Config = BertConfig;
     type Model<B: Backend> = RobertaForSequenceClassification<B>;

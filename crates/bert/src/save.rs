@@ -89,7 +89,8 @@ pub fn save_pretrained<B: Backend, M: Classifier<B>>(model: &M, config: &ModelCo
         return Err(fail(dir, format!("`{key}` is an adapter tensor: merge the adapter before saving a full model")));
     }
     std::fs::create_dir_all(dir).map_err(|source| BertError::Write { path: dir.to_path_buf(), source })?;
-    let json = serde_json::to_string_pretty(&config.to_json(model.num_labels())).map_err(|e| fail(dir, e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(&config.to_json(model.num_labels())).map_err(|e| fail(dir, e.to_string()))?;
     write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")])?;
     Ok(write_atomic(&dir.join("config.json"), json.as_bytes())?)
 }

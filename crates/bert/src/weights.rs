@@ -239,7 +239,8 @@ impl<B: Backend> Weights<B> {
             TensorData::new(transpose(&raw.data, d_output, d_input), [d_input, d_output]),
             &self.device,
         );
-        let bias = if bias { Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_output], Init::Zeros)?)) } else { None };
+        let bias =
+            if bias { Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_output], Init::Zeros)?)) } else { None };
         Ok(LoraLinear::new(at.as_str(), Param::from_tensor(weight), bias))
     }
 
@@ -248,7 +249,8 @@ impl<B: Backend> Weights<B> {
     /// initialised anew, as `from_pretrained(..., num_labels=N, ignore_mismatched_sizes=True)`.
     pub fn output_linear(&mut self, at: &Key, d_input: usize, num_labels: usize, bias: bool) -> Result<LoraLinear<B>> {
         let (weight, bias_key) = (at.pp("weight").to_string(), at.pp("bias").to_string());
-        let found = self.checkpoint.as_ref().and_then(|c| Some((c.path.clone(), c.tensors.get(&weight)?.shape.clone())));
+        let found =
+            self.checkpoint.as_ref().and_then(|c| Some((c.path.clone(), c.tensors.get(&weight)?.shape.clone())));
         if let Some((path, shape)) = found
             && shape.len() == 2
             && shape[1] == d_input
@@ -273,7 +275,8 @@ impl<B: Backend> Weights<B> {
     /// A LayerNorm with a bias or without one (ModernBERT's `norm_bias`).
     pub fn layer_norm_with(&mut self, at: &Key, d_model: usize, epsilon: f64, bias: bool) -> Result<LayerNorm<B>> {
         let gamma = Param::from_tensor(self.tensor(&at.pp("weight"), [d_model], Init::Ones)?);
-        let beta = if bias { Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_model], Init::Zeros)?)) } else { None };
+        let beta =
+            if bias { Some(Param::from_tensor(self.tensor(&at.pp("bias"), [d_model], Init::Zeros)?)) } else { None };
         Ok(LayerNorm { gamma, beta, epsilon })
     }
 

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::{Classifier, EncoderInput, FamilyInfo, LoadOptions};
+use bert::{EncoderInput, FamilyInfo, LoadOptions};
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -67,8 +67,12 @@ fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
 }
 
 fn load(model_type: &str) -> bert::Pretrained<B> {
-    bert::from_pretrained::<B>(fixture(model_type).join("model").to_str().unwrap(), &LoadOptions::default(), &Default::default())
-        .unwrap()
+    bert::from_pretrained::<B>(
+        fixture(model_type).join("model").to_str().unwrap(),
+        &LoadOptions::default(),
+        &Default::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -133,7 +137,8 @@ fn a_base_pytorch_checkpoint_without_prefix_or_head_loads() {
     for model_type in FAMILIES {
         let dir = fixture(model_type).join("base-bin");
         let pretrained =
-            bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::num_labels(3), &Default::default()).unwrap();
+            bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::num_labels(3), &Default::default())
+                .unwrap();
         assert_eq!(pretrained.config.family, info(model_type), "{model_type}");
         assert!(pretrained.files.weights.ends_with("pytorch_model.bin"));
         let head: Vec<&str> = match model_type {
@@ -189,7 +194,8 @@ fn peft_adapters_load_merge_and_save_under_peft_names() {
         let saved = tempfile::tempdir().unwrap();
         let config = load(model_type).config;
         bert::save::save_pretrained(&merged, &config, saved.path()).unwrap();
-        let reread = bert::from_pretrained::<B>(saved.path().to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+        let reread =
+            bert::from_pretrained::<B>(saved.path().to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
         assert!(reread.report.initialized.is_empty(), "{model_type}: the merged checkpoint has its head");
         assert_eq!(values(reread.model.forward(g.input)), logits, "{model_type}: merged model read back");
     }

@@ -5,9 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::testing::FakeHub;
 use bert::model::Bert;
-use bert::{BertConfig, BertError, BertForSequenceClassification, Checkpoint, Family, HubOptions, LoadOptions, ModelFiles, Weights};
+use bert::testing::FakeHub;
+use bert::{
+    BertConfig, BertError, BertForSequenceClassification, Checkpoint, Family, HubOptions, LoadOptions, ModelFiles,
+    Weights,
+};
 use burn::backend::Flex;
 
 type B = Flex;
@@ -49,12 +52,15 @@ fn load_err(dir: &Path) -> String {
 #[test]
 fn legacy_pytorch_bin_loads_and_gets_a_fresh_classifier() {
     let device = Default::default();
-    let legacy = bert::from_pretrained::<B>(fixture("tiny-bert-legacy").to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    let legacy =
+        bert::from_pretrained::<B>(fixture("tiny-bert-legacy").to_str().unwrap(), &LoadOptions::default(), &device)
+            .unwrap();
     assert!(legacy.files.weights.ends_with("pytorch_model.bin"));
     assert_eq!(legacy.report.initialized, ["classifier.weight", "classifier.bias"]);
 
     // The encoder is the safetensors model's, tensor for tensor.
-    let modern = bert::from_pretrained::<B>(fixture("tiny-bert").to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    let modern =
+        bert::from_pretrained::<B>(fixture("tiny-bert").to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
     assert!(modern.report.initialized.is_empty());
     let ids = burn::tensor::Tensor::<B, 2, burn::tensor::Int>::from_data([[5, 9, 17, 3]], &device);
     let input = bert::EncoderInput {
@@ -186,8 +192,12 @@ fn downloads_from_the_hub_then_works_offline_from_the_cache() {
 
 #[test]
 fn save_pretrained_round_trips_with_transformers_names() {
-    let loaded = bert::from_pretrained::<B>(fixture("tiny-bert").to_str().unwrap(), &LoadOptions::default(), &Default::default())
-        .unwrap();
+    let loaded = bert::from_pretrained::<B>(
+        fixture("tiny-bert").to_str().unwrap(),
+        &LoadOptions::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let original = Checkpoint::read(fixture("tiny-bert/model.safetensors"), &Bert::INFO).unwrap();
     let saved = bert::save::state_dict(&loaded.model).unwrap();
     // Same names (after the loader's normalisation) and bit-identical values.
@@ -197,7 +207,8 @@ fn save_pretrained_round_trips_with_transformers_names() {
 
     let out = tempfile::tempdir().unwrap();
     bert::save::save_pretrained(&loaded.model, &loaded.config, out.path()).unwrap();
-    let reread = bert::from_pretrained::<B>(out.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
+    let reread =
+        bert::from_pretrained::<B>(out.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
     assert!(reread.report.initialized.is_empty());
     let names = bert::checkpoint::read_safetensors(&out.path().join("model.safetensors")).unwrap();
     assert!(names.contains_key("bert.encoder.layer.1.attention.self.query.weight"));
@@ -211,7 +222,8 @@ fn a_tokenizer_larger_than_the_model_vocabulary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture("tiny-bert"), dir.path());
     std::fs::copy(assets.join("bert-base-uncased/tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
-    let model = bert::from_pretrained::<B>(dir.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
+    let model =
+        bert::from_pretrained::<B>(dir.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
     let message = model.tokenizer(512).unwrap_err().to_string();
     assert!(message.contains("30522") && message.contains("128") && message.contains("tokenizer.json"), "{message}");
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::{Classifier, EncoderInput, LoadOptions};
+use bert::{EncoderInput, LoadOptions};
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -34,7 +34,8 @@ fn golden(dir: &Path) -> Golden {
     let mut floats = std::collections::BTreeMap::new();
     for (key, view) in file.tensors() {
         if view.dtype() == safetensors::Dtype::F32 {
-            floats.insert(key, view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect());
+            floats
+                .insert(key, view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect());
         }
     }
     let device = Default::default();
@@ -67,7 +68,11 @@ fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
 /// rows whose every key is masked, which no output reads.
 fn real_positions(hidden: &[f32], mask: &[i64]) -> Vec<f32> {
     let width = hidden.len() / mask.len();
-    mask.iter().enumerate().filter(|(_, m)| **m == 1).flat_map(|(i, _)| hidden[i * width..(i + 1) * width].to_vec()).collect()
+    mask.iter()
+        .enumerate()
+        .filter(|(_, m)| **m == 1)
+        .flat_map(|(i, _)| hidden[i * width..(i + 1) * width].to_vec())
+        .collect()
 }
 
 fn load(dir: &Path, options: &LoadOptions) -> bert::Pretrained<B> {
@@ -116,7 +121,12 @@ fn forward_matches_transformers() {
         let g = golden(&fixture(name));
         let hidden = values(pretrained.model.last_hidden_state(g.input.clone()));
         let theirs = &g.floats["last_hidden_state"];
-        assert_close(&format!("{name} last hidden state"), &real_positions(&hidden, &g.mask), &real_positions(theirs, &g.mask), 1e-5);
+        assert_close(
+            &format!("{name} last hidden state"),
+            &real_positions(&hidden, &g.mask),
+            &real_positions(theirs, &g.mask),
+            1e-5,
+        );
         assert_close(&format!("{name} logits"), &values(pretrained.model.forward(g.input)), &g.floats["logits"], 1e-5);
     }
 }
@@ -129,7 +139,10 @@ fn forward_matches_transformers() {
 fn base_and_masked_lm_checkpoints_load() {
     let g = golden(&fixture("modernbert"));
     let base = load(&fixture("modernbert").join("base-bin"), &LoadOptions::num_labels(3));
-    assert_eq!(base.report.initialized, ["head.dense.weight", "head.norm.weight", "classifier.weight", "classifier.bias"]);
+    assert_eq!(
+        base.report.initialized,
+        ["head.dense.weight", "head.norm.weight", "classifier.weight", "classifier.bias"]
+    );
     let hidden = values(base.model.last_hidden_state(g.input.clone()));
     let theirs = &g.floats["last_hidden_state"];
     assert_close("base-bin", &real_positions(&hidden, &g.mask), &real_positions(theirs, &g.mask), 1e-5);
@@ -151,7 +164,12 @@ fn peft_adapters_load_merge_and_save_under_peft_names() {
         let g = golden(&dir);
         let model = load(&dir.join("model"), &LoadOptions::default()).model;
         let (mut model, lora) = lora_adapter::peft::load_adapter(model, &dir.join("adapter"), &device).unwrap();
-        assert_close(&format!("{name} with PEFT's adapter"), &values(model.forward(g.input.clone())), &g.floats["peft_logits"], 1e-5);
+        assert_close(
+            &format!("{name} with PEFT's adapter"),
+            &values(model.forward(g.input.clone())),
+            &g.floats["peft_logits"],
+            1e-5,
+        );
 
         let out = tempfile::tempdir().unwrap();
         lora_adapter::peft::save_adapter(&mut model, &lora, out.path()).unwrap();

@@ -12,7 +12,8 @@ use common::{B, assert_close, fixtures, golden, input};
 #[test]
 fn tiny_bert_matches_transformers() {
     let dir = fixtures().join("tiny-bert");
-    let loaded = bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
+    let loaded =
+        bert::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
     let report = &loaded.report;
     assert!(report.initialized.is_empty(), "the fixture has a classifier: {:?}", report.initialized);
     let model = loaded.model.as_bert().unwrap();

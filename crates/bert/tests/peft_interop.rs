@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use bert::{AutoModel, Classifier, LoadOptions};
+use bert::{AutoModel, LoadOptions};
 use common::{B, assert_close, fixtures, golden, input};
 use lora_adapter::peft::{CONFIG_FILE, WEIGHTS_FILE, load_adapter, read_tensors, save_adapter};
 use lora_adapter::{LoraConfig, ParameterCount, inject};

@@ -1,7 +1,7 @@
 //! Tokenization once per run, Burn's `Dataset` and `Batcher` over the tokenized reviews, and the
 //! order of each epoch's batches (seeded shuffle, optionally grouped by length).
 
-use bert::{BertInput, BertTokenizer, Encoded};
+use bert::{BertTokenizer, Encoded, EncoderInput};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::Backend;
@@ -90,7 +90,7 @@ impl Dataset<TokenizedReview> for ReviewDataset {
 /// - input fields: `[batch, longest]`; labels: see [`Targets`]
 #[derive(Debug, Clone)]
 pub struct ReviewBatch<B: Backend> {
-    pub input: BertInput<B>,
+    pub input: EncoderInput<B>,
     pub labels: Targets<B>,
     /// Tokens that are not padding.
     pub real_tokens: usize,

@@ -259,11 +259,14 @@ impl LabelSpace {
 
     /// Gives a model config this task's head: `num_labels`, `id2label` (label2id follows from
     /// it when saved) and `problem_type`, as `from_pretrained(..., **labels)`.
-    pub fn configure(&self, config: &mut bert::BertConfig) {
-        config.num_labels = Some(self.num_labels());
-        config.id2label = Some(self.id2label());
-        config.label2id = None;
-        config.problem_type = Some(self.problem_type.to_string());
+    /// The classification head this task needs (`num_labels`, the names, `problem_type`), as
+    /// the program hands it to `from_pretrained`.
+    pub fn head(&self) -> bert::HeadSpec {
+        bert::HeadSpec {
+            num_labels: self.num_labels(),
+            names: self.names.clone(),
+            problem_type: self.problem_type.to_string(),
+        }
     }
 
     pub fn id2label(&self) -> BTreeMap<String, String> {

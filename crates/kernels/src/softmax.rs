@@ -51,7 +51,9 @@ pub fn masked_softmax_window<B: Backend>(
                 let rows = Tensor::<B, 1, Int>::arange(0..queries as i64, &device).reshape([queries, 1]);
                 let cols = Tensor::<B, 1, Int>::arange(0..keys as i64, &device).reshape([1, keys]);
                 let outside = (rows - cols).abs().greater_elem(w as i64).reshape([1, 1, queries, keys]);
-                let bias = mask_bias.expand([batch, 1, queries, keys]).mask_fill(outside.expand([batch, 1, queries, keys]), f32::MIN);
+                let bias = mask_bias
+                    .expand([batch, 1, queries, keys])
+                    .mask_fill(outside.expand([batch, 1, queries, keys]), f32::MIN);
                 activation::softmax(scores + bias, 3)
             }
         };
@@ -265,10 +267,11 @@ mod tests {
         let _generator = crate::testing::generator();
         let device = Default::default();
         Train::seed(&device, 5);
-        for (keys, half) in [(7, 1), (37, 4), (20, 64)] {
+        for (keys, half) in [(7usize, 1usize), (37, 4), (20, 64)] {
             let scores = Tensor::<Flex, 4>::random([2, 3, keys, keys], Distribution::Normal(0.0, 3.0), &device);
-            let mask: Vec<f32> =
-                (0..2 * keys).map(|i| if (i >= keys && i % keys > keys / 2) || i % 5 == 3 { f32::MIN } else { 0.0 }).collect();
+            let mask: Vec<f32> = (0..2 * keys)
+                .map(|i| if (i >= keys && i % keys > keys / 2) || i % 5 == 3 { f32::MIN } else { 0.0 })
+                .collect();
             let mask = Tensor::<Flex, 4>::from_data(TensorData::new(mask, [2, 1, 1, keys]), &device);
             let upstream = Tensor::<Flex, 4>::random([2, 3, keys, keys], Distribution::Normal(0.0, 1.0), &device);
             let run = |fused: bool| {
@@ -277,8 +280,7 @@ mod tests {
                 let probs = if fused {
                     masked_softmax_window(input.clone(), mask, Some(half))
                 } else {
-                    let outside: Vec<bool> =
-                        (0..keys * keys).map(|i| (i / keys).abs_diff(i % keys) > half).collect();
+                    let outside: Vec<bool> = (0..keys * keys).map(|i| (i / keys).abs_diff(i % keys) > half).collect();
                     let outside = Tensor::<Train, 4, burn::tensor::Bool>::from_data(
                         TensorData::new(outside, [1, 1, keys, keys]),
                         &device,

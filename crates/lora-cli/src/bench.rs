@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use bert::{BertConfig, SequenceClassifier};
+use bert::ModelConfig;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use imdb::{ReviewBatcher, TokenizedReview};
@@ -30,6 +30,8 @@ pub struct BenchOptions {
     /// Real batches instead of one `batch_size x seq_len` batch: the first `warmup` of them warm
     /// up, the next `repeats` are timed (cycling through the list).
     pub mix: Option<Vec<Vec<TokenizedReview>>>,
+    /// LoRA targets; unset: the family's PEFT default.
+    pub target_modules: Option<lora_adapter::TargetModules>,
 }
 
 /// One row of the table.
@@ -114,21 +116,22 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
 }
 
 pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, device_name: &str) -> Result<Vec<BenchRow>> {
-    let config = BertConfig::from_file(&options.model_config)?;
+    let config = ModelConfig::from_file(&options.model_config)?;
     B::seed(device, options.seed);
-    let model = SequenceClassifier::<B>::random(&config, device);
-    let run_config = RunConfig::default();
-    let lora = run_config.lora.to_peft("random", config.family)?;
+    let model = bert::random::<B>(&config, device);
+    let mut run_config = RunConfig::default();
+    run_config.lora.target_modules = options.target_modules.clone();
+    let lora = run_config.lora.to_peft("random", &config.family)?;
     let (model, _) = lora_adapter::inject(model, &lora, device)?;
     anyhow::ensure!(
-        config.vocab_size > 2,
+        config.vocab_size() > 2,
         "{}: vocab_size {} is too small to bench",
         options.model_config.display(),
-        config.vocab_size
+        config.vocab_size()
     );
     let batches = match &options.mix {
         Some(batches) => batches.clone(),
-        None => vec![batch(options, config.vocab_size)],
+        None => vec![batch(options, config.vocab_size())],
     };
     anyhow::ensure!(!batches.is_empty(), "no batches to time");
     // Random token ids: any padding id will do.

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// The tokenizer for `--length-mix` (default: tokenizer.json, else vocab.txt, beside --model-config).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// LoRA targets, comma-separated (as `lora.target_modules`); default: PEFT's for the
+    /// family (ModernBERT and DistilBERT have none and must be told, e.g. `Wqkv,attn.Wo`).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub target_modules: Vec<String>,
     /// JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -118,15 +118,15 @@ impl InferenceArgs {
         let tokenizer = pretrained.tokenizer(max_length)?;
         crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
         let batcher = imdb::ReviewBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
-        let labels = adapter_labels(&self.adapter, pretrained.config.num_labels())?;
         let (model, _) = adapter.apply(pretrained.model, device)?;
+        let labels = adapter_labels(&self.adapter, model.num_labels())?;
         Ok(Inference { model, tokenizer, batcher, labels })
     }
 }
 
 /// What `eval` and `predict` run.
 struct Inference<B: Backend> {
-    model: bert::SequenceClassifier<B>,
+    model: bert::AutoModel<B>,
     tokenizer: bert::BertTokenizer,
     batcher: imdb::ReviewBatcher,
     labels: LabelSpace,
@@ -225,31 +225,16 @@ fn confusion_table(matrix: &[Vec<usize>], names: &[String]) -> String {
     out
 }
 
-/// The base model with as many labels as the adapter's trained head has rows (a base model's
-/// `config.json` may say another number, or none), as `from_pretrained(base, num_labels=N)`
-/// before `PeftModel.from_pretrained` does.
+/// The base model for an adapter: its trained head (if it saves one) replaces the base's,
+/// whatever the base's number of labels ([`Adapter::apply`] takes the head's rows from the
+/// adapter), as `from_pretrained(base, num_labels=N)` before `PeftModel.from_pretrained` does.
 fn load_for_adapter<B: Backend>(
     model: &str,
     adapter: Option<&Adapter>,
     device: &B::Device,
 ) -> Result<bert::Pretrained<B>> {
-    let hub = bert::HubOptions::from_env();
-    // The adapter's trained head replaces the base's, whatever the base's number of labels.
-    let replaced = adapter.is_some();
-    Ok(bert::load_pretrained_for_labels::<B>(
-        model,
-        &hub,
-        device,
-        |config| {
-            let key = format!("{}.weight", config.family.output_layer());
-            if let Some(head) = adapter.and_then(|a| a.tensors.get(&key)) {
-                config.num_labels = head.shape.first().copied();
-                config.id2label = None;
-                config.label2id = None;
-            }
-        },
-        replaced,
-    )?)
+    let options = bert::LoadOptions { ignore_mismatched_sizes: adapter.is_some(), ..Default::default() };
+    Ok(bert::from_pretrained::<B>(model, &options, device)?)
 }
 
 /// One text (or pair) to classify and where it came from: its line in `--input` (and its `id`
@@ -446,12 +431,12 @@ pub fn merge(args: MergeArgs) -> Result<()> {
                 bail!("--output {} exists and is not a directory", a.output.display());
             }
             let adapter = adapter?;
-            let labels = adapter_labels(&a.adapter, pretrained.config.num_labels())?;
             let (model, lora) = adapter.apply(pretrained.model, device)?;
+            let labels = adapter_labels(&a.adapter, model.num_labels())?;
             let merged = lora_adapter::merge(model)?;
             // The adapter's labels (checked against its head's rows) name the merged head.
             let mut config = pretrained.config.clone();
-            labels.configure(&mut config);
+            config.set_head(&labels.head());
 
             // Written whole beside the output, then renamed into place.
             let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -520,8 +505,8 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    if args.batch_size == 0 || args.seq_len < 2 || args.seq_len > 512 {
-        bail!("--batch-size must be at least 1 and --seq-len in 2..=512");
+    if args.batch_size == 0 || args.seq_len < 2 {
+        bail!("--batch-size must be at least 1 and --seq-len at least 2");
     }
     struct BenchJob(BenchArgs);
     impl Job for BenchJob {
@@ -534,7 +519,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     let beside = if json.exists() { json } else { a.model_config.with_file_name("vocab.txt") };
                     let tokenizer = a.tokenizer.clone().unwrap_or(beside);
                     // Truncated as training truncates (max_length 512), or shorter for a shorter model.
-                    let positions = bert::BertConfig::from_file(&a.model_config)?.max_text_positions();
+                    let positions = bert::ModelConfig::from_file(&a.model_config)?.max_text_positions();
                     Some(crate::bench::mix_batches(reviews, &tokenizer, a.batch_size, positions.min(512))?)
                 }
             };
@@ -547,6 +532,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 seed: 0,
                 pad_to_multiple_of: a.pad_to_multiple_of,
                 mix,
+                target_modules: (!a.target_modules.is_empty())
+                    .then(|| lora_adapter::TargetModules::Names(a.target_modules.clone())),
             };
             let rows = crate::bench::run::<B>(&options, device, name)?;
             if a.json {

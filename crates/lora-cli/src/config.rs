@@ -30,6 +30,30 @@ pub struct ModelSection {
     pub classifier_dropout: Option<f64>,
 }
 
+impl ModelSection {
+    /// `from_pretrained`'s arguments for this section and the task's labels: the head the
+    /// data needs, the dropouts set here (as `from_pretrained(..., hidden_dropout_prob=...)`),
+    /// `ignore_mismatched_sizes`.
+    pub fn load_options(&self, labels: &imdb::LabelSpace) -> bert::LoadOptions {
+        let mut options = bert::LoadOptions {
+            head: Some(labels.head()),
+            ignore_mismatched_sizes: self.ignore_mismatched_sizes,
+            ..Default::default()
+        };
+        let dropouts = [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            ("classifier_dropout", self.classifier_dropout),
+        ];
+        for (key, value) in dropouts {
+            if let Some(p) = value {
+                options.config.insert(key.into(), p.into());
+            }
+        }
+        options
+    }
+}
+
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
@@ -84,12 +108,13 @@ impl Default for LoraSection {
 impl LoraSection {
     /// PEFT's `LoraConfig` for a model of `family` named `base_model`: `target_modules` as set,
     /// else the family's PEFT default; a family without one must be told.
-    pub fn to_peft(&self, base_model: &str, family: bert::Family) -> Result<LoraConfig> {
-        let target_modules = match (&self.target_modules, family.default_lora_targets()) {
+    pub fn to_peft(&self, base_model: &str, family: &bert::FamilyInfo) -> Result<LoraConfig> {
+        let target_modules = match (&self.target_modules, family.default_targets) {
             (Some(targets), _) => targets.clone(),
-            (None, Some(defaults)) => TargetModules::Names(defaults.iter().map(|s| s.to_string()).collect()),
-            (None, None) => bail!(
-                "{base_model} is a {family} model, for which PEFT has no default target_modules: set lora.target_modules (its attention linears are q_lin, k_lin, v_lin, out_lin; the usual choice is [\"q_lin\", \"v_lin\"])"
+            (None, Ok(defaults)) => TargetModules::Names(defaults.iter().map(|s| s.to_string()).collect()),
+            (None, Err(hint)) => bail!(
+                "{base_model} is a {} model, for which PEFT has no default target_modules: set lora.target_modules ({hint})",
+                family.model_type
             ),
         };
         Ok(self.peft(base_model, target_modules))

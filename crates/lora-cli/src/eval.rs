@@ -1,7 +1,7 @@
 //! Running a model over tokenized examples: logits in input order, and evaluation (the
 //! metrics of [`crate::metrics`] for the run's task).
 
-use bert::SequenceClassifier;
+use bert::Classifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::backend::Backend;
 use imdb::{LabelSpace, ReviewBatch, ReviewBatcher, TokenizedReview};
@@ -16,8 +16,8 @@ pub fn length_sorted_batches(items: &[TokenizedReview], batch_size: usize) -> Ve
 }
 
 /// Logits `[n, labels]` in input order, computed in length-sorted batches.
-pub fn logits<B: Backend>(
-    model: &SequenceClassifier<B>,
+pub fn logits<B: Backend, M: Classifier<B>>(
+    model: &M,
     items: &[TokenizedReview],
     batch_size: usize,
     batcher: ReviewBatcher,
@@ -36,8 +36,8 @@ pub fn logits<B: Backend>(
     Ok(out)
 }
 
-pub fn evaluate<B: Backend>(
-    model: &SequenceClassifier<B>,
+pub fn evaluate<B: Backend, M: Classifier<B>>(
+    model: &M,
     items: &[TokenizedReview],
     space: &LabelSpace,
     batch_size: usize,
@@ -57,18 +57,11 @@ mod tests {
     #[test]
     fn padding_to_a_multiple_changes_no_logit() {
         use burn::backend::Flex;
-        let config = bert::BertConfig {
-            vocab_size: 50,
-            hidden_size: 32,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            intermediate_size: 37,
-            max_position_embeddings: 64,
-            num_labels: Some(2),
-            ..Default::default()
-        };
+        let json = serde_json::json!({"vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 37, "max_position_embeddings": 64, "num_labels": 2});
+        let config = bert::ModelConfig::from_value(json, &Default::default()).unwrap();
         let device = Default::default();
-        let model = SequenceClassifier::<Flex>::random(&config, &device);
+        let model = bert::random::<Flex>(&config, &device);
         let items: Vec<TokenizedReview> = [3usize, 17, 9, 30, 5]
             .iter()
             .map(|&n| TokenizedReview {

@@ -264,25 +264,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     // Model: fresh weights (classifier, adapters) come from the run's seed.
     B::seed(device, config.training.seed);
     let m = &config.model;
-    let hub = HubOptions::from_env();
-    let pretrained = bert::load_pretrained_for_labels::<B>(
-        &m.name_or_path,
-        &hub,
-        device,
-        |c| {
-            labels.configure(c);
-            if let Some(p) = m.hidden_dropout_prob {
-                c.hidden_dropout_prob = p;
-            }
-            if let Some(p) = m.attention_probs_dropout_prob {
-                c.attention_probs_dropout_prob = p;
-            }
-            if let Some(p) = m.classifier_dropout {
-                c.classifier_dropout = Some(p);
-            }
-        },
-        m.ignore_mismatched_sizes,
-    )?;
+    let pretrained = bert::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device)?;
     if !pretrained.report.initialized.is_empty() {
         say(
             output,
@@ -295,7 +277,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     }
     let tokenizer = pretrained.tokenizer(config.data.max_length)?;
     config.data.check_padding(pretrained.config.max_text_positions())?;
-    let lora = config.lora.to_peft(&m.name_or_path, pretrained.config.family)?;
+    let lora = config.lora.to_peft(&m.name_or_path, &pretrained.config.family)?;
     let (mut model, _) = lora_adapter::inject(pretrained.model, &lora, device)?;
     let parameters = ParameterCount::of(&mut model, &lora);
     say(output, &parameters.to_string());

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bert::SequenceClassifier;
+use bert::{AutoModel, Classifier};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
@@ -48,9 +48,10 @@ pub enum Output {
     Json,
 }
 
-/// A model with adapters, its optimizer, its schedule and where the run stands.
-pub struct Trainer<B: AutodiffBackend> {
-    pub model: SequenceClassifier<B>,
+/// A model with adapters, its optimizer, its schedule and where the run stands; generic over
+/// the model, as Burn's `Learner<M, O>` is (the program trains an [`AutoModel`]).
+pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
+    pub model: M,
     pub lora: LoraConfig,
     pub optim: AdamW<B::InnerBackend>,
     pub config: RunConfig,
@@ -160,9 +161,14 @@ impl Checkpoint {
     }
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B, M> Trainer<B, M>
+where
+    B: AutodiffBackend,
+    M: Classifier<B> + AutodiffModule<B>,
+    M::InnerModule: Classifier<B::InnerBackend>,
+{
     pub fn new(
-        model: SequenceClassifier<B>,
+        model: M,
         lora: LoraConfig,
         config: RunConfig,
         steps_per_epoch: usize,

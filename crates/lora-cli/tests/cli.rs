@@ -111,8 +111,12 @@ fn train_eval_predict_merge_end_to_end() {
     for f in ["config.json", "model.safetensors", "vocab.txt"] {
         assert!(merged.join(f).is_file(), "{f}");
     }
-    let plain =
-        bert::load_pretrained::<burn::backend::Flex>(merged.to_str().unwrap(), None, &Default::default()).unwrap();
+    let plain = bert::from_pretrained::<burn::backend::Flex>(
+        merged.to_str().unwrap(),
+        &bert::LoadOptions::default(),
+        &Default::default(),
+    )
+    .unwrap();
     assert!(plain.report.initialized.is_empty(), "the merged model has its classifier");
     let tokenizer = plain.tokenizer(512).unwrap();
     let encoded = tokenizer.encode_batch(&["the film was good", "a dull plot"]).unwrap();

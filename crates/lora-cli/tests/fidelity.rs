@@ -47,12 +47,10 @@ fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
 fn trainer() -> Trainer<B> {
     let device = Default::default();
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/tiny-bert");
-    let pretrained =
-        bert::load_pretrained_configured::<B>(base.to_str().unwrap(), &HubOptions::from_env(), &device, |c| {
-            c.hidden_dropout_prob = 0.0;
-            c.attention_probs_dropout_prob = 0.0;
-        })
-        .unwrap();
+    let mut options = bert::LoadOptions { hub: HubOptions::from_env(), ..Default::default() };
+    options.config.insert("hidden_dropout_prob".into(), 0.0.into());
+    options.config.insert("attention_probs_dropout_prob".into(), 0.0.into());
+    let pretrained = bert::from_pretrained::<B>(base.to_str().unwrap(), &options, &device).unwrap();
     let (model, lora) =
         lora_adapter::peft::load_adapter(pretrained.model, &fixtures().join("init-adapter"), &device).unwrap();
     let config = RunConfig::load(

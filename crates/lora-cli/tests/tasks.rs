@@ -58,8 +58,13 @@ fn each_problem_types_loss_equals_transformers() {
             .collect();
 
         let device = Default::default();
-        let pretrained = bert::load_pretrained::<B>(dir.to_str().unwrap(), None, &device).unwrap();
-        assert_eq!(pretrained.config.problem_type.as_deref(), Some(problem_type), "config.json's problem_type is read");
+        let pretrained =
+            bert::from_pretrained::<B>(dir.to_str().unwrap(), &bert::LoadOptions::default(), &device).unwrap();
+        assert_eq!(
+            pretrained.config.labels().problem_type.as_deref(),
+            Some(problem_type),
+            "config.json's problem_type is read"
+        );
         let batch: ReviewBatch<B> = ReviewBatcher::new(0).batch(items, &device);
         let logits = pretrained.model.forward(batch.input);
         let ours: Vec<f32> = logits.clone().into_data().into_vec().unwrap();
