@@ -80,45 +80,73 @@ fn each_family_trains_resumes_bit_for_bit_and_saves_peft_names() {
         ),
     ] {
         let model = base_model(tmp.path(), model_type);
-        let m = model.to_str().unwrap();
-        let (a, b) = (tmp.path().join(format!("{model_type}-a")), tmp.path().join(format!("{model_type}-b")));
         let set = format!("lora.target_modules={targets}");
         let extra = ["--set", set.as_str(), "--set", "model.hidden_dropout_prob=0.2"];
-        let stderr = String::from_utf8(lora(&train_args(m, d, a.to_str().unwrap(), &extra)).stderr).unwrap();
-        assert!(a.join("adapter/adapter_model.safetensors").is_file(), "{model_type}: {stderr}");
-        let names = tensor_names(&a.join("adapter"));
-        for name in expected {
-            assert!(names.iter().any(|n| n == name), "{model_type}: {name} not in {names:?}");
-        }
-        // Stopped after its first epoch, then resumed: the same adapter, bit for bit.
-        ok(lora(&train_args(m, d, b.to_str().unwrap(), &extra)));
-        for gone in ["checkpoints/epoch-2", "adapter"] {
-            std::fs::remove_dir_all(b.join(gone)).unwrap();
-        }
-        std::fs::remove_file(b.join("summary.json")).unwrap();
-        ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
-        assert_eq!(
-            read(&a.join("adapter/adapter_model.safetensors")),
-            read(&b.join("adapter/adapter_model.safetensors")),
-            "{model_type}: resumed"
-        );
-        // eval, predict and merge take the family's adapter.
-        let adapter = a.join("adapter");
-        ok(lora(&["eval", "--model", m, "--adapter", adapter.to_str().unwrap(), "--data", d, "--eval-size", "8"]));
-        let merged = tmp.path().join(format!("{model_type}-merged"));
-        ok(lora(&[
-            "merge",
-            "--model",
-            m,
-            "--adapter",
-            adapter.to_str().unwrap(),
-            "--output",
-            merged.to_str().unwrap(),
-        ]));
-        let config: serde_json::Value = serde_json::from_slice(&read(&merged.join("config.json"))).unwrap();
-        assert_eq!(config["model_type"], model_type);
-        assert!(merged.join("tokenizer.json").is_file());
+        train_resume_eval_merge(tmp.path(), &model, d, model_type, &extra, &expected);
     }
+}
+
+/// Trains on `model` twice (once straight through, once stopped after its first epoch and
+/// resumed) and checks the two adapters are the same bytes and hold the `expected` PEFT names;
+/// then evaluates and merges with the adapter.
+fn train_resume_eval_merge(tmp: &Path, model: &Path, d: &str, model_type: &str, extra: &[&str], expected: &[&str]) {
+    let m = model.to_str().unwrap();
+    let (a, b) = (tmp.join(format!("{model_type}-a")), tmp.join(format!("{model_type}-b")));
+    let stderr = String::from_utf8(lora(&train_args(m, d, a.to_str().unwrap(), extra)).stderr).unwrap();
+    assert!(a.join("adapter/adapter_model.safetensors").is_file(), "{model_type}: {stderr}");
+    let names = tensor_names(&a.join("adapter"));
+    for name in expected {
+        assert!(names.iter().any(|n| n == name), "{model_type}: {name} not in {names:?}");
+    }
+    // Stopped after its first epoch, then resumed: the same adapter, bit for bit.
+    ok(lora(&train_args(m, d, b.to_str().unwrap(), extra)));
+    for gone in ["checkpoints/epoch-2", "adapter"] {
+        std::fs::remove_dir_all(b.join(gone)).unwrap();
+    }
+    std::fs::remove_file(b.join("summary.json")).unwrap();
+    ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
+    assert_eq!(
+        read(&a.join("adapter/adapter_model.safetensors")),
+        read(&b.join("adapter/adapter_model.safetensors")),
+        "{model_type}: resumed"
+    );
+    // eval, predict and merge take the family's adapter.
+    let adapter = a.join("adapter");
+    ok(lora(&["eval", "--model", m, "--adapter", adapter.to_str().unwrap(), "--data", d, "--eval-size", "8"]));
+    let predicted =
+        ok(lora(&["predict", "--model", m, "--adapter", adapter.to_str().unwrap(), "--text", "the film was good"]));
+    assert!(predicted.contains("\"label\""), "{model_type}: {predicted}");
+    let merged = tmp.join(format!("{model_type}-merged"));
+    ok(lora(&["merge", "--model", m, "--adapter", adapter.to_str().unwrap(), "--output", merged.to_str().unwrap()]));
+    let config: serde_json::Value = serde_json::from_slice(&read(&merged.join("config.json"))).unwrap();
+    assert_eq!(config["model_type"], model_type);
+    assert!(merged.join("tokenizer.json").is_file());
+}
+
+/// ModernBERT from a masked-LM checkpoint (the Hub's shape: its `head` is the classifier's, its
+/// `decoder` is left), LoRA on `Wqkv` and `attn.Wo` (PEFT has no default for it): trained,
+/// resumed bit for bit, evaluated, predicted, merged.
+#[test]
+fn modernbert_trains_resumes_bit_for_bit_and_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path());
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/modern/modernbert/mlm");
+    let extra = ["--set", "lora.target_modules=[\"Wqkv\", \"attn.Wo\"]", "--set", "data.max_length=64"];
+    let expected = [
+        "base_model.model.model.layers.1.attn.Wqkv.lora_A.weight",
+        "base_model.model.model.layers.2.attn.Wo.lora_B.weight",
+        "base_model.model.classifier.weight",
+        "base_model.model.classifier.bias",
+    ];
+    train_resume_eval_merge(tmp.path(), &model, data.to_str().unwrap(), "modernbert", &extra, &expected);
+    let names = tensor_names(&tmp.path().join("modernbert-a/adapter"));
+    assert!(!names.iter().any(|n| n.contains("mlp.Wo")), "attn.Wo only: {names:?}");
+
+    // Without target_modules: PEFT has no default for ModernBERT; the error names its linears.
+    let out = tmp.path().join("no-targets");
+    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let err = failure(lora(&["train", "--model", m, "--data", d, "--output-dir", o, "--quiet"]));
+    assert!(err.contains("modernbert") && err.contains("Wqkv") && err.contains("attn.Wo"), "{err}");
 }
 
 #[test]
