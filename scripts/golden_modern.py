@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the encoders of the newer transformers: ModernBERT
+"""Golden fixtures for the encoders of the newer transformers: ModernBERT and DeBERTa-v3
 (crates/bert/tests/modern.rs).
 
 Under crates/bert/tests/fixtures/modern/<name>/, for
@@ -7,13 +7,22 @@ Under crates/bert/tests/fixtures/modern/<name>/, for
                    attention every 2nd layer, a sliding window of 8 tokens elsewhere
   modernbert-cls   the same shape with first-token pooling and every bias on (attention, MLP,
                    norms, head)
+  deberta-v3       DeBERTa-v3's choices: relative attention with both position terms (p2c, c2p),
+                   log buckets (8) past which distances up to 64 are bucketed, shared attention
+                   keys, LayerNorm-ed relative embeddings, no absolute positions, no token types,
+                   the ContextPooler head; a SentencePiece-style Unigram tokenizer with the
+                   [CLS] $A [SEP] $B [SEP] template
+  deberta-v2       the other branches: own position projections (pos_key_proj, pos_query_proj),
+                   pos_att_type as "c2p|p2c", no buckets, absolute positions and token types
 each holds:
   model/               a tiny random <Family>ForSequenceClassification saved by transformers
                        (safetensors, eager attention), with a tiny byte-level BPE tokenizer with
                        ModernBERT's [CLS] $A [SEP] template, saved by PreTrainedTokenizerFast
   base-bin/            the base model alone as pytorch_model.bin (no prefix, no head)
-  mlm/                 (modernbert only) the same encoder as a ModernBertForMaskedLM, the shape
-                       of the Hub's checkpoints: its `head` is the classifier's, `decoder` unused
+  mlm/                 (modernbert, deberta-v3) the same encoder as a ...ForMaskedLM, the shape of
+                       the Hub's checkpoints: ModernBERT's `head` is the classifier's and its
+                       `decoder` unused; DeBERTa's `lm_predictions` unused, and an absolute
+                       position table that v3 does not use (as microsoft/deberta-v3-base has)
   adapter/             a PEFT LoRA adapter (SEQ_CLS, r 4, Wqkv + Wo) after 5 AdamW steps
   golden.safetensors   a padded batch (three texts, one pair, one text of 600 tokens: past the
                        window and past 512), the base model's last hidden state, the logits, and
@@ -33,7 +42,8 @@ import torch
 import transformers
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+import tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 PINNED = {"torch": "2.8.0", "transformers": "4.57.1", "peft": "0.17.1"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +65,7 @@ TEXTS = [
     "Ein schöner Film.",
 ]
 PAIR = ("Was the plot good?", "The plot was dull and the acting poor.")
-LONG_TOKENS = 600  # past the sliding window and past 512 positions
+LONG_TOKENS = 600  # past the sliding window, the relative buckets and 512 positions (DeBERTa truncates at its 512)
 
 
 def check_versions():
@@ -94,6 +104,36 @@ def modernbert_config(tokenizer, pooling, biases):
         reference_compile=False, attn_implementation="eager")
 
 
+def deberta_tokenizer():
+    """A Unigram with Metaspace and DeBERTa-v3's template (its tokenizer is a SentencePiece Unigram)."""
+    special = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.Strip(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.train_from_iterator(CORPUS, trainers.UnigramTrainer(vocab_size=250, special_tokens=special, unk_token="[UNK]"))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS]:0 $A:0 [SEP]:0",
+                                                       pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return transformers.DebertaV2TokenizerFast(tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]",
+                                               sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]")
+
+
+def deberta_config(tokenizer, v3):
+    common = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=37, max_position_embeddings=512, relative_attention=True, layer_norm_eps=1e-7,
+                  pad_token_id=tokenizer.pad_token_id, num_labels=3, hidden_dropout_prob=0.1,
+                  attention_probs_dropout_prob=0.1, pooler_hidden_size=32, pooler_dropout=0.1,
+                  pooler_hidden_act="gelu", legacy=False, initializer_range=0.3)
+    if v3:
+        return transformers.DebertaV2Config(position_buckets=8, max_relative_positions=64, pos_att_type=["p2c", "c2p"],
+                                            share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False,
+                                            type_vocab_size=0, **common)
+    return transformers.DebertaV2Config(pos_att_type="c2p|p2c", share_att_key=False, norm_rel_ebd="none",
+                                        position_biased_input=True, type_vocab_size=2, **common)
+
+
 def fixtures():
     t = transformers
     return {
@@ -101,6 +141,10 @@ def fixtures():
                        t.ModernBertForSequenceClassification, ["Wqkv", "Wo"], t.ModernBertForMaskedLM),
         "modernbert-cls": (modernbert_tokenizer, lambda tok: modernbert_config(tok, "cls", True),
                            t.ModernBertForSequenceClassification, ["Wqkv", "Wo"], None),
+        "deberta-v3": (deberta_tokenizer, lambda tok: deberta_config(tok, True),
+                       t.DebertaV2ForSequenceClassification, ["query_proj", "value_proj"], t.DebertaV2ForMaskedLM),
+        "deberta-v2": (deberta_tokenizer, lambda tok: deberta_config(tok, False),
+                       t.DebertaV2ForSequenceClassification, ["query_proj", "value_proj", "pos_key_proj"], None),
     }
 
 
@@ -130,25 +174,39 @@ def main():
         if mlm_class is not None:
             torch.manual_seed(2)
             mlm = mlm_class(config).eval()
-            mlm.model.load_state_dict(base.state_dict())
+            getattr(mlm, mlm.base_model_prefix).load_state_dict(base.state_dict())
             mlm.save_pretrained(out / "mlm", safe_serialization=True)
             tokenizer.save_pretrained(out / "mlm")
+            if model.base_model_prefix == "deberta":
+                # microsoft/deberta-v3-base carries an absolute position table it does not use.
+                from safetensors.torch import load_file
+                tensors = load_file(out / "mlm" / "model.safetensors")
+                tensors["deberta.embeddings.position_embeddings.weight"] = torch.randn(512, 32)
+                # transformers 4.57 drops the word embeddings here as "tied" (legacy=False has no
+                # decoder weight); the Hub's checkpoints have them.
+                word = "deberta.embeddings.word_embeddings.weight"
+                tensors.setdefault(word, base.embeddings.word_embeddings.weight.detach().clone().contiguous())
+                save_file(tensors, out / "mlm" / "model.safetensors", metadata={"format": "pt"})
         positions = config.max_position_embeddings
 
         long = long_text(tokenizer)
         enc = lambda *a: tokenizer(*a, truncation=True, max_length=positions)  # noqa: E731
         lines = [json.dumps({"max_length": positions})]
         lines += [json.dumps({"text": t, "input_ids": enc(t)["input_ids"]}, ensure_ascii=False) for t in TEXTS + [long]]
-        lines.append(json.dumps({"a": PAIR[0], "b": PAIR[1], "input_ids": enc(*PAIR)["input_ids"]}, ensure_ascii=False))
+        pair = {k: v for k, v in enc(*PAIR).items() if k != "attention_mask"}
+        lines.append(json.dumps({"a": PAIR[0], "b": PAIR[1], **pair}, ensure_ascii=False))
         (out / "tokens.jsonl").write_text("\n".join(lines) + "\n")
 
         rows = [enc(t) for t in TEXTS] + [enc(*PAIR)] + [enc(long)]
         batch = tokenizer.pad(rows, return_tensors="pt")
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if "token_type_ids" in batch and model.base_model_prefix == "deberta":
+            inputs["token_type_ids"] = batch["token_type_ids"]
         with torch.no_grad():
             hidden = base(**inputs).last_hidden_state
             logits = model(**inputs).logits
-            mlm_hidden = mlm.model(**inputs).last_hidden_state if mlm_class is not None else None
+            mlm_hidden = (getattr(mlm, mlm.base_model_prefix)(**inputs).last_hidden_state
+                          if mlm_class is not None else None)
 
         torch.manual_seed(1)
         peft_model = get_peft_model(model_class.from_pretrained(out / "model"),
@@ -172,7 +230,7 @@ def main():
         tensors = {
             "input_ids": batch["input_ids"].contiguous(),
             "attention_mask": batch["attention_mask"].contiguous(),
-            "token_type_ids": torch.zeros_like(batch["input_ids"]).contiguous(),
+            "token_type_ids": batch.get("token_type_ids", torch.zeros_like(batch["input_ids"])).contiguous(),
             "last_hidden_state": hidden.contiguous(),
             "logits": logits.contiguous(),
             "peft_logits": peft_logits.contiguous(),

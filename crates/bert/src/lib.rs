@@ -18,6 +18,7 @@ pub mod assets;
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod deberta;
 pub mod distilbert;
 pub mod electra;
 pub mod embeddings;

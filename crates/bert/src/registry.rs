@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::config::BertConfig;
+use crate::deberta::{DebertaV2, DebertaV2Config, DebertaV2ForSequenceClassification};
 use crate::distilbert::{DistilBert, DistilBertConfig, DistilBertForSequenceClassification};
 use crate::electra::{Electra, ElectraConfig, ElectraForSequenceClassification};
 use crate::error::Result;
@@ -20,8 +21,8 @@ use crate::weights::Weights;
 
 /// Every family, in the order `architectures` prefixes are tried (longest first where one
 /// prefix holds another: `XLMRoberta` before `Roberta`, `DistilBert` before `Bert`).
-pub fn families() -> [FamilyInfo; 6] {
-    [XlmRoberta::INFO, DistilBert::INFO, Roberta::INFO, Electra::INFO, ModernBert::INFO, Bert::INFO]
+pub fn families() -> [FamilyInfo; 7] {
+    [XlmRoberta::INFO, DistilBert::INFO, Roberta::INFO, Electra::INFO, ModernBert::INFO, DebertaV2::INFO, Bert::INFO]
 }
 
 /// A family's parsed config, as the family reads it.
@@ -33,6 +34,7 @@ pub enum FamilyConfigs {
     DistilBert(DistilBertConfig),
     Electra(ElectraConfig),
     ModernBert(ModernBertConfig),
+    DebertaV2(DebertaV2Config),
 }
 
 impl FamilyConfigs {
@@ -45,6 +47,7 @@ impl FamilyConfigs {
             "distilbert" => Self::DistilBert(DistilBert::config(json)?),
             "electra" => Self::Electra(Electra::config(json)?),
             "modernbert" => Self::ModernBert(ModernBert::config(json)?),
+            "deberta-v2" => Self::DebertaV2(DebertaV2::config(json)?),
             other => return Err(unsupported(other)),
         })
     }
@@ -57,6 +60,7 @@ impl FamilyConfigs {
             Self::DistilBert(_) => DistilBert::INFO,
             Self::Electra(_) => Electra::INFO,
             Self::ModernBert(_) => ModernBert::INFO,
+            Self::DebertaV2(_) => DebertaV2::INFO,
         }
     }
 
@@ -67,6 +71,7 @@ impl FamilyConfigs {
             Self::DistilBert(c) => c,
             Self::Electra(c) => c,
             Self::ModernBert(c) => c,
+            Self::DebertaV2(c) => c,
         }
     }
 
@@ -76,6 +81,7 @@ impl FamilyConfigs {
             Self::DistilBert(c) => c,
             Self::Electra(c) => c,
             Self::ModernBert(c) => c,
+            Self::DebertaV2(c) => c,
         }
     }
 
@@ -86,6 +92,7 @@ impl FamilyConfigs {
             Self::DistilBert(c) => serde_json::to_value(c),
             Self::Electra(c) => serde_json::to_value(c),
             Self::ModernBert(c) => serde_json::to_value(c),
+            Self::DebertaV2(c) => serde_json::to_value(c),
         };
         value.unwrap_or_default()
     }
@@ -132,6 +139,7 @@ pub enum AutoModel<B: Backend> {
     DistilBert(DistilBertForSequenceClassification<B>),
     Electra(ElectraForSequenceClassification<B>),
     ModernBert(ModernBertForSequenceClassification<B>),
+    DebertaV2(DebertaV2ForSequenceClassification<B>),
 }
 
 impl<B: Backend> AutoModel<B> {
@@ -144,6 +152,7 @@ impl<B: Backend> AutoModel<B> {
             FamilyConfigs::DistilBert(c) => Self::DistilBert(DistilBert::load(w, c)?),
             FamilyConfigs::Electra(c) => Self::Electra(Electra::load(w, c)?),
             FamilyConfigs::ModernBert(c) => Self::ModernBert(ModernBert::load(w, c)?),
+            FamilyConfigs::DebertaV2(c) => Self::DebertaV2(DebertaV2::load(w, c)?),
         })
     }
 
@@ -154,6 +163,7 @@ impl<B: Backend> AutoModel<B> {
             Self::DistilBert(m) => m,
             Self::Electra(m) => m,
             Self::ModernBert(m) => m,
+            Self::DebertaV2(m) => m,
         }
     }
 
@@ -210,6 +220,7 @@ impl<B: Backend> AdaptableModel<B> for AutoModel<B> {
             Self::DistilBert(m) => m.each_linear(f),
             Self::Electra(m) => m.each_linear(f),
             Self::ModernBert(m) => m.each_linear(f),
+            Self::DebertaV2(m) => m.each_linear(f),
         }
     }
 }
@@ -240,6 +251,7 @@ mod tests {
         assert_eq!(detect(&json!({"architectures": ["DistilBertForMaskedLM"]})), Ok("distilbert"));
         assert_eq!(detect(&json!({"architectures": ["RobertaModel"]})), Ok("roberta"));
         assert_eq!(detect(&json!({"architectures": ["ModernBertForMaskedLM"]})), Ok("modernbert"));
+        assert_eq!(detect(&json!({"architectures": ["DebertaV2ForMaskedLM"]})), Ok("deberta-v2"));
         assert_eq!(detect(&json!({"hidden_size": 8})), Ok("bert"));
         let err = detect(&json!({"model_type": "gpt2"})).unwrap_err();
         assert!(err.contains("gpt2") && err.contains("\"distilbert\""), "{err}");

@@ -137,6 +137,12 @@ impl<B: Backend> Weights<B> {
         self.truncation = cutoff;
     }
 
+    /// A checkpoint tensor the model has no use for (DeBERTa-v3's unused absolute positions,
+    /// which transformers ignores): read past, if present.
+    pub fn skip(&mut self, key: &Key) {
+        self.used.insert(key.to_string());
+    }
+
     /// Runs `build` with fresh normal draws of standard deviation `std` (a family's own
     /// initialisation for some modules, as ModernBERT's `_init_weights`).
     pub fn with_std<T>(&mut self, std: f64, build: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {

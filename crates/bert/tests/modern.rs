@@ -1,6 +1,8 @@
-//! ModernBERT against transformers 4.57.1 and PEFT 0.17.1: tiny random models with a local
-//! window shorter than the texts, both poolings, and biases off and on
-//! (`scripts/golden_modern.py`).
+//! ModernBERT and DeBERTa-v3 against transformers 4.57.1 and PEFT 0.17.1: tiny random models
+//! (`scripts/golden_modern.py`): ModernBERT with a local window shorter than the texts, both
+//! poolings, biases off and on; DeBERTa-v3-shaped with both position terms, log buckets,
+//! shared keys and LayerNorm-ed relative embeddings, and a DeBERTa-v2-shaped one with the other
+//! branches (own position projections, no buckets, absolute positions, token types).
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -12,7 +14,12 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 type B = Flex;
 
-const FIXTURES: [&str; 2] = ["modernbert", "modernbert-cls"];
+const FIXTURES: [(&str, &str); 4] = [
+    ("modernbert", "modernbert"),
+    ("modernbert-cls", "modernbert"),
+    ("deberta-v3", "deberta-v2"),
+    ("deberta-v2", "deberta-v2"),
+];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/modern").join(name)
@@ -80,35 +87,45 @@ fn load(dir: &Path, options: &LoadOptions) -> bert::Pretrained<B> {
 }
 
 #[test]
-fn modernbert_is_detected_and_loads_with_its_head() {
-    for name in FIXTURES {
+fn each_is_detected_and_loads_with_its_head() {
+    for (name, model_type) in FIXTURES {
         let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
-        assert_eq!(pretrained.config.family.model_type, "modernbert");
+        assert_eq!(pretrained.config.family.model_type, model_type);
         assert!(pretrained.report.initialized.is_empty(), "{name}: {:?}", pretrained.report.initialized);
         assert_eq!(pretrained.model.num_labels(), 3);
-        assert_eq!(pretrained.config.max_text_positions(), 1024);
+        let positions = if model_type == "modernbert" { 1024 } else { 512 };
+        assert_eq!(pretrained.config.max_text_positions(), positions, "{name}");
     }
 }
 
+/// Token ids (and DeBERTa's token types) equal the fast tokenizers': ModernBERT's byte-level
+/// BPE past 512 tokens, DeBERTa's Unigram truncated at its 512 positions.
 #[test]
 fn token_ids_equal_the_fast_tokenizer() {
-    let pretrained = load(&fixture("modernbert").join("model"), &LoadOptions::default());
-    let tokenizer = pretrained.tokenizer(8192).unwrap();
-    let text = std::fs::read_to_string(fixture("modernbert").join("tokens.jsonl")).unwrap();
-    let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
-    assert_eq!(tokenizer.max_length(), lines.next().unwrap()["max_length"].as_u64().unwrap() as usize);
-    let mut longest = 0;
-    for line in lines {
-        let expected: Vec<u32> =
-            line["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-        let ours = match line.get("text") {
-            Some(text) => tokenizer.encode(text.as_str().unwrap()).unwrap(),
-            None => tokenizer.encode_pair(line["a"].as_str().unwrap(), line["b"].as_str().unwrap()).unwrap(),
+    for (name, longest_expected) in [("modernbert", 595), ("deberta-v3", 512)] {
+        let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
+        let tokenizer = pretrained.tokenizer(8192).unwrap();
+        let text = std::fs::read_to_string(fixture(name).join("tokens.jsonl")).unwrap();
+        let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+        assert_eq!(tokenizer.max_length(), lines.next().unwrap()["max_length"].as_u64().unwrap() as usize);
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
         };
-        assert_eq!(ours.input_ids, expected, "{line}");
-        longest = longest.max(expected.len());
+        let mut longest = 0;
+        for line in lines {
+            let expected = ids(&line["input_ids"]);
+            let ours = match line.get("text") {
+                Some(text) => tokenizer.encode(text.as_str().unwrap()).unwrap(),
+                None => tokenizer.encode_pair(line["a"].as_str().unwrap(), line["b"].as_str().unwrap()).unwrap(),
+            };
+            assert_eq!(ours.input_ids, expected, "{name}: {line}");
+            if let Some(types) = line.get("token_type_ids") {
+                assert_eq!(ours.token_type_ids, ids(types), "{name}: token types of {line}");
+            }
+            longest = longest.max(expected.len());
+        }
+        assert_eq!(longest, longest_expected, "{name}: the long text");
     }
-    assert!(longest > 512, "one text is past 512 tokens: {longest}");
 }
 
 /// Hidden states and logits within 1e-5 of transformers (eager attention) on a padded batch
@@ -116,7 +133,7 @@ fn token_ids_equal_the_fast_tokenizer() {
 /// without biases.
 #[test]
 fn forward_matches_transformers() {
-    for name in FIXTURES {
+    for (name, _) in FIXTURES {
         let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
         let g = golden(&fixture(name));
         let hidden = values(pretrained.model.last_hidden_state(g.input.clone()));
@@ -159,7 +176,7 @@ fn base_and_masked_lm_checkpoints_load() {
 #[test]
 fn peft_adapters_load_merge_and_save_under_peft_names() {
     let device = Default::default();
-    for name in FIXTURES {
+    for (name, _) in FIXTURES {
         let dir = fixture(name);
         let g = golden(&dir);
         let model = load(&dir.join("model"), &LoadOptions::default()).model;
@@ -185,6 +202,47 @@ fn peft_adapters_load_merge_and_save_under_peft_names() {
         let merged = lora_adapter::merge(model).unwrap();
         assert_close(&format!("{name} merged"), &values(merged.forward(g.input)), &g.floats["merged_logits"], 1e-5);
     }
+}
+
+/// DeBERTa's base model alone (`pytorch_model.bin`, no `deberta.` prefix, no head): the same
+/// encoder, the ContextPooler and classifier initialised and reported; its masked-LM checkpoint
+/// (as microsoft/deberta-v3-base comes: `lm_predictions.*` and an unused absolute position
+/// table): the same encoder.
+#[test]
+fn deberta_base_and_masked_lm_checkpoints_load() {
+    let g = golden(&fixture("deberta-v3"));
+    let theirs = &g.floats["last_hidden_state"];
+    let base = load(&fixture("deberta-v3").join("base-bin"), &LoadOptions::num_labels(3));
+    assert_eq!(
+        base.report.initialized,
+        ["pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"]
+    );
+    let hidden = values(base.model.last_hidden_state(g.input.clone()));
+    assert_close("deberta base-bin", &real_positions(&hidden, &g.mask), &real_positions(theirs, &g.mask), 1e-5);
+    let mlm = load(&fixture("deberta-v3").join("mlm"), &LoadOptions::num_labels(3));
+    let hidden = values(mlm.model.last_hidden_state(g.input));
+    let theirs = &g.floats["mlm_last_hidden_state"];
+    assert_close("deberta mlm", &real_positions(&hidden, &g.mask), &real_positions(theirs, &g.mask), 1e-5);
+}
+
+/// DeBERTa-v2-xlarge's ConvLayer is refused, naming the key.
+#[test]
+fn a_deberta_conv_layer_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("deberta-v3").join("model")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["conv_kernel_size"] = 3.into();
+    std::fs::write(&config, json.to_string()).unwrap();
+    let err =
+        match bert::from_pretrained::<B>(dir.path().to_str().unwrap(), &LoadOptions::default(), &Default::default()) {
+            Ok(_) => panic!("a ConvLayer config loaded"),
+            Err(e) => e.to_string(),
+        };
+    assert!(err.contains("conv_kernel_size") && err.contains("config.json"), "{err}");
 }
 
 /// PEFT has no default targets for ModernBERT: the family says which linears it has.
