@@ -225,6 +225,24 @@ fn check_num_labels(num_labels: Option<usize>, labels: &LabelSpace) -> Result<()
     }
 }
 
+/// The linears the checkpoint lacked (drawn at random: DeBERTa's `pooler.dense`, a base
+/// ModernBERT's `head.dense`) that `lora` would neither train nor save. PEFT leaves such a layer
+/// frozen and out of the adapter, so that every later load draws it anew and the classifier
+/// reads another layer than it was trained with; here they are added to `modules_to_save`.
+fn fresh_unsaved_linears<B: burn::tensor::backend::Backend, M: lora_adapter::AdaptableModel<B>>(
+    model: &mut M,
+    report: &bert::LoadReport,
+    lora: &lora_adapter::LoraConfig,
+) -> Vec<String> {
+    let mut fresh = Vec::new();
+    model.visit_linears(&mut |name, _| {
+        if report.initialized.iter().any(|k| k == &format!("{name}.weight")) && !lora.saves_module(name) {
+            fresh.push(name.to_string());
+        }
+    });
+    fresh
+}
+
 /// `lora train`.
 pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, device: &B::Device) -> Result<Summary> {
     let started = Instant::now();
@@ -277,7 +295,19 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     }
     let tokenizer = pretrained.tokenizer(config.data.max_length)?;
     config.data.check_padding(pretrained.config.max_text_positions())?;
-    let lora = config.lora.to_peft(&m.name_or_path, &pretrained.config.family)?;
+    let mut lora = config.lora.to_peft(&m.name_or_path, &pretrained.config.family)?;
+    let mut pretrained = pretrained;
+    let fresh = fresh_unsaved_linears(&mut pretrained.model, &pretrained.report, &lora);
+    if !fresh.is_empty() {
+        say(
+            output,
+            &format!(
+                "{} drawn at random and not in modules_to_save: trained and saved with the adapter, since a frozen random layer would be drawn again, differently, wherever the adapter is loaded",
+                fresh.join(", ")
+            ),
+        );
+        lora.modules_to_save.get_or_insert_with(Vec::new).extend(fresh);
+    }
     let (mut model, _) = lora_adapter::inject(pretrained.model, &lora, device)?;
     let parameters = ParameterCount::of(&mut model, &lora);
     say(output, &parameters.to_string());

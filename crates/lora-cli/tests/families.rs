@@ -168,3 +168,39 @@ fn distilbert_without_target_modules_says_what_to_set() {
     let err = failure(train(&["--set", "lora.target_modules=[\"query\"]"]));
     assert!(err.contains("q_lin") && err.contains("lin1"), "{err}");
 }
+
+/// DeBERTa-v3 from its base model (no head: the ContextPooler and classifier are drawn at
+/// random), LoRA on PEFT's default targets (`query_proj`, `value_proj`): the random pooler is
+/// trained and saved with the adapter rather than left to be drawn again at every load; trained,
+/// resumed bit for bit, evaluated, predicted, merged.
+#[test]
+fn deberta_trains_saves_its_fresh_pooler_resumes_bit_for_bit_and_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/modern/deberta-v3");
+    // The base model with the tokenizer beside it, as a Hub repository has both.
+    let model = tmp.path().join("deberta-base");
+    std::fs::create_dir_all(&model).unwrap();
+    for dir in ["model", "base-bin"] {
+        for entry in std::fs::read_dir(fixture.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            if dir == "base-bin"
+                || entry.file_name().to_string_lossy().starts_with("tok")
+                || entry.file_name() == "special_tokens_map.json"
+            {
+                std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let extra = ["--set", "lora.target_modules=[\"query_proj\", \"value_proj\"]", "--set", "data.max_length=64"];
+    let expected = [
+        "base_model.model.deberta.encoder.layer.1.attention.self.value_proj.lora_B.weight",
+        "base_model.model.pooler.dense.weight",
+        "base_model.model.classifier.bias",
+    ];
+    train_resume_eval_merge(tmp.path(), &model, data.to_str().unwrap(), "deberta-v2", &extra, &expected);
+    let config: serde_json::Value =
+        serde_json::from_slice(&read(&tmp.path().join("deberta-v2-a/adapter/adapter_config.json"))).unwrap();
+    let saved: Vec<&str> = config["modules_to_save"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(saved.contains(&"pooler.dense") && saved.contains(&"classifier"), "{saved:?}");
+}
