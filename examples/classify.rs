@@ -58,7 +58,7 @@ fn classify<B: Backend>(
     device: &B::Device,
 ) -> Result<(), String> {
     let mut pretrained =
-        bert::from_pretrained::<B>(model, &bert::LoadOptions::default(), device).map_err(|e| e.to_string())?;
+        encoders::from_pretrained::<B>(model, &encoders::LoadOptions::default(), device).map_err(|e| e.to_string())?;
     if let Some(dir) = adapter {
         pretrained.model =
             lora_adapter::peft::load_adapter(pretrained.model, dir, device).map_err(|e| e.to_string())?.0;

@@ -2,7 +2,7 @@
 //! config).save_pretrained(dir)` does: for checking that Python PEFT reads what we write.
 //!
 //! ```text
-//! cargo run --release -p bert --example new_adapter -- --model ../shared/assets/all-MiniLM-L6-v2 \
+//! cargo run --release -p encoders --example new_adapter -- --model ../shared/assets/all-MiniLM-L6-v2 \
 //!     --output /tmp/adapter --init false --seed 7
 //! ```
 //! `--init false` draws `lora_B` too (PEFT's `init_lora_weights=False`), so that the adapter
@@ -48,8 +48,8 @@ fn run() -> Result<(), String> {
     let (model, output) = (model.ok_or("--model is required")?, output.ok_or("--output is required")?);
     let device = Default::default();
     Flex::seed(&device, seed);
-    let pretrained =
-        bert::from_pretrained::<Flex>(&model, &bert::LoadOptions::default(), &device).map_err(|e| e.to_string())?;
+    let pretrained = encoders::from_pretrained::<Flex>(&model, &encoders::LoadOptions::default(), &device)
+        .map_err(|e| e.to_string())?;
     lora.base_model_name_or_path = Some(model.clone());
     let lora = lora.with_task_defaults();
     let (mut adapted, _) = inject(pretrained.model, &lora, &device).map_err(|e| e.to_string())?;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the BERT crate's parity tests (crates/bert/tests/).
+"""Golden fixtures for the BERT crate's parity tests (crates/encoders/tests/).
 
-Writes, under crates/bert/tests/fixtures/:
+Writes, under crates/encoders/tests/fixtures/:
   tiny-bert/                 a random BertForSequenceClassification (2 layers, hidden 32), as
                              transformers saves it (config.json, model.safetensors with `bert.` keys)
   tiny_golden.safetensors    a padded batch (input_ids, attention_mask, token_type_ids) and
@@ -30,7 +30,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel, B
 
 PINNED = {"torch": "2.5.1", "transformers": "4.46.3"}
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "crates" / "bert" / "tests" / "fixtures"
+OUT = ROOT / "crates" / "encoders" / "tests" / "fixtures"
 
 
 def check_versions():

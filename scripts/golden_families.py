@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Golden fixtures for the RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA families
-(crates/bert/tests/families.rs).
+(crates/encoders/tests/families.rs).
 
-For each family, under crates/bert/tests/fixtures/families/<model_type>/:
+For each family, under crates/encoders/tests/fixtures/families/<model_type>/:
   model/               a tiny randomly initialised <Family>ForSequenceClassification saved by
                        transformers (safetensors), with a tiny tokenizer of the family's kind:
                        byte-level BPE (RoBERTa), Unigram with Metaspace (XLM-R), WordPiece
@@ -35,7 +35,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2", "tokenizers": "0.20.3"}
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "crates" / "bert" / "tests" / "fixtures" / "families"
+OUT = ROOT / "crates" / "encoders" / "tests" / "fixtures" / "families"
 
 CORPUS = [
     "The film was good, a great plot and fine acting.",

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Golden fixtures for the encoders of the newer transformers: ModernBERT and DeBERTa-v3
-(crates/bert/tests/modern.rs).
+(crates/encoders/tests/modern.rs).
 
-Under crates/bert/tests/fixtures/modern/<name>/, for
+Under crates/encoders/tests/fixtures/modern/<name>/, for
   modernbert       ModernBERT, mean pooling, no biases (ModernBERT-base's choices), global
                    attention every 2nd layer, a sliding window of 8 tokens elsewhere
   modernbert-cls   the same shape with first-token pooling and every bias on (attention, MLP,
@@ -29,6 +29,12 @@ each holds:
                        the logits with the adapter (eval mode)
   tokens.jsonl         the positions, then each text and the pair with the fast tokenizer's ids
 
+and deberta-spm/: a SentencePiece Unigram (`spm.model`, trained here by sentencepiece with
+DeBERTa-v3's [PAD] [CLS] [SEP] [UNK] layout and a user-defined piece; no [MASK], which v3 adds
+after its pieces) with its tokenizer_config.json, and tokens.jsonl: the ids and token types that
+DebertaV2TokenizerFast gives after converting it (transformers' DebertaV2Converter), for texts
+with capitals, runs of spaces and NFKC-normalised characters, a pair, and a truncated text.
+
 Rerun (pinned versions, see docs/golden-fixtures.md):
   python3 -m venv .venv-modern
   .venv-modern/bin/pip install torch==2.8.0 transformers==4.57.1 peft==0.17.1 numpy==2.2.6
@@ -47,7 +53,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 PINNED = {"torch": "2.8.0", "transformers": "4.57.1", "peft": "0.17.1"}
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "crates" / "bert" / "tests" / "fixtures" / "modern"
+OUT = ROOT / "crates" / "encoders" / "tests" / "fixtures" / "modern"
 
 CORPUS = [
     "The film was good, a great plot and fine acting.",
@@ -242,5 +248,32 @@ def main():
         print(f"{name}: batch {tuple(batch['input_ids'].shape)}, logits {logits.tolist()}")
 
 
+def deberta_spm():
+    import io
+    import sentencepiece as spm
+    out = OUT / "deberta-spm"
+    out.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 4), model_writer=model, vocab_size=150,
+                                   model_type="unigram", pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]",
+                                   eos_id=2, eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]",
+                                   user_defined_symbols=["<br />"], character_coverage=1.0, seed_sentencepiece_size=1000)
+    (out / "spm.model").write_bytes(model.getvalue())
+    (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "vocab_type": "spm"}) + "\n")
+    fast = transformers.DebertaV2TokenizerFast(vocab_file=str(out / "spm.model"), do_lower_case=False)
+    texts = TEXTS + ["  The   FILM was  ＧＯＯＤ — really!  ", "Ein schöner Film.<br />Sehr schön.", "ﬁne ½ café"]
+    lines = [json.dumps({"max_length": 24})]
+    for t in texts + [" ".join(CORPUS[:4])]:
+        enc = fast(t, truncation=True, max_length=24)
+        lines.append(json.dumps({"text": t, "input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]},
+                                ensure_ascii=False))
+    enc = fast(*PAIR, truncation=True, max_length=24)
+    lines.append(json.dumps({"a": PAIR[0], "b": PAIR[1], "input_ids": enc["input_ids"],
+                             "token_type_ids": enc["token_type_ids"]}, ensure_ascii=False))
+    (out / "tokens.jsonl").write_text("\n".join(lines) + "\n")
+    print(f"deberta-spm: {len(fast)} tokens, [MASK] = {fast.convert_tokens_to_ids('[MASK]')}")
+
+
 if __name__ == "__main__":
     main()
+    deberta_spm()

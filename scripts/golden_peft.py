@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Golden fixtures for PEFT interoperability (crates/bert/tests/peft_interop.rs).
+"""Golden fixtures for PEFT interoperability (crates/encoders/tests/peft_interop.rs).
 
 Trains a LoRA adapter for a few steps with PEFT on the tiny BERT of scripts/golden_bert.py and
-writes, under crates/bert/tests/fixtures/peft/:
+writes, under crates/encoders/tests/fixtures/peft/:
   adapter/                 PeftModel.save_pretrained (adapter_config.json, adapter_model.safetensors)
   adapter-bin/             the same adapter as an older PEFT writes it (adapter_model.bin)
   adapter-rslora/          an rsLoRA adapter with rank/alpha patterns and layers_to_transform
@@ -24,7 +24,7 @@ from transformers import BertForSequenceClassification
 
 PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2"}
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "crates" / "bert" / "tests" / "fixtures"
+FIXTURES = ROOT / "crates" / "encoders" / "tests" / "fixtures"
 BASE = FIXTURES / "tiny-bert"
 OUT = FIXTURES / "peft"
 

@@ -8,11 +8,11 @@ docs/golden-fixtures.md). Run from the repository root:
 
 Writes
 - crates/lora-cli/tests/fixtures/tasks/<problem_type>/{config.json, model.safetensors, golden.json}:
-  tiny-bert's encoder (crates/bert/tests/fixtures/tiny-bert) with a seeded classification head
+  tiny-bert's encoder (crates/encoders/tests/fixtures/tiny-bert) with a seeded classification head
   of 3 rows (single- and multi-label) or 1 (regression); a fixed batch of pair-shaped inputs
   (token types 0 then 1, unequal lengths, padded by the model's batcher), its labels, and the
   logits and `outputs.loss` of `BertForSequenceClassification(..., labels=...)` in eval mode;
-- crates/imdb/tests/fixtures/pair_tokens.json: pairs of texts truncated `longest_first` at a
+- crates/textdata/tests/fixtures/pair_tokens.json: pairs of texts truncated `longest_first` at a
   few max_lengths by `AutoTokenizer` (the fast tokenizer) from ../shared/assets/bert-base-uncased.
 """
 import json
@@ -22,7 +22,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "crates/bert/tests/fixtures/tiny-bert")
+TINY = os.path.join(ROOT, "crates/encoders/tests/fixtures/tiny-bert")
 OUT = os.path.join(ROOT, "crates/lora-cli/tests/fixtures/tasks")
 
 # Four pair-shaped examples over tiny-bert's 128-token vocabulary ([CLS] = 2, [SEP] = 3).
@@ -86,7 +86,7 @@ def pair_tokens():
             enc = tok(a, b, truncation="longest_first", max_length=max_length)
             rows.append({"text": a, "text_pair": b, "max_length": max_length,
                          "input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]})
-    with open(os.path.join(ROOT, "crates/imdb/tests/fixtures/pair_tokens.json"), "w") as f:
+    with open(os.path.join(ROOT, "crates/textdata/tests/fixtures/pair_tokens.json"), "w") as f:
         json.dump(rows, f, indent=1)
 
 

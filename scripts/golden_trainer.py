@@ -27,7 +27,7 @@ from golden_peft import tidy  # scripts/ is on the path when a script in it runs
 
 PINNED = {"torch": "2.5.1", "transformers": "4.46.3", "peft": "0.13.2"}
 ROOT = Path(__file__).resolve().parent.parent
-BASE = ROOT / "crates" / "bert" / "tests" / "fixtures" / "tiny-bert"
+BASE = ROOT / "crates" / "encoders" / "tests" / "fixtures" / "tiny-bert"
 OUT = ROOT / "crates" / "lora-cli" / "tests" / "fixtures" / "trainer"
 N, BATCH, STEPS = 40, 4, 10
 

@@ -32,7 +32,7 @@ for split,n in [("train",40),("test",20)]:
 PY
 for fam in roberta xlm-roberta distilbert electra; do
   rm -rf base-$fam run-$fam merged-$fam ours-$fam.jsonl
-  cp -r "$W"/crates/bert/tests/fixtures/families/$fam/model base-$fam
+  cp -r "$W"/crates/encoders/tests/fixtures/families/$fam/model base-$fam
   "$PY" - base-$fam <<'PY'
 import sys
 from safetensors.torch import load_file, save_file

@@ -11,7 +11,7 @@ set -euo pipefail
 W="$(cd "$(dirname "$0")/.." && pwd)"
 LORA="${LORA:-$W/target/debug/lora}"
 PY="${PYTHON:-$W/.venv-modern/bin/python}"
-F="$W/crates/bert/tests/fixtures/modern"
+F="$W/crates/encoders/tests/fixtures/modern"
 mkdir -p "${1:-/tmp/peft-modern}" && cd "${1:-/tmp/peft-modern}"
 "$PY" - <<'PY'
 import json, random

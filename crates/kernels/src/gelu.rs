@@ -111,6 +111,97 @@ fn gelu_grad_chunk(g: &mut [f32], x: &[f32]) {
     }
 }
 
+/// GeGLU, ModernBERT's MLP gate: `gelu(x[.., :n]) * x[.., n:]` of `x`'s last dimension `2n`
+/// (`input, gate = x.chunk(2, -1)`), one pass on the CPU backend; under autodiff one op that
+/// keeps `x` alone (Burn's slices, GELU and product keep three half-size tensors).
+///
+/// # Shapes
+/// - x: `[..., 2n]`, output: `[..., n]`
+pub fn geglu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let dims = x.dims();
+    let two = dims[D - 1];
+    let Some(host) = Host::of_f32::<B>(&[x.dtype()]).filter(|_| two % 2 == 0) else {
+        let mut half = dims.map(|d| 0..d);
+        half[D - 1] = 0..two / 2;
+        let input = x.clone().slice(half.clone());
+        half[D - 1] = two / 2..two;
+        return activation::gelu(input) * x.slice(half);
+    };
+    dispatch(
+        host,
+        [primitive(x)],
+        |[x]| geglu_values(&x),
+        |inputs| {
+            record(GegluOp, inputs, |[x]| (geglu_values(&x.primitive), x.primitive), |[x]| geglu_values(&x.primitive))
+        },
+    )
+}
+
+#[derive(Debug)]
+struct GegluOp;
+
+impl Backward<Flex, 1> for GegluOp {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| geglu_backward(&x, grad));
+    }
+}
+
+fn geglu_values(x: &FlexTensor) -> FlexTensor {
+    let x = x.to_contiguous();
+    let mut shape = x.layout().shape().to_vec();
+    let two = shape[shape.len() - 1];
+    let n = two / 2;
+    *shape.last_mut().unwrap_or(&mut 0) = n;
+    let mut out = vec![0.0f32; x.layout().num_elements() / 2];
+    out.par_chunks_mut(n).zip(x.storage::<f32>().par_chunks(two)).with_min_len(8).for_each(|(o, row)| {
+        let (input, gate) = row.split_at(n);
+        geglu_row(input, gate, o);
+    });
+    tensor(out, shape)
+}
+
+/// `d input = g * gate * gelu'(input)`, `d gate = g * gelu(input)`, as `[..., 2n]`.
+fn geglu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let x = x.to_contiguous();
+    let grad = grad.to_contiguous();
+    let shape = x.layout().shape().to_vec();
+    let two = shape[shape.len() - 1];
+    let n = two / 2;
+    let mut out = vec![0.0f32; x.layout().num_elements()];
+    out.par_chunks_mut(two)
+        .zip(x.storage::<f32>().par_chunks(two))
+        .zip(grad.storage::<f32>().par_chunks(n))
+        .with_min_len(8)
+        .for_each(|((o, row), g)| {
+            let (input, gate) = row.split_at(n);
+            let (d_input, d_gate) = o.split_at_mut(n);
+            geglu_grad_row(input, gate, g, d_input, d_gate);
+        });
+    tensor(out, shape)
+}
+
+#[multiversion(targets = "simd")]
+fn geglu_row(input: &[f32], gate: &[f32], out: &mut [f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(input).zip(gate) {
+        *o = gelu_of(v) * g;
+    }
+}
+
+#[multiversion(targets = "simd")]
+fn geglu_grad_row(input: &[f32], gate: &[f32], g: &[f32], d_input: &mut [f32], d_gate: &mut [f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    for i in 0..input.len() {
+        let v = input[i];
+        let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+        let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * v * v);
+        d_input[i] = g[i] * gate[i] * (cdf + v * pdf);
+        d_gate[i] = g[i] * v * cdf;
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -141,5 +232,32 @@ mod tests {
         close(&fused_grad, &plain_grad, 1e-6);
         // Inference, in place.
         close(&values(gelu(x.clone())), &values(activation::gelu(x)), 1e-6);
+    }
+
+    /// GeGLU gives Burn's slices, GELU and product: values, and the gradient of both halves.
+    #[test]
+    fn geglu_matches_burns_ops_forward_and_backward() {
+        let _generator = crate::testing::generator();
+        let device = Default::default();
+        let x = Tensor::<Flex, 3>::random([3, 5, 2 * 37], Distribution::Normal(0.0, 2.0), &device);
+        let upstream = Tensor::<Flex, 3>::random([3, 5, 37], Distribution::Normal(0.0, 1.0), &device);
+        let run = |fused: bool| {
+            let input = Tensor::<Train, 3>::from_inner(x.clone()).require_grad();
+            let y = if fused {
+                geglu(input.clone())
+            } else {
+                let a = input.clone().slice([0..3, 0..5, 0..37]);
+                let b = input.clone().slice([0..3, 0..5, 37..74]);
+                activation::gelu(a) * b
+            };
+            let out = values(y.clone());
+            let grads = (y * Tensor::from_inner(upstream.clone())).sum().backward();
+            (out, values(input.grad(&grads).unwrap()))
+        };
+        let (fused, fused_grad) = run(true);
+        let (plain, plain_grad) = run(false);
+        close(&fused, &plain, 1e-6);
+        close(&fused_grad, &plain_grad, 1e-5);
+        close(&values(geglu(x)), &plain, 1e-6);
     }
 }

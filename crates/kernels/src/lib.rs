@@ -9,19 +9,23 @@
 //! kernel and recording it as one autodiff op.
 
 pub mod dropout;
+pub mod gather;
 pub mod gelu;
 pub mod host;
 pub mod layer_norm;
 mod math;
 pub mod matmul;
 pub mod read;
+pub mod rotary;
 pub mod softmax;
 #[cfg(test)]
 mod testing;
 
 pub use dropout::Dropout;
-pub use gelu::gelu;
+pub use gather::{RelativeIndex, relative_gather};
+pub use gelu::{geglu, gelu};
 pub use layer_norm::LayerNorm;
 pub use matmul::{dropout_matmul_into_heads, linear, matmul, matmul_into_heads};
 pub use read::ReadError;
-pub use softmax::{masked_softmax, masked_softmax_window};
+pub use rotary::{RotaryTables, rotary};
+pub use softmax::{Window, masked_softmax, masked_softmax_window};

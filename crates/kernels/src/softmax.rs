@@ -29,17 +29,26 @@ pub fn masked_softmax<B: Backend>(scores: Tensor<B, 4>, mask_bias: Tensor<B, 4>)
     masked_softmax_window(scores, mask_bias, None)
 }
 
-/// As [`masked_softmax`], and with `window = Some(w)` a sliding window too: query `i` attends
-/// to keys `j` with `|i - j| <= w` only, as ModernBERT's local layers do. transformers fills
-/// the mask with `finfo(float32).min` outside the window (replacing the padding bias there),
-/// then adds it to the scores; so does this, without building the `[queries, keys]` mask.
+/// A sliding window: query `i` attends to keys `j` with `|i - j| <= half`; query row `r` and key
+/// column `c` of the scores are positions `r + offset` and `c` (a block of queries against the
+/// keys around it starts `offset` positions after its first key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub half: usize,
+    pub offset: usize,
+}
+
+/// As [`masked_softmax`], and with a [`Window`] a sliding window too, as ModernBERT's local
+/// layers attend. transformers fills the mask with `finfo(float32).min` outside the window
+/// (replacing the padding bias there), then adds it to the scores; so does this, without
+/// building the `[queries, keys]` mask.
 ///
 /// # Shapes
-/// - as [`masked_softmax`]; with a window, queries and keys are the same positions
+/// - as [`masked_softmax`]
 pub fn masked_softmax_window<B: Backend>(
     scores: Tensor<B, 4>,
     mask_bias: Tensor<B, 4>,
-    window: Option<usize>,
+    window: Option<Window>,
 ) -> Tensor<B, 4> {
     let [batch, heads, queries, keys] = scores.dims();
     let fits = mask_bias.dims() == [batch, 1, 1, keys] && keys > 0;
@@ -48,9 +57,10 @@ pub fn masked_softmax_window<B: Backend>(
             None => activation::softmax(scores + mask_bias, 3),
             Some(w) => {
                 let device = scores.device();
-                let rows = Tensor::<B, 1, Int>::arange(0..queries as i64, &device).reshape([queries, 1]);
+                let (start, end) = (w.offset as i64, (w.offset + queries) as i64);
+                let rows = Tensor::<B, 1, Int>::arange(start..end, &device).reshape([queries, 1]);
                 let cols = Tensor::<B, 1, Int>::arange(0..keys as i64, &device).reshape([1, keys]);
-                let outside = (rows - cols).abs().greater_elem(w as i64).reshape([1, 1, queries, keys]);
+                let outside = (rows - cols).abs().greater_elem(w.half as i64).reshape([1, 1, queries, keys]);
                 let bias = mask_bias
                     .expand([batch, 1, queries, keys])
                     .mask_fill(outside.expand([batch, 1, queries, keys]), f32::MIN);
@@ -59,7 +69,7 @@ pub fn masked_softmax_window<B: Backend>(
         };
     };
     let rows_per_item = heads * queries;
-    let band = window.map(|w| Band { half: w, queries });
+    let band = window.map(|w| Band { half: w.half, offset: w.offset, queries });
     dispatch(
         host,
         [primitive(scores), primitive(mask_bias)],
@@ -96,10 +106,11 @@ impl Backward<Flex, 2> for MaskedSoftmaxOp {
     }
 }
 
-/// A sliding window: query `i` of `queries` sees keys within `half` of it.
+/// A [`Window`] over rows of `queries` queries.
 #[derive(Debug, Clone, Copy)]
 struct Band {
     half: usize,
+    offset: usize,
     queries: usize,
 }
 
@@ -119,14 +130,10 @@ fn softmax_forward(
         let mask = &mask[item * row..(item + 1) * row];
         match band {
             None => softmax_row(x, mask),
-            Some(Band { half, queries }) => {
-                let query = r % queries;
-                let (lo, hi) = (query.saturating_sub(half), (query + half + 1).min(row));
-                let (before, rest) = x.split_at_mut(lo);
-                before.iter_mut().chain(&mut rest[hi - lo..]).for_each(|v| *v += f32::MIN);
-                let mut inside = vec![0.0f32; row];
-                inside[lo..hi].copy_from_slice(&mask[lo..hi]);
-                softmax_row(x, &inside);
+            Some(Band { half, offset, queries }) => {
+                let query = r % queries + offset;
+                let (lo, hi) = (query.saturating_sub(half).min(row), (query + half + 1).min(row));
+                softmax_band(x, mask, lo, hi);
             }
         }
     });
@@ -177,6 +184,32 @@ fn softmax_row(x: &mut [f32], mask: &[f32]) {
     }
     let scale = 1.0 / sums.iter().sum::<f32>();
     x.iter_mut().for_each(|v| *v *= scale);
+}
+
+/// A row's softmax inside the window `[lo, hi)`, 0 outside it: what adding `finfo.min` outside
+/// the window gives whenever one key inside it is not padding. A row with none (a padded query
+/// far from any real token) is, as in transformers, the same value everywhere (every entry is
+/// `finfo.min` after the add): uniform.
+fn softmax_band(x: &mut [f32], mask: &[f32], lo: usize, hi: usize) {
+    let inside = &mut x[lo..hi];
+    for (v, m) in inside.iter_mut().zip(&mask[lo..hi]) {
+        *v += m;
+    }
+    let max = inside.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    if max <= f32::MIN / 2.0 {
+        let uniform = 1.0 / x.len() as f32;
+        x.iter_mut().for_each(|v| *v = uniform);
+        return;
+    }
+    let mut sum = 0.0f32;
+    for v in inside.iter_mut() {
+        *v = exp_nonpositive(*v - max);
+        sum += *v;
+    }
+    let scale = 1.0 / sum;
+    inside.iter_mut().for_each(|v| *v *= scale);
+    x[..lo].iter_mut().for_each(|v| *v = 0.0);
+    x[hi..].iter_mut().for_each(|v| *v = 0.0);
 }
 
 #[multiversion(targets = "simd")]
@@ -278,7 +311,7 @@ mod tests {
                 let input = Tensor::<Train, 4>::from_inner(scores.clone()).require_grad();
                 let mask = Tensor::<Train, 4>::from_inner(mask.clone());
                 let probs = if fused {
-                    masked_softmax_window(input.clone(), mask, Some(half))
+                    masked_softmax_window(input.clone(), mask, Some(Window { half, offset: 0 }))
                 } else {
                     let outside: Vec<bool> = (0..keys * keys).map(|i| (i / keys).abs_diff(i % keys) > half).collect();
                     let outside = Tensor::<Train, 4, burn::tensor::Bool>::from_data(

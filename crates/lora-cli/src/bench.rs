@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use bert::ModelConfig;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use imdb::{ReviewBatcher, TokenizedReview};
+use encoders::ModelConfig;
 use serde::Serialize;
+use textdata::{TextBatcher, TokenizedExample};
 
 use crate::config::RunConfig;
 use crate::report::peak_rss_bytes;
@@ -29,7 +29,7 @@ pub struct BenchOptions {
     pub pad_to_multiple_of: usize,
     /// Real batches instead of one `batch_size x seq_len` batch: the first `warmup` of them warm
     /// up, the next `repeats` are timed (cycling through the list).
-    pub mix: Option<Vec<Vec<TokenizedReview>>>,
+    pub mix: Option<Vec<Vec<TokenizedExample>>>,
     /// LoRA targets; unset: the family's PEFT default.
     pub target_modules: Option<lora_adapter::TargetModules>,
 }
@@ -80,36 +80,36 @@ fn row(name: &str, options: &BenchOptions, device: &str, timed: Vec<(f64, [usize
 }
 
 /// `[samples, padded tokens]` of a batch.
-fn size(batch: &[TokenizedReview], batcher: &ReviewBatcher) -> [usize; 2] {
+fn size(batch: &[TokenizedExample], batcher: &TextBatcher) -> [usize; 2] {
     [batch.len(), batch.len() * batcher.padded_length(batch.iter().map(|r| r.encoded.len()).max().unwrap_or(0))]
 }
 
-/// The reviews of a JSON Lines (or any `imdb` format) file, tokenized with the tokenizer beside
+/// The reviews of a JSON Lines (or any `textdata` format) file, tokenized with the tokenizer beside
 /// the model's `config.json` (or `tokenizer`), in consecutive batches of `batch_size`.
 pub fn mix_batches(
     reviews: &std::path::Path,
     tokenizer: &std::path::Path,
     batch_size: usize,
     max_length: usize,
-) -> Result<Vec<Vec<TokenizedReview>>> {
-    let reviews = imdb::formats::read_file(reviews, &Default::default())?.unlabelled();
+) -> Result<Vec<Vec<TokenizedExample>>> {
+    let reviews = textdata::formats::read_file(reviews, &Default::default())?.unlabelled();
     anyhow::ensure!(!reviews.is_empty(), "the length mix has no reviews");
-    let tokenizer = bert::BertTokenizer::from_file(tokenizer, max_length)?;
-    let items = imdb::batching::tokenize(&reviews, &tokenizer, false, |_| {})?;
-    Ok(items.chunks(batch_size.max(1)).map(<[TokenizedReview]>::to_vec).collect())
+    let tokenizer = encoders::EncoderTokenizer::from_file(tokenizer, max_length)?;
+    let items = textdata::batching::tokenize(&reviews, &tokenizer, false, |_| {})?;
+    Ok(items.chunks(batch_size.max(1)).map(<[TokenizedExample]>::to_vec).collect())
 }
 
 /// A full batch of `batch_size` reviews of exactly `seq_len` tokens, no padding.
-fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
+fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedExample> {
     (0..options.batch_size)
         .map(|i| {
             // Ordinary word ids: past the special tokens at the start of BERT vocabularies.
             let first = vocab.min(1000) / 2;
             let ids: Vec<u32> =
                 (0..options.seq_len).map(|j| (first + (i * 7919 + j * 104_729) % (vocab - first)) as u32).collect();
-            TokenizedReview {
-                encoded: bert::Encoded { token_type_ids: vec![0; ids.len()], input_ids: ids },
-                label: imdb::Target::Class(i % 2),
+            TokenizedExample {
+                encoded: encoders::Encoded { token_type_ids: vec![0; ids.len()], input_ids: ids },
+                label: textdata::Target::Class(i % 2),
             }
         })
         .collect()
@@ -118,7 +118,7 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedReview> {
 pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, device_name: &str) -> Result<Vec<BenchRow>> {
     let config = ModelConfig::from_file(&options.model_config)?;
     B::seed(device, options.seed);
-    let model = bert::random::<B>(&config, device);
+    let model = encoders::random::<B>(&config, device);
     let mut run_config = RunConfig::default();
     run_config.lora.target_modules = options.target_modules.clone();
     let lora = run_config.lora.to_peft("random", &config.family)?;
@@ -135,7 +135,7 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     };
     anyhow::ensure!(!batches.is_empty(), "no batches to time");
     // Random token ids: any padding id will do.
-    let batcher = ReviewBatcher { pad_id: 0, pad_to_multiple_of: options.pad_to_multiple_of.max(1) };
+    let batcher = TextBatcher { pad_id: 0, pad_to_multiple_of: options.pad_to_multiple_of.max(1) };
     let longest = batches.iter().map(|b| size(b, &batcher)[1] / b.len().max(1)).max().unwrap_or(0);
     anyhow::ensure!(
         longest <= config.max_text_positions(),
@@ -147,7 +147,7 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, batcher, device.clone());
 
     // Step i (warm-up first) takes batch i of the list, cycling.
-    let time = |f: &mut dyn FnMut(&[TokenizedReview]) -> Result<()>| -> Result<Vec<(f64, [usize; 2])>> {
+    let time = |f: &mut dyn FnMut(&[TokenizedExample]) -> Result<()>| -> Result<Vec<(f64, [usize; 2])>> {
         let mut steps = (0..).map(|i| &batches[i % batches.len()]);
         for items in steps.by_ref().take(options.warmup) {
             f(items)?;

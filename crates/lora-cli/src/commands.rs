@@ -17,8 +17,8 @@ use crate::metrics::{argmax, probabilities, sigmoid};
 use crate::report::write_atomic;
 use crate::train::TrainOptions;
 use crate::trainer::Output;
-use imdb::{LabelSpace, ProblemType};
 use lora_adapter::peft::Adapter;
+use textdata::{LabelSpace, ProblemType};
 
 /// Work that runs on whichever backend the device names.
 trait Job {
@@ -117,7 +117,7 @@ impl InferenceArgs {
         }
         let tokenizer = pretrained.tokenizer(max_length)?;
         crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
-        let batcher = imdb::ReviewBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
+        let batcher = textdata::TextBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
         let (model, _) = adapter.apply(pretrained.model, device)?;
         let labels = adapter_labels(&self.adapter, model.num_labels())?;
         Ok(Inference { model, tokenizer, batcher, labels })
@@ -126,9 +126,9 @@ impl InferenceArgs {
 
 /// What `eval` and `predict` run.
 struct Inference<B: Backend> {
-    model: bert::AutoModel<B>,
-    tokenizer: bert::BertTokenizer,
-    batcher: imdb::ReviewBatcher,
+    model: encoders::AutoModel<B>,
+    tokenizer: encoders::EncoderTokenizer,
+    batcher: textdata::TextBatcher,
     labels: LabelSpace,
 }
 
@@ -139,7 +139,7 @@ fn adapter_labels(dir: &Path, rows: usize) -> Result<LabelSpace> {
     match LabelSpace::read(dir).map_err(anyhow::Error::msg)? {
         Some(labels) if labels.num_labels() != rows => bail!(
             "{} names {} labels, but the adapter's classifier has {rows} rows",
-            dir.join(imdb::labels::LABELS_FILE).display(),
+            dir.join(textdata::labels::LABELS_FILE).display(),
             labels.num_labels()
         ),
         Some(labels) => Ok(labels),
@@ -153,8 +153,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
             let run = a.run.load::<B::InnerBackend>(device)?;
-            let options = imdb::SourceOptions {
-                columns: imdb::Columns {
+            let options = textdata::SourceOptions {
+                columns: textdata::Columns {
                     text: a.text_column.clone(),
                     text_pair: a.text_pair_column.clone(),
                     label: a.label_column.clone(),
@@ -163,21 +163,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 eval_split: a.eval_split.clone(),
                 hub_config: None,
             };
-            let raw = imdb::Source::detect(&a.data, &options)?.load(&options, &bert::HubOptions::from_env())?;
+            let raw = textdata::Source::detect(&a.data, &options)?.load(&options, &encoders::HubOptions::from_env())?;
             let splits = raw.without_train().resolve(&run.labels)?;
             let balanced = run.labels.problem_type == ProblemType::SingleLabelClassification;
-            let subset = imdb::SubsetConfig {
+            let subset = textdata::SubsetConfig {
                 train_size: Some(0),
                 eval_size: a.eval_size,
                 seed: a.seed,
                 balanced,
                 ..Default::default()
             };
-            let reviews = imdb::draw(splits, &subset, &run.labels)?.eval;
+            let reviews = textdata::draw(splits, &subset, &run.labels)?.eval;
             if reviews.is_empty() {
                 bail!("{}: no examples to evaluate (--eval-size 0?)", a.data);
             }
-            let items = imdb::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+            let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
             let metrics = evaluate(&run.model, &items, &run.labels, a.run.batch_size, run.batcher, device)?;
             if !metrics.eval_loss.is_finite() {
                 bail!(
@@ -232,9 +232,9 @@ fn load_for_adapter<B: Backend>(
     model: &str,
     adapter: Option<&Adapter>,
     device: &B::Device,
-) -> Result<bert::Pretrained<B>> {
-    let options = bert::LoadOptions { ignore_mismatched_sizes: adapter.is_some(), ..Default::default() };
-    Ok(bert::from_pretrained::<B>(model, &options, device)?)
+) -> Result<encoders::Pretrained<B>> {
+    let options = encoders::LoadOptions { ignore_mismatched_sizes: adapter.is_some(), ..Default::default() };
+    Ok(encoders::from_pretrained::<B>(model, &options, device)?)
 }
 
 /// One text (or pair) to classify and where it came from: its line in `--input` (and its `id`
@@ -280,7 +280,7 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
         // The columns as training finds them: `text` (+ `text_pair`), `sentence1` + `sentence2`, ...
         let object = value.as_object().with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
         let keys: Vec<String> = object.keys().cloned().collect();
-        let (text_key, pair_key) = imdb::Columns::default().find_texts(&keys, path).map_err(|_| {
+        let (text_key, pair_key) = textdata::Columns::default().find_texts(&keys, path).map_err(|_| {
             anyhow::anyhow!(
                 "{}:{n}: no text field; expected `text` (and `text_pair`), or a pair such as `sentence1` + `sentence2`, found {keys:?}",
                 path.display()
@@ -329,11 +329,14 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
             let run = a.run.load::<B::InnerBackend>(device)?;
-            let reviews: Vec<imdb::Review> = inputs
+            let reviews: Vec<textdata::Example> = inputs
                 .iter()
-                .map(|t| imdb::Review { text_pair: t.text_pair.clone(), ..imdb::Review::new(t.text.clone(), 0) })
+                .map(|t| textdata::Example {
+                    text_pair: t.text_pair.clone(),
+                    ..textdata::Example::new(t.text.clone(), 0)
+                })
                 .collect();
-            let items = imdb::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+            let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
             let all = logits(&run.model, &items, a.run.batch_size, run.batcher, device)?;
             let mut lines = String::new();
             for (input, row) in inputs.iter().zip(&all) {
@@ -444,7 +447,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
             let written = (|| -> Result<()> {
-                bert::save::save_pretrained(&merged, &config, &tmp)?;
+                encoders::save::save_pretrained(&merged, &config, &tmp)?;
                 for file in &pretrained.files.tokenizer_files {
                     if let Some(file_name) = file.file_name() {
                         std::fs::copy(file, tmp.join(file_name)).with_context(|| {
@@ -488,8 +491,8 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
     }
     let config = RunConfig::load(Some(&args.config), &overrides)?;
     let (subsets, labels) = crate::train::read_data(&config)?;
-    imdb::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
-    imdb::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
+    textdata::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
+    textdata::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
     labels
         .write(&args.output)
         .with_context(|| format!("cannot write {}", args.output.join("labels.json").display()))?;
@@ -519,7 +522,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     let beside = if json.exists() { json } else { a.model_config.with_file_name("vocab.txt") };
                     let tokenizer = a.tokenizer.clone().unwrap_or(beside);
                     // Truncated as training truncates (max_length 512), or shorter for a shorter model.
-                    let positions = bert::ModelConfig::from_file(&a.model_config)?.max_text_positions();
+                    let positions = encoders::ModelConfig::from_file(&a.model_config)?.max_text_positions();
                     Some(crate::bench::mix_batches(reviews, &tokenizer, a.batch_size, positions.min(512))?)
                 }
             };

@@ -20,7 +20,7 @@ pub struct ModelSection {
     /// or `regression`. Unset: inferred from the labels (lists: multi-label; decimal numbers:
     /// regression; integers or strings: single-label).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub problem_type: Option<imdb::ProblemType>,
+    pub problem_type: Option<textdata::ProblemType>,
     /// A checkpoint whose classifier has another number of labels: false refuses it, true
     /// trains a new classifier in its place (transformers' `ignore_mismatched_sizes`).
     pub ignore_mismatched_sizes: bool,
@@ -34,8 +34,8 @@ impl ModelSection {
     /// `from_pretrained`'s arguments for this section and the task's labels: the head the
     /// data needs, the dropouts set here (as `from_pretrained(..., hidden_dropout_prob=...)`),
     /// `ignore_mismatched_sizes`.
-    pub fn load_options(&self, labels: &imdb::LabelSpace) -> bert::LoadOptions {
-        let mut options = bert::LoadOptions {
+    pub fn load_options(&self, labels: &textdata::LabelSpace) -> encoders::LoadOptions {
+        let mut options = encoders::LoadOptions {
             head: Some(labels.head()),
             ignore_mismatched_sizes: self.ignore_mismatched_sizes,
             ..Default::default()
@@ -108,7 +108,7 @@ impl Default for LoraSection {
 impl LoraSection {
     /// PEFT's `LoraConfig` for a model of `family` named `base_model`: `target_modules` as set,
     /// else the family's PEFT default; a family without one must be told.
-    pub fn to_peft(&self, base_model: &str, family: &bert::FamilyInfo) -> Result<LoraConfig> {
+    pub fn to_peft(&self, base_model: &str, family: &encoders::FamilyInfo) -> Result<LoraConfig> {
         let target_modules = match (&self.target_modules, family.default_targets) {
             (Some(targets), _) => targets.clone(),
             (None, Ok(defaults)) => TargetModules::Names(defaults.iter().map(|s| s.to_string()).collect()),
@@ -142,7 +142,7 @@ impl LoraSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
-    /// A directory, file, tarball or Hub dataset id (see the imdb crate).
+    /// A directory, file, tarball or Hub dataset id (see the textdata crate).
     pub source: String,
     /// Examples drawn for training. Unset: all of the train split (of a single file: all that
     /// the evaluation subset leaves).
@@ -194,7 +194,7 @@ pub struct DataSection {
 
 impl Default for DataSection {
     fn default() -> Self {
-        let s = imdb::SubsetConfig::default();
+        let s = textdata::SubsetConfig::default();
         Self {
             source: "stanfordnlp/imdb".into(),
             text_column: None,
@@ -219,8 +219,8 @@ impl Default for DataSection {
 
 impl DataSection {
     /// How batches are padded, with the tokenizer's padding id.
-    pub fn batcher(&self, pad_id: u32) -> imdb::ReviewBatcher {
-        imdb::ReviewBatcher { pad_id, pad_to_multiple_of: self.pad_to_multiple_of.unwrap_or(1) }
+    pub fn batcher(&self, pad_id: u32) -> textdata::TextBatcher {
+        textdata::TextBatcher { pad_id, pad_to_multiple_of: self.pad_to_multiple_of.unwrap_or(1) }
     }
 
     /// Refuses a `pad_to_multiple_of` that would pad a review of `max_length` tokens (capped at
@@ -231,9 +231,9 @@ impl DataSection {
     }
 
     /// What to read from the source: columns, evaluation split, Hub configuration.
-    pub fn source_options(&self) -> imdb::SourceOptions {
-        imdb::SourceOptions {
-            columns: imdb::Columns {
+    pub fn source_options(&self) -> textdata::SourceOptions {
+        textdata::SourceOptions {
+            columns: textdata::Columns {
                 text: self.text_column.clone(),
                 text_pair: self.text_pair_column.clone(),
                 label: self.label_column.clone(),
@@ -245,9 +245,9 @@ impl DataSection {
     }
 
     /// The subsets to draw from data whose labels are `space`.
-    pub fn subset(&self, space: &imdb::LabelSpace) -> imdb::SubsetConfig {
-        let classification = space.problem_type == imdb::ProblemType::SingleLabelClassification;
-        imdb::SubsetConfig {
+    pub fn subset(&self, space: &textdata::LabelSpace) -> textdata::SubsetConfig {
+        let classification = space.problem_type == textdata::ProblemType::SingleLabelClassification;
+        textdata::SubsetConfig {
             train_size: self.train_size,
             eval_size: self.eval_size,
             seed: self.seed,
@@ -409,8 +409,8 @@ impl RunConfig {
 
     /// How the data's labels get their meaning: inferred from the training split, with the task
     /// and class names this config sets.
-    pub fn labels(&self) -> imdb::Labels {
-        imdb::Labels::Infer { problem_type: self.model.problem_type, names: self.data.label_names.clone() }
+    pub fn labels(&self) -> textdata::Labels {
+        textdata::Labels::Infer { problem_type: self.model.problem_type, names: self.data.label_names.clone() }
     }
 
     pub fn to_toml(&self) -> Result<String> {
@@ -421,11 +421,11 @@ impl RunConfig {
 impl TrainingSection {
     /// The metric that picks the best epoch and whether more is better, checked against what a
     /// task with `space`'s labels reports.
-    pub fn best_metric(&self, space: &imdb::LabelSpace) -> Result<(String, bool)> {
+    pub fn best_metric(&self, space: &textdata::LabelSpace) -> Result<(String, bool)> {
         let names = crate::metrics::metric_names(space.problem_type, space.names.len());
         let name = match &self.metric_for_best_model {
             Some(name) => name.strip_prefix("eval_").unwrap_or(name).to_string(),
-            None if space.problem_type == imdb::ProblemType::Regression => "loss".into(),
+            None if space.problem_type == textdata::ProblemType::Regression => "loss".into(),
             None => "accuracy".into(),
         };
         if !names.contains(&name.as_str()) {
@@ -444,7 +444,7 @@ impl TrainingSection {
 /// `max_length` tokens (capped at `positions`) past the model's `positions` position embeddings.
 pub fn check_padding(what: &str, multiple: usize, max_length: usize, positions: usize) -> Result<()> {
     let longest = max_length.min(positions);
-    let padded = bert::tokenizer::padded_length(longest, multiple);
+    let padded = encoders::tokenizer::padded_length(longest, multiple);
     if padded > positions {
         bail!(
             "{what} {multiple} would pad a {longest}-token review to {padded}, past the model's {positions} positions"
@@ -514,7 +514,7 @@ mod tests {
     #[test]
     fn pad_to_multiple_of_is_optional_and_checked() {
         let config = RunConfig::load(None, &[]).unwrap();
-        assert_eq!(config.data.batcher(7), imdb::ReviewBatcher::new(7));
+        assert_eq!(config.data.batcher(7), textdata::TextBatcher::new(7));
         assert!(!config.to_toml().unwrap().contains("pad_to_multiple_of"), "unset stays unset in the saved config");
 
         let config = RunConfig::load(None, &["data.pad_to_multiple_of=64".into()]).unwrap();
@@ -565,10 +565,10 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(config.model.problem_type, Some(imdb::ProblemType::MultiLabelClassification));
+        assert_eq!(config.model.problem_type, Some(textdata::ProblemType::MultiLabelClassification));
         assert_eq!(config.data.source_options().columns.label.as_deref(), Some("topics"));
-        let space = imdb::LabelSpace {
-            problem_type: imdb::ProblemType::MultiLabelClassification,
+        let space = textdata::LabelSpace {
+            problem_type: textdata::ProblemType::MultiLabelClassification,
             names: vec!["a".into(), "b".into()],
         };
         assert_eq!(config.training.best_metric(&space).unwrap(), ("f1_macro".to_string(), true));
@@ -576,7 +576,7 @@ mod tests {
         let saved: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
         assert_eq!(saved, config);
 
-        let regression = imdb::LabelSpace::unnamed(1);
+        let regression = textdata::LabelSpace::unnamed(1);
         let defaults = RunConfig::load(None, &[]).unwrap();
         assert_eq!(defaults.training.best_metric(&regression).unwrap(), ("loss".to_string(), false));
         let err = format!("{:#}", config.training.best_metric(&regression).unwrap_err());

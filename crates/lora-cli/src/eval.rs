@@ -1,15 +1,15 @@
 //! Running a model over tokenized examples: logits in input order, and evaluation (the
 //! metrics of [`crate::metrics`] for the run's task).
 
-use bert::Classifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::backend::Backend;
-use imdb::{LabelSpace, ReviewBatch, ReviewBatcher, TokenizedReview};
+use encoders::Classifier;
+use textdata::{LabelSpace, TextBatch, TextBatcher, TokenizedExample};
 
 pub use crate::metrics::EvalMetrics;
 
 /// Indices grouped into batches of similar length (less padding; metrics do not depend on order).
-pub fn length_sorted_batches(items: &[TokenizedReview], batch_size: usize) -> Vec<Vec<usize>> {
+pub fn length_sorted_batches(items: &[TokenizedExample], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| (items[i].encoded.len(), i));
     order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
@@ -18,14 +18,14 @@ pub fn length_sorted_batches(items: &[TokenizedReview], batch_size: usize) -> Ve
 /// Logits `[n, labels]` in input order, computed in length-sorted batches.
 pub fn logits<B: Backend, M: Classifier<B>>(
     model: &M,
-    items: &[TokenizedReview],
+    items: &[TokenizedExample],
     batch_size: usize,
-    batcher: ReviewBatcher,
+    batcher: TextBatcher,
     device: &B::Device,
 ) -> Result<Vec<Vec<f32>>, kernels::ReadError> {
     let mut out = vec![Vec::new(); items.len()];
     for batch in length_sorted_batches(items, batch_size) {
-        let b: ReviewBatch<B> = batcher.batch(batch.iter().map(|&i| items[i].clone()).collect(), device);
+        let b: TextBatch<B> = batcher.batch(batch.iter().map(|&i| items[i].clone()).collect(), device);
         let logits = model.forward(b.input);
         let [_, labels] = logits.dims();
         let values = kernels::read::f32s(logits)?;
@@ -38,14 +38,14 @@ pub fn logits<B: Backend, M: Classifier<B>>(
 
 pub fn evaluate<B: Backend, M: Classifier<B>>(
     model: &M,
-    items: &[TokenizedReview],
+    items: &[TokenizedExample],
     space: &LabelSpace,
     batch_size: usize,
-    batcher: ReviewBatcher,
+    batcher: TextBatcher,
     device: &B::Device,
 ) -> Result<EvalMetrics, kernels::ReadError> {
     let all = logits(model, items, batch_size, batcher, device)?;
-    let targets: Vec<imdb::Target> = items.iter().map(|i| i.label.clone()).collect();
+    let targets: Vec<textdata::Target> = items.iter().map(|i| i.label.clone()).collect();
     Ok(crate::metrics::metrics(&all, &targets, space))
 }
 
@@ -59,21 +59,21 @@ mod tests {
         use burn::backend::Flex;
         let json = serde_json::json!({"vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2,
             "num_attention_heads": 4, "intermediate_size": 37, "max_position_embeddings": 64, "num_labels": 2});
-        let config = bert::ModelConfig::from_value(json, &Default::default()).unwrap();
+        let config = encoders::ModelConfig::from_value(json, &Default::default()).unwrap();
         let device = Default::default();
-        let model = bert::random::<Flex>(&config, &device);
-        let items: Vec<TokenizedReview> = [3usize, 17, 9, 30, 5]
+        let model = encoders::random::<Flex>(&config, &device);
+        let items: Vec<TokenizedExample> = [3usize, 17, 9, 30, 5]
             .iter()
-            .map(|&n| TokenizedReview {
-                encoded: bert::Encoded {
+            .map(|&n| TokenizedExample {
+                encoded: encoders::Encoded {
                     input_ids: (0..n).map(|j| (5 + j * 7 % 40) as u32).collect(),
                     token_type_ids: vec![0; n],
                 },
-                label: imdb::Target::Class(n % 2),
+                label: textdata::Target::Class(n % 2),
             })
             .collect();
-        let plain = logits(&model, &items, 2, ReviewBatcher::new(0), &device).unwrap();
-        let padded = logits(&model, &items, 2, ReviewBatcher { pad_id: 0, pad_to_multiple_of: 16 }, &device).unwrap();
+        let plain = logits(&model, &items, 2, TextBatcher::new(0), &device).unwrap();
+        let padded = logits(&model, &items, 2, TextBatcher { pad_id: 0, pad_to_multiple_of: 16 }, &device).unwrap();
         for (a, b) in plain.iter().flatten().zip(padded.iter().flatten()) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }

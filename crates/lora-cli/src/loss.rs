@@ -5,7 +5,7 @@
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use imdb::Targets;
+use textdata::Targets;
 
 /// Mean loss of `logits` `[batch, labels]` against a batch's targets.
 pub fn loss<B: Backend>(logits: Tensor<B, 2>, targets: Targets<B>) -> Tensor<B, 1> {

@@ -7,8 +7,8 @@
 //! a constant prediction) is 0 for precision/recall/F1, as scikit-learn's `zero_division=0`,
 //! and absent for a correlation.
 
-use imdb::{LabelSpace, ProblemType, Target};
 use serde::{Deserialize, Serialize};
+use textdata::{LabelSpace, ProblemType, Target};
 
 /// One evaluation's figures, named as Trainer names them (`eval_` + the metric).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

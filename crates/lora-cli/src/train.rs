@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bert::{BertTokenizer, HubOptions};
 use burn::tensor::backend::AutodiffBackend;
-use imdb::{LabelSpace, ProblemType, ReviewDataset};
+use encoders::{EncoderTokenizer, HubOptions};
 use lora_adapter::ParameterCount;
 use serde::{Deserialize, Serialize};
+use textdata::{LabelSpace, ProblemType, TextDataset};
 
 use crate::config::RunConfig;
 use crate::report::{EpochRecord, curves_svg, peak_rss_bytes, write_atomic};
@@ -176,13 +176,13 @@ fn differences(a: &RunConfig, b: &RunConfig) -> Result<Vec<String>> {
 }
 
 /// The run's subsets with their labels resolved, and the label space they were read with.
-pub fn read_data(config: &RunConfig) -> Result<(imdb::Subsets, LabelSpace)> {
+pub fn read_data(config: &RunConfig) -> Result<(textdata::Subsets, LabelSpace)> {
     let d = &config.data;
     let (splits, labels) =
-        imdb::load_labelled(&d.source, &d.source_options(), &HubOptions::from_env(), config.labels())?;
+        textdata::load_labelled(&d.source, &d.source_options(), &HubOptions::from_env(), config.labels())?;
     check_num_labels(config.model.num_labels, &labels)?;
     config.training.best_metric(&labels)?;
-    let subsets = imdb::draw(splits, &d.subset(&labels), &labels)?;
+    let subsets = textdata::draw(splits, &d.subset(&labels), &labels)?;
     if subsets.train.is_empty() || subsets.eval.is_empty() {
         let which = if subsets.train.is_empty() { "training" } else { "evaluation" };
         bail!("{}: the {which} subset is empty; data.train_size and data.eval_size must be at least 1", d.source);
@@ -193,18 +193,18 @@ pub fn read_data(config: &RunConfig) -> Result<(imdb::Subsets, LabelSpace)> {
 /// Tokenizes the subsets once for the run.
 pub fn tokenize_data(
     config: &RunConfig,
-    subsets: imdb::Subsets,
+    subsets: textdata::Subsets,
     labels: LabelSpace,
-    tokenizer: BertTokenizer,
+    tokenizer: EncoderTokenizer,
     output: Output,
 ) -> Result<RunData> {
     let strip = config.data.strip_html_breaks;
     let bar = progress_bar(output, (subsets.train.len() + subsets.eval.len()) as u64, "tokenize");
-    let train = imdb::tokenize(&subsets.train, &tokenizer, strip, |n| bar.set_position(n as u64))?;
+    let train = textdata::tokenize(&subsets.train, &tokenizer, strip, |n| bar.set_position(n as u64))?;
     let done = train.len();
-    let eval = imdb::tokenize(&subsets.eval, &tokenizer, strip, |n| bar.set_position((done + n) as u64))?;
+    let eval = textdata::tokenize(&subsets.eval, &tokenizer, strip, |n| bar.set_position((done + n) as u64))?;
     bar.finish_and_clear();
-    Ok(RunData { train: ReviewDataset::new(train), eval: ReviewDataset::new(eval), tokenizer, labels })
+    Ok(RunData { train: TextDataset::new(train), eval: TextDataset::new(eval), tokenizer, labels })
 }
 
 /// A `model.num_labels` the config sets must be what the data has: a label the classifier
@@ -231,7 +231,7 @@ fn check_num_labels(num_labels: Option<usize>, labels: &LabelSpace) -> Result<()
 /// reads another layer than it was trained with; here they are added to `modules_to_save`.
 fn fresh_unsaved_linears<B: burn::tensor::backend::Backend, M: lora_adapter::AdaptableModel<B>>(
     model: &mut M,
-    report: &bert::LoadReport,
+    report: &encoders::LoadReport,
     lora: &lora_adapter::LoraConfig,
 ) -> Vec<String> {
     let mut fresh = Vec::new();
@@ -282,7 +282,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     // Model: fresh weights (classifier, adapters) come from the run's seed.
     B::seed(device, config.training.seed);
     let m = &config.model;
-    let pretrained = bert::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device)?;
+    let pretrained = encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device)?;
     if !pretrained.report.initialized.is_empty() {
         say(
             output,
@@ -338,8 +338,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
 
     let lengths = data.train.lengths();
     let first_epoch =
-        imdb::epoch_batches(&lengths, batch_size, config.training.seed, 0, config.training.group_by_length);
-    let padding_waste = imdb::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
+        textdata::epoch_batches(&lengths, batch_size, config.training.seed, 0, config.training.group_by_length);
+    let padding_waste = textdata::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
     trainer.train(&data, &out, output)?;
 
     let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;

@@ -13,15 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bert::{AutoModel, Classifier};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use imdb::{LabelSpace, ReviewBatch, ReviewBatcher, ReviewDataset, TokenizedReview};
+use encoders::{AutoModel, Classifier};
 use indicatif::{ProgressBar, ProgressStyle};
 use lora_adapter::LoraConfig;
 use serde::{Deserialize, Serialize};
 use tensor_file::RawTensor;
+use textdata::{LabelSpace, TextBatch, TextBatcher, TextDataset, TokenizedExample};
 
 use crate::config::RunConfig;
 use crate::eval::{EvalMetrics, evaluate};
@@ -58,7 +58,7 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     pub total_steps: usize,
     pub warmup_steps: usize,
     /// How each batch is padded (the tokenizer's padding id, `data.pad_to_multiple_of`).
-    pub batcher: ReviewBatcher,
+    pub batcher: TextBatcher,
     pub device: B::Device,
     pub state: TrainerState,
     /// The task and classes (evaluation's metrics, `labels.json` in each checkpoint); by
@@ -172,7 +172,7 @@ where
         lora: LoraConfig,
         config: RunConfig,
         steps_per_epoch: usize,
-        batcher: ReviewBatcher,
+        batcher: TextBatcher,
         device: B::Device,
     ) -> Self {
         let t = &config.training;
@@ -204,7 +204,7 @@ where
 
     /// One optimizer step on one batch. A non-finite loss, gradient norm or weight is an error
     /// and the update is not made.
-    pub fn step(&mut self, items: Vec<TokenizedReview>) -> Result<StepOutput> {
+    pub fn step(&mut self, items: Vec<TokenizedExample>) -> Result<StepOutput> {
         let t = &self.config.training;
         let lr = learning_rate(
             t.learning_rate,
@@ -216,7 +216,7 @@ where
         // Dropout draws from a generator seeded per step, so a resumed run draws what the
         // uninterrupted one drew.
         B::seed(&self.device, step_seed(t.seed, self.optim.step));
-        let batch: ReviewBatch<B> = self.batcher.batch(items, &self.device);
+        let batch: TextBatch<B> = self.batcher.batch(items, &self.device);
         let real_tokens = batch.real_tokens;
         let loss = loss(self.model.forward(batch.input), batch.labels);
         let grads = loss.backward();
@@ -241,7 +241,7 @@ where
         Ok(StepOutput { loss: loss_value, learning_rate: lr, grad_norm: stats.grad_norm, real_tokens })
     }
 
-    pub fn evaluate(&self, items: &[TokenizedReview]) -> Result<EvalMetrics> {
+    pub fn evaluate(&self, items: &[TokenizedExample]) -> Result<EvalMetrics> {
         let model = self.model.valid();
         let batch_size = self.config.training.per_device_eval_batch_size;
         Ok(evaluate(&model, items, &self.labels, batch_size, self.batcher, &self.device)?)
@@ -303,7 +303,7 @@ where
             (self.config.training.seed, self.config.training.num_train_epochs, self.config.training.group_by_length);
         let lengths = data.train.lengths();
         for epoch in self.state.epoch..epochs {
-            let batches = imdb::epoch_batches(&lengths, batch_size, seed, epoch as u64, group);
+            let batches = textdata::epoch_batches(&lengths, batch_size, seed, epoch as u64, group);
             let bar = progress_bar(output, batches.len() as u64, &format!("epoch {}/{epochs}", epoch + 1));
             bar.set_position(self.state.batch_in_epoch as u64);
             for (b, indices) in batches.iter().enumerate().skip(self.state.batch_in_epoch) {
@@ -452,9 +452,9 @@ fn step_seed(seed: u64, step: u64) -> u64 {
 
 /// The tokenized subsets of a run.
 pub struct RunData {
-    pub train: ReviewDataset,
-    pub eval: ReviewDataset,
-    pub tokenizer: bert::BertTokenizer,
+    pub train: TextDataset,
+    pub eval: TextDataset,
+    pub tokenizer: encoders::EncoderTokenizer,
     pub labels: LabelSpace,
 }
 

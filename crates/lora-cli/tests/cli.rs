@@ -111,9 +111,9 @@ fn train_eval_predict_merge_end_to_end() {
     for f in ["config.json", "model.safetensors", "vocab.txt"] {
         assert!(merged.join(f).is_file(), "{f}");
     }
-    let plain = bert::from_pretrained::<burn::backend::Flex>(
+    let plain = encoders::from_pretrained::<burn::backend::Flex>(
         merged.to_str().unwrap(),
-        &bert::LoadOptions::default(),
+        &encoders::LoadOptions::default(),
         &Default::default(),
     )
     .unwrap();
@@ -249,7 +249,7 @@ fn ctrl_c_writes_a_checkpoint_that_resume_continues_bit_for_bit() {
 
 #[test]
 fn bench_reports_both_rows_as_json() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../bert/tests/fixtures/tiny-bert/config.json");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../encoders/tests/fixtures/tiny-bert/config.json");
     let out = ok(lora(&[
         "bench",
         "--model-config",

@@ -13,8 +13,10 @@ use common::*;
 /// The family's fixture model without its classification head (`classifier.*`, and DistilBERT's
 /// `pre_classifier.*`), as `roberta-base` or `distilbert-base-uncased` come from the Hub.
 fn base_model(tmp: &Path, model_type: &str) -> PathBuf {
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/families").join(model_type).join("model");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../encoders/tests/fixtures/families")
+        .join(model_type)
+        .join("model");
     let out = tmp.join(model_type);
     std::fs::create_dir_all(&out).unwrap();
     for entry in std::fs::read_dir(&fixture).unwrap() {
@@ -130,7 +132,7 @@ fn train_resume_eval_merge(tmp: &Path, model: &Path, d: &str, model_type: &str, 
 fn modernbert_trains_resumes_bit_for_bit_and_merges() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_data(tmp.path());
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/modern/modernbert/mlm");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures/modern/modernbert/mlm");
     let extra = ["--set", "lora.target_modules=[\"Wqkv\", \"attn.Wo\"]", "--set", "data.max_length=64"];
     let expected = [
         "base_model.model.model.layers.1.attn.Wqkv.lora_A.weight",
@@ -177,7 +179,7 @@ fn distilbert_without_target_modules_says_what_to_set() {
 fn deberta_trains_saves_its_fresh_pooler_resumes_bit_for_bit_and_merges() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_data(tmp.path());
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/modern/deberta-v3");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures/modern/deberta-v3");
     // The base model with the tokenizer beside it, as a Hub repository has both.
     let model = tmp.path().join("deberta-base");
     std::fs::create_dir_all(&model).unwrap();

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::HubOptions;
-use bert::tokenizer::Encoded;
 use burn::backend::{Autodiff, Flex};
-use imdb::TokenizedReview;
+use encoders::HubOptions;
+use encoders::tokenizer::Encoded;
 use lora_cli::config::RunConfig;
 use lora_cli::trainer::Trainer;
+use textdata::TokenizedExample;
 
 type B = Autodiff<Flex>;
 
@@ -18,7 +18,7 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainer")
 }
 
-fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
+fn read_golden() -> (Vec<TokenizedExample>, Vec<f64>, Vec<f64>) {
     let bytes = std::fs::read(fixtures().join("golden.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let i64s = |k: &str| -> Vec<i64> {
@@ -35,9 +35,9 @@ fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
         .enumerate()
         .map(|(i, (&n, &label))| {
             let input_ids: Vec<u32> = ids[i * width..i * width + n as usize].iter().map(|&x| x as u32).collect();
-            TokenizedReview {
+            TokenizedExample {
                 encoded: Encoded { token_type_ids: vec![0; input_ids.len()], input_ids },
-                label: imdb::Target::Class(label as usize),
+                label: textdata::Target::Class(label as usize),
             }
         })
         .collect();
@@ -46,11 +46,11 @@ fn read_golden() -> (Vec<TokenizedReview>, Vec<f64>, Vec<f64>) {
 
 fn trainer() -> Trainer<B> {
     let device = Default::default();
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/tiny-bert");
-    let mut options = bert::LoadOptions { hub: HubOptions::from_env(), ..Default::default() };
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures/tiny-bert");
+    let mut options = encoders::LoadOptions { hub: HubOptions::from_env(), ..Default::default() };
     options.config.insert("hidden_dropout_prob".into(), 0.0.into());
     options.config.insert("attention_probs_dropout_prob".into(), 0.0.into());
-    let pretrained = bert::from_pretrained::<B>(base.to_str().unwrap(), &options, &device).unwrap();
+    let pretrained = encoders::from_pretrained::<B>(base.to_str().unwrap(), &options, &device).unwrap();
     let (model, lora) =
         lora_adapter::peft::load_adapter(pretrained.model, &fixtures().join("init-adapter"), &device).unwrap();
     let config = RunConfig::load(
@@ -64,7 +64,7 @@ fn trainer() -> Trainer<B> {
         ],
     )
     .unwrap();
-    Trainer::new(model, lora, config, 10, imdb::ReviewBatcher::new(0), device)
+    Trainer::new(model, lora, config, 10, textdata::TextBatcher::new(0), device)
 }
 
 #[test]

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use common::{failure, lora, ok, read, tiny_base_model, tiny_model};
 
-use bert::Encoded;
 use burn::backend::Flex;
 use burn::data::dataloader::batcher::Batcher;
-use imdb::{ReviewBatch, ReviewBatcher, Target, TokenizedReview};
+use encoders::Encoded;
+use textdata::{Target, TextBatch, TextBatcher, TokenizedExample};
 
 type B = Flex;
 
@@ -47,11 +47,11 @@ fn each_problem_types_loss_equals_transformers() {
                 .map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
                 .collect()
         };
-        let items: Vec<TokenizedReview> = ids("input_ids")
+        let items: Vec<TokenizedExample> = ids("input_ids")
             .into_iter()
             .zip(ids("token_type_ids"))
             .zip(golden["labels"].as_array().unwrap())
-            .map(|((input_ids, token_type_ids), label)| TokenizedReview {
+            .map(|((input_ids, token_type_ids), label)| TokenizedExample {
                 encoded: Encoded { input_ids, token_type_ids },
                 label: target(problem_type, label),
             })
@@ -59,13 +59,13 @@ fn each_problem_types_loss_equals_transformers() {
 
         let device = Default::default();
         let pretrained =
-            bert::from_pretrained::<B>(dir.to_str().unwrap(), &bert::LoadOptions::default(), &device).unwrap();
+            encoders::from_pretrained::<B>(dir.to_str().unwrap(), &encoders::LoadOptions::default(), &device).unwrap();
         assert_eq!(
             pretrained.config.labels().problem_type.as_deref(),
             Some(problem_type),
             "config.json's problem_type is read"
         );
-        let batch: ReviewBatch<B> = ReviewBatcher::new(0).batch(items, &device);
+        let batch: TextBatch<B> = TextBatcher::new(0).batch(items, &device);
         let logits = pretrained.model.forward(batch.input);
         let ours: Vec<f32> = logits.clone().into_data().into_vec().unwrap();
         let theirs: Vec<f32> = golden["logits"]

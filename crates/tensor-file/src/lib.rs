@@ -1,6 +1,6 @@
 //! f32 tensors in files: safetensors and PyTorch pickles in, safetensors out, every write atomic.
 //!
-//! The bottom of the file side of the workspace: model checkpoints (`bert`), adapters
+//! The bottom of the file side of the workspace: model checkpoints (`encoders`), adapters
 //! (`lora-adapter`) and the program's own files (optimizer state, run records) all read and write
 //! through here, so that no crate reaches into another's format code for a file helper.
 

@@ -12,7 +12,7 @@ pub const WORDS: [&str; 10] = ["good", "great", "fine", "superb", "lovely", "bad
 pub fn tiny_model(dir: &Path) -> PathBuf {
     let model = dir.join("tiny-model");
     std::fs::create_dir_all(&model).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/fixtures/tiny-bert");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures/tiny-bert");
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture.join(f), model.join(f)).unwrap();
     }

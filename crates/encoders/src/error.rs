@@ -1,0 +1,51 @@
+//! Errors of the encoders crate: each names the file, key or tensor, and what was expected.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = EncoderError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid model config {}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+    #[error("{} is missing: expected {what}", path.display())]
+    NotFound { path: PathBuf, what: String },
+    #[error("cannot read checkpoint {}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("tensor `{key}` is missing from {}: expected shape {expected:?}", path.display())]
+    MissingTensor { key: String, path: PathBuf, expected: Vec<usize> },
+    #[error(
+        "tensor `{key}` in {} has shape {found:?}, but the model config expects {expected:?}",
+        path.display()
+    )]
+    ShapeMismatch { key: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
+    #[error(
+        "{}: its classifier ({module}) has {rows} labels, but {asked} are asked for; to train a new classifier in its place, ignore the mismatch (transformers' ignore_mismatched_sizes=True; lora: model.ignore_mismatched_sizes = true)",
+        path.display()
+    )]
+    HeadSize { path: PathBuf, module: String, rows: usize, asked: usize },
+    #[error("{} holds {} tensor(s) this BERT model has no place for: {}", path.display(), keys.len(), keys.join(", "))]
+    UnexpectedTensors { path: PathBuf, keys: Vec<String> },
+    #[error("cannot load tokenizer {}: {message}", path.display())]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("tokenization failed: {0}")]
+    Encode(String),
+    #[error("model `{model_id}`: {message}")]
+    Hub { model_id: String, message: String },
+    #[error(transparent)]
+    Read(#[from] kernels::ReadError),
+    #[error(transparent)]
+    File(#[from] tensor_file::TensorFileError),
+}

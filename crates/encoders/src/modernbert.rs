@@ -1,0 +1,471 @@
+//! ModernBERT (`modeling_modernbert.py`): token embeddings without positions, pre-norm layers
+//! (layer 0's `attn_norm` is the identity) with a fused `Wqkv`, rotary position embeddings
+//! (`global_rope_theta` on global layers, `local_rope_theta` on local ones), global attention
+//! every `global_attn_every_n_layers` layers and a sliding window of `local_attention` tokens
+//! elsewhere, a GeGLU MLP (`Wi` split into input and gate), `final_norm`; no biases unless the
+//! config asks; the head `head.dense` -> activation -> `head.norm` -> `classifier` on the first
+//! token or the mean of the tokens (`classifier_pooling`). Checkpoint keys are transformers'
+//! (`model.layers.0.attn.Wqkv.weight`), so the fields keep their capitals.
+#![allow(non_snake_case)]
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use kernels::{Dropout, LayerNorm, RotaryTables, geglu, rotary};
+use lora_adapter::{AdaptableModel, LoraLinear};
+use serde::{Deserialize, Serialize};
+
+use crate::attention::attend_heads;
+use crate::config::{Activation, check_dropouts, check_heads};
+use crate::encoder::activate;
+use crate::error::Result;
+use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
+use crate::model::{EncoderInput, attention_bias, first_token};
+use crate::weights::{Key, Weights};
+
+/// `ModernBertConfig`, with transformers' names and defaults (ModernBERT-base's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModernBertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub hidden_activation: String,
+    pub max_position_embeddings: usize,
+    pub initializer_range: f64,
+    /// Fresh weights are a normal cut at this many standard deviations.
+    pub initializer_cutoff_factor: f64,
+    pub norm_eps: f64,
+    pub norm_bias: bool,
+    pub pad_token_id: usize,
+    pub global_rope_theta: f64,
+    pub attention_bias: bool,
+    pub attention_dropout: f64,
+    pub global_attn_every_n_layers: usize,
+    /// The sliding window of local layers, in tokens (half of it on each side of a query).
+    pub local_attention: usize,
+    /// Unset: `global_rope_theta`.
+    pub local_rope_theta: Option<f64>,
+    pub embedding_dropout: f64,
+    pub mlp_bias: bool,
+    pub mlp_dropout: f64,
+    /// `cls` (the first token) or `mean` (of the real tokens).
+    pub classifier_pooling: String,
+    pub classifier_dropout: f64,
+    /// The bias of `head.dense` (the classifier itself always has one).
+    pub classifier_bias: bool,
+    pub classifier_activation: String,
+    #[serde(flatten)]
+    pub head: HeadConfig,
+}
+
+impl Default for ModernBertConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 50368,
+            hidden_size: 768,
+            intermediate_size: 1152,
+            num_hidden_layers: 22,
+            num_attention_heads: 12,
+            hidden_activation: "gelu".into(),
+            max_position_embeddings: 8192,
+            initializer_range: 0.02,
+            initializer_cutoff_factor: 2.0,
+            norm_eps: 1e-5,
+            norm_bias: false,
+            pad_token_id: 50283,
+            global_rope_theta: 160000.0,
+            attention_bias: false,
+            attention_dropout: 0.0,
+            global_attn_every_n_layers: 3,
+            local_attention: 128,
+            local_rope_theta: Some(10000.0),
+            embedding_dropout: 0.0,
+            mlp_bias: false,
+            mlp_dropout: 0.0,
+            classifier_pooling: "cls".into(),
+            classifier_dropout: 0.0,
+            classifier_bias: false,
+            classifier_activation: "gelu".into(),
+            head: HeadConfig::default(),
+        }
+    }
+}
+
+impl ModernBertConfig {
+    fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Whether layer `i` attends globally (else through the sliding window).
+    fn is_global(&self, i: usize) -> bool {
+        i.is_multiple_of(self.global_attn_every_n_layers)
+    }
+}
+
+impl FamilyConfig for ModernBertConfig {
+    fn labels(&self) -> &HeadConfig {
+        &self.head
+    }
+
+    fn labels_mut(&mut self) -> &mut HeadConfig {
+        &mut self.head
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn initializer_range(&self) -> f64 {
+        self.initializer_range
+    }
+
+    fn max_text_positions(&self) -> usize {
+        self.max_position_embeddings
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        check_heads(self.hidden_size, self.num_attention_heads, "hidden_size", "num_attention_heads")?;
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "the rotary embedding needs an even head size, got {} (hidden_size / num_attention_heads)",
+                self.head_dim()
+            ));
+        }
+        if self.global_attn_every_n_layers == 0 {
+            return Err("global_attn_every_n_layers must be at least 1".into());
+        }
+        if !["cls", "mean"].contains(&self.classifier_pooling.as_str()) {
+            return Err(format!(
+                "classifier_pooling {:?} is not supported; expected \"cls\" or \"mean\"",
+                self.classifier_pooling
+            ));
+        }
+        Activation::named("hidden_activation", &self.hidden_activation)?;
+        Activation::named("classifier_activation", &self.classifier_activation)?;
+        check_dropouts(&[
+            ("attention_dropout", self.attention_dropout),
+            ("embedding_dropout", self.embedding_dropout),
+            ("mlp_dropout", self.mlp_dropout),
+            ("classifier_dropout", self.classifier_dropout),
+        ])
+    }
+}
+
+/// `ModernBertEmbeddings`: token embeddings, LayerNorm, dropout (no positions: rotary ones
+/// are applied in the attention).
+#[derive(Module, Debug)]
+pub struct ModernBertEmbeddings<B: Backend> {
+    pub tok_embeddings: burn::nn::Embedding<B>,
+    pub norm: LayerNorm<B>,
+    pub drop: Dropout,
+}
+
+/// Rotary position embeddings of one layer: `theta` is its base.
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    pub theta: f64,
+    pub head_dim: usize,
+}
+
+impl Rotary {
+    /// `cos` and `sin` of `[seq, head_dim]`, computed in f32 as transformers computes them
+    /// (`inv_freq` from `theta ** (2i / d)`, `freqs = pos * inv_freq` repeated twice), so that
+    /// long positions round the same way.
+    fn tables(&self, seq: usize) -> RotaryTables {
+        let d = self.head_dim;
+        let inv_freq: Vec<f32> =
+            (0..d / 2).map(|i| 1.0f32 / (self.theta as f32).powf((2 * i) as f32 / d as f32)).collect();
+        let mut cos = vec![0.0f32; seq * d];
+        let mut sin = vec![0.0f32; seq * d];
+        for pos in 0..seq {
+            for (i, f) in inv_freq.iter().enumerate() {
+                let angle = pos as f32 * f;
+                for j in [i, i + d / 2] {
+                    cos[pos * d + j] = angle.cos();
+                    sin[pos * d + j] = angle.sin();
+                }
+            }
+        }
+        RotaryTables { seq, head_dim: d, cos: Arc::new(cos), sin: Arc::new(sin) }
+    }
+}
+
+/// `ModernBertAttention`: the fused `Wqkv`, rotary embeddings, scaled dot-product attention
+/// (global, or in a sliding window), `Wo`, dropout.
+#[derive(Module, Debug)]
+pub struct ModernBertAttention<B: Backend> {
+    pub Wqkv: LoraLinear<B>,
+    pub Wo: LoraLinear<B>,
+    /// On the probabilities.
+    pub dropout: Dropout,
+    /// After `Wo`.
+    pub out_drop: Dropout,
+    pub num_heads: usize,
+    /// Half the sliding window (`local_attention // 2`), for local layers.
+    pub window: Option<usize>,
+    pub rotary: Rotary,
+}
+
+impl<B: Backend> ModernBertAttention<B> {
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, 1, 1, seq]`, output: `[batch, seq, hidden]`
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, seq, width] = hidden.dims();
+        let (heads, head_dim) = (self.num_heads, width / self.num_heads);
+        let qkv = self.Wqkv.forward(hidden); // (B, T, 3 * hidden), as (B, T, 3, nh, hs)
+        let part = |i: usize| {
+            qkv.clone()
+                .slice([0..batch, 0..seq, i * width..(i + 1) * width])
+                .reshape([batch, seq, heads, head_dim])
+                .swap_dims(1, 2) // (B, nh, T, hs)
+        };
+        let tables = self.rotary.tables(seq);
+        let q = rotary(part(0), &tables) / (head_dim as f64).sqrt();
+        let k = rotary(part(1), &tables);
+        let attended = attend_heads(q, k, part(2), mask_bias, self.window, &self.dropout);
+        self.out_drop.forward(self.Wo.forward(attended))
+    }
+}
+
+/// `ModernBertMLP`: `Wo(drop(act(input) * gate))` where `input, gate = Wi(x).chunk(2)`.
+#[derive(Module, Debug)]
+pub struct ModernBertMLP<B: Backend> {
+    pub Wi: LoraLinear<B>,
+    pub Wo: LoraLinear<B>,
+    pub drop: Dropout,
+    pub act: Activation,
+}
+
+impl<B: Backend> ModernBertMLP<B> {
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let projected = self.Wi.forward(hidden); // (B, T, 2 * intermediate)
+        let gated = match self.act {
+            Activation::Gelu => geglu(projected),
+            act => {
+                let [b, t, two] = projected.dims();
+                let input = projected.clone().slice([0..b, 0..t, 0..two / 2]);
+                activate(act, input) * projected.slice([0..b, 0..t, two / 2..two])
+            }
+        };
+        self.Wo.forward(self.drop.forward(gated))
+    }
+}
+
+/// `ModernBertEncoderLayer`: `h + attn(attn_norm(h))`, then `h + mlp(mlp_norm(h))`.
+#[derive(Module, Debug)]
+pub struct ModernBertEncoderLayer<B: Backend> {
+    /// The identity in layer 0 (the embeddings end with a LayerNorm).
+    pub attn_norm: Option<LayerNorm<B>>,
+    pub attn: ModernBertAttention<B>,
+    pub mlp_norm: LayerNorm<B>,
+    pub mlp: ModernBertMLP<B>,
+}
+
+impl<B: Backend> ModernBertEncoderLayer<B> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &ModernBertConfig, i: usize) -> Result<Self> {
+        let (h, eps, norm_bias) = (config.hidden_size, config.norm_eps, config.norm_bias);
+        // transformers' `_init_weights`: inputs at `initializer_range`, outputs scaled down by
+        // the depth.
+        let out_std = config.initializer_range / (2.0 * config.num_hidden_layers as f64).sqrt();
+        let attn_norm = if i == 0 { None } else { Some(w.layer_norm_with(&at.pp("attn_norm"), h, eps, norm_bias)?) };
+        let (theta, window) = if config.is_global(i) {
+            (config.global_rope_theta, None)
+        } else {
+            (config.local_rope_theta.unwrap_or(config.global_rope_theta), Some(config.local_attention / 2))
+        };
+        let attn = at.pp("attn");
+        let attn = ModernBertAttention {
+            Wqkv: w.linear_with(&attn.pp("Wqkv"), h, 3 * h, config.attention_bias)?,
+            Wo: w.with_std(out_std, |w| w.linear_with(&attn.pp("Wo"), h, h, config.attention_bias))?,
+            dropout: Dropout::new(config.attention_dropout),
+            out_drop: Dropout::new(config.attention_dropout),
+            num_heads: config.num_attention_heads,
+            window,
+            rotary: Rotary { theta, head_dim: config.head_dim() },
+        };
+        let mlp_norm = w.layer_norm_with(&at.pp("mlp_norm"), h, eps, norm_bias)?;
+        let mlp = at.pp("mlp");
+        let mlp = ModernBertMLP {
+            Wi: w.linear_with(&mlp.pp("Wi"), h, 2 * config.intermediate_size, config.mlp_bias)?,
+            Wo: w.with_std(out_std, |w| w.linear_with(&mlp.pp("Wo"), config.intermediate_size, h, config.mlp_bias))?,
+            drop: Dropout::new(config.mlp_dropout),
+            act: Activation::named("hidden_activation", &config.hidden_activation)
+                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), message })?,
+        };
+        Ok(Self { attn_norm, attn, mlp_norm, mlp })
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let normed = match &self.attn_norm {
+            Some(norm) => norm.forward(hidden.clone()),
+            None => hidden.clone(),
+        };
+        let hidden = hidden + self.attn.forward(normed, mask_bias);
+        hidden.clone() + self.mlp.forward(self.mlp_norm.forward(hidden))
+    }
+}
+
+/// `ModernBertModel`: embeddings, layers, `final_norm`.
+#[derive(Module, Debug)]
+pub struct ModernBertModel<B: Backend> {
+    pub embeddings: ModernBertEmbeddings<B>,
+    pub layers: Vec<ModernBertEncoderLayer<B>>,
+    pub final_norm: LayerNorm<B>,
+}
+
+impl<B: Backend> ModernBertModel<B> {
+    pub fn load(w: &mut Weights<B>, at: &Key, config: &ModernBertConfig) -> Result<Self> {
+        let (h, eps, norm_bias) = (config.hidden_size, config.norm_eps, config.norm_bias);
+        let embeddings = at.pp("embeddings");
+        let embeddings = ModernBertEmbeddings {
+            // `_init_weights` draws the whole table, padding row included.
+            tok_embeddings: w.embedding(&embeddings.pp("tok_embeddings"), config.vocab_size, h, None)?,
+            norm: w.layer_norm_with(&embeddings.pp("norm"), h, eps, norm_bias)?,
+            drop: Dropout::new(config.embedding_dropout),
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| ModernBertEncoderLayer::load(w, &at.pp("layers").pp(i), config, i))
+            .collect::<Result<_>>()?;
+        Ok(Self { embeddings, layers, final_norm: w.layer_norm_with(&at.pp("final_norm"), h, eps, norm_bias)? })
+    }
+
+    /// `[batch, seq, hidden]`.
+    pub fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
+        let mask_bias = attention_bias(input.attention_mask);
+        let e = &self.embeddings;
+        let hidden = e.drop.forward(e.norm.forward(e.tok_embeddings.forward(input.input_ids)));
+        let hidden = self.layers.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()));
+        self.final_norm.forward(hidden)
+    }
+}
+
+/// `ModernBertPredictionHead`: `norm(act(dense(x)))`.
+#[derive(Module, Debug)]
+pub struct ModernBertPredictionHead<B: Backend> {
+    pub dense: LoraLinear<B>,
+    pub act: Activation,
+    pub norm: LayerNorm<B>,
+}
+
+/// How the head reads the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token.
+    Cls,
+    /// The mean over the real tokens (the attention mask's).
+    Mean,
+}
+
+/// `ModernBertForSequenceClassification`.
+#[derive(Module, Debug)]
+pub struct ModernBertForSequenceClassification<B: Backend> {
+    pub model: ModernBertModel<B>,
+    pub head: ModernBertPredictionHead<B>,
+    pub drop: Dropout,
+    pub classifier: LoraLinear<B>,
+    pub pooling: Pooling,
+}
+
+impl<B: Backend> ModernBertForSequenceClassification<B> {
+    pub fn load(w: &mut Weights<B>, config: &ModernBertConfig) -> Result<Self> {
+        let (h, eps) = (config.hidden_size, config.norm_eps);
+        let config_error = |message| crate::EncoderError::Config { path: "config.json".into(), message };
+        w.truncate_normal_at(Some(config.initializer_cutoff_factor));
+        let model = ModernBertModel::load(w, &Key::root().pp("model"), config)?;
+        let head = Key::root().pp("head");
+        let out_std = config.initializer_range / (2.0 * config.num_hidden_layers as f64).sqrt();
+        let head = ModernBertPredictionHead {
+            dense: w.with_std(out_std, |w| w.linear_with(&head.pp("dense"), h, h, config.classifier_bias))?,
+            act: Activation::named("classifier_activation", &config.classifier_activation).map_err(config_error)?,
+            norm: w.layer_norm_with(&head.pp("norm"), h, eps, config.norm_bias)?,
+        };
+        let classifier = w.with_std((h as f64).powf(-0.5), |w| {
+            w.output_linear(&Key::root().pp("classifier"), h, config.head.num_labels(), true)
+        })?;
+        w.truncate_normal_at(None);
+        let pooling = if config.classifier_pooling == "mean" { Pooling::Mean } else { Pooling::Cls };
+        Ok(Self { model, head, drop: Dropout::new(config.classifier_dropout), classifier, pooling })
+    }
+}
+
+impl<B: Backend> AdaptableModel<B> for ModernBertEncoderLayer<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        f(&mut self.attn.Wqkv);
+        f(&mut self.attn.Wo);
+        f(&mut self.mlp.Wi);
+        f(&mut self.mlp.Wo);
+    }
+}
+
+impl<B: Backend> AdaptableModel<B> for ModernBertForSequenceClassification<B> {
+    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
+        self.model.layers.each_linear(f);
+        f(&mut self.head.dense);
+        f(&mut self.classifier);
+    }
+}
+
+impl<B: Backend> Classifier<B> for ModernBertForSequenceClassification<B> {
+    fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
+        let mask = input.attention_mask.clone();
+        let hidden = self.model.forward(input);
+        let pooled = match self.pooling {
+            Pooling::Cls => first_token(hidden),
+            Pooling::Mean => {
+                let [batch, seq, width] = hidden.dims();
+                let mask = mask.float().reshape([batch, seq, 1]);
+                let sum = (hidden * mask.clone()).sum_dim(1).reshape([batch, width]);
+                sum / mask.sum_dim(1).reshape([batch, 1])
+            }
+        };
+        let h = &self.head;
+        let pooled = h.norm.forward(activate(h.act, h.dense.forward(pooled)));
+        self.classifier.forward(self.drop.forward(pooled))
+    }
+
+    fn last_hidden_state(&self, input: EncoderInput<B>) -> Tensor<B, 3> {
+        self.model.forward(input)
+    }
+
+    fn num_labels(&self) -> usize {
+        self.classifier.dims()[1]
+    }
+}
+
+/// ModernBERT (and the models built on it: Ettin, mmBERT, gte-modernbert).
+#[derive(Debug, Clone, Copy)]
+pub struct ModernBert;
+
+impl Family for ModernBert {
+    const INFO: FamilyInfo = FamilyInfo {
+        model_type: "modernbert",
+        architecture: "ModernBert",
+        class: "ModernBertForSequenceClassification",
+        base_model_prefix: "model",
+        // PEFT 0.17 has no ModernBERT entry in its default targets.
+        default_targets: Err(
+            "its linears are Wqkv, attn.Wo, mlp.Wi, mlp.Wo (and head.dense); the usual choice is [\"Wqkv\", \"attn.Wo\"] (a bare \"Wo\" matches both attn.Wo and mlp.Wo)",
+        ),
+        // The masked-LM checkpoints' decoder; its `head` is the classifier's too.
+        unused_keys: &["decoder."],
+        head: &["head.", "classifier."],
+        aliases: &[],
+    };
+    type Config = ModernBertConfig;
+    type Model<B: Backend> = ModernBertForSequenceClassification<B>;
+
+    fn config(json: &serde_json::Value) -> std::result::Result<ModernBertConfig, String> {
+        let config: ModernBertConfig = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn load<B: Backend>(w: &mut Weights<B>, config: &ModernBertConfig) -> Result<Self::Model<B>> {
+        ModernBertForSequenceClassification::load(w, config)
+    }
+}
