@@ -37,10 +37,11 @@ with capitals, runs of spaces and NFKC-normalised characters, a pair, and a trun
 
 Rerun (pinned versions, see docs/golden-fixtures.md):
   python3 -m venv .venv-modern
-  .venv-modern/bin/pip install torch==2.8.0 transformers==4.57.1 peft==0.17.1 numpy==2.2.6
-  .venv-modern/bin/python scripts/golden_modern.py
+  .venv-modern/bin/pip install torch==2.8.0 transformers==4.57.1 peft==0.17.1 numpy==2.2.6 sentencepiece==0.2.1 protobuf
+  .venv-modern/bin/python scripts/golden_modern.py [NAME ...]    (default: all of them)
 """
 import json
+import sys
 from pathlib import Path
 
 import peft
@@ -55,22 +56,10 @@ PINNED = {"torch": "2.8.0", "transformers": "4.57.1", "peft": "0.17.1"}
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "crates" / "encoders" / "tests" / "fixtures" / "modern"
 
-CORPUS = [
-    "The film was good, a great plot and fine acting.",
-    "A dull and boring film; the plot was poor.",
-    "Superb music, lovely photography, awful dialogue!",
-    "Was it worth it? Not really, but the actors tried.",
-    "Ein schöner Film über das Meer und die Menschen.",
-    "Une histoire simple, des acteurs remarquables, un peu trop long.",
-    "1999 was the year; 42 minutes in, nothing had happened.",
-    "Don't watch it late at night — it's scary.",
-] * 3
-TEXTS = [
-    "The film was good.",
-    "A dull plot, poor acting; I'd not watch it again!",
-    "Ein schöner Film.",
-]
-PAIR = ("Was the plot good?", "The plot was dull and the acting poor.")
+# The sentences the other families' fixtures use.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from golden_families import CORPUS, PAIR, TEXTS  # noqa: E402
+
 LONG_TOKENS = 600  # past the sliding window, the relative buckets and 512 positions (DeBERTa truncates at its 512)
 
 
@@ -165,9 +154,11 @@ def long_text(tokenizer):
     return text
 
 
-def main():
+def main(only):
     check_versions()
     for name, (make_tokenizer, make_config, model_class, targets, mlm_class) in fixtures().items():
+        if only and name not in only:
+            continue
         out = OUT / name
         torch.manual_seed(0)
         tokenizer = make_tokenizer()
@@ -254,7 +245,7 @@ def deberta_spm():
     out = OUT / "deberta-spm"
     out.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 4), model_writer=model, vocab_size=150,
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 4), model_writer=model, vocab_size=110,
                                    model_type="unigram", pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]",
                                    eos_id=2, eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]",
                                    user_defined_symbols=["<br />"], character_coverage=1.0, seed_sentencepiece_size=1000)
@@ -275,5 +266,9 @@ def deberta_spm():
 
 
 if __name__ == "__main__":
-    main()
-    deberta_spm()
+    # Names to regenerate (default: all); the tokenizer trainers are not bit-reproducible, so
+    # regenerating one leaves the others' committed files as they are.
+    only = set(sys.argv[1:])
+    main(only)
+    if not only or "deberta-spm" in only:
+        deberta_spm()

@@ -248,6 +248,34 @@ fn a_deberta_conv_layer_is_refused_by_name() {
     assert!(err.contains("conv_kernel_size") && err.contains("config.json"), "{err}");
 }
 
+/// DeBERTa-v3's Hub repositories ship `spm.model` and no `tokenizer.json`: converted here as
+/// transformers' `DebertaV2Converter` converts it, the ids and token types equal
+/// `DebertaV2TokenizerFast`'s (capitals, runs of spaces, NFKC-normalised characters, a
+/// user-defined piece, a pair, truncation).
+#[test]
+fn a_deberta_spm_model_tokenizes_as_the_converted_fast_tokenizer() {
+    let dir = fixture("deberta-spm");
+    let text = std::fs::read_to_string(dir.join("tokens.jsonl")).unwrap();
+    let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let max_length = lines.next().unwrap()["max_length"].as_u64().unwrap() as usize;
+    let tokenizer = encoders::EncoderTokenizer::from_file(dir.join("spm.model"), max_length).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let mut seen = 0;
+    for line in lines {
+        let ours = match line.get("text") {
+            Some(text) => tokenizer.encode(text.as_str().unwrap()).unwrap(),
+            None => tokenizer.encode_pair(line["a"].as_str().unwrap(), line["b"].as_str().unwrap()).unwrap(),
+        };
+        assert_eq!(ours.input_ids, ids(&line["input_ids"]), "{line}");
+        assert_eq!(ours.token_type_ids, ids(&line["token_type_ids"]), "token types of {line}");
+        seen += 1;
+    }
+    assert!(seen >= 7, "{seen} lines");
+    assert_eq!(tokenizer.pad_id(), 0, "[PAD] is the model's padding");
+}
+
 /// PEFT has no default targets for ModernBERT: the family says which linears it has.
 #[test]
 fn no_default_targets_but_the_linears_are_named() {
