@@ -120,7 +120,7 @@ fn gelu_grad_chunk(g: &mut [f32], x: &[f32]) {
 pub fn geglu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let dims = x.dims();
     let two = dims[D - 1];
-    let Some(host) = Host::of_f32::<B>(&[x.dtype()]).filter(|_| two % 2 == 0) else {
+    let Some(host) = Host::of_f32::<B>(&[x.dtype()]).filter(|_| two.is_multiple_of(2)) else {
         let mut half = dims.map(|d| 0..d);
         half[D - 1] = 0..two / 2;
         let input = x.clone().slice(half.clone());

@@ -34,7 +34,7 @@ pub struct RotaryTables {
 /// - x: `[batch, heads, seq, head_dim]`, the tables `[seq, head_dim]`; output as x
 pub fn rotary<B: Backend>(x: Tensor<B, 4>, tables: &RotaryTables) -> Tensor<B, 4> {
     let [_, _, seq, d] = x.dims();
-    let fits = seq == tables.seq && d == tables.head_dim && d % 2 == 0;
+    let fits = seq == tables.seq && d == tables.head_dim && d.is_multiple_of(2);
     let Some(host) = Host::of_f32::<B>(&[x.dtype()]).filter(|_| fits) else {
         return burn_rotary(x, tables);
     };
