@@ -20,6 +20,12 @@ pub enum EncoderError {
     },
     #[error("invalid model config {}: {message}", path.display())]
     Config { path: PathBuf, message: String },
+    #[error(
+        "`{key}` is not a key of a {model_type} config ({}), so it cannot be set; its keys are {}",
+        path.display(),
+        keys.join(", ")
+    )]
+    UnknownConfigKey { key: String, model_type: String, path: PathBuf, keys: Vec<String> },
     #[error("{} is missing: expected {what}", path.display())]
     NotFound { path: PathBuf, what: String },
     #[error("cannot read checkpoint {}: {message}", path.display())]

@@ -35,6 +35,21 @@ impl ModelConfig {
             std::fs::read_to_string(path).map_err(|source| EncoderError::Io { path: path.to_path_buf(), source })?;
         let config = |message: String| EncoderError::Config { path: path.to_path_buf(), message };
         let source: serde_json::Value = serde_json::from_str(&text).map_err(|e| config(e.to_string()))?;
+        let plain = Self::from_value(source.clone(), &serde_json::Map::new()).map_err(config)?;
+        // A key the family's config lacks is the caller's mistake, not the file's: said apart.
+        let known = plain.parsed.to_value();
+        let aliases = plain.family.aliases;
+        let has = |k: &str| known.get(k).is_some() || k == "num_labels" || aliases.iter().any(|(a, _)| *a == k);
+        if let Some(key) = overrides.keys().find(|k| !has(k)) {
+            let mut keys: Vec<String> = known.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            keys.sort();
+            return Err(EncoderError::UnknownConfigKey {
+                key: key.clone(),
+                model_type: plain.family.model_type.to_string(),
+                path: path.to_path_buf(),
+                keys,
+            });
+        }
         Self::from_value(source, overrides).map_err(config)
     }
 

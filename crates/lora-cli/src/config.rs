@@ -394,8 +394,9 @@ impl RunConfig {
         {
             bail!("data.label_names is empty; list the class names in id order, or leave it out");
         }
-        if self.data.max_length < 2 || self.data.max_length > 512 {
-            bail!("data.max_length must be in 2..=512, got {}", self.data.max_length);
+        // Bounded by the model's positions once it is loaded (512 for BERT, 8,192 for ModernBERT).
+        if self.data.max_length < 2 {
+            bail!("data.max_length must be at least 2 (room for the two special tokens), got {}", self.data.max_length);
         }
         if self.data.pad_to_multiple_of == Some(0) {
             bail!("data.pad_to_multiple_of must be at least 1 (or left out to pad to the longest review)");
@@ -505,8 +506,10 @@ mod tests {
     fn values_the_model_cannot_take_are_refused() {
         let err = format!("{:#}", RunConfig::load(None, &["model.num_labels=0".into()]).unwrap_err());
         assert!(err.contains("num_labels"), "{err}");
-        let err = format!("{:#}", RunConfig::load(None, &["data.max_length=1024".into()]).unwrap_err());
+        let err = format!("{:#}", RunConfig::load(None, &["data.max_length=1".into()]).unwrap_err());
         assert!(err.contains("max_length"), "{err}");
+        // Past 512 is the model's to bound (ModernBERT reads 8,192).
+        assert_eq!(RunConfig::load(None, &["data.max_length=8192".into()]).unwrap().data.max_length, 8192);
         let err = format!("{:#}", RunConfig::load(None, &["lora.bias=\"all\"".into()]).unwrap_err());
         assert!(err.contains("bias"), "{err}");
     }

@@ -282,7 +282,16 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     // Model: fresh weights (classifier, adapters) come from the run's seed.
     B::seed(device, config.training.seed);
     let m = &config.model;
-    let pretrained = encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device)?;
+    let pretrained = match encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device) {
+        Err(e @ encoders::EncoderError::UnknownConfigKey { .. }) => {
+            let key = match &e {
+                encoders::EncoderError::UnknownConfigKey { key, .. } => key.clone(),
+                _ => String::new(),
+            };
+            return Err(anyhow::Error::new(e).context(format!("model.{key}")));
+        }
+        other => other?,
+    };
     if !pretrained.report.initialized.is_empty() {
         say(
             output,
@@ -290,6 +299,16 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
                 "{} has no classifier: initialised {} as transformers does",
                 m.name_or_path,
                 pretrained.report.initialized.join(", ")
+            ),
+        );
+    }
+    let positions = pretrained.config.max_text_positions();
+    if config.data.max_length > positions {
+        say(
+            output,
+            &format!(
+                "data.max_length = {} is more than the {positions} positions {} has: texts are cut at {positions} tokens",
+                config.data.max_length, m.name_or_path
             ),
         );
     }

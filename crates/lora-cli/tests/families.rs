@@ -133,7 +133,8 @@ fn modernbert_trains_resumes_bit_for_bit_and_merges() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_data(tmp.path());
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures/modern/modernbert/mlm");
-    let extra = ["--set", "lora.target_modules=[\"Wqkv\", \"attn.Wo\"]", "--set", "data.max_length=64"];
+    // Past BERT's 512: ModernBERT reads 1,024 positions here (8,192 in ModernBERT-base).
+    let extra = ["--set", "lora.target_modules=[\"Wqkv\", \"attn.Wo\"]", "--set", "data.max_length=1024"];
     let expected = [
         "base_model.model.model.layers.1.attn.Wqkv.lora_A.weight",
         "base_model.model.model.layers.2.attn.Wo.lora_B.weight",
@@ -149,6 +150,12 @@ fn modernbert_trains_resumes_bit_for_bit_and_merges() {
     let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     let err = failure(lora(&["train", "--model", m, "--data", d, "--output-dir", o, "--quiet"]));
     assert!(err.contains("modernbert") && err.contains("Wqkv") && err.contains("attn.Wo"), "{err}");
+
+    // BERT's dropout key is not ModernBERT's: the error names the setting, not the model's file.
+    let set = ["--set", "model.hidden_dropout_prob=0.2", "--set", "lora.target_modules=[\"Wqkv\"]"];
+    let err =
+        failure(lora(&[&["train", "--model", m, "--data", d, "--output-dir", o, "--quiet"][..], &set[..]].concat()));
+    assert!(err.contains("model.hidden_dropout_prob") && err.contains("attention_dropout"), "{err}");
 }
 
 #[test]
