@@ -32,7 +32,7 @@ pub mod modernbert;
 pub mod registry;
 pub mod roberta;
 pub mod save;
-pub mod spm;
+mod spm;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokenizer;
