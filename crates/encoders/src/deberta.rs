@@ -251,6 +251,16 @@ impl Relative {
     }
 }
 
+/// What every layer's position terms read, computed once per forward: the (LayerNorm-ed)
+/// relative embeddings and the two gather indices for this sequence length.
+#[derive(Debug, Clone)]
+pub struct RelativeInputs<B: Backend> {
+    /// `[2 span, hidden]`.
+    pub embeddings: Tensor<B, 2>,
+    pub c2p: RelativeIndex,
+    pub p2c: RelativeIndex,
+}
+
 /// `DisentangledSelfAttention`.
 #[derive(Module, Debug)]
 pub struct DisentangledSelfAttention<B: Backend> {
@@ -293,13 +303,12 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     }
 
     /// # Shapes
-    /// - hidden: `[batch, seq, hidden]`; mask_bias: `[batch, 1, 1, seq]`;
-    ///   rel_embeddings: `[2 span, hidden]`; output: `[batch, seq, hidden]`
+    /// - hidden: `[batch, seq, hidden]`; mask_bias: `[batch, 1, 1, seq]`; output: `[batch, seq, hidden]`
     pub fn forward(
         &self,
         hidden: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
-        rel_embeddings: Option<Tensor<B, 2>>,
+        relative_inputs: Option<&RelativeInputs<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = hidden.dims();
         let heads = self.num_attention_heads;
@@ -317,21 +326,21 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         let scale = ((head_size * (1 + terms)) as f64).sqrt();
         let q = q / scale;
         let mut scores = matmul(q.clone(), k.clone().swap_dims(2, 3)); // (B, nh, T, T)
-        if let (Some(relative), Some(rel)) = (&self.relative, rel_embeddings) {
-            let rel = self.pos_dropout.forward(rel).reshape([1, 2 * relative.span, heads * head_size]);
+        if let (Some(relative), Some(inputs)) = (&self.relative, relative_inputs) {
+            let rel =
+                self.pos_dropout.forward(inputs.embeddings.clone()).reshape([1, 2 * relative.span, heads * head_size]);
             let positions = |proj: &LoraLinear<B>| {
                 proj.forward(rel.clone()).reshape([1, 2 * relative.span, heads, head_size]).swap_dims(1, 2)
             }; // (1, nh, 2S, hs)
-            let (c2p_index, p2c_index) = relative.indices(seq);
             if relative.c2p {
                 let pos_key = positions(self.pos_key_proj.as_ref().unwrap_or(&self.key_proj));
                 let c2p = matmul(q.clone(), pos_key.swap_dims(2, 3)); // (B, nh, T, 2S)
-                scores = scores + relative_gather(c2p, &c2p_index, false);
+                scores = scores + relative_gather(c2p, &inputs.c2p, false);
             }
             if relative.p2c {
                 let pos_query = positions(self.pos_query_proj.as_ref().unwrap_or(&self.query_proj)) / scale;
                 let p2c = matmul(k, pos_query.swap_dims(2, 3)); // (B, nh, T keys, 2S)
-                scores = scores + relative_gather(p2c, &p2c_index, true);
+                scores = scores + relative_gather(p2c, &inputs.p2c, true);
             }
         }
         dropout_matmul_into_heads(masked_softmax(scores, mask_bias), v, &self.dropout).swap_dims(1, 2).reshape([
@@ -382,7 +391,7 @@ impl<B: Backend> DebertaV2Layer<B> {
         Ok(Self { attention: DebertaV2Attention { self_attention, output }, intermediate, output: out })
     }
 
-    fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>, rel: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+    fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>, rel: Option<&RelativeInputs<B>>) -> Tensor<B, 3> {
         let attended = self.attention.self_attention.forward(hidden.clone(), mask_bias, rel);
         let attended = self.attention.output.forward(attended, hidden);
         let intermediate = self.intermediate.forward(attended.clone());
@@ -483,14 +492,20 @@ impl<B: Backend> DebertaV2Model<B> {
         let hidden = e.dropout.forward(e.layer_norm.forward(embedded) * mask);
         let mask_bias = attention_bias(input.attention_mask);
         let enc = &self.encoder;
-        let rel = enc.rel_embeddings.as_ref().map(|table| {
-            let table = table.weight.val();
-            match &enc.layer_norm {
-                Some(norm) => norm.forward(table),
-                None => table,
+        let relative = enc.layer.first().and_then(|l| l.attention.self_attention.relative.as_ref());
+        let rel = match (relative, &enc.rel_embeddings) {
+            (Some(relative), Some(table)) => {
+                let table = table.weight.val();
+                let embeddings = match &enc.layer_norm {
+                    Some(norm) => norm.forward(table),
+                    None => table,
+                };
+                let (c2p, p2c) = relative.indices(seq);
+                Some(RelativeInputs { embeddings, c2p, p2c })
             }
-        });
-        enc.layer.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone(), rel.clone()))
+            _ => None,
+        };
+        enc.layer.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone(), rel.as_ref()))
     }
 }
 

@@ -35,25 +35,27 @@ impl ModelConfig {
             std::fs::read_to_string(path).map_err(|source| EncoderError::Io { path: path.to_path_buf(), source })?;
         let config = |message: String| EncoderError::Config { path: path.to_path_buf(), message };
         let source: serde_json::Value = serde_json::from_str(&text).map_err(|e| config(e.to_string()))?;
-        let plain = Self::from_value(source.clone(), &serde_json::Map::new()).map_err(config)?;
-        // A key the family's config lacks is the caller's mistake, not the file's: said apart.
-        let known = plain.parsed.to_value();
-        let aliases = plain.family.aliases;
+        let parsed = Self::from_value(source, overrides).map_err(config)?;
+        // A key the family's config lacks is the caller's mistake, not the file's: said apart
+        // (serde ignores unknown keys, so the parse above kept it out).
+        let known = parsed.parsed.to_value();
+        let aliases = parsed.family.aliases;
         let has = |k: &str| known.get(k).is_some() || k == "num_labels" || aliases.iter().any(|(a, _)| *a == k);
         if let Some(key) = overrides.keys().find(|k| !has(k)) {
             let mut keys: Vec<String> = known.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
             keys.sort();
             return Err(EncoderError::UnknownConfigKey {
                 key: key.clone(),
-                model_type: plain.family.model_type.to_string(),
+                model_type: parsed.family.model_type.to_string(),
                 path: path.to_path_buf(),
                 keys,
             });
         }
-        Self::from_value(source, overrides).map_err(config)
+        Ok(parsed)
     }
 
-    /// From the parsed text of a `config.json`.
+    /// From the parsed text of a `config.json`, `overrides` applied (through the family's
+    /// aliases); [`Self::from_file_with`] also refuses an override the family has no key for.
     pub fn from_value(
         source: serde_json::Value,
         overrides: &serde_json::Map<String, serde_json::Value>,
@@ -73,16 +75,6 @@ impl ModelConfig {
             }
         }
         let parsed = FamilyConfigs::parse(model_type, &json)?;
-        let known = parsed.to_value();
-        let has = |k: &str| known.get(k).is_some() || k == "num_labels" || info.aliases.iter().any(|(a, _)| *a == k);
-        if let Some(key) = overrides.keys().find(|k| !has(k)) {
-            let mut keys: Vec<&String> = known.as_object().map(|m| m.keys().collect()).unwrap_or_default();
-            keys.sort();
-            return Err(format!(
-                "a {model_type} config has no `{key}`; its keys are {}",
-                keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-            ));
-        }
         Ok(Self { family: parsed.info(), parsed, source })
     }
 

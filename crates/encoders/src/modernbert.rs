@@ -176,7 +176,7 @@ impl Rotary {
     /// `cos` and `sin` of `[seq, head_dim]`, computed in f32 as transformers computes them
     /// (`inv_freq` from `theta ** (2i / d)`, `freqs = pos * inv_freq` repeated twice), so that
     /// long positions round the same way.
-    fn tables(&self, seq: usize) -> RotaryTables {
+    pub fn tables(&self, seq: usize) -> RotaryTables {
         let d = self.head_dim;
         let inv_freq: Vec<f32> =
             (0..d / 2).map(|i| 1.0f32 / (self.theta as f32).powf((2 * i) as f32 / d as f32)).collect();
@@ -214,7 +214,8 @@ pub struct ModernBertAttention<B: Backend> {
 impl<B: Backend> ModernBertAttention<B> {
     /// # Shapes
     /// - hidden: `[batch, seq, hidden]`, mask_bias: `[batch, 1, 1, seq]`, output: `[batch, seq, hidden]`
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// - tables: the rotary tables of this layer's base for `seq` ([`Rotary::tables`])
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>, tables: &RotaryTables) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
         let (heads, head_dim) = (self.num_heads, width / self.num_heads);
         let qkv = self.Wqkv.forward(hidden); // (B, T, 3 * hidden), as (B, T, 3, nh, hs)
@@ -224,9 +225,8 @@ impl<B: Backend> ModernBertAttention<B> {
                 .reshape([batch, seq, heads, head_dim])
                 .swap_dims(1, 2) // (B, nh, T, hs)
         };
-        let tables = self.rotary.tables(seq);
-        let q = rotary(part(0), &tables) / (head_dim as f64).sqrt();
-        let k = rotary(part(1), &tables);
+        let q = rotary(part(0), tables) / (head_dim as f64).sqrt();
+        let k = rotary(part(1), tables);
         let attended = attend_heads(q, k, part(2), mask_bias, self.window, &self.dropout);
         self.out_drop.forward(self.Wo.forward(attended))
     }
@@ -300,12 +300,12 @@ impl<B: Backend> ModernBertEncoderLayer<B> {
         Ok(Self { attn_norm, attn, mlp_norm, mlp })
     }
 
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>, tables: &RotaryTables) -> Tensor<B, 3> {
         let normed = match &self.attn_norm {
             Some(norm) => norm.forward(hidden.clone()),
             None => hidden.clone(),
         };
-        let hidden = hidden + self.attn.forward(normed, mask_bias);
+        let hidden = hidden + self.attn.forward(normed, mask_bias, tables);
         hidden.clone() + self.mlp.forward(self.mlp_norm.forward(hidden))
     }
 }
@@ -339,7 +339,22 @@ impl<B: Backend> ModernBertModel<B> {
         let mask_bias = attention_bias(input.attention_mask);
         let e = &self.embeddings;
         let hidden = e.drop.forward(e.norm.forward(e.tok_embeddings.forward(input.input_ids)));
-        let hidden = self.layers.iter().fold(hidden, |hidden, layer| layer.forward(hidden, mask_bias.clone()));
+        // One set of rotary tables per base (global and local), not one per layer.
+        let seq = hidden.dims()[1];
+        let mut tables: Vec<(f64, RotaryTables)> = Vec::with_capacity(2);
+        for layer in &self.layers {
+            let rotary = &layer.attn.rotary;
+            if !tables.iter().any(|(theta, _)| *theta == rotary.theta) {
+                tables.push((rotary.theta, rotary.tables(seq)));
+            }
+        }
+        let hidden = self.layers.iter().fold(hidden, |hidden, layer| {
+            let theta = layer.attn.rotary.theta;
+            match tables.iter().find(|(t, _)| *t == theta) {
+                Some((_, tables)) => layer.forward(hidden, mask_bias.clone(), tables),
+                None => unreachable!("a table was made for every layer's base above"),
+            }
+        });
         self.final_norm.forward(hidden)
     }
 }

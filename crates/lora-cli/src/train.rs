@@ -282,16 +282,18 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     // Model: fresh weights (classifier, adapters) come from the run's seed.
     B::seed(device, config.training.seed);
     let m = &config.model;
-    let pretrained = match encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device) {
-        Err(e @ encoders::EncoderError::UnknownConfigKey { .. }) => {
-            let key = match &e {
-                encoders::EncoderError::UnknownConfigKey { key, .. } => key.clone(),
-                _ => String::new(),
+    // A keyword the family's config lacks was set here, as `model.KEY`: the error says which.
+    let pretrained =
+        encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device).map_err(|e| {
+            let setting = match &e {
+                encoders::EncoderError::UnknownConfigKey { key, .. } => Some(format!("model.{key}")),
+                _ => None,
             };
-            return Err(anyhow::Error::new(e).context(format!("model.{key}")));
-        }
-        other => other?,
-    };
+            match setting {
+                Some(setting) => anyhow::Error::new(e).context(setting),
+                None => e.into(),
+            }
+        })?;
     if !pretrained.report.initialized.is_empty() {
         say(
             output,
