@@ -86,7 +86,7 @@ fn checkpoint_error(e: TensorFileError) -> EncoderError {
         TensorFileError::Read { path, source } | TensorFileError::Write { path, source } => {
             EncoderError::Io { path, source }
         }
-        TensorFileError::Format { path, message } => EncoderError::Checkpoint { path, message },
+        e @ (TensorFileError::Format { .. } | TensorFileError::Safetensors { .. }) => EncoderError::Checkpoint(e),
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::embeddings::Positions;
+use crate::error::ConfigError;
 use crate::family::{FamilyConfig, HeadConfig};
 
 /// A BERT configuration with Hugging Face's field names and defaults (`BertConfig` in
@@ -64,16 +65,16 @@ impl BertConfig {
     /// Reads and validates a BERT `config.json`.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<Self> {
         let path = path.as_ref();
-        let fail = |message: String| crate::EncoderError::Config { path: path.to_path_buf(), message };
+        let fail = |source: ConfigError| crate::EncoderError::Config { path: path.to_path_buf(), source };
         let text = std::fs::read_to_string(path)
             .map_err(|source| crate::EncoderError::Io { path: path.to_path_buf(), source })?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.into()))?;
         Self::from_json(&json).map_err(fail)
     }
 
     /// A config from the text of a `config.json` with BERT's keys.
-    pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, String> {
-        let config: Self = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+    pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, ConfigError> {
+        let config: Self = serde_json::from_value(json.clone())?;
         config.validate()?;
         Ok(config)
     }

@@ -457,7 +457,7 @@ impl<B: Backend> DebertaV2Model<B> {
             dropout: Dropout::new(config.hidden_dropout_prob),
         };
         let activation = Activation::named("hidden_act", &config.hidden_act)
-            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), message })?;
+            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?;
         let enc = at.pp("encoder");
         let layer = (0..config.num_hidden_layers)
             .map(|i| DebertaV2Layer::load(w, &enc.pp("layer").pp(i), config, activation))
@@ -534,7 +534,7 @@ impl<B: Backend> DebertaV2ForSequenceClassification<B> {
             dense: w.linear(&Key::root().pp("pooler").pp("dense"), h, h)?,
             dropout: Dropout::new(config.pooler_dropout),
             activation: Activation::named("pooler_hidden_act", &config.pooler_hidden_act)
-                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), message })?,
+                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?,
         };
         Ok(Self {
             deberta,
@@ -604,8 +604,8 @@ impl Family for DebertaV2 {
     type Config = DebertaV2Config;
     type Model<B: Backend> = DebertaV2ForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<DebertaV2Config, String> {
-        let config: DebertaV2Config = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+    fn config(json: &serde_json::Value) -> std::result::Result<DebertaV2Config, crate::error::ConfigError> {
+        let config: DebertaV2Config = serde_json::from_value(json.clone())?;
         config.validate()?;
         Ok(config)
     }

@@ -195,7 +195,7 @@ pub struct DistilBertModel<B: Backend> {
 impl<B: Backend> DistilBertModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &DistilBertConfig) -> Result<Self> {
         let activation = Activation::named("activation", &config.activation)
-            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), message })?;
+            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?;
         let layers = at.pp("transformer").pp("layer");
         let layer = (0..config.n_layers)
             .map(|i| TransformerBlock::load(w, &layers.pp(i), config, activation))
@@ -308,8 +308,8 @@ impl Family for DistilBert {
     type Config = DistilBertConfig;
     type Model<B: Backend> = DistilBertForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<DistilBertConfig, String> {
-        let config: DistilBertConfig = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+    fn config(json: &serde_json::Value) -> std::result::Result<DistilBertConfig, crate::error::ConfigError> {
+        let config: DistilBertConfig = serde_json::from_value(json.clone())?;
         config.validate()?;
         Ok(config)
     }

@@ -27,7 +27,7 @@ pub struct ElectraConfig {
 }
 
 impl ElectraConfig {
-    pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, String> {
+    pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, crate::error::ConfigError> {
         let mut json = json.clone();
         if let Some(map) = json.as_object_mut() {
             let defaults = [
@@ -40,7 +40,7 @@ impl ElectraConfig {
                 map.entry(key).or_insert(value.into());
             }
         }
-        let config: Self = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        let config: Self = serde_json::from_value(json)?;
         config.validate()?;
         Ok(config)
     }
@@ -157,7 +157,7 @@ impl Family for Electra {
     type Config = ElectraConfig;
     type Model<B: Backend> = ElectraForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<ElectraConfig, String> {
+    fn config(json: &serde_json::Value) -> std::result::Result<ElectraConfig, crate::error::ConfigError> {
         ElectraConfig::from_json(json)
     }
 

@@ -4,6 +4,22 @@ use std::path::PathBuf;
 
 pub type Result<T, E = EncoderError> = std::result::Result<T, E>;
 
+/// What is wrong with a model config's text: its JSON (serde's error, kept as the source), or a
+/// value its family cannot take (the family's check names the key and what it takes).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error("cannot read {}: {source}", path.display())]
@@ -18,8 +34,12 @@ pub enum EncoderError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid model config {}: {message}", path.display())]
-    Config { path: PathBuf, message: String },
+    #[error("invalid model config {}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
     #[error(
         "`{key}` is not a key of a {model_type} config ({}), so it cannot be set; its keys are {}",
         path.display(),
@@ -28,8 +48,9 @@ pub enum EncoderError {
     UnknownConfigKey { key: String, model_type: String, path: PathBuf, keys: Vec<String> },
     #[error("{} is missing: expected {what}", path.display())]
     NotFound { path: PathBuf, what: String },
-    #[error("cannot read checkpoint {}: {message}", path.display())]
-    Checkpoint { path: PathBuf, message: String },
+    /// A checkpoint file whose contents cannot be read (its path is in the source's message).
+    #[error("cannot read checkpoint {0}")]
+    Checkpoint(#[source] tensor_file::TensorFileError),
     #[error("tensor `{key}` is missing from {}: expected shape {expected:?}", path.display())]
     MissingTensor { key: String, path: PathBuf, expected: Vec<usize> },
     #[error(
@@ -44,12 +65,20 @@ pub enum EncoderError {
     HeadSize { path: PathBuf, module: String, rows: usize, asked: usize },
     #[error("{} holds {} tensor(s) this BERT model has no place for: {}", path.display(), keys.len(), keys.join(", "))]
     UnexpectedTensors { path: PathBuf, keys: Vec<String> },
-    #[error("cannot load tokenizer {}: {message}", path.display())]
-    Tokenizer { path: PathBuf, message: String },
+    #[error("cannot load tokenizer {}: {source}", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: tokenizers::Error,
+    },
     #[error("tokenization failed: {0}")]
-    Encode(String),
-    #[error("model `{model_id}`: {message}")]
-    Hub { model_id: String, message: String },
+    Encode(#[source] tokenizers::Error),
+    #[error("model `{model_id}`: {source}")]
+    Hub {
+        model_id: String,
+        #[source]
+        source: crate::hub::FetchError,
+    },
     #[error(transparent)]
     Read(#[from] kernels::ReadError),
     #[error(transparent)]

@@ -50,7 +50,7 @@ pub trait Family {
     type Model<B: Backend>: Classifier<B>;
 
     /// The config from the text of a `config.json` (its family's names and defaults).
-    fn config(json: &serde_json::Value) -> std::result::Result<Self::Config, String>;
+    fn config(json: &serde_json::Value) -> std::result::Result<Self::Config, crate::error::ConfigError>;
 
     /// The `...ForSequenceClassification`, its tensors asked of `w` by their PEFT names.
     fn load<B: Backend>(w: &mut Weights<B>, config: &Self::Config) -> Result<Self::Model<B>>;

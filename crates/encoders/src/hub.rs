@@ -102,40 +102,39 @@ impl HubOptions {
 
     /// Fetches one file of a repository: from the cache if there, else (online) downloaded
     /// into the cache, with the timeout and retries above.
-    pub fn fetch(&self, repo: &Repo, file: &str) -> std::result::Result<PathBuf, String> {
+    pub fn fetch(&self, repo: &Repo, file: &str) -> std::result::Result<PathBuf, FetchError> {
         let cache = Cache::new(self.cache_dir.clone());
         if let Some(path) = cache.repo(repo.clone()).get(file) {
             return Ok(path);
         }
         if self.offline {
-            return Err(format!(
-                "{file} is not in the local Hugging Face cache ({}) and HF_HUB_OFFLINE is set",
-                self.cache_dir.display()
-            ));
+            return Err(FetchError::NotCached { file: file.to_string(), cache: self.cache_dir.clone() });
         }
-        let mut last = String::new();
-        for attempt in 0..self.attempts.max(1) {
+        let attempts = self.attempts.max(1);
+        let mut last = None;
+        for attempt in 0..attempts {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(500 << attempt));
             }
             match self.download(repo, file) {
                 Ok(path) => return Ok(path),
-                Err(Attempt::Final(message)) => return Err(message),
-                Err(Attempt::Retry(message)) => last = message,
+                Err(Attempt::Final(error)) => return Err(error),
+                Err(Attempt::Retry(error)) => last = Some(error),
             }
         }
-        Err(format!("{last} (gave up after {} attempts)", self.attempts.max(1)))
+        let last = last.unwrap_or_else(|| unreachable!("at least one attempt was made and failed"));
+        Err(FetchError::GaveUp { last: Box::new(last), attempts })
     }
 
     /// One attempt, on a worker thread that is abandoned if it stalls.
     fn download(&self, repo: &Repo, file: &str) -> std::result::Result<PathBuf, Attempt> {
-        let fail = |message: String| format!("cannot fetch {file} from {}: {message}", self.endpoint);
+        let (file_name, endpoint) = (file.to_string(), self.endpoint.clone());
         let api = ApiBuilder::from_cache(Cache::new(self.cache_dir.clone()))
             .with_endpoint(self.endpoint.clone())
             .with_progress(false)
             .with_retries(0)
             .build()
-            .map_err(|e| Attempt::Final(fail(format!("cannot start the Hub client: {e}"))))?;
+            .map_err(|source| Attempt::Final(FetchError::Api { file: file_name.clone(), endpoint: endpoint.clone(), source }))?;
         let watch = Watch { start: Instant::now(), last: Arc::new(AtomicU64::new(0)) };
         let (started, last) = (watch.start, watch.last.clone());
         let (tx, rx) = mpsc::channel();
@@ -146,17 +145,15 @@ impl HubOptions {
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Ok(path)) => return Ok(path),
-                Ok(Err(e)) => return Err(Attempt::of(e, fail)),
+                Ok(Err(e)) => return Err(Attempt::of(e, file_name, endpoint)),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Attempt::Retry(fail("the download stopped without a result".into())));
+                    return Err(Attempt::Retry(FetchError::Stopped { file: file_name, endpoint }));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let idle = started.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
                     if idle >= self.timeout {
-                        return Err(Attempt::Retry(fail(format!(
-                            "no answer for {:.0} s (HF_HUB_DOWNLOAD_TIMEOUT)",
-                            self.timeout.as_secs_f64()
-                        ))));
+                        let seconds = self.timeout.as_secs_f64();
+                        return Err(Attempt::Retry(FetchError::Stalled { file: file_name, endpoint, seconds }));
                     }
                 }
             }
@@ -167,28 +164,49 @@ impl HubOptions {
 /// How an attempt failed: worth another try (timeouts, connection failures, server errors) or
 /// not (a missing file, a refused token, a cache that cannot be written).
 enum Attempt {
-    Retry(String),
-    Final(String),
+    Retry(FetchError),
+    Final(FetchError),
 }
 
 impl Attempt {
-    fn of(error: ApiError, fail: impl Fn(String) -> String) -> Self {
-        let transient = match &error {
+    fn of(source: ApiError, file: String, endpoint: String) -> Self {
+        let status = match &source {
             ApiError::RequestError(e) => match e.as_ref() {
-                ureq::Error::Status(code, _) => *code >= 500 || *code == 429,
-                ureq::Error::Transport(_) => true,
+                ureq::Error::Status(code, _) => Some(*code),
+                ureq::Error::Transport(_) => None,
             },
-            _ => false,
+            _ => Some(0),
         };
-        let message = match &error {
-            ApiError::RequestError(e) => match e.as_ref() {
-                ureq::Error::Status(404, _) => "not found (HTTP 404)".to_string(),
-                other => other.to_string(),
-            },
-            other => other.to_string(),
-        };
-        if transient { Self::Retry(fail(message)) } else { Self::Final(fail(message)) }
+        match status {
+            Some(404) => Self::Final(FetchError::NotOnHub { file, endpoint }),
+            Some(code) if code >= 500 || code == 429 => Self::Retry(FetchError::Api { file, endpoint, source }),
+            None => Self::Retry(FetchError::Api { file, endpoint, source }),
+            Some(_) => Self::Final(FetchError::Api { file, endpoint, source }),
+        }
     }
+}
+
+/// Why a file could not be fetched from the Hub or its cache.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{file} is not in the local Hugging Face cache ({}) and HF_HUB_OFFLINE is set", cache.display())]
+    NotCached { file: String, cache: PathBuf },
+    #[error("cannot fetch {file} from {endpoint}: not found (HTTP 404)")]
+    NotOnHub { file: String, endpoint: String },
+    #[error("cannot fetch {file} from {endpoint}: {source}")]
+    Api {
+        file: String,
+        endpoint: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("cannot fetch {file} from {endpoint}: no answer for {seconds:.0} s (HF_HUB_DOWNLOAD_TIMEOUT)")]
+    Stalled { file: String, endpoint: String, seconds: f64 },
+    #[error("cannot fetch {file} from {endpoint}: the download stopped without a result")]
+    Stopped { file: String, endpoint: String },
+    /// The last attempt's error is said in the message (not as a source, which would say it twice).
+    #[error("{last} (gave up after {attempts} attempts)")]
+    GaveUp { last: Box<FetchError>, attempts: usize },
 }
 
 /// The time of the last byte received, for the watchdog: hf-hub reports progress per chunk.
@@ -259,16 +277,16 @@ impl ModelFiles {
 
     /// Fetches from the Hub, or its cache: a file already cached is never downloaded again.
     pub fn from_hub(model_id: &str, hub: &HubOptions) -> Result<Self> {
-        let hub_error = |message: String| EncoderError::Hub { model_id: model_id.to_string(), message };
+        let hub_error = |source: FetchError| EncoderError::Hub { model_id: model_id.to_string(), source };
         let repo = Repo::new(model_id.to_string(), RepoType::Model);
         let fetch = |file: &str| hub.fetch(&repo, file);
         let config = fetch("config.json").map_err(hub_error)?;
-        let mut weights = Err(String::new());
-        for file in WEIGHT_FILES {
-            weights = fetch(file);
+        let mut weights = fetch(WEIGHT_FILES[0]);
+        for file in &WEIGHT_FILES[1..] {
             if weights.is_ok() {
                 break;
             }
+            weights = fetch(file);
         }
         let weights = weights.map_err(hub_error)?;
         let tokenizer_files = TOKENIZER_FILES.iter().filter_map(|f| fetch(f).ok()).collect();
@@ -328,7 +346,7 @@ pub fn from_pretrained<B: Backend>(name: &str, options: &LoadOptions, device: &B
     if let Some(head) = &options.head {
         config.set_head(head);
     }
-    config.get().validate().map_err(|message| EncoderError::Config { path: files.config.clone(), message })?;
+    config.get().validate().map_err(|message| EncoderError::Config { path: files.config.clone(), source: message.into() })?;
     let checkpoint = Checkpoint::read(&files.weights, &config.family)?;
     let (model, report) = Weights::build_from_checkpoint(
         checkpoint,
@@ -359,15 +377,13 @@ impl<B: Backend> Pretrained<B> {
         let tokenizer = EncoderTokenizer::from_file(path, max_length)?;
         // An id past the embedding table would fail deep inside the backend: refuse here.
         if tokenizer.vocab_size() > self.config.vocab_size() {
-            return Err(EncoderError::Tokenizer {
-                path: path.to_path_buf(),
-                message: format!(
-                    "it has {} tokens but the model's vocab_size is {} ({}): tokenizer and model do not belong together",
-                    tokenizer.vocab_size(),
-                    self.config.vocab_size(),
-                    self.files.config.display()
-                ),
-            });
+            let message = format!(
+                "it has {} tokens but the model's vocab_size is {} ({}): tokenizer and model do not belong together",
+                tokenizer.vocab_size(),
+                self.config.vocab_size(),
+                self.files.config.display()
+            );
+            return Err(EncoderError::Tokenizer { path: path.to_path_buf(), source: message.into() });
         }
         Ok(tokenizer)
     }

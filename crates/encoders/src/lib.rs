@@ -40,9 +40,9 @@ pub mod weights;
 
 pub use checkpoint::Checkpoint;
 pub use config::BertConfig;
-pub use error::{EncoderError, Result};
+pub use error::{ConfigError, EncoderError, Result};
 pub use family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
-pub use hub::{HubOptions, LoadOptions, ModelFiles, Pretrained, from_pretrained, random};
+pub use hub::{FetchError, HubOptions, LoadOptions, ModelFiles, Pretrained, from_pretrained, random};
 pub use model::{BertForSequenceClassification, BertModel, BertModelOutput, EncoderInput};
 pub use model_config::ModelConfig;
 pub use registry::AutoModel;

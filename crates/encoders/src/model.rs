@@ -224,7 +224,7 @@ impl Family for Bert {
     type Config = BertConfig;
     type Model<B: Backend> = BertForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, String> {
+    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, crate::error::ConfigError> {
         BertConfig::from_json(json)
     }
 

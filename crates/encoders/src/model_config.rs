@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::error::{EncoderError, Result};
+use crate::error::{ConfigError, EncoderError, Result};
 use crate::family::{FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
 use crate::registry::{FamilyConfigs, detect, families};
 
@@ -33,8 +33,8 @@ impl ModelConfig {
         let path = path.as_ref();
         let text =
             std::fs::read_to_string(path).map_err(|source| EncoderError::Io { path: path.to_path_buf(), source })?;
-        let config = |message: String| EncoderError::Config { path: path.to_path_buf(), message };
-        let source: serde_json::Value = serde_json::from_str(&text).map_err(|e| config(e.to_string()))?;
+        let config = |source: ConfigError| EncoderError::Config { path: path.to_path_buf(), source };
+        let source: serde_json::Value = serde_json::from_str(&text).map_err(|e| config(e.into()))?;
         let parsed = Self::from_value(source, overrides).map_err(config)?;
         // A key the family's config lacks is the caller's mistake, not the file's: said apart
         // (serde ignores unknown keys, so the parse above kept it out).
@@ -59,12 +59,12 @@ impl ModelConfig {
     pub fn from_value(
         source: serde_json::Value,
         overrides: &serde_json::Map<String, serde_json::Value>,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, ConfigError> {
         if !source.is_object() {
-            return Err("not a JSON object".into());
+            return Err(ConfigError::Invalid("not a JSON object".into()));
         }
         let model_type = detect(&source)?;
-        let info = *families().iter().find(|f| f.model_type == model_type).ok_or("no such family")?;
+        let info = *families().iter().find(|f| f.model_type == model_type).ok_or_else(|| ConfigError::Invalid("no such family".into()))?;
         let mut json = source.clone();
         if let Some(map) = json.as_object_mut() {
             map.extend(overrides.clone());

@@ -295,7 +295,7 @@ impl<B: Backend> ModernBertEncoderLayer<B> {
             Wo: w.with_std(out_std, |w| w.linear_with(&mlp.pp("Wo"), config.intermediate_size, h, config.mlp_bias))?,
             drop: Dropout::new(config.mlp_dropout),
             act: Activation::named("hidden_activation", &config.hidden_activation)
-                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), message })?,
+                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?,
         };
         Ok(Self { attn_norm, attn, mlp_norm, mlp })
     }
@@ -389,7 +389,7 @@ pub struct ModernBertForSequenceClassification<B: Backend> {
 impl<B: Backend> ModernBertForSequenceClassification<B> {
     pub fn load(w: &mut Weights<B>, config: &ModernBertConfig) -> Result<Self> {
         let (h, eps) = (config.hidden_size, config.norm_eps);
-        let config_error = |message| crate::EncoderError::Config { path: "config.json".into(), message };
+        let config_error = |message: String| crate::EncoderError::Config { path: "config.json".into(), source: message.into() };
         w.truncate_normal_at(Some(config.initializer_cutoff_factor));
         let model = ModernBertModel::load(w, &Key::root().pp("model"), config)?;
         let head = Key::root().pp("head");
@@ -474,8 +474,8 @@ impl Family for ModernBert {
     type Config = ModernBertConfig;
     type Model<B: Backend> = ModernBertForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<ModernBertConfig, String> {
-        let config: ModernBertConfig = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+    fn config(json: &serde_json::Value) -> std::result::Result<ModernBertConfig, crate::error::ConfigError> {
+        let config: ModernBertConfig = serde_json::from_value(json.clone())?;
         config.validate()?;
         Ok(config)
     }

@@ -12,7 +12,7 @@ use crate::config::BertConfig;
 use crate::deberta::{DebertaV2, DebertaV2Config, DebertaV2ForSequenceClassification};
 use crate::distilbert::{DistilBert, DistilBertConfig, DistilBertForSequenceClassification};
 use crate::electra::{Electra, ElectraConfig, ElectraForSequenceClassification};
-use crate::error::Result;
+use crate::error::{ConfigError, Result};
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo};
 use crate::model::{Bert, BertForSequenceClassification, EncoderInput};
 use crate::modernbert::{ModernBert, ModernBertConfig, ModernBertForSequenceClassification};
@@ -39,7 +39,7 @@ pub enum FamilyConfigs {
 
 impl FamilyConfigs {
     /// The config of the family `model_type` names, from the text of its `config.json`.
-    pub fn parse(model_type: &str, json: &serde_json::Value) -> std::result::Result<Self, String> {
+    pub fn parse(model_type: &str, json: &serde_json::Value) -> std::result::Result<Self, ConfigError> {
         Ok(match model_type {
             "bert" => Self::Bert(Bert::config(json)?),
             "roberta" => Self::Roberta(Roberta::config(json)?),
@@ -48,7 +48,7 @@ impl FamilyConfigs {
             "electra" => Self::Electra(Electra::config(json)?),
             "modernbert" => Self::ModernBert(ModernBert::config(json)?),
             "deberta-v2" => Self::DebertaV2(DebertaV2::config(json)?),
-            other => return Err(unsupported(other)),
+            other => return Err(unsupported(other).into()),
         })
     }
 

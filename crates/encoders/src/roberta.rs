@@ -81,7 +81,7 @@ impl<B: Backend> Classifier<B> for RobertaForSequenceClassification<B> {
 }
 
 /// RoBERTa's config: BERT's keys, `pad_token_id` 1 by default, positions after it.
-fn roberta_config(json: &serde_json::Value) -> std::result::Result<BertConfig, String> {
+fn roberta_config(json: &serde_json::Value) -> std::result::Result<BertConfig, crate::error::ConfigError> {
     let mut json = json.clone();
     if let Some(map) = json.as_object_mut() {
         map.entry("pad_token_id").or_insert(1.into());
@@ -113,7 +113,7 @@ impl Family for Roberta {
     type Config = BertConfig;
     type Model<B: Backend> = RobertaForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, String> {
+    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, crate::error::ConfigError> {
         roberta_config(json)
     }
 
@@ -136,7 +136,7 @@ impl Family for XlmRoberta {
     type Config = BertConfig;
     type Model<B: Backend> = RobertaForSequenceClassification<B>;
 
-    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, String> {
+    fn config(json: &serde_json::Value) -> std::result::Result<BertConfig, crate::error::ConfigError> {
         roberta_config(json)
     }
 

@@ -57,7 +57,7 @@ impl EncoderTokenizer {
     /// passes its own settings.
     pub fn from_file(path: impl AsRef<Path>, max_length: usize) -> Result<Self> {
         let path = path.as_ref();
-        let fail = |message: String| EncoderError::Tokenizer { path: path.to_path_buf(), message };
+        let fail = |source: tokenizers::Error| EncoderError::Tokenizer { path: path.to_path_buf(), source };
         if !path.is_file() {
             return Err(EncoderError::NotFound {
                 path: path.to_path_buf(),
@@ -65,14 +65,14 @@ impl EncoderTokenizer {
             });
         }
         let mut inner = if path.extension().is_some_and(|e| e == "txt") {
-            from_vocab(path).map_err(|e| fail(e.to_string()))?
+            from_vocab(path).map_err(fail)?
         } else if path.extension().is_some_and(|e| e == "model") {
-            crate::spm::deberta_tokenizer(path).map_err(fail)?
+            crate::spm::deberta_tokenizer(path).map_err(|message| fail(message.into()))?
         } else {
-            Tokenizer::from_file(path).map_err(|e| fail(e.to_string()))?
+            Tokenizer::from_file(path).map_err(fail)?
         };
         if max_length < 2 {
-            return Err(fail(format!("max_length must leave room for [CLS] and [SEP], got {max_length}")));
+            return Err(fail(format!("max_length must leave room for [CLS] and [SEP], got {max_length}").into()));
         }
         inner
             .with_truncation(Some(TruncationParams {
@@ -81,7 +81,7 @@ impl EncoderTokenizer {
                 stride: 0,
                 direction: TruncationDirection::Right,
             }))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(fail)?;
         inner.with_padding(None);
         // BERT's `[PAD]`, RoBERTa's and XLM-R's `<pad>`.
         let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
@@ -101,14 +101,14 @@ impl EncoderTokenizer {
     }
 
     pub fn encode(&self, text: &str) -> Result<Encoded> {
-        let encoding = self.inner.encode(text, true).map_err(|e| EncoderError::Encode(e.to_string()))?;
+        let encoding = self.inner.encode(text, true).map_err(EncoderError::Encode)?;
         Ok(Encoded { input_ids: encoding.get_ids().to_vec(), token_type_ids: encoding.get_type_ids().to_vec() })
     }
 
     /// A pair of texts as the model's template joins them (`[CLS] a [SEP] b [SEP]`, token
     /// types 0 then 1; RoBERTa's `<s> a </s></s> b </s>`), truncated longest first.
     pub fn encode_pair(&self, a: &str, b: &str) -> Result<Encoded> {
-        let encoding = self.inner.encode((a, b), true).map_err(|e| EncoderError::Encode(e.to_string()))?;
+        let encoding = self.inner.encode((a, b), true).map_err(EncoderError::Encode)?;
         Ok(Encoded { input_ids: encoding.get_ids().to_vec(), token_type_ids: encoding.get_type_ids().to_vec() })
     }
 
@@ -128,7 +128,7 @@ impl EncoderTokenizer {
                 None => a.into(),
             })
             .collect();
-        let encodings = self.inner.encode_batch(inputs, true).map_err(|e| EncoderError::Encode(e.to_string()))?;
+        let encodings = self.inner.encode_batch(inputs, true).map_err(EncoderError::Encode)?;
         Ok(encodings
             .into_iter()
             .map(|e| Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() })

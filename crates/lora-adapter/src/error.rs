@@ -8,6 +8,12 @@ pub type Result<T, E = LoraError> = std::result::Result<T, E>;
 pub enum LoraError {
     #[error("invalid LoRA config{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Config { path: Option<PathBuf>, message: String },
+    #[error("invalid LoRA config {}: {source}", path.display())]
+    ConfigJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("target_modules {targets} matched no linear of the model (its linears end in: {available})")]
     NoTarget { targets: String, available: String },
     #[error("cannot read {}: {source}", path.display())]

@@ -97,7 +97,7 @@ pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(
     // PEFT writes the config of a saved adapter in inference mode.
     let saved_config = LoraConfig { inference_mode: true, ..config.clone() };
     let json = serde_json::to_string_pretty(&saved_config)
-        .map_err(|e| LoraError::Write { path: dir.join(CONFIG_FILE), source: std::io::Error::other(e.to_string()) })?;
+        .map_err(|e| LoraError::Write { path: dir.join(CONFIG_FILE), source: e.into() })?;
 
     let weights = dir.join(WEIGHTS_FILE);
     let bytes = write_safetensors(&weights, &tensors, &[("format", "pt")])?;
@@ -110,8 +110,8 @@ pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(
 pub fn read_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|source| LoraError::Io { path: path.clone(), source })?;
-    let config: LoraConfig = serde_json::from_str(&text)
-        .map_err(|e| LoraError::Config { path: Some(path.clone()), message: e.to_string() })?;
+    let config: LoraConfig =
+        serde_json::from_str(&text).map_err(|source| LoraError::ConfigJson { path: path.clone(), source })?;
     config.validate().map_err(|message| LoraError::Config { path: Some(path), message })?;
     Ok(config)
 }

@@ -33,12 +33,21 @@ pub enum TensorFileError {
     },
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
+    #[error("{}: not a valid safetensors file: {source}", path.display())]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
 }
 
 impl TensorFileError {
     pub fn path(&self) -> &Path {
         match self {
-            Self::Read { path, .. } | Self::Write { path, .. } | Self::Format { path, .. } => path,
+            Self::Read { path, .. }
+            | Self::Write { path, .. }
+            | Self::Format { path, .. }
+            | Self::Safetensors { path, .. } => path,
         }
     }
 }
@@ -50,7 +59,8 @@ type Result<T> = std::result::Result<T, TensorFileError>;
 pub fn read_safetensors(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap<String, RawTensor>> {
     let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.to_path_buf(), source })?;
     let format = |message: String| TensorFileError::Format { path: path.to_path_buf(), message };
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| format(format!("not a valid safetensors file ({e})")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|source| TensorFileError::Safetensors { path: path.to_path_buf(), source })?;
     let mut tensors = BTreeMap::new();
     for (name, view) in file.tensors() {
         let d = view.data();
@@ -104,17 +114,17 @@ pub fn read_pytorch(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap
 
 /// Writes `tensors` as an f32 safetensors file with `metadata`, atomically; returns its size.
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, RawTensor>, metadata: &[(&str, &str)]) -> Result<u64> {
-    let fail = |e: String| TensorFileError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let fail = |e: safetensors::SafeTensorError| TensorFileError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
     let bytes: Vec<(&String, Vec<u8>, &Vec<usize>)> =
         tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), &t.shape)).collect();
     let views = bytes
         .iter()
         .map(|(k, b, shape)| TensorView::new(Dtype::F32, shape.to_vec(), b).map(|v| (k.to_string(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     let metadata: Option<HashMap<String, String>> =
         (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-    let serialized = safetensors::serialize(views, metadata).map_err(|e| fail(e.to_string()))?;
+    let serialized = safetensors::serialize(views, metadata).map_err(fail)?;
     write_atomic(path, &serialized)?;
     Ok(serialized.len() as u64)
 }

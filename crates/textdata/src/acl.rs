@@ -122,11 +122,14 @@ pub fn read_tarball(path: &Path, wanted: &Columns) -> Result<RawSplits> {
     let mut archive = tar::Archive::new(reader);
     let (mut train, mut test) = (Vec::new(), Vec::new());
     let fail = |entry: String, message: String| DataError::Entry { path: path.to_path_buf(), entry, message };
-    let entries =
-        archive.entries().map_err(|e| fail("(archive)".into(), format!("not a readable tar archive ({e})")))?;
+    let archive_error = |what: &str| {
+        let (path, what) = (path.to_path_buf(), what.to_string());
+        move |source| DataError::Archive { path, what, source }
+    };
+    let entries = archive.entries().map_err(archive_error("not a readable tar archive"))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| fail("(archive)".into(), format!("corrupt tar archive ({e})")))?;
-        let entry_path = entry.path().map_err(|e| fail("(archive)".into(), e.to_string()))?.into_owned();
+        let mut entry = entry.map_err(archive_error("corrupt tar archive"))?;
+        let entry_path = entry.path().map_err(archive_error("an entry's path cannot be read"))?.into_owned();
         let shown = entry_path.display().to_string();
         if entry_path
             .components()

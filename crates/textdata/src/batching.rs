@@ -40,7 +40,7 @@ pub fn tokenize(
         let texts: Vec<(String, Option<String>)> =
             chunk.iter().map(|r| (clean(&r.text), r.text_pair.as_deref().map(clean))).collect();
         let refs: Vec<(&str, Option<&str>)> = texts.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
-        let encoded = tokenizer.encode_batch_pairs(&refs).map_err(|e| DataError::Tokenize(e.to_string()))?;
+        let encoded = tokenizer.encode_batch_pairs(&refs).map_err(DataError::Tokenize)?;
         out.extend(
             encoded.into_iter().zip(chunk).map(|(encoded, r)| TokenizedExample { encoded, label: r.label.clone() }),
         );

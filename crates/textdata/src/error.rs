@@ -28,10 +28,33 @@ pub enum DataError {
     Unrecognised { path: PathBuf, hint: String },
     #[error("dataset `{dataset}` on the Hub: {message}")]
     Hub { dataset: String, message: String },
+    #[error(
+        "dataset `{dataset}` on the Hub (data.hub_config, data.train_split and data.eval_split name the file {file}): {source}"
+    )]
+    HubFile {
+        dataset: String,
+        file: String,
+        #[source]
+        source: encoders::hub::FetchError,
+    },
     #[error("{0}")]
     Config(String),
+    #[error("{}: {what}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{}: {what}: {source}", path.display())]
+    Archive {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Labels { path: PathBuf, message: String },
     #[error("tokenization failed: {0}")]
-    Tokenize(String),
+    Tokenize(#[source] encoders::EncoderError),
 }

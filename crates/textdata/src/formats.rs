@@ -141,9 +141,11 @@ pub fn read_csv(path: &Path, reader: impl Read, columns: &Columns) -> Result<Raw
 pub fn read_parquet(path: &Path, columns: &Columns) -> Result<RawSplit> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-    let fail = |entry: String, message: String| DataError::Entry { path: path.to_path_buf(), entry, message };
-    let reader = SerializedFileReader::new(file)
-        .map_err(|e| fail("footer".into(), format!("not a readable parquet file ({e})")))?;
+    let parquet = |what: &str| {
+        let (path, what) = (path.to_path_buf(), what.to_string());
+        move |source| DataError::Parquet { path, what, source }
+    };
+    let reader = SerializedFileReader::new(file).map_err(parquet("not a readable parquet file"))?;
     let metadata = reader.metadata().file_metadata();
     let names: Vec<String> =
         metadata.schema_descr().root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
@@ -154,11 +156,11 @@ pub fn read_parquet(path: &Path, columns: &Columns) -> Result<RawSplit> {
         .and_then(|e| e.value.as_deref())
         .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
         .and_then(|v| class_names(&v["info"]["features"][&cols.label]));
-    let rows = reader.get_row_iter(None).map_err(|e| fail("rows".into(), e.to_string()))?;
+    let rows = reader.get_row_iter(None).map_err(parquet("its rows cannot be read"))?;
     let mut records = Vec::new();
     for (i, row) in rows.enumerate() {
         let at = Location::Row(i);
-        let row = row.map_err(|e| at.error(path, e.to_string()))?;
+        let row = row.map_err(parquet(&format!("row {i}")))?;
         let (mut text, mut text_pair, mut label) = (None, None, None);
         for (name, field) in row.get_column_iter() {
             if *name == cols.text || Some(name) == cols.text_pair.as_ref() {

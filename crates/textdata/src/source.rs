@@ -133,11 +133,10 @@ impl Source {
                 let mut files = Vec::new();
                 for split in [options.train_split(), eval_split] {
                     let file = options.hub_file(split);
-                    let path = hub.fetch(&repo, &file).map_err(|message| DataError::Hub {
+                    let path = hub.fetch(&repo, &file).map_err(|source| DataError::HubFile {
                         dataset: dataset.clone(),
-                        message: format!(
-                            "{message} (data.hub_config, data.train_split and data.eval_split name the file {file})"
-                        ),
+                        file: file.clone(),
+                        source,
                     })?;
                     files.push(read_split(&path, split, columns)?);
                 }
