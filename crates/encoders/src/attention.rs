@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, LayerNorm, Window, dropout_matmul_into_heads, masked_softmax_window, matmul};
+use kernels::{Dropout, LayerNorm, Window, attention, dropout_matmul_into_heads, masked_softmax_window, matmul};
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;
@@ -86,13 +86,15 @@ pub fn attend_heads<B: Backend>(
     let [batch, heads, seq, head_dim] = q.dims();
     let context = match window {
         Some(half) if seq > 4 * half.max(MIN_BLOCK) => banded(q, k, v, mask_bias, half, dropout),
-        _ => {
+        Some(half) => {
             let scores = matmul(q, k.swap_dims(2, 3)); // (B, nh, T, T)
-            let window = window.map(|half| Window { half, offset: 0 });
+            let window = Some(Window { half, offset: 0 });
             // Dropout on the probabilities, then @ v, as one op that does not keep the dropped
             // copy: (B, nh, T, hs), laid out as (B, T, nh, hs).
             dropout_matmul_into_heads(masked_softmax_window(scores, mask_bias, window), v, dropout)
         }
+        // Softmax, dropout and @ v as one op that keeps no (B, nh, T, T) tensor for the backward.
+        None => attention(q, k, v, mask_bias, dropout),
     };
     context.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
 }

@@ -123,6 +123,12 @@ impl Mask {
         FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(x.layout().shape().clone()), DType::F32)
     }
 
+    /// `values`, elements `first..` of a tensor in row-major order, times the mask, in place:
+    /// for ops that apply a mask to one block of a tensor at a time.
+    pub(crate) fn apply_at(&self, values: &mut [f32], first: u64) {
+        mask_in_place(values, first, *self);
+    }
+
     /// Element `i`'s factor, 0 or `scale`: multiplied in rather than written, so that a NaN
     /// stays a NaN, as in torch's `x * mask * scale`.
     #[inline(always)]

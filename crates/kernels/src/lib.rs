@@ -5,22 +5,24 @@
 //! `Autodiff<Flex>` for training), where Burn's own op was among a training step's largest costs
 //! (`docs/benchmarks.md` has the figures); on every other backend and dtype it is Burn's op. On
 //! the CPU each is exact to Burn's within float rounding, which its tests check (values and
-//! gradients). [`host`] holds what they share: recognising the CPU backend, dispatching to the
+//! gradients). `host` holds what they share: recognising the CPU backend, dispatching to the
 //! kernel and recording it as one autodiff op.
 
-pub mod dropout;
-pub mod gather;
-pub mod gelu;
-pub mod host;
-pub mod layer_norm;
+mod attention;
+mod dropout;
+mod gather;
+mod gelu;
+mod host;
+mod layer_norm;
 mod math;
-pub mod matmul;
+mod matmul;
 pub mod read;
-pub mod rotary;
-pub mod softmax;
+mod rotary;
+mod softmax;
 #[cfg(test)]
 mod testing;
 
+pub use attention::attention;
 pub use dropout::Dropout;
 pub use gather::{RelativeIndex, relative_gather};
 pub use gelu::{geglu, gelu};

@@ -291,15 +291,15 @@ fn rows_of_contiguous(t: &FlexTensor) -> FlexTensor {
 
 /// One operand: its buffer, the element offset of each of its matrices (one for a shared
 /// matrix) and the strides within a matrix.
-struct Operand<'a> {
+pub(crate) struct Operand<'a> {
     data: &'a [f32],
     offsets: Vec<isize>,
-    row_stride: isize,
-    col_stride: isize,
+    pub(crate) row_stride: isize,
+    pub(crate) col_stride: isize,
 }
 
 impl<'a> Operand<'a> {
-    fn new(t: &'a FlexTensor) -> Self {
+    pub(crate) fn new(t: &'a FlexTensor) -> Self {
         let layout = t.layout();
         let rank = layout.num_dims();
         let (shape, strides) = (layout.shape(), layout.strides());
@@ -311,7 +311,7 @@ impl<'a> Operand<'a> {
         Self { data: t.storage::<f32>(), offsets, row_stride: strides[rank - 2], col_stride: strides[rank - 1] }
     }
 
-    fn at(&self, batch: usize) -> *const f32 {
+    pub(crate) fn at(&self, batch: usize) -> *const f32 {
         let offset = self.offsets[if self.offsets.len() == 1 { 0 } else { batch }];
         self.data.as_ptr().wrapping_offset(offset)
     }
@@ -428,7 +428,7 @@ fn heads_product(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
 
 /// One `m x k` by `k x n` product into a row-major `m x n` block at `dst` (row stride `dst_rs`),
 /// overwriting it, or adding to it when `accumulate`.
-fn gemm_one(
+pub(crate) fn gemm_one(
     dst: *mut f32,
     dst_rs: usize,
     (m, k, n): (usize, usize, usize),

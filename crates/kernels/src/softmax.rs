@@ -156,7 +156,7 @@ fn softmax_backward(probs: &FlexTensor, grad: FlexTensor, row: usize) -> FlexTen
 const LANES: usize = 16;
 
 #[multiversion(targets = "simd")]
-fn softmax_row(x: &mut [f32], mask: &[f32]) {
+pub(crate) fn softmax_row(x: &mut [f32], mask: &[f32]) {
     let mut peaks = [f32::NEG_INFINITY; LANES];
     for (xs, ms) in x.chunks_exact_mut(LANES).zip(mask.chunks_exact(LANES)) {
         for ((v, m), peak) in xs.iter_mut().zip(ms).zip(&mut peaks) {
@@ -213,7 +213,7 @@ fn softmax_band(x: &mut [f32], mask: &[f32], lo: usize, hi: usize) {
 }
 
 #[multiversion(targets = "simd")]
-fn softmax_backward_row(g: &mut [f32], y: &[f32]) {
+pub(crate) fn softmax_backward_row(g: &mut [f32], y: &[f32]) {
     let mut dots = [0.0f32; LANES];
     for (gs, ys) in g.chunks_exact(LANES).zip(y.chunks_exact(LANES)) {
         for ((a, b), dot) in gs.iter().zip(ys).zip(&mut dots) {
