@@ -73,7 +73,8 @@ pub fn normalise_key(key: &str) -> String {
 }
 
 /// Reads every tensor of a safetensors file as f32; integer buffers (`position_ids`) are
-/// skipped. Keys are the file's own.
+/// skipped. Keys are the file's own. (The loader reads through [`Checkpoint::read`]; tests read saved files.)
+#[cfg(test)]
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
     tensor_file::read_safetensors(path, |name| name.ends_with("position_ids")).map_err(checkpoint_error)
 }
@@ -95,6 +96,14 @@ fn checkpoint_error(e: TensorFileError) -> EncoderError {
 mod tests {
     use super::*;
     use crate::registry::families;
+
+    #[test]
+    fn read_safetensors_drops_integer_buffers() {
+        let Some(assets) = crate::assets::require_shared_assets("minilm buffers") else { return };
+        let tensors = read_safetensors(&assets.join("all-MiniLM-L6-v2/model.safetensors")).unwrap();
+        assert!(!tensors.keys().any(|k| k.ends_with("position_ids")));
+        assert!(tensors.contains_key("embeddings.word_embeddings.weight"));
+    }
 
     #[test]
     fn layer_norm_names_of_tf_checkpoints() {

@@ -1,50 +1,57 @@
 //! Encoder classifiers in Burn, in the shape of transformers' `modeling_bert.py`,
-//! `modeling_roberta.py` (and XLM-RoBERTa's), `modeling_distilbert.py`, `modeling_electra.py`
-//! and `modeling_modernbert.py`: each family is a plug-in of one file ([`Family`]) with its own
-//! config, names and head; [`registry`] lists them and picks one from `config.json`
-//! ([`AutoModel`]); [`from_pretrained`] loads any of them.
+//! `modeling_roberta.py` (and XLM-RoBERTa's), `modeling_distilbert.py`, `modeling_electra.py`,
+//! `modeling_modernbert.py` and `modeling_deberta_v2.py`. Each family is a plug-in of one file
+//! with its own config, checkpoint names and head; one registry lists them ([`families`]) and
+//! picks one from `config.json` ([`AutoModel`]).
 //!
-//! Field names are checkpoint keys, so loading a Hugging Face checkpoint is a walk over the
-//! model's own structure ([`weights`]). Every linear is a [`lora_adapter::LoraLinear`], so that
-//! the LoRA crate can put an adapter on any of them by name ([`lora_adapter::AdaptableModel`]);
-//! the ops with their own CPU kernels (attention products, softmax, GELU, LayerNorm, dropout)
-//! come from the `kernels` crate.
+//! What a user of the library needs is here at the top: [`from_pretrained`] (a directory or a
+//! Hub id, with transformers' keyword arguments as [`LoadOptions`]) or [`random`], the
+//! [`Classifier`] the model is, its [`ModelConfig`], [`EncoderTokenizer`] and
+//! [`save_pretrained`]. Every linear is a [`lora_adapter::LoraLinear`], so that the LoRA crate
+//! can put an adapter on any of them by name ([`lora_adapter::AdaptableModel`]); the ops with
+//! their own CPU kernels come from the `kernels` crate. The loader, the checkpoint reader and
+//! the families' building blocks are the crate's own.
 //!
 //! The `testing` feature adds what other crates' tests use: [`testing::FakeHub`], a local
 //! stand-in for the Hugging Face Hub, and [`assets`], where the shared real assets are.
 
 #[cfg(feature = "testing")]
 pub mod assets;
-pub mod attention;
-pub mod checkpoint;
-pub mod config;
-pub mod deberta;
-pub mod distilbert;
-pub mod electra;
-pub mod embeddings;
-pub mod encoder;
-pub mod error;
-pub mod family;
-pub mod hub;
-pub mod model;
-pub mod model_config;
-pub mod modernbert;
-pub mod registry;
-pub mod roberta;
-pub mod save;
+mod attention;
+mod checkpoint;
+mod config;
+mod deberta;
+mod distilbert;
+mod electra;
+mod embeddings;
+mod encoder;
+mod error;
+mod family;
+mod hub;
+mod model;
+mod model_config;
+mod modernbert;
+mod registry;
+mod roberta;
+mod save;
 mod spm;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tokenizer;
-pub mod weights;
+mod tokenizer;
+mod weights;
 
-pub use checkpoint::Checkpoint;
 pub use config::BertConfig;
+pub use deberta::{DebertaV2Config, DebertaV2ForSequenceClassification};
+pub use distilbert::{DistilBertConfig, DistilBertForSequenceClassification};
+pub use electra::{ElectraConfig, ElectraForSequenceClassification};
 pub use error::{ConfigError, EncoderError, Result};
-pub use family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
+pub use family::{Classifier, FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
 pub use hub::{FetchError, HubOptions, LoadOptions, ModelFiles, Pretrained, from_pretrained, random};
 pub use model::{BertForSequenceClassification, BertModel, BertModelOutput, EncoderInput};
 pub use model_config::ModelConfig;
-pub use registry::AutoModel;
-pub use tokenizer::{Encoded, EncoderTokenizer, PaddedBatch};
-pub use weights::{Key, LoadReport, Weights};
+pub use modernbert::{ModernBertConfig, ModernBertForSequenceClassification, Pooling};
+pub use registry::{AutoModel, families};
+pub use roberta::{RobertaForSequenceClassification, RobertaModel};
+pub use save::save_pretrained;
+pub use tokenizer::{Encoded, EncoderTokenizer, PaddedBatch, pad_batch, padded_length};
+pub use weights::LoadReport;

@@ -95,3 +95,44 @@ pub fn save_pretrained<B: Backend, M: Classifier<B>>(model: &M, config: &ModelCo
     write_safetensors(&dir.join("model.safetensors"), &tensors, &[("format", "pt")])?;
     Ok(write_atomic(&dir.join("config.json"), json.as_bytes())?)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use burn::backend::Flex;
+
+    use crate::checkpoint::{Checkpoint, normalise_key, read_safetensors};
+    use crate::family::Family;
+    use crate::hub::{LoadOptions, from_pretrained};
+    use crate::model::Bert;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    #[test]
+    fn save_pretrained_round_trips_with_transformers_names() {
+        let tiny = fixture("tiny-bert");
+        let loaded = from_pretrained::<Flex>(tiny.to_str().unwrap(), &LoadOptions::default(), &Default::default())
+            .unwrap();
+        let original = Checkpoint::read(tiny.join("model.safetensors"), &Bert::INFO).unwrap();
+        let saved = super::state_dict(&loaded.model).unwrap();
+        // Same names (after the loader's normalisation) and bit-identical values.
+        let renamed: std::collections::BTreeMap<String, _> =
+            saved.into_iter().map(|(k, v)| (normalise_key(&k), v)).collect();
+        assert_eq!(renamed, original.tensors);
+
+        let out = tempfile::tempdir().unwrap();
+        super::save_pretrained(&loaded.model, &loaded.config, out.path()).unwrap();
+        let reread =
+            from_pretrained::<Flex>(out.path().to_str().unwrap(), &LoadOptions::default(), &Default::default())
+                .unwrap();
+        assert!(reread.report.initialized.is_empty());
+        let names = read_safetensors(&out.path().join("model.safetensors")).unwrap();
+        assert!(names.contains_key("bert.encoder.layer.1.attention.self.query.weight"));
+        assert!(names.contains_key("bert.embeddings.LayerNorm.weight"));
+        assert!(names.contains_key("classifier.bias"));
+    }
+}

@@ -14,7 +14,7 @@ type B = Flex;
 const FAMILIES: [&str; 4] = ["roberta", "xlm-roberta", "distilbert", "electra"];
 
 fn info(model_type: &str) -> FamilyInfo {
-    *encoders::registry::families().iter().find(|f| f.model_type == model_type).unwrap()
+    *encoders::families().iter().find(|f| f.model_type == model_type).unwrap()
 }
 
 fn fixture(model_type: &str) -> PathBuf {
@@ -193,7 +193,7 @@ fn peft_adapters_load_merge_and_save_under_peft_names() {
         assert_close(&format!("{model_type} merged"), &logits, &g.peft_logits, 1e-5);
         let saved = tempfile::tempdir().unwrap();
         let config = load(model_type).config;
-        encoders::save::save_pretrained(&merged, &config, saved.path()).unwrap();
+        encoders::save_pretrained(&merged, &config, saved.path()).unwrap();
         let reread =
             encoders::from_pretrained::<B>(saved.path().to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
         assert!(reread.report.initialized.is_empty(), "{model_type}: the merged checkpoint has its head");

@@ -279,7 +279,7 @@ fn a_deberta_spm_model_tokenizes_as_the_converted_fast_tokenizer() {
 /// PEFT has no default targets for ModernBERT: the family says which linears it has.
 #[test]
 fn no_default_targets_but_the_linears_are_named() {
-    let info = encoders::registry::families().into_iter().find(|f| f.model_type == "modernbert").unwrap();
+    let info = encoders::families().into_iter().find(|f| f.model_type == "modernbert").unwrap();
     let hint = info.default_targets.unwrap_err();
     assert!(hint.contains("Wqkv") && hint.contains("attn.Wo") && hint.contains("mlp.Wi"), "{hint}");
 }

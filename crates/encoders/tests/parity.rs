@@ -5,9 +5,7 @@
 mod common;
 
 use common::{B, assert_close, fixtures, golden, input};
-use encoders::checkpoint::read_safetensors;
-use encoders::model::Bert;
-use encoders::{BertConfig, BertModel, Checkpoint, Family, LoadOptions, Weights};
+use encoders::LoadOptions;
 
 #[test]
 fn tiny_bert_matches_transformers() {
@@ -30,13 +28,12 @@ fn tiny_bert_matches_transformers() {
 fn minilm_real_weights_match_transformers_on_real_reviews() {
     let Some(assets) = encoders::assets::require_shared_assets("minilm parity") else { return };
     let dir = assets.join("all-MiniLM-L6-v2");
-    let config = BertConfig::from_file(dir.join("config.json")).unwrap();
-    // A base model's checkpoint (no `bert.` prefix): its keys are read under the prefix.
-    let checkpoint = Checkpoint::read(dir.join("model.safetensors"), &Bert::INFO).unwrap();
-    let device = Default::default();
-    let mut w = Weights::<B>::from_checkpoint(checkpoint, config.initializer_range, &[], &device);
-    let model = BertModel::load(&mut w, &encoders::Key::root().pp("bert"), &config).unwrap();
-    w.finish().unwrap();
+    // A base model's checkpoint (no `bert.` prefix): its keys are read under the prefix, and
+    // only the head is new.
+    let loaded =
+        encoders::from_pretrained::<B>(dir.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
+    assert_eq!(loaded.report.initialized, ["classifier.weight", "classifier.bias"]);
+    let model = &loaded.model.as_bert().unwrap().bert;
 
     let (floats, ints) = golden("minilm_golden.safetensors");
     let lengths: Vec<i64> =
@@ -95,12 +92,4 @@ fn minilm_tokenizer_settings_are_replaced_by_the_callers() {
     assert_eq!(tokenizer.encode("short").unwrap().len(), 3);
     let long = "word ".repeat(1000);
     assert_eq!(tokenizer.encode(&long).unwrap().len(), 300);
-}
-
-#[test]
-fn read_safetensors_drops_integer_buffers() {
-    let Some(assets) = encoders::assets::require_shared_assets("minilm buffers") else { return };
-    let tensors = read_safetensors(&assets.join("all-MiniLM-L6-v2/model.safetensors")).unwrap();
-    assert!(!tensors.keys().any(|k| k.ends_with("position_ids")));
-    assert!(tensors.contains_key("embeddings.word_embeddings.weight"));
 }

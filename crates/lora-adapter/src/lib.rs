@@ -5,13 +5,13 @@
 //! A model that builds its linears from it and lists them ([`AdaptableModel`]) takes adapters on
 //! any of them by config ([`inject`]); this crate knows nothing about the model around them.
 
-pub mod config;
-pub mod error;
-pub mod inject;
+mod config;
+mod error;
+mod inject;
 mod linear;
 pub mod peft;
 
-pub use config::{InitLoraWeights, LoraConfig, TargetModules};
+pub use config::{AdapterShape, InitLoraWeights, Layers, LoraConfig, Patterns, TargetModules};
 pub use error::{LoraError, Result};
-pub use inject::{Injected, ParameterCount, inject, merge};
+pub use inject::{Injected, ParameterCount, fresh_adapter, inject, merge};
 pub use linear::{AdaptableModel, LoraAdapter, LoraLinear};

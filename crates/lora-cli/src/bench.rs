@@ -92,10 +92,10 @@ pub fn mix_batches(
     batch_size: usize,
     max_length: usize,
 ) -> Result<Vec<Vec<TokenizedExample>>> {
-    let reviews = textdata::formats::read_file(reviews, &Default::default())?.unlabelled();
+    let reviews = textdata::read_file(reviews, &Default::default())?.unlabelled();
     anyhow::ensure!(!reviews.is_empty(), "the length mix has no reviews");
     let tokenizer = encoders::EncoderTokenizer::from_file(tokenizer, max_length)?;
-    let items = textdata::batching::tokenize(&reviews, &tokenizer, false, |_| {})?;
+    let items = textdata::tokenize(&reviews, &tokenizer, false, |_| {})?;
     Ok(items.chunks(batch_size.max(1)).map(<[TokenizedExample]>::to_vec).collect())
 }
 

@@ -139,7 +139,7 @@ fn adapter_labels(dir: &Path, rows: usize) -> Result<LabelSpace> {
     match LabelSpace::read(dir).map_err(anyhow::Error::msg)? {
         Some(labels) if labels.num_labels() != rows => bail!(
             "{} names {} labels, but the adapter's classifier has {rows} rows",
-            dir.join(textdata::labels::LABELS_FILE).display(),
+            dir.join(textdata::LABELS_FILE).display(),
             labels.num_labels()
         ),
         Some(labels) => Ok(labels),
@@ -447,7 +447,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
             let written = (|| -> Result<()> {
-                encoders::save::save_pretrained(&merged, &config, &tmp)?;
+                encoders::save_pretrained(&merged, &config, &tmp)?;
                 for file in &pretrained.files.tokenizer_files {
                     if let Some(file_name) = file.file_name() {
                         std::fs::copy(file, tmp.join(file_name)).with_context(|| {

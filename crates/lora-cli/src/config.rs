@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use lora_adapter::LoraConfig;
-use lora_adapter::config::{InitLoraWeights, Layers, TargetModules};
+use lora_adapter::{InitLoraWeights, Layers, TargetModules};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -445,7 +445,7 @@ impl TrainingSection {
 /// `max_length` tokens (capped at `positions`) past the model's `positions` position embeddings.
 pub fn check_padding(what: &str, multiple: usize, max_length: usize, positions: usize) -> Result<()> {
     let longest = max_length.min(positions);
-    let padded = encoders::tokenizer::padded_length(longest, multiple);
+    let padded = encoders::padded_length(longest, multiple);
     if padded > positions {
         bail!(
             "{what} {multiple} would pad a {longest}-token review to {padded}, past the model's {positions} positions"

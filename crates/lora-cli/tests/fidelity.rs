@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
 use encoders::HubOptions;
-use encoders::tokenizer::Encoded;
+use encoders::Encoded;
 use lora_cli::config::RunConfig;
 use lora_cli::trainer::Trainer;
 use textdata::TokenizedExample;

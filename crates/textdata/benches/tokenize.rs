@@ -19,7 +19,7 @@ fn main() {
         Ok(t) => t,
         Err(e) => return eprintln!("tokenize bench: {e}"),
     };
-    let reviews = match textdata::formats::read_file(&assets.join("imdb/train.jsonl"), &Default::default()) {
+    let reviews = match textdata::read_file(&assets.join("imdb/train.jsonl"), &Default::default()) {
         Ok(r) => r.unlabelled(),
         Err(e) => return eprintln!("tokenize bench: {e}"),
     };

@@ -159,14 +159,14 @@ impl TextBatcher {
 
     /// The length a batch whose longest review has `longest` tokens is padded to.
     pub fn padded_length(&self, longest: usize) -> usize {
-        encoders::tokenizer::padded_length(longest, self.pad_to_multiple_of)
+        encoders::padded_length(longest, self.pad_to_multiple_of)
     }
 }
 
 impl<B: Backend> Batcher<B, TokenizedExample, TextBatch<B>> for TextBatcher {
     fn batch(&self, items: Vec<TokenizedExample>, device: &B::Device) -> TextBatch<B> {
         let encoded: Vec<&Encoded> = items.iter().map(|i| &i.encoded).collect();
-        let padded = encoders::tokenizer::pad_batch(&encoded, self.pad_id, self.pad_to_multiple_of);
+        let padded = encoders::pad_batch(&encoded, self.pad_id, self.pad_to_multiple_of);
         TextBatch {
             input: padded.to_input(device),
             labels: Targets::of(&items, device),

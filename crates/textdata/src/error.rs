@@ -35,7 +35,7 @@ pub enum DataError {
         dataset: String,
         file: String,
         #[source]
-        source: encoders::hub::FetchError,
+        source: encoders::FetchError,
     },
     #[error("{0}")]
     Config(String),

@@ -12,22 +12,23 @@
 //! The crate knows no model, only the encoders crate's tokenizer and the head a task needs
 //! ([`LabelSpace::head`], an `encoders::HeadSpec` the program hands to `from_pretrained`).
 
-pub mod acl;
-pub mod batching;
-pub mod error;
-pub mod example;
-pub mod formats;
-pub mod labels;
-pub mod records;
-pub mod source;
-pub mod subset;
+mod acl;
+mod batching;
+mod error;
+mod example;
+mod formats;
+mod labels;
+mod records;
+mod source;
+mod subset;
 
 pub use batching::{
     PaddingStats, Targets, TextBatch, TextBatcher, TextDataset, TokenizedExample, epoch_batches, tokenize,
 };
 pub use error::{DataError, Result};
-pub use example::{Example, Splits};
-pub use labels::{LabelSpace, ProblemType, RawLabel, Target};
+pub use example::{Example, Splits, class_counts};
+pub use formats::read_file;
+pub use labels::{LABELS_FILE, LabelSpace, ProblemType, RawLabel, Target};
 pub use records::{Columns, RawSplits};
 pub use source::{Labels, Source, SourceOptions, load_labelled};
 pub use subset::{SubsetConfig, Subsets, draw, write_jsonl};

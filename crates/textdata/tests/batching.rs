@@ -6,7 +6,7 @@
 use burn::backend::Flex;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
-use textdata::batching::{PaddingStats, epoch_batches};
+use textdata::{PaddingStats, epoch_batches};
 use textdata::{LabelSpace, Labels, SourceOptions, SubsetConfig, Targets, TextBatcher, TextDataset, draw, tokenize};
 
 type B = Flex;

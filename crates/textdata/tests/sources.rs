@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use encoders::HubOptions;
 use encoders::testing::FakeHub;
-use textdata::example::class_counts;
+use textdata::class_counts;
 use textdata::{Example, LabelSpace, Labels, ProblemType, Source, SourceOptions, Splits, SubsetConfig, Target};
 
 fn offline() -> HubOptions {
