@@ -456,8 +456,8 @@ impl<B: Backend> DebertaV2Model<B> {
             layer_norm: w.layer_norm(&e.pp("LayerNorm"), h, eps)?,
             dropout: Dropout::new(config.hidden_dropout_prob),
         };
-        let activation = Activation::named("hidden_act", &config.hidden_act)
-            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?;
+        let activation =
+            Activation::named("hidden_act", &config.hidden_act).map_err(crate::EncoderError::invalid_config)?;
         let enc = at.pp("encoder");
         let layer = (0..config.num_hidden_layers)
             .map(|i| DebertaV2Layer::load(w, &enc.pp("layer").pp(i), config, activation))
@@ -534,7 +534,7 @@ impl<B: Backend> DebertaV2ForSequenceClassification<B> {
             dense: w.linear(&Key::root().pp("pooler").pp("dense"), h, h)?,
             dropout: Dropout::new(config.pooler_dropout),
             activation: Activation::named("pooler_hidden_act", &config.pooler_hidden_act)
-                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?,
+                .map_err(crate::EncoderError::invalid_config)?,
         };
         Ok(Self {
             deberta,

@@ -194,8 +194,8 @@ pub struct DistilBertModel<B: Backend> {
 
 impl<B: Backend> DistilBertModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &DistilBertConfig) -> Result<Self> {
-        let activation = Activation::named("activation", &config.activation)
-            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?;
+        let activation =
+            Activation::named("activation", &config.activation).map_err(crate::EncoderError::invalid_config)?;
         let layers = at.pp("transformer").pp("layer");
         let layer = (0..config.n_layers)
             .map(|i| TransformerBlock::load(w, &layers.pp(i), config, activation))

@@ -97,9 +97,7 @@ pub struct BertEncoder<B: Backend> {
 
 impl<B: Backend> BertEncoder<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let activation = config
-            .activation()
-            .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?;
+        let activation = config.activation().map_err(crate::EncoderError::invalid_config)?;
         let layer = (0..config.num_hidden_layers)
             .map(|i| BertLayer::load(w, &at.pp("layer").pp(i), config, activation))
             .collect::<Result<_>>()?;

@@ -84,3 +84,10 @@ pub enum EncoderError {
     #[error(transparent)]
     File(#[from] tensor_file::TensorFileError),
 }
+
+impl EncoderError {
+    /// A value of the model's `config.json` that its family cannot build, found while loading.
+    pub(crate) fn invalid_config(message: String) -> Self {
+        Self::Config { path: "config.json".into(), source: ConfigError::Invalid(message) }
+    }
+}

@@ -134,7 +134,9 @@ impl HubOptions {
             .with_progress(false)
             .with_retries(0)
             .build()
-            .map_err(|source| Attempt::Final(FetchError::Api { file: file_name.clone(), endpoint: endpoint.clone(), source }))?;
+            .map_err(|source| {
+                Attempt::Final(FetchError::Api { file: file_name.clone(), endpoint: endpoint.clone(), source })
+            })?;
         let watch = Watch { start: Instant::now(), last: Arc::new(AtomicU64::new(0)) };
         let (started, last) = (watch.start, watch.last.clone());
         let (tx, rx) = mpsc::channel();
@@ -170,19 +172,18 @@ enum Attempt {
 
 impl Attempt {
     fn of(source: ApiError, file: String, endpoint: String) -> Self {
-        let status = match &source {
+        let (missing, transient) = match &source {
             ApiError::RequestError(e) => match e.as_ref() {
-                ureq::Error::Status(code, _) => Some(*code),
-                ureq::Error::Transport(_) => None,
+                ureq::Error::Status(code, _) => (*code == 404, *code >= 500 || *code == 429),
+                ureq::Error::Transport(_) => (false, true),
             },
-            _ => Some(0),
+            _ => (false, false),
         };
-        match status {
-            Some(404) => Self::Final(FetchError::NotOnHub { file, endpoint }),
-            Some(code) if code >= 500 || code == 429 => Self::Retry(FetchError::Api { file, endpoint, source }),
-            None => Self::Retry(FetchError::Api { file, endpoint, source }),
-            Some(_) => Self::Final(FetchError::Api { file, endpoint, source }),
+        if missing {
+            return Self::Final(FetchError::NotOnHub { file, endpoint });
         }
+        let error = FetchError::Api { file, endpoint, source };
+        if transient { Self::Retry(error) } else { Self::Final(error) }
     }
 }
 
@@ -346,7 +347,10 @@ pub fn from_pretrained<B: Backend>(name: &str, options: &LoadOptions, device: &B
     if let Some(head) = &options.head {
         config.set_head(head);
     }
-    config.get().validate().map_err(|message| EncoderError::Config { path: files.config.clone(), source: message.into() })?;
+    config
+        .get()
+        .validate()
+        .map_err(|message| EncoderError::Config { path: files.config.clone(), source: message.into() })?;
     let checkpoint = Checkpoint::read(&files.weights, &config.family)?;
     let (model, report) = Weights::build_from_checkpoint(
         checkpoint,

@@ -64,7 +64,10 @@ impl ModelConfig {
             return Err(ConfigError::Invalid("not a JSON object".into()));
         }
         let model_type = detect(&source)?;
-        let info = *families().iter().find(|f| f.model_type == model_type).ok_or_else(|| ConfigError::Invalid("no such family".into()))?;
+        let info = *families()
+            .iter()
+            .find(|f| f.model_type == model_type)
+            .ok_or_else(|| ConfigError::Invalid("no such family".into()))?;
         let mut json = source.clone();
         if let Some(map) = json.as_object_mut() {
             map.extend(overrides.clone());

@@ -295,7 +295,7 @@ impl<B: Backend> ModernBertEncoderLayer<B> {
             Wo: w.with_std(out_std, |w| w.linear_with(&mlp.pp("Wo"), config.intermediate_size, h, config.mlp_bias))?,
             drop: Dropout::new(config.mlp_dropout),
             act: Activation::named("hidden_activation", &config.hidden_activation)
-                .map_err(|message| crate::EncoderError::Config { path: "config.json".into(), source: message.into() })?,
+                .map_err(crate::EncoderError::invalid_config)?,
         };
         Ok(Self { attn_norm, attn, mlp_norm, mlp })
     }
@@ -389,7 +389,7 @@ pub struct ModernBertForSequenceClassification<B: Backend> {
 impl<B: Backend> ModernBertForSequenceClassification<B> {
     pub fn load(w: &mut Weights<B>, config: &ModernBertConfig) -> Result<Self> {
         let (h, eps) = (config.hidden_size, config.norm_eps);
-        let config_error = |message: String| crate::EncoderError::Config { path: "config.json".into(), source: message.into() };
+        let config_error = crate::EncoderError::invalid_config;
         w.truncate_normal_at(Some(config.initializer_cutoff_factor));
         let model = ModernBertModel::load(w, &Key::root().pp("model"), config)?;
         let head = Key::root().pp("head");

@@ -115,8 +115,8 @@ mod tests {
     #[test]
     fn save_pretrained_round_trips_with_transformers_names() {
         let tiny = fixture("tiny-bert");
-        let loaded = from_pretrained::<Flex>(tiny.to_str().unwrap(), &LoadOptions::default(), &Default::default())
-            .unwrap();
+        let loaded =
+            from_pretrained::<Flex>(tiny.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
         let original = Checkpoint::read(tiny.join("model.safetensors"), &Bert::INFO).unwrap();
         let saved = super::state_dict(&loaded.model).unwrap();
         // Same names (after the loader's normalisation) and bit-identical values.

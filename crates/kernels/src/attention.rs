@@ -20,8 +20,8 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{Shape, Tensor};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::dropout::{Dropout, Mask};
@@ -232,7 +232,8 @@ fn backward(saved: &Saved, grad: &FlexTensor) -> [FlexTensor; 3] {
     let mut dq = vec![0.0f32; matrices * queries * dim];
     let mut dk = vec![0.0f32; matrices * keys * dim];
     let mut dv = vec![0.0f32; matrices * keys * dim_v];
-    let chunks = dq.par_chunks_mut(queries * dim).zip(dk.par_chunks_mut(keys * dim)).zip(dv.par_chunks_mut(keys * dim_v));
+    let chunks =
+        dq.par_chunks_mut(queries * dim).zip(dk.par_chunks_mut(keys * dim)).zip(dv.par_chunks_mut(keys * dim_v));
     chunks.enumerate().for_each(|(m, ((dq, dk), dv))| {
         let mut probs = vec![0.0f32; BLOCK.min(queries) * keys];
         let mut dprobs = probs.clone();

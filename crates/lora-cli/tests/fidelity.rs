@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use encoders::HubOptions;
 use encoders::Encoded;
+use encoders::HubOptions;
 use lora_cli::config::RunConfig;
 use lora_cli::trainer::Trainer;
 use textdata::TokenizedExample;

@@ -114,7 +114,10 @@ pub fn read_pytorch(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap
 
 /// Writes `tensors` as an f32 safetensors file with `metadata`, atomically; returns its size.
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, RawTensor>, metadata: &[(&str, &str)]) -> Result<u64> {
-    let fail = |e: safetensors::SafeTensorError| TensorFileError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let fail = |e: safetensors::SafeTensorError| TensorFileError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
     let bytes: Vec<(&String, Vec<u8>, &Vec<usize>)> =
         tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), &t.shape)).collect();
     let views = bytes

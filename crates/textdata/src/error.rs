@@ -55,6 +55,7 @@ pub enum DataError {
     },
     #[error("{}: {message}", path.display())]
     Labels { path: PathBuf, message: String },
-    #[error("tokenization failed: {0}")]
-    Tokenize(#[source] encoders::EncoderError),
+    /// The tokenizer's error, which says "tokenization failed" itself.
+    #[error(transparent)]
+    Tokenize(encoders::EncoderError),
 }

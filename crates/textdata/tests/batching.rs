@@ -6,8 +6,8 @@
 use burn::backend::Flex;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
-use textdata::{PaddingStats, epoch_batches};
 use textdata::{LabelSpace, Labels, SourceOptions, SubsetConfig, Targets, TextBatcher, TextDataset, draw, tokenize};
+use textdata::{PaddingStats, epoch_batches};
 
 type B = Flex;
 
