@@ -329,9 +329,13 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         if let (Some(relative), Some(inputs)) = (&self.relative, relative_inputs) {
             let rel =
                 self.pos_dropout.forward(inputs.embeddings.clone()).reshape([1, 2 * relative.span, heads * head_size]);
+            // One row for the batch; one per batch row when a mixed batch's adapters change
+            // this projection (`lora_adapter::with_adapters`).
             let positions = |proj: &LoraLinear<B>| {
-                proj.forward(rel.clone()).reshape([1, 2 * relative.span, heads, head_size]).swap_dims(1, 2)
-            }; // (1, nh, 2S, hs)
+                let projected = proj.forward(rel.clone());
+                let rows = projected.dims()[0];
+                projected.reshape([rows, 2 * relative.span, heads, head_size]).swap_dims(1, 2)
+            }; // (1 or B, nh, 2S, hs)
             if relative.c2p {
                 let pos_key = positions(self.pos_key_proj.as_ref().unwrap_or(&self.key_proj));
                 let c2p = matmul(q.clone(), pos_key.swap_dims(2, 3)); // (B, nh, T, 2S)

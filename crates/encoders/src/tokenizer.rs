@@ -33,6 +33,14 @@ impl Encoded {
     }
 }
 
+/// Where [`EncoderTokenizer::truncating`] cuts a text longer than the model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    None,
+    Right,
+    Left,
+}
+
 /// The tokenizer of a BERT-family model: its special tokens and pair template are the file's.
 #[derive(Clone)]
 pub struct EncoderTokenizer {
@@ -86,6 +94,29 @@ impl EncoderTokenizer {
         // BERT's `[PAD]`, RoBERTa's and XLM-R's `<pad>`.
         let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
         Ok(Self { inner, pad_id, max_length })
+    }
+
+    /// This tokenizer cutting texts longer than `max_length` at the end (`Right`, the default),
+    /// at the start (`Left`), or not at all (`None`: an encoding may be longer than the model).
+    pub fn truncating(&self, truncation: Truncation) -> Result<Self> {
+        let mut inner = self.inner.clone();
+        let direction = match truncation {
+            Truncation::None => {
+                inner.with_truncation(None).map_err(EncoderError::Encode)?;
+                return Ok(Self { inner, ..self.clone() });
+            }
+            Truncation::Right => TruncationDirection::Right,
+            Truncation::Left => TruncationDirection::Left,
+        };
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: self.max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction,
+            }))
+            .map_err(EncoderError::Encode)?;
+        Ok(Self { inner, ..self.clone() })
     }
 
     pub fn max_length(&self) -> usize {

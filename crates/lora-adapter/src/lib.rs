@@ -9,9 +9,11 @@ mod config;
 mod error;
 mod inject;
 mod linear;
+mod mixed;
 pub mod peft;
 
 pub use config::{AdapterShape, InitLoraWeights, Layers, LoraConfig, Patterns, TargetModules};
 pub use error::{LoraError, Result};
 pub use inject::{Injected, ParameterCount, fresh_adapter, inject, merge};
 pub use linear::{AdaptableModel, LoraAdapter, LoraLinear};
+pub use mixed::{AdapterWeights, MixedBatch, with_adapters};

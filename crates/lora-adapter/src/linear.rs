@@ -60,6 +60,10 @@ impl<B: Backend> LoraLinear<B> {
     }
 
     pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        // Serving: the adapters of a mixed batch, lent for this forward (`crate::mixed`).
+        if let Some(out) = crate::mixed::lent_forward(self, &input) {
+            return out;
+        }
         match &self.adapter {
             None => linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val())),
             Some(adapter) => {

@@ -288,6 +288,21 @@ impl LabelSpace {
         tensor_file::write_atomic(&dir.join(LABELS_FILE), json.as_bytes()).map_err(std::io::Error::other)
     }
 
+    /// The task and class names of the adapter in `dir`: its `labels.json`, else transformers'
+    /// defaults for a head of `rows` (`LABEL_0`..; one row: regression). Refused when the two
+    /// disagree.
+    pub fn for_adapter(dir: &Path, rows: usize) -> Result<Self, String> {
+        match Self::read(dir)? {
+            Some(labels) if labels.num_labels() != rows => Err(format!(
+                "{} names {} labels, but the adapter's classifier has {rows} rows",
+                dir.join(LABELS_FILE).display(),
+                labels.num_labels()
+            )),
+            Some(labels) => Ok(labels),
+            None => Ok(Self::unnamed(rows)),
+        }
+    }
+
     /// `dir/labels.json`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Self>, String> {
         let path = dir.join(LABELS_FILE);
