@@ -41,6 +41,50 @@ pub enum Command {
     ExportData(ExportDataArgs),
     /// Time a LoRA training step and an evaluation forward for a model shape (random weights).
     Bench(BenchArgs),
+    /// An HTTP server over one base model and many adapters (text-embeddings-inference's
+    /// POST /predict, with `adapter_id`), batching requests across clients and adapters.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Base model directory or Hub id.
+    #[arg(long)]
+    pub model: String,
+    /// An adapter to serve, as NAME=DIR (repeatable); a bare DIR is named after its directory
+    /// (a run's `runs/imdb/adapter` is `imdb`).
+    #[arg(long, value_name = "NAME=DIR")]
+    pub adapter: Vec<String>,
+    /// The adapter of requests without `adapter_id` (default: the one given at start, when one is).
+    #[arg(long, value_name = "NAME")]
+    pub default_adapter: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Past this many predict requests at once, answer 429 (TEI's flag).
+    #[arg(long, default_value_t = 512, value_parser = at_least_one)]
+    pub max_concurrent_requests: usize,
+    /// Inputs one request may hold (TEI's flag).
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
+    pub max_client_batch_size: usize,
+    /// Padded tokens (rows x longest) in one forward (TEI's flag).
+    #[arg(long, default_value_t = 16384, value_parser = at_least_one)]
+    pub max_batch_tokens: usize,
+    /// How long the first request of a batch waits for others to join it, in milliseconds.
+    #[arg(long, default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// The largest request body in bytes (TEI's flag).
+    #[arg(long, default_value_t = 2_000_000, value_parser = at_least_one)]
+    pub payload_limit: usize,
+    /// Pad each batch to a multiple of this many tokens (on a GPU, fewer shapes to compile).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    pub pad_to_multiple_of: usize,
+    /// Serve no POST /adapters or DELETE /adapters/NAME: the adapters are the ones given here.
+    #[arg(long)]
+    pub no_adapter_api: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]

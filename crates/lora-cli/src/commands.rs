@@ -8,7 +8,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::cli::{
-    BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, InferenceArgs, InputFormat, MergeArgs, PredictArgs, TrainArgs,
+    BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, InferenceArgs, InputFormat, MergeArgs, PredictArgs, ServeArgs,
+    TrainArgs,
 };
 use crate::config::RunConfig;
 use crate::device::{DeviceSpec, check_available};
@@ -132,19 +133,9 @@ struct Inference<B: Backend> {
     labels: LabelSpace,
 }
 
-/// The task and class names of the adapter in `dir`: its `labels.json`, else transformers'
-/// defaults for a head of `rows` (`LABEL_0`..; one row: regression). Refused when the two
-/// disagree.
+/// The task and class names of the adapter in `dir` ([`LabelSpace::for_adapter`]).
 fn adapter_labels(dir: &Path, rows: usize) -> Result<LabelSpace> {
-    match LabelSpace::read(dir).map_err(anyhow::Error::msg)? {
-        Some(labels) if labels.num_labels() != rows => bail!(
-            "{} names {} labels, but the adapter's classifier has {rows} rows",
-            dir.join(textdata::LABELS_FILE).display(),
-            labels.num_labels()
-        ),
-        Some(labels) => Ok(labels),
-        None => Ok(LabelSpace::unnamed(rows)),
-    }
+    LabelSpace::for_adapter(dir, rows).map_err(anyhow::Error::msg)
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
@@ -482,6 +473,55 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     }
     let device = args.device.clone();
     dispatch(&device, false, MergeJob(args))
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    struct ServeJob(ServeArgs);
+    impl Job for ServeJob {
+        fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
+            let a = self.0;
+            let adapters: Vec<(String, PathBuf)> = a
+                .adapter
+                .iter()
+                .map(|spec| match spec.split_once('=') {
+                    Some((name, dir)) => (name.to_string(), PathBuf::from(dir)),
+                    None => (lora_serve::adapter_name(Path::new(spec)), PathBuf::from(spec)),
+                })
+                .collect();
+            if adapters.is_empty() && a.no_adapter_api {
+                bail!("nothing to serve: give --adapter NAME=DIR, or leave the adapter API on to load them later");
+            }
+            // The base's own head is never used: each adapter brings its trained one.
+            let options = encoders::LoadOptions { ignore_mismatched_sizes: true, ..Default::default() };
+            let pretrained = encoders::from_pretrained::<B::InnerBackend>(&a.model, &options, device)?;
+            let tokenizer = pretrained.tokenizer(pretrained.config.max_text_positions())?;
+            let base = lora_serve::Base {
+                model: pretrained.model,
+                tokenizer,
+                model_id: a.model.clone(),
+                model_type: pretrained.config.family.model_type.to_string(),
+                device: device.clone(),
+                device_name: name.to_string(),
+            };
+            let options = lora_serve::ServeOptions {
+                host: a.host,
+                port: a.port,
+                max_concurrent_requests: a.max_concurrent_requests,
+                max_client_batch_size: a.max_client_batch_size,
+                payload_limit: a.payload_limit,
+                batch: lora_serve::BatchLimits {
+                    max_batch_tokens: a.max_batch_tokens,
+                    max_wait: std::time::Duration::from_millis(a.max_wait_ms),
+                    pad_to_multiple_of: a.pad_to_multiple_of,
+                },
+                default_adapter: a.default_adapter,
+                adapter_api: !a.no_adapter_api,
+            };
+            Ok(lora_serve::serve(base, &adapters, options)?)
+        }
+    }
+    let device = args.device.clone();
+    dispatch(&device, false, ServeJob(args))
 }
 
 pub fn export_data(args: ExportDataArgs) -> Result<()> {

@@ -5,6 +5,7 @@
 //! lora eval    --model M --adapter DIR --data D
 //! lora predict --model M --adapter DIR --text "..." | --input FILE
 //! lora merge   --model M --adapter DIR --output DIR
+//! lora serve   --model M --adapter NAME=DIR [--adapter NAME2=DIR2 ...] [--port 8080]
 //! ```
 
 use std::process::ExitCode;
@@ -35,7 +36,9 @@ fn main() -> ExitCode {
         }
         eprintln!("\ninterrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
     };
-    if ctrlc::set_handler(handler).is_err() {
+    // The server handles its own signals: it stops accepting and answers what it holds.
+    let serving = matches!(cli.command, Command::Serve(_));
+    if !serving && ctrlc::set_handler(handler).is_err() {
         eprintln!("warning: cannot install the Ctrl-C handler");
     }
     let result = match cli.command {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => commands::merge(args),
         Command::ExportData(args) => commands::export_data(args),
         Command::Bench(args) => commands::bench(args),
+        Command::Serve(args) => commands::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,563 @@
+//! `lora serve` over HTTP on the loopback interface, with a real client (ureq): answers equal
+//! `lora predict`'s for every adapter in mixed-adapter batches from concurrent clients; each bad
+//! request is a 4xx with TEI's JSON error and the server goes on; adapters load and unload
+//! under load; past `--max-concurrent-requests` a 429; SIGTERM answers what is in flight and
+//! exits 0. Every loop is bounded.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{lora, ok, tiny_data, tiny_model, train_args};
+use serde_json::{Value, json};
+
+/// A running `lora serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(model: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lora"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Server { child, base: format!("http://{addr}"), log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// (status, body as JSON, or the text when it is not JSON)
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+        let request = agent.request(method, &self.url(path));
+        let result = match body {
+            Some(b) => request.set("Content-Type", "application/json").send_string(b),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn predict(&self, body: Value) -> (u16, Value) {
+        self.call("POST", "/predict", Some(&body.to_string()))
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.wait()
+    }
+
+    /// Its exit status, within a minute.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "the server did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A deterministic value in [-0.5, 0.5).
+fn noise(seed: u64, i: usize) -> f32 {
+    let x = (i as u64).wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    ((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+}
+
+/// An adapter for tiny-bert written as PEFT writes one: rank `r` on `targets`, a classifier of
+/// `labels` rows, and a labels.json for `problem_type` with `names`.
+fn generated_adapter(dir: &Path, r: usize, targets: &[&str], problem_type: &str, names: &[&str], seed: u64) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let h = 32;
+    let labels = names.len();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut k = 0;
+    let mut add = |name: String, shape: Vec<usize>| {
+        k += 1;
+        let n = shape.iter().product();
+        tensors.push((name, shape, (0..n).map(|i| 0.4 * noise(seed + k, i)).collect()));
+    };
+    for layer in 0..2 {
+        for t in targets {
+            let module = format!("base_model.model.bert.encoder.layer.{layer}.attention.self.{t}");
+            add(format!("{module}.lora_A.weight"), vec![r, h]);
+            add(format!("{module}.lora_B.weight"), vec![h, r]);
+        }
+    }
+    add("base_model.model.classifier.modules_to_save.default.weight".into(), vec![labels, h]);
+    add("base_model.model.classifier.modules_to_save.default.bias".into(), vec![labels]);
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).unwrap())
+        })
+        .collect();
+    std::fs::write(dir.join("adapter_model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    let config = json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": r, "lora_alpha": 2 * r, "lora_dropout": 0.0,
+        "target_modules": targets, "modules_to_save": ["classifier", "score"], "bias": "none",
+        "inference_mode": true, "base_model_name_or_path": "tiny-bert"
+    });
+    std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
+    let id2label: serde_json::Map<String, Value> =
+        names.iter().enumerate().map(|(i, n)| (i.to_string(), json!(n))).collect();
+    let label2id: serde_json::Map<String, Value> =
+        names.iter().enumerate().map(|(i, n)| (n.to_string(), json!(i))).collect();
+    let file = json!({"num_labels": labels, "problem_type": problem_type, "id2label": id2label, "label2id": label2id});
+    std::fs::write(dir.join("labels.json"), file.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+/// A trained 2-class adapter, and generated ones: 3 named classes (rank 4 on query/key/value),
+/// a regression and a 3-class multi-label adapter.
+fn adapters(tmp: &Path, model: &Path) -> Vec<(&'static str, PathBuf)> {
+    let data = tiny_data(tmp);
+    let out = tmp.join("run");
+    ok(lora(&train_args(model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap(), &[])));
+    vec![
+        ("sentiment", out.join("adapter")),
+        (
+            "topic",
+            generated_adapter(
+                &tmp.join("topic"),
+                4,
+                &["query", "key", "value"],
+                "single_label_classification",
+                &["sport", "music", "news"],
+                1,
+            ),
+        ),
+        ("rating", generated_adapter(&tmp.join("rating"), 8, &["value"], "regression", &["LABEL_0"], 2)),
+        (
+            "tags",
+            generated_adapter(&tmp.join("tags"), 2, &["query"], "multi_label_classification", &["a", "b", "c"], 3),
+        ),
+    ]
+}
+
+const TEXTS: [&str; 6] = [
+    "the film was good , a great plot .",
+    "the film was awful",
+    "a dull , boring , poor plot . the film was bad , a lovely w40 w41 w42 plot",
+    "great",
+    "the plot was fine , the film superb . w90 w91",
+    "",
+];
+
+/// `lora predict`'s logits for each text with `adapter` alone.
+fn predicted(model: &Path, adapter: &Path) -> Vec<Vec<f32>> {
+    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--adapter", adapter.to_str().unwrap()];
+    for t in TEXTS {
+        args.extend(["--text", t]);
+    }
+    ok(lora(&args))
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        })
+        .collect()
+}
+
+/// Scores by label name, from one TEI answer.
+fn by_label(answer: &Value) -> std::collections::BTreeMap<String, f32> {
+    answer
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["label"].as_str().unwrap().to_string(), p["score"].as_f64().unwrap() as f32))
+        .collect()
+}
+
+fn names_of(labels: &Path) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&std::fs::read(labels.join("labels.json")).unwrap()).unwrap();
+    let n = v["num_labels"].as_u64().unwrap() as usize;
+    (0..n).map(|i| v["id2label"][i.to_string()].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn answers_equal_lora_predict_for_every_adapter_in_mixed_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let adapters = adapters(tmp.path(), &model);
+    let expected: Vec<Vec<Vec<f32>>> = adapters.iter().map(|(_, dir)| predicted(&model, dir)).collect();
+    let names: Vec<Vec<String>> = adapters.iter().map(|(_, dir)| names_of(dir)).collect();
+    let specs: Vec<String> = adapters.iter().map(|(n, d)| format!("{n}={}", d.display())).collect();
+    let mut args = vec!["--max-wait-ms", "300"];
+    for s in &specs {
+        args.extend(["--adapter", s.as_str()]);
+    }
+    let server = Arc::new(Server::start(&model, &args));
+
+    // 8 clients at once, each a batch of every text with one adapter (two per adapter), raw
+    // scores: the first batch holds them all, mixed.
+    let barrier = Arc::new(Barrier::new(8));
+    let answers: Vec<(usize, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|c| {
+                let (server, barrier, adapters) = (server.clone(), barrier.clone(), &adapters);
+                s.spawn(move || {
+                    let a = c % adapters.len();
+                    let inputs: Vec<Value> = TEXTS.iter().map(|t| json!([t])).collect();
+                    barrier.wait();
+                    let (status, body) =
+                        server.predict(json!({"inputs": inputs, "raw_scores": true, "adapter_id": adapters[a].0}));
+                    assert_eq!(status, 200, "{body}");
+                    (a, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (a, body) in answers {
+        let rows = body.as_array().unwrap();
+        assert_eq!(rows.len(), TEXTS.len());
+        for (i, row) in rows.iter().enumerate() {
+            let scores = by_label(row);
+            assert_eq!(scores.len(), names[a].len(), "{}: every class", adapters[a].0);
+            for (j, name) in names[a].iter().enumerate() {
+                let diff = (scores[name] - expected[a][i][j]).abs();
+                assert!(
+                    diff <= 1e-5,
+                    "{} text {i} class {name}: {} vs lora predict {}",
+                    adapters[a].0,
+                    scores[name],
+                    expected[a][i][j]
+                );
+            }
+            // Highest first.
+            let listed: Vec<f32> =
+                row.as_array().unwrap().iter().map(|p| p["score"].as_f64().unwrap() as f32).collect();
+            assert!(listed.windows(2).all(|w| w[0] >= w[1]), "{row}");
+        }
+    }
+    let (_, metrics) = server.call("GET", "/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_string();
+    let value = |key: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // Some forward held rows of several adapters.
+    assert!(value("lora_batch_adapters_sum") > value("lora_batch_adapters_count"), "{metrics}");
+    assert!(metrics.contains("lora_requests_total{adapter=\"topic\",status=\"200\"} 2"), "{metrics}");
+
+    // Probabilities, one text and a pair, per task, as `lora predict` gives them.
+    let (status, body) = server.predict(json!({"inputs": TEXTS[0], "adapter_id": "sentiment"}));
+    assert_eq!(status, 200);
+    let probs = by_label(&body);
+    let e = &expected[0][0];
+    let p1 = 1.0 / (1.0 + (e[0] - e[1]).exp());
+    assert!((probs[&names[0][1]] - p1).abs() < 1e-5, "{body}");
+    let (_, body) = server.predict(json!({"inputs": TEXTS[1], "adapter_id": "tags"}));
+    let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+    assert!((by_label(&body)["b"] - sig(expected[3][1][1])).abs() < 1e-5, "{body}");
+    let (_, body) = server.predict(json!({"inputs": TEXTS[2], "adapter_id": "rating"}));
+    assert!((by_label(&body)["LABEL_0"] - expected[2][2][0]).abs() < 1e-5, "regression answers the value: {body}");
+    let (status, pair) = server.predict(json!({"inputs": ["the film", "was good"], "adapter_id": "topic"}));
+    assert_eq!(status, 200);
+    assert_eq!(pair.as_array().unwrap().len(), 3, "a flat pair is one input: {pair}");
+
+    let (status, info) = server.call("GET", "/info", None);
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = info["adapters"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["rating", "sentiment", "tags", "topic"]);
+    let topic = &info["adapters"].as_array().unwrap()[3];
+    assert_eq!((topic["r"].as_u64(), topic["num_labels"].as_u64()), (Some(4), Some(3)));
+    assert_eq!(topic["labels"], json!(["sport", "music", "news"]));
+    assert_eq!(info["max_input_length"], 64);
+}
+
+#[test]
+fn bad_requests_are_4xx_with_tei_errors_and_the_server_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let one = generated_adapter(
+        &tmp.path().join("one"),
+        4,
+        &["query", "value"],
+        "single_label_classification",
+        &["no", "yes"],
+        5,
+    );
+    let two =
+        generated_adapter(&tmp.path().join("two"), 2, &["value"], "single_label_classification", &["x", "y", "z"], 6);
+    let (one, two) = (format!("one={}", one.display()), format!("two={}", two.display()));
+    let server = Server::start(
+        &model,
+        &["--adapter", &one, "--adapter", &two, "--payload-limit", "2000", "--max-client-batch-size", "4"],
+    );
+    let long = "good ".repeat(100);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("not JSON", "{\"inputs\": ".into(), 400, "not valid JSON"),
+        ("not an object", "[1, 2]".into(), 422, "invalid type"),
+        ("no inputs", json!({"adapter_id": "one"}).to_string(), 422, "missing field `inputs`"),
+        ("empty inputs", json!({"inputs": [], "adapter_id": "one"}).to_string(), 400, "cannot be empty"),
+        ("a number", json!({"inputs": 3, "adapter_id": "one"}).to_string(), 422, "a string, a pair"),
+        (
+            "three strings",
+            json!({"inputs": ["a", "b", "c"], "adapter_id": "one"}).to_string(),
+            422,
+            "more than 2 strings",
+        ),
+        (
+            "a typo",
+            json!({"inputs": "a", "raw_score": true, "adapter_id": "one"}).to_string(),
+            422,
+            "unknown field `raw_score`",
+        ),
+        (
+            "wrong type",
+            json!({"inputs": "a", "raw_scores": "yes", "adapter_id": "one"}).to_string(),
+            422,
+            "invalid type",
+        ),
+        (
+            "unknown adapter",
+            json!({"inputs": "a", "adapter_id": "three"}).to_string(),
+            422,
+            "\"three\" is not loaded (adapters: one, two)",
+        ),
+        ("no adapter_id", json!({"inputs": "a"}).to_string(), 422, "`adapter_id` is required"),
+        (
+            "too long",
+            json!({"inputs": long, "adapter_id": "one"}).to_string(),
+            422,
+            "has 102 tokens, more than the model's 64",
+        ),
+        (
+            "too long in a batch",
+            json!({"inputs": [["a"], [long]], "adapter_id": "one"}).to_string(),
+            422,
+            "`inputs[1]` has 102 tokens",
+        ),
+        (
+            "too many inputs",
+            json!({"inputs": [["a"], ["b"], ["c"], ["d"], ["e"]], "adapter_id": "one"}).to_string(),
+            422,
+            "batch size 5 > maximum allowed batch size 4",
+        ),
+        (
+            "too large",
+            json!({"inputs": "good ".repeat(500), "adapter_id": "one"}).to_string(),
+            413,
+            "larger than the limit of 2000 bytes",
+        ),
+    ];
+    for (what, body, status, says) in &cases {
+        let (got, answer) = server.call("POST", "/predict", Some(body));
+        assert_eq!(got, *status, "{what}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("{what}: a JSON error: {answer}"));
+        assert!(error.contains(says), "{what}: {error}");
+        assert!(answer["error_type"].is_string(), "{what}: {answer}");
+    }
+    let (status, answer) = server.call("GET", "/nowhere", None);
+    assert_eq!(status, 404, "{answer}");
+
+    // Cut to the model's 64 tokens when asked, at either end.
+    for direction in ["right", "left"] {
+        let (status, body) = server
+            .predict(json!({"inputs": long, "truncate": true, "truncation_direction": direction, "adapter_id": "one"}));
+        assert_eq!(status, 200, "{direction}: {body}");
+    }
+    // After all that the server answers as before, and counted the errors.
+    let (status, _) = server.call("GET", "/health", None);
+    assert_eq!(status, 200);
+    let (status, body) = server.predict(json!({"inputs": [["the film"], ["was good", "a plot"]], "adapter_id": "two"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 2);
+    let (_, metrics) = server.call("GET", "/metrics", None);
+    assert!(
+        metrics.as_str().unwrap().contains("lora_request_errors_total{adapter=\"one\",error_type=\"Validation\"}"),
+        "{metrics}"
+    );
+    let mut server = server;
+    assert!(server.terminate().success(), "{}", server.log());
+}
+
+#[test]
+fn adapters_load_and_unload_while_requests_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let a = generated_adapter(
+        &tmp.path().join("a"),
+        4,
+        &["query", "value"],
+        "single_label_classification",
+        &["no", "yes"],
+        7,
+    );
+    let b =
+        generated_adapter(&tmp.path().join("b"), 8, &["key"], "single_label_classification", &["p", "q", "r", "s"], 8);
+    let server = Arc::new(Server::start(&model, &["--adapter", &format!("a={}", a.display()), "--max-wait-ms", "5"]));
+
+    std::thread::scope(|s| {
+        // Clients on `a` the whole time: none of their requests may fail.
+        let clients: Vec<_> = (0..4)
+            .map(|c| {
+                let server = server.clone();
+                s.spawn(move || {
+                    for i in 0..25 {
+                        let (status, body) = server.predict(json!({"inputs": TEXTS[(c + i) % TEXTS.len()]}));
+                        assert_eq!(status, 200, "{body}");
+                    }
+                })
+            })
+            .collect();
+        let load = json!({"name": "b", "path": b.display().to_string()}).to_string();
+        let (status, body) = server.call("POST", "/adapters", Some(&load));
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["num_labels"], 4);
+        let (status, again) = server.call("POST", "/adapters", Some(&load));
+        assert_eq!(status, 409, "{again}");
+        // Two adapters now; the one given at start stays the default.
+        let (status, body) = server.predict(json!({"inputs": "good", "adapter_id": "b"}));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body.as_array().unwrap().len(), 4);
+        let (status, body) = server.predict(json!({"inputs": "good"}));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body.as_array().unwrap().len(), 2);
+        let missing = json!({"name": "c", "path": tmp.path().join("nothing").display().to_string()}).to_string();
+        let (status, body) = server.call("POST", "/adapters", Some(&missing));
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("adapter_config.json"), "{body}");
+        let (status, body) = server.call("POST", "/adapters", Some(&json!({"name": "../x", "path": "b"}).to_string()));
+        assert_eq!(status, 422, "{body}");
+        let (status, body) = server.call("DELETE", "/adapters/b", None);
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = server.predict(json!({"inputs": "good", "adapter_id": "b"}));
+        assert_eq!(status, 422, "{body}");
+        let (status, _) = server.call("DELETE", "/adapters/b", None);
+        assert_eq!(status, 404);
+        for c in clients {
+            c.join().unwrap();
+        }
+    });
+    let (_, info) = server.call("GET", "/adapters", None);
+    assert_eq!(info["adapters"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn overload_is_429_and_sigterm_answers_what_is_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let a = generated_adapter(
+        &tmp.path().join("a"),
+        4,
+        &["query", "value"],
+        "single_label_classification",
+        &["no", "yes"],
+        9,
+    );
+    let spec = format!("a={}", a.display());
+    let server = Arc::new(Server::start(
+        &model,
+        &["--adapter", &spec, "--max-wait-ms", "1500", "--max-concurrent-requests", "2"],
+    ));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        // Two requests wait in the batcher for 1.5 s; a third meanwhile is refused.
+        let waiting: Vec<_> = (0..2)
+            .map(|i| {
+                let server = server.clone();
+                s.spawn(move || server.predict(json!({"inputs": TEXTS[i]})).0)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(400));
+        let (status, body) = server.predict(json!({"inputs": "good"}));
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error_type"], "Overloaded");
+        // SIGTERM while the two are in flight: both are answered, then the process ends with 0.
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        waiting.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, [200, 200]);
+    let mut server = Arc::try_unwrap(server).ok().unwrap();
+    let status = server.wait();
+    assert!(status.success(), "exit status {status}: {}", server.log());
+    assert!(server.log().contains("stopped after answering 2 predict requests"), "{}", server.log());
+    // Nothing listens any more.
+    assert!(std::net::TcpStream::connect(server.base.trim_start_matches("http://")).is_err());
+}
+
+#[test]
+fn startup_errors_name_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let m = model.to_str().unwrap();
+    let missing = format!("x={}", tmp.path().join("missing").display());
+    let stderr = common::failure(lora(&["serve", "--model", m, "--adapter", &missing, "--port", "0"]));
+    assert!(stderr.contains("adapter x") && stderr.contains("adapter_config.json"), "{stderr}");
+    let a = generated_adapter(&tmp.path().join("a"), 4, &["query"], "single_label_classification", &["no", "yes"], 10);
+    let spec = format!("a={}", a.display());
+    let stderr = common::failure(lora(&["serve", "--model", m, "--adapter", &spec, "--adapter", &spec, "--port", "0"]));
+    assert!(stderr.contains("--adapter a is given twice"), "{stderr}");
+    let stderr =
+        common::failure(lora(&["serve", "--model", m, "--adapter", &spec, "--default-adapter", "b", "--port", "0"]));
+    assert!(stderr.contains("--default-adapter b is not among the adapters (a)"), "{stderr}");
+    // A port already taken.
+    let server = Server::start(&model, &["--adapter", &spec]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let stderr = common::failure(lora(&["serve", "--model", m, "--adapter", &spec, "--port", &port]));
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}

@@ -1,0 +1,251 @@
+//! The HTTP API's bodies: text-embeddings-inference's `/predict` request and answer (same
+//! fields, same shapes, same error body), plus `adapter_id`, and the adapter API's.
+
+use std::fmt::Formatter;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// One text, or a pair (`[CLS] a [SEP] b [SEP]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sequence {
+    Single(String),
+    Pair(String, String),
+}
+
+/// TEI's `inputs`: `"text"`, `["text"]`, `["a", "b"]` (one pair), or a batch of those as lists:
+/// `[["t1"], ["a", "b"], ...]`. A flat list is one input (a pair when it holds two strings), as
+/// in TEI; a batch is a list of lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PredictInput {
+    Single(Sequence),
+    Batch(Vec<Sequence>),
+}
+
+impl PredictInput {
+    pub fn sequences(&self) -> Vec<&Sequence> {
+        match self {
+            Self::Single(s) => vec![s],
+            Self::Batch(b) => b.iter().collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PredictInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Element {
+            Text(String),
+            List(Vec<String>),
+        }
+        struct InputVisitor;
+        const EXPECTED: &str = "a string, a pair of strings [string, string], or a batch of strings and pairs [[string], [string, string], ...]";
+        fn sequence<E: de::Error>(mut list: Vec<String>, at: usize) -> Result<Sequence, E> {
+            match list.len() {
+                1 => Ok(Sequence::Single(list.remove(0))),
+                2 => {
+                    let b = list.remove(1);
+                    Ok(Sequence::Pair(list.remove(0), b))
+                }
+                n => Err(E::custom(format!(
+                    "inputs[{at}] holds {n} strings: each input is [text] or a pair [text, text_pair]"
+                ))),
+            }
+        }
+        impl<'de> Visitor<'de> for InputVisitor {
+            type Value = PredictInput;
+
+            fn expecting(&self, f: &mut Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PredictInput::Single(Sequence::Single(v.to_string())))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let Some(first) = seq.next_element::<Element>()? else {
+                    return Ok(PredictInput::Batch(Vec::new()));
+                };
+                match first {
+                    // A flat list: one text or one pair.
+                    Element::Text(a) => {
+                        let b: Option<String> = seq.next_element()?;
+                        if seq.next_element::<String>()?.is_some() {
+                            return Err(de::Error::custom(
+                                "inputs: a flat list is one input, a text or a pair [text, text_pair], and this one \
+                                 holds more than 2 strings; send a batch as a list of lists: [[\"t1\"], [\"t2\"]]",
+                            ));
+                        }
+                        Ok(PredictInput::Single(match b {
+                            Some(b) => Sequence::Pair(a, b),
+                            None => Sequence::Single(a),
+                        }))
+                    }
+                    Element::List(list) => {
+                        let mut batch = vec![sequence(list, 0)?];
+                        while let Some(list) = seq.next_element::<Vec<String>>()? {
+                            batch.push(sequence(list, batch.len())?);
+                        }
+                        Ok(PredictInput::Batch(batch))
+                    }
+                }
+            }
+        }
+        deserializer.deserialize_any(InputVisitor)
+    }
+}
+
+/// Which end of a text too long for the model is cut off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TruncationDirection {
+    #[serde(alias = "Left", rename = "left")]
+    Left,
+    #[default]
+    #[serde(alias = "Right", rename = "right")]
+    Right,
+}
+
+/// `POST /predict`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    pub inputs: PredictInput,
+    /// Cut texts longer than the model takes (else such a text is refused), as TEI's.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: TruncationDirection,
+    /// Logits instead of probabilities.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// The adapter to classify with (optional when one is loaded or `--default-adapter` is set).
+    #[serde(default)]
+    pub adapter_id: Option<String>,
+}
+
+/// One class and its score, as TEI's `Prediction`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Prediction {
+    pub score: f32,
+    pub label: String,
+}
+
+/// TEI's answer: a list of predictions for one input, a list of lists for a batch.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum PredictResponse {
+    Single(Vec<Prediction>),
+    Batch(Vec<Vec<Prediction>>),
+}
+
+/// `POST /adapters`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRequest {
+    /// The name requests give as `adapter_id`.
+    pub name: String,
+    /// The adapter's directory on the server's machine (PEFT's files, and `labels.json`).
+    pub path: String,
+}
+
+/// TEI's error kinds, which fix the status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorType {
+    Unhealthy,
+    Backend,
+    Overloaded,
+    Validation,
+    Tokenizer,
+    Empty,
+}
+
+/// TEI's error body: `{"error": "...", "error_type": "Validation"}`, with its status.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    pub error: String,
+    pub error_type: ErrorType,
+    #[serde(skip)]
+    pub status: StatusCode,
+}
+
+impl ApiError {
+    /// With TEI's status for the kind: 503, 424, 429, 422, 422, 400.
+    pub fn new(error_type: ErrorType, error: impl Into<String>) -> Self {
+        let status = match error_type {
+            ErrorType::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Backend => StatusCode::FAILED_DEPENDENCY,
+            ErrorType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorType::Tokenizer | ErrorType::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::Empty => StatusCode::BAD_REQUEST,
+        };
+        Self { error: error.into(), error_type, status }
+    }
+
+    pub fn validation(error: impl Into<String>) -> Self {
+        Self::new(ErrorType::Validation, error)
+    }
+
+    /// The same body under another status (404, 409, 413, 400 for what TEI has no kind for).
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self { status, ..self }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self)).into_response()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn inputs(json: &str) -> Result<PredictInput, String> {
+        serde_json::from_str::<PredictRequest>(&format!("{{\"inputs\": {json}}}"))
+            .map(|r| r.inputs)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn inputs_read_as_tei_reads_them() {
+        let s = |t: &str| Sequence::Single(t.into());
+        let p = |a: &str, b: &str| Sequence::Pair(a.into(), b.into());
+        assert_eq!(inputs(r#""a""#).unwrap(), PredictInput::Single(s("a")));
+        assert_eq!(inputs(r#"["a"]"#).unwrap(), PredictInput::Single(s("a")));
+        assert_eq!(inputs(r#"["a", "b"]"#).unwrap(), PredictInput::Single(p("a", "b")));
+        assert_eq!(inputs(r#"[["a"], ["b", "c"]]"#).unwrap(), PredictInput::Batch(vec![s("a"), p("b", "c")]));
+        assert_eq!(inputs("[]").unwrap(), PredictInput::Batch(vec![]));
+        let e = inputs(r#"["a", "b", "c"]"#).unwrap_err();
+        assert!(e.contains("more than 2 strings"), "{e}");
+        let e = inputs(r#"[["a"], ["b", "c", "d"]]"#).unwrap_err();
+        assert!(e.contains("inputs[1] holds 3 strings"), "{e}");
+        assert!(inputs("3").unwrap_err().contains("a string, a pair"));
+        assert!(inputs(r#"[["a"], "b"]"#).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_directions() {
+        let e = serde_json::from_str::<PredictRequest>(r#"{"inputs": "a", "raw_score": true}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `raw_score`"), "{e}");
+        let r: PredictRequest = serde_json::from_str(r#"{"inputs": "a", "truncation_direction": "Left"}"#).unwrap();
+        assert_eq!(r.truncation_direction, TruncationDirection::Left);
+        let r: PredictRequest = serde_json::from_str(r#"{"inputs": "a"}"#).unwrap();
+        assert_eq!((r.truncate, r.truncation_direction, r.raw_scores), (None, TruncationDirection::Right, false));
+    }
+
+    #[test]
+    fn errors_have_tei_statuses() {
+        assert_eq!(ApiError::new(ErrorType::Overloaded, "x").status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ApiError::validation("x").status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(ApiError::new(ErrorType::Empty, "x").status, StatusCode::BAD_REQUEST);
+        let body = serde_json::to_value(ApiError::validation("bad")).unwrap();
+        assert_eq!(body, serde_json::json!({"error": "bad", "error_type": "Validation"}));
+    }
+}

@@ -1,0 +1,663 @@
+//! The HTTP server (axum on tokio): routes, request checks, the adapter registry, back-pressure
+//! and graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use burn::tensor::backend::Backend;
+use encoders::{AutoModel, Encoded, EncoderTokenizer, Truncation};
+use lora_adapter::AdapterWeights;
+use lora_adapter::peft::Adapter;
+use serde_json::json;
+use textdata::{LabelSpace, ProblemType};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::api::{
+    ApiError, ErrorType, LoadRequest, PredictInput, PredictRequest, PredictResponse, Prediction, Sequence,
+    TruncationDirection,
+};
+use crate::batcher::{BatchLimits, Job, Queue};
+use crate::metrics::Metrics;
+
+/// What the server runs over: the base model with its tokenizer, and how to name it in `/info`.
+pub struct Base<B: Backend> {
+    pub model: AutoModel<B>,
+    /// Truncating at the model's positions (`max_length`).
+    pub tokenizer: EncoderTokenizer,
+    pub model_id: String,
+    /// The family's `model_type` (`bert`, `modernbert`).
+    pub model_type: String,
+    pub device: B::Device,
+    /// `cpu`, `cuda:0`.
+    pub device_name: String,
+}
+
+/// The server's flags.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: String,
+    pub port: u16,
+    /// Past this many predict requests at once, a 429 (TEI's `--max-concurrent-requests`).
+    pub max_concurrent_requests: usize,
+    /// Inputs in one request (TEI's `--max-client-batch-size`).
+    pub max_client_batch_size: usize,
+    /// A request body larger than this many bytes is refused (TEI's `--payload-limit`).
+    pub payload_limit: usize,
+    pub batch: BatchLimits,
+    /// The adapter of requests that name none.
+    pub default_adapter: Option<String>,
+    /// Whether `POST /adapters` and `DELETE /adapters/{name}` are served.
+    pub adapter_api: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_concurrent_requests: 512,
+            max_client_batch_size: 32,
+            payload_limit: 2_000_000,
+            batch: BatchLimits { max_batch_tokens: 16_384, max_wait: Duration::from_millis(2), pad_to_multiple_of: 1 },
+            default_adapter: None,
+            adapter_api: true,
+        }
+    }
+}
+
+/// Why the server did not start, or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("adapter {name} ({path}): {message}")]
+    Adapter { name: String, path: PathBuf, message: String },
+    #[error("--adapter {0} is given twice")]
+    DuplicateAdapter(String),
+    #[error("--default-adapter {name} is not among the adapters ({loaded})")]
+    UnknownDefault { name: String, loaded: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the batching thread stopped with a panic")]
+    Batcher,
+}
+
+/// One adapter being served.
+struct Served<B: Backend> {
+    name: String,
+    path: PathBuf,
+    weights: Arc<AdapterWeights<B>>,
+    labels: LabelSpace,
+}
+
+/// Tokenizers for each `truncate` / `truncation_direction`.
+struct Tokenizers {
+    whole: EncoderTokenizer,
+    right: EncoderTokenizer,
+    left: EncoderTokenizer,
+}
+
+struct AppState<B: Backend> {
+    model: Arc<AutoModel<B>>,
+    device: B::Device,
+    tokenizers: Arc<Tokenizers>,
+    max_input_length: usize,
+    adapters: RwLock<BTreeMap<String, Arc<Served<B>>>>,
+    queue: Queue<B>,
+    permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    options: ServeOptions,
+    model_id: String,
+    model_type: String,
+    device_name: String,
+    answered: AtomicU64,
+}
+
+/// The name `--adapter DIR` gets without `NAME=`: the directory's name, or its parent's when it
+/// is a run's `adapter/` (`runs/imdb/adapter` is `imdb`).
+pub fn adapter_name(dir: &Path) -> String {
+    let last = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if last == "adapter"
+        && let Some(parent) = dir.parent().and_then(Path::file_name)
+    {
+        return parent.to_string_lossy().into_owned();
+    }
+    last
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("adapter name {name:?}: 1 to 128 characters among letters, digits, '-', '_' and '.'"))
+    }
+}
+
+/// Reads the adapter in `dir` and puts it on `model` with every check a lone load makes.
+fn load_adapter<B: Backend>(
+    model: &AutoModel<B>,
+    name: &str,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Served<B>, String> {
+    check_name(name)?;
+    let adapter = Adapter::read(dir).map_err(|e| e.to_string())?;
+    let weights = AdapterWeights::new(model, adapter, device).map_err(|e| e.to_string())?;
+    let labels = LabelSpace::for_adapter(dir, weights.num_labels)?;
+    Ok(Served { name: name.to_string(), path: dir.to_path_buf(), weights: Arc::new(weights), labels })
+}
+
+/// Runs the server until Ctrl-C or SIGTERM: it then stops accepting connections, answers the
+/// requests it holds, and returns.
+pub fn serve<B: Backend>(
+    base: Base<B>,
+    adapters: &[(String, PathBuf)],
+    options: ServeOptions,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let model = Arc::new(base.model);
+    let mut loaded = BTreeMap::new();
+    for (name, dir) in adapters {
+        if loaded.contains_key(name) {
+            return Err(ServeError::DuplicateAdapter(name.clone()));
+        }
+        let served = load_adapter(&model, name, dir, &base.device).map_err(|message| ServeError::Adapter {
+            name: name.clone(),
+            path: dir.clone(),
+            message,
+        })?;
+        eprintln!(
+            "adapter {name}: {} ({}, {} labels, r {}, {:.1} MB)",
+            dir.display(),
+            served.labels.problem_type,
+            served.weights.num_labels,
+            served.weights.config.r,
+            served.weights.bytes as f64 / 1e6
+        );
+        loaded.insert(name.clone(), Arc::new(served));
+    }
+    if let Some(name) = &options.default_adapter
+        && !loaded.contains_key(name)
+    {
+        return Err(ServeError::UnknownDefault { name: name.clone(), loaded: names(&loaded) });
+    }
+    // One adapter at start is the default: loading a second later keeps requests without
+    // `adapter_id` working.
+    let mut options = options;
+    if options.default_adapter.is_none() && loaded.len() == 1 {
+        options.default_adapter = loaded.keys().next().cloned();
+    }
+    metrics.adapters.set(loaded.len() as i64);
+    let tokenizers = Tokenizers {
+        whole: base.tokenizer.truncating(Truncation::None).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+        right: base.tokenizer.truncating(Truncation::Right).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+        left: base.tokenizer.truncating(Truncation::Left).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+    };
+    let (queue, batcher) =
+        Queue::start(model.clone(), base.tokenizer.pad_id(), options.batch, base.device.clone(), metrics.clone())?;
+    let state = Arc::new(AppState {
+        model_type: base.model_type,
+        model,
+        device: base.device,
+        max_input_length: base.tokenizer.max_length(),
+        tokenizers: Arc::new(tokenizers),
+        adapters: RwLock::new(loaded),
+        queue,
+        permits: Arc::new(Semaphore::new(options.max_concurrent_requests.max(1))),
+        metrics,
+        options: options.clone(),
+        model_id: base.model_id,
+        device_name: base.device_name,
+        answered: AtomicU64::new(0),
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("lora-serve").build()?;
+    let result = runtime.block_on(async {
+        let addr = format!("{}:{}", options.host, options.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+        let local: SocketAddr = listener.local_addr()?;
+        eprintln!(
+            "listening on http://{local} ({} on {}; adapters: {})",
+            state.model_id,
+            state.device_name,
+            names(&state.adapters.read().unwrap_or_else(|p| p.into_inner()))
+        );
+        let app = router(state.clone());
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        Ok::<(), ServeError>(())
+    });
+    let answered = state.answered.load(Ordering::Relaxed);
+    // The queue's last sender goes with the state: the batching thread ends.
+    drop(state);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let joined = batcher.join();
+    result?;
+    joined.map_err(|_| ServeError::Batcher)?;
+    eprintln!("stopped after answering {answered} predict requests");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    eprintln!("shutting down: no new connections; answering the requests in flight");
+}
+
+fn names<B: Backend>(adapters: &BTreeMap<String, Arc<Served<B>>>) -> String {
+    if adapters.is_empty() {
+        return "none".into();
+    }
+    adapters.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
+    let limit = state.options.payload_limit;
+    let mut router = Router::new()
+        .route("/predict", post(predict::<B>))
+        .route("/health", get(health))
+        .route("/info", get(info::<B>))
+        .route("/metrics", get(metrics::<B>))
+        .route("/adapters", get(list_adapters::<B>));
+    if state.options.adapter_api {
+        router = router.route("/adapters", post(load::<B>)).route("/adapters/{name}", delete(unload::<B>));
+    }
+    router
+        .fallback(|| async {
+            ApiError::validation("no such route: the API is POST /predict, GET /health, /info, /metrics, /adapters")
+                .with_status(StatusCode::NOT_FOUND)
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+/// The body as JSON of type `T`, or the error naming what is wrong: 413 over the size limit,
+/// 400 for text that is not JSON, 422 for JSON that is not a `T`.
+fn parse<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::validation(format!(
+                "the request body is larger than the limit of {limit} bytes (--payload-limit)"
+            ))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        } else {
+            ApiError::validation(format!("cannot read the request body: {e}")).with_status(StatusCode::BAD_REQUEST)
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::validation(format!("the request body: {e}")),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::validation(format!("the request body is not valid JSON: {e}"))
+                    .with_status(StatusCode::BAD_REQUEST)
+            }
+        }
+    })
+}
+
+async fn predict<B: Backend>(State(state): State<Arc<AppState<B>>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let (adapter, outcome) = match state.permits.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let (adapter, outcome) = predict_checked(&state, body).await;
+            drop(permit);
+            (adapter, outcome)
+        }
+        Err(_) => (
+            "-".to_string(),
+            Err(ApiError::new(
+                ErrorType::Overloaded,
+                format!(
+                    "Model is overloaded: {} requests at once (--max-concurrent-requests)",
+                    state.options.max_concurrent_requests
+                ),
+            )),
+        ),
+    };
+    match outcome {
+        Ok((inputs, answer)) => {
+            state.answered.fetch_add(1, Ordering::Relaxed);
+            state.metrics.observe_request(&adapter, 200, None, inputs, started.elapsed());
+            Json(answer).into_response()
+        }
+        Err(e) => {
+            let kind = format!("{:?}", e.error_type);
+            state.metrics.observe_request(&adapter, e.status.as_u16(), Some(&kind), 0, started.elapsed());
+            e.into_response()
+        }
+    }
+}
+
+/// The adapter's name (for the metrics; `-` before it is known) and the answer.
+async fn predict_checked<B: Backend>(
+    state: &Arc<AppState<B>>,
+    body: Result<Bytes, BytesRejection>,
+) -> (String, Result<(usize, PredictResponse), ApiError>) {
+    let request: PredictRequest = match parse(body, state.options.payload_limit) {
+        Ok(r) => r,
+        Err(e) => return ("-".into(), Err(e)),
+    };
+    let served = match choose_adapter(state, request.adapter_id.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return (request.adapter_id.unwrap_or_else(|| "-".into()), Err(e)),
+    };
+    let name = served.name.clone();
+    (name, run_predict(state, served, request).await)
+}
+
+fn choose_adapter<B: Backend>(state: &AppState<B>, requested: Option<&str>) -> Result<Arc<Served<B>>, ApiError> {
+    let adapters = state.adapters.read().unwrap_or_else(|p| p.into_inner());
+    let loaded = names(&adapters);
+    match requested.or(state.options.default_adapter.as_deref()) {
+        Some(name) => adapters.get(name).cloned().ok_or_else(|| {
+            let which = if requested.is_some() { "`adapter_id`" } else { "the default adapter" };
+            ApiError::validation(format!("{which} {name:?} is not loaded (adapters: {loaded})"))
+        }),
+        None if adapters.len() == 1 => {
+            Ok(adapters.values().next().cloned().ok_or_else(|| ApiError::validation("no adapter"))?)
+        }
+        None if adapters.is_empty() => {
+            Err(ApiError::new(ErrorType::Unhealthy, "no adapter is loaded: POST /adapters loads one"))
+        }
+        None => Err(ApiError::validation(format!(
+            "`adapter_id` is required: {} adapters are loaded ({loaded}) and no --default-adapter is set",
+            adapters.len()
+        ))),
+    }
+}
+
+async fn run_predict<B: Backend>(
+    state: &Arc<AppState<B>>,
+    served: Arc<Served<B>>,
+    request: PredictRequest,
+) -> Result<(usize, PredictResponse), ApiError> {
+    let single = matches!(request.inputs, PredictInput::Single(_));
+    let sequences: Vec<Sequence> = request.inputs.sequences().into_iter().cloned().collect();
+    if sequences.is_empty() {
+        return Err(ApiError::new(ErrorType::Empty, "`inputs` cannot be empty"));
+    }
+    let max = state.options.max_client_batch_size;
+    if sequences.len() > max {
+        return Err(ApiError::validation(format!(
+            "batch size {} > maximum allowed batch size {max} (--max-client-batch-size)",
+            sequences.len()
+        )));
+    }
+    let n = sequences.len();
+    let tokenizers = state.tokenizers.clone();
+    let limit = state.max_input_length;
+    let truncate = request.truncate.unwrap_or(false);
+    let direction = request.truncation_direction;
+    let encoded =
+        tokio::task::spawn_blocking(move || tokenize(&tokenizers, &sequences, truncate, direction, limit, single))
+            .await
+            .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization stopped: {e}")))??;
+
+    let (reply, answer) = oneshot::channel();
+    let rows = encoded.into_iter().map(|e| (e, served.weights.clone())).collect();
+    if !state.queue.submit(Job { rows, reply }) {
+        return Err(ApiError::new(ErrorType::Unhealthy, "the server is stopping"));
+    }
+    let logits = answer
+        .await
+        .map_err(|_| ApiError::new(ErrorType::Backend, "the batching thread stopped"))?
+        .map_err(|message| ApiError::new(ErrorType::Backend, message))?;
+    let mut answers = Vec::with_capacity(n);
+    for (i, row) in logits.iter().enumerate() {
+        if !row.iter().all(|v| v.is_finite()) {
+            return Err(ApiError::new(
+                ErrorType::Backend,
+                format!("adapter {}: non-finite logits for inputs[{i}]", served.name),
+            ));
+        }
+        answers.push(predictions(row, &served.labels, request.raw_scores));
+    }
+    let answer = if single {
+        PredictResponse::Single(answers.pop().unwrap_or_default())
+    } else {
+        PredictResponse::Batch(answers)
+    };
+    Ok((n, answer))
+}
+
+/// Each sequence's tokens; a text longer than the model takes is cut (`truncate`) or refused.
+fn tokenize(
+    tokenizers: &Tokenizers,
+    sequences: &[Sequence],
+    truncate: bool,
+    direction: TruncationDirection,
+    limit: usize,
+    single: bool,
+) -> Result<Vec<Encoded>, ApiError> {
+    let tokenizer = match (truncate, direction) {
+        (false, _) => &tokenizers.whole,
+        (true, TruncationDirection::Right) => &tokenizers.right,
+        (true, TruncationDirection::Left) => &tokenizers.left,
+    };
+    let pairs: Vec<(&str, Option<&str>)> = sequences
+        .iter()
+        .map(|s| match s {
+            Sequence::Single(a) => (a.as_str(), None),
+            Sequence::Pair(a, b) => (a.as_str(), Some(b.as_str())),
+        })
+        .collect();
+    let encoded =
+        tokenizer.encode_batch_pairs(&pairs).map_err(|e| ApiError::new(ErrorType::Tokenizer, e.to_string()))?;
+    for (i, e) in encoded.iter().enumerate() {
+        if e.len() > limit {
+            let which = if single { "`inputs`".to_string() } else { format!("`inputs[{i}]`") };
+            return Err(ApiError::validation(format!(
+                "{which} has {} tokens, more than the model's {limit}; send \"truncate\": true to cut it",
+                e.len()
+            )));
+        }
+    }
+    Ok(encoded)
+}
+
+/// TEI's answer for one row, every class highest first: softmax probabilities (or the logits
+/// with `raw_scores`). Multi-label adapters give each class's sigmoid (or logit); regression
+/// adapters the value itself.
+fn predictions(row: &[f32], labels: &LabelSpace, raw_scores: bool) -> Vec<Prediction> {
+    let name = |i: usize| labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
+    let scores: Vec<f32> = match labels.problem_type {
+        _ if raw_scores => row.to_vec(),
+        ProblemType::SingleLabelClassification => {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            exps.iter().map(|e| e / sum).collect()
+        }
+        ProblemType::MultiLabelClassification => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+        ProblemType::Regression => row.to_vec(),
+    };
+    let mut out: Vec<Prediction> =
+        scores.into_iter().enumerate().map(|(i, score)| Prediction { score, label: name(i) }).collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+fn adapter_json<B: Backend>(served: &Served<B>) -> serde_json::Value {
+    let config = &served.weights.config;
+    json!({
+        "name": served.name,
+        "path": served.path.display().to_string(),
+        "problem_type": served.labels.problem_type.to_string(),
+        "num_labels": served.weights.num_labels,
+        "labels": (0..served.weights.num_labels)
+            .map(|i| served.labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")))
+            .collect::<Vec<_>>(),
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "target_modules": config.target_modules,
+        "modules_to_save": config.modules_to_save,
+        "bytes": served.weights.bytes,
+    })
+}
+
+async fn info<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<serde_json::Value> {
+    let adapters: Vec<serde_json::Value> =
+        state.adapters.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| adapter_json(s)).collect();
+    let o = &state.options;
+    Json(json!({
+        "model_id": state.model_id,
+        "model_type": state.model_type,
+        "model_dtype": "float32",
+        "device": state.device_name,
+        "max_input_length": state.max_input_length,
+        "max_concurrent_requests": o.max_concurrent_requests,
+        "max_client_batch_size": o.max_client_batch_size,
+        "max_batch_tokens": o.batch.max_batch_tokens,
+        "max_wait_ms": o.batch.max_wait.as_secs_f64() * 1e3,
+        "payload_limit": o.payload_limit,
+        "default_adapter": o.default_adapter,
+        "adapter_api": o.adapter_api,
+        "version": env!("CARGO_PKG_VERSION"),
+        "adapters": adapters,
+    }))
+}
+
+async fn metrics<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn list_adapters<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<serde_json::Value> {
+    let adapters: Vec<serde_json::Value> =
+        state.adapters.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| adapter_json(s)).collect();
+    Json(json!({ "adapters": adapters }))
+}
+
+async fn load<B: Backend>(State(state): State<Arc<AppState<B>>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let request: LoadRequest = match parse(body, state.options.payload_limit) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(message) = check_name(&request.name) {
+        return ApiError::validation(message).into_response();
+    }
+    let taken =
+        |state: &AppState<B>| state.adapters.read().unwrap_or_else(|p| p.into_inner()).contains_key(&request.name);
+    let conflict = || {
+        ApiError::validation(format!(
+            "an adapter named {:?} is loaded; DELETE /adapters/{} first",
+            request.name, request.name
+        ))
+        .with_status(StatusCode::CONFLICT)
+    };
+    if taken(&state) {
+        return conflict().into_response();
+    }
+    let (model, device) = (state.model.clone(), state.device.clone());
+    let (name, dir) = (request.name.clone(), PathBuf::from(&request.path));
+    let loaded = tokio::task::spawn_blocking(move || load_adapter(&model, &name, &dir, &device)).await;
+    let served = match loaded {
+        Ok(Ok(served)) => Arc::new(served),
+        Ok(Err(message)) => {
+            return ApiError::validation(format!("adapter {:?}: {message}", request.path)).into_response();
+        }
+        Err(e) => return ApiError::new(ErrorType::Backend, format!("loading stopped: {e}")).into_response(),
+    };
+    let mut adapters = state.adapters.write().unwrap_or_else(|p| p.into_inner());
+    if adapters.contains_key(&request.name) {
+        return conflict().into_response();
+    }
+    adapters.insert(request.name.clone(), served.clone());
+    state.metrics.adapters.set(adapters.len() as i64);
+    drop(adapters);
+    eprintln!("adapter {} loaded from {}", request.name, request.path);
+    (StatusCode::CREATED, Json(adapter_json(&served))).into_response()
+}
+
+async fn unload<B: Backend>(State(state): State<Arc<AppState<B>>>, UrlPath(name): UrlPath<String>) -> Response {
+    let mut adapters = state.adapters.write().unwrap_or_else(|p| p.into_inner());
+    // Requests already queued hold the adapter's tensors and are answered with it.
+    match adapters.remove(&name) {
+        Some(_) => {
+            state.metrics.adapters.set(adapters.len() as i64);
+            drop(adapters);
+            eprintln!("adapter {name} unloaded");
+            Json(json!({ "unloaded": name })).into_response()
+        }
+        None => ApiError::validation(format!("no adapter named {name:?} is loaded (adapters: {})", names(&adapters)))
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_per_task() {
+        let classes = LabelSpace {
+            problem_type: ProblemType::SingleLabelClassification,
+            names: vec!["neg".into(), "pos".into()],
+        };
+        let p = predictions(&[0.0, 1.0], &classes, false);
+        assert_eq!(p[0].label, "pos");
+        assert!((p[0].score - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
+        assert!((p[0].score + p[1].score - 1.0).abs() < 1e-6);
+        let raw = predictions(&[0.0, 1.0], &classes, true);
+        assert_eq!((raw[0].score, raw[1].score), (1.0, 0.0));
+        let multi = LabelSpace { problem_type: ProblemType::MultiLabelClassification, names: vec![] };
+        let m = predictions(&[2.0, -1.0, 0.5], &multi, false);
+        assert_eq!(m.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["LABEL_0", "LABEL_2", "LABEL_1"]);
+        assert!((m[1].score - 1.0 / (1.0 + (-0.5f32).exp())).abs() < 1e-6);
+        let regression = LabelSpace::unnamed(1);
+        assert_eq!(regression.problem_type, ProblemType::Regression);
+        assert_eq!(predictions(&[3.25], &regression, false), vec![Prediction { score: 3.25, label: "LABEL_0".into() }]);
+    }
+
+    #[test]
+    fn adapter_names() {
+        assert_eq!(adapter_name(Path::new("runs/imdb/adapter")), "imdb");
+        assert_eq!(adapter_name(Path::new("adapters/sst2")), "sst2");
+        assert!(check_name("sst2-v1.0_a").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("../x").is_err());
+    }
+}
