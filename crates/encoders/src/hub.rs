@@ -241,6 +241,33 @@ fn is_truthy(value: &str) -> bool {
     matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
 }
 
+/// The directory of a PEFT adapter: `name` itself if it is a directory, else a Hub repository
+/// id whose `adapter_config.json`, `adapter_model.safetensors` (or `.bin`) and, if it has one,
+/// `labels.json` are fetched into the cache (`PeftModel.from_pretrained(model, "owner/name")`).
+pub fn adapter_dir(name: &str, hub: &HubOptions) -> Result<PathBuf> {
+    let path = Path::new(name);
+    let looks_like_path = name.starts_with(['.', '/', '~']) || name.contains('\\') || name.split('/').count() != 2;
+    if path.is_dir() || path.exists() || looks_like_path {
+        return Ok(path.to_path_buf());
+    }
+    let hub_error = |source: FetchError| EncoderError::Hub { model_id: name.to_string(), source };
+    let repo = Repo::new(name.to_string(), RepoType::Model);
+    let config = hub.fetch(&repo, "adapter_config.json").map_err(hub_error)?;
+    match hub.fetch(&repo, "adapter_model.safetensors") {
+        Ok(_) => {}
+        Err(FetchError::NotOnHub { .. }) => {
+            hub.fetch(&repo, "adapter_model.bin").map_err(hub_error)?;
+        }
+        Err(e) => return Err(hub_error(e)),
+    }
+    // Optional: absent from the repository, or (offline) never cached because it was absent.
+    match hub.fetch(&repo, "labels.json") {
+        Ok(_) | Err(FetchError::NotOnHub { .. } | FetchError::NotCached { .. }) => {}
+        Err(e) => return Err(hub_error(e)),
+    }
+    Ok(config.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+}
+
 impl ModelFiles {
     /// A local directory if `name` is one, else a Hub model id (with [`HubOptions::from_env`]).
     pub fn resolve(name: &str) -> Result<Self> {

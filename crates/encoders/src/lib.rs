@@ -46,7 +46,7 @@ pub use distilbert::{DistilBertConfig, DistilBertForSequenceClassification};
 pub use electra::{ElectraConfig, ElectraForSequenceClassification};
 pub use error::{ConfigError, EncoderError, Result};
 pub use family::{Classifier, FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
-pub use hub::{FetchError, HubOptions, LoadOptions, ModelFiles, Pretrained, from_pretrained, random};
+pub use hub::{FetchError, HubOptions, LoadOptions, ModelFiles, Pretrained, adapter_dir, from_pretrained, random};
 pub use model::{BertForSequenceClassification, BertModel, BertModelOutput, EncoderInput};
 pub use model_config::ModelConfig;
 pub use modernbert::{ModernBertConfig, ModernBertForSequenceClassification, Pooling};

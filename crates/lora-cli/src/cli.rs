@@ -51,8 +51,8 @@ pub struct ServeArgs {
     /// Base model directory or Hub id.
     #[arg(long)]
     pub model: String,
-    /// An adapter to serve, as NAME=DIR (repeatable); a bare DIR is named after its directory
-    /// (a run's `runs/imdb/adapter` is `imdb`).
+    /// An adapter to serve, as NAME=DIR (repeatable), DIR a directory or a Hub id; a bare DIR
+    /// is named after its directory (a run's `runs/imdb/adapter` is `imdb`).
     #[arg(long, value_name = "NAME=DIR")]
     pub adapter: Vec<String>,
     /// The adapter of requests without `adapter_id` (default: the one given at start, when one is).

@@ -26,9 +26,14 @@ struct Server {
 
 impl Server {
     fn start(model: &Path, args: &[&str]) -> Server {
+        Self::start_with(model, args, &[])
+    }
+
+    fn start_with(model: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lora"))
             .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -413,6 +418,10 @@ fn bad_requests_are_4xx_with_tei_errors_and_the_server_goes_on() {
     }
     let (status, answer) = server.call("GET", "/nowhere", None);
     assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"].is_string(), "{answer}");
+    let (status, answer) = server.call("GET", "/predict", None);
+    assert_eq!(status, 405, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("POST /predict"), "{answer}");
 
     // Cut to the model's 64 tokens when asked, at either end.
     for direction in ["right", "left"] {
@@ -560,4 +569,36 @@ fn startup_errors_name_the_problem() {
     let port = server.base.rsplit(':').next().unwrap().to_string();
     let stderr = common::failure(lora(&["serve", "--model", m, "--adapter", &spec, "--port", &port]));
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn an_adapter_comes_from_the_hub_by_its_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let served = tmp.path().join("hub");
+    generated_adapter(
+        &served.join("someone/tiny-topic"),
+        4,
+        &["query", "value"],
+        "single_label_classification",
+        &["sport", "music", "news"],
+        12,
+    );
+    let hub = encoders::testing::FakeHub::serve(&served).unwrap();
+    let home = tmp.path().join("hf-home");
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str()), ("HF_HOME", home.to_str().unwrap())];
+    let server = Server::start_with(&model, &["--adapter", "topic=someone/tiny-topic"], &env);
+    let (status, body) = server.predict(json!({"inputs": "the film"}));
+    assert_eq!(status, 200, "{body}");
+    let labels: Vec<&str> = body.as_array().unwrap().iter().map(|p| p["label"].as_str().unwrap()).collect();
+    assert_eq!(labels.len(), 3);
+    assert!(labels.contains(&"music"), "labels.json came too: {body}");
+    // Through the API as well; a repository without an adapter is a 422 naming the file.
+    let load = json!({"name": "again", "path": "someone/tiny-topic"}).to_string();
+    let (status, body) = server.call("POST", "/adapters", Some(&load));
+    assert_eq!(status, 201, "{body}");
+    let missing = json!({"name": "none", "path": "someone/missing"}).to_string();
+    let (status, body) = server.call("POST", "/adapters", Some(&missing));
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("adapter_config.json"), "{body}");
 }

@@ -5,6 +5,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ pub struct Job<B: Backend> {
 pub struct Queue<B: Backend> {
     sender: Sender<Job<B>>,
     metrics: Arc<Metrics>,
+    running: Arc<AtomicBool>,
 }
 
 impl<B: Backend> Queue<B> {
@@ -52,9 +54,18 @@ impl<B: Backend> Queue<B> {
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (sender, receiver) = channel();
         let worker = Worker { model, pad_id, limits, device, metrics: metrics.clone() };
-        let handle =
-            std::thread::Builder::new().name("lora-serve-batcher".into()).spawn(move || worker.run(receiver))?;
-        Ok((Self { sender, metrics }, handle))
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = Running(running.clone());
+        let handle = std::thread::Builder::new().name("lora-serve-batcher".into()).spawn(move || {
+            let _flag = flag;
+            worker.run(receiver)
+        })?;
+        Ok((Self { sender, metrics, running }, handle))
+    }
+
+    /// Whether the thread still takes jobs.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
     }
 
     /// Queues `job`; `false` when the thread has stopped.
@@ -66,6 +77,15 @@ impl<B: Backend> Queue<B> {
             return false;
         }
         true
+    }
+}
+
+/// Clears the flag when the thread ends, however it ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

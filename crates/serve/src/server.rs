@@ -31,6 +31,14 @@ use crate::api::{
 use crate::batcher::{BatchLimits, Job, Queue};
 use crate::metrics::Metrics;
 
+/// A line on standard error; a closed or full stderr loses the line, never the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// What the server runs over: the base model with its tokenizer, and how to name it in `/info`.
 pub struct Base<B: Backend> {
     pub model: AutoModel<B>,
@@ -148,7 +156,8 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Reads the adapter in `dir` and puts it on `model` with every check a lone load makes.
+/// Reads the adapter in `dir` (a directory, or a Hub id) and puts it on `model` with every check
+/// a lone load makes.
 fn load_adapter<B: Backend>(
     model: &AutoModel<B>,
     name: &str,
@@ -156,6 +165,9 @@ fn load_adapter<B: Backend>(
     device: &B::Device,
 ) -> Result<Served<B>, String> {
     check_name(name)?;
+    // A Hub id is fetched into the cache (huggingface_hub's variables: HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE).
+    let dir =
+        &encoders::adapter_dir(&dir.to_string_lossy(), &encoders::HubOptions::from_env()).map_err(|e| e.to_string())?;
     let adapter = Adapter::read(dir).map_err(|e| e.to_string())?;
     let weights = AdapterWeights::new(model, adapter, device).map_err(|e| e.to_string())?;
     let labels = LabelSpace::for_adapter(dir, weights.num_labels)?;
@@ -181,7 +193,7 @@ pub fn serve<B: Backend>(
             path: dir.clone(),
             message,
         })?;
-        eprintln!(
+        say!(
             "adapter {name}: {} ({}, {} labels, r {}, {:.1} MB)",
             dir.display(),
             served.labels.problem_type,
@@ -233,7 +245,7 @@ pub fn serve<B: Backend>(
             .await
             .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
         let local: SocketAddr = listener.local_addr()?;
-        eprintln!(
+        say!(
             "listening on http://{local} ({} on {}; adapters: {})",
             state.model_id,
             state.device_name,
@@ -250,7 +262,7 @@ pub fn serve<B: Backend>(
     let joined = batcher.join();
     result?;
     joined.map_err(|_| ServeError::Batcher)?;
-    eprintln!("stopped after answering {answered} predict requests");
+    say!("stopped after answering {answered} predict requests");
     Ok(())
 }
 
@@ -273,7 +285,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    eprintln!("shutting down: no new connections; answering the requests in flight");
+    say!("shutting down: no new connections; answering the requests in flight");
 }
 
 fn names<B: Backend>(adapters: &BTreeMap<String, Arc<Served<B>>>) -> String {
@@ -287,7 +299,7 @@ fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
     let limit = state.options.payload_limit;
     let mut router = Router::new()
         .route("/predict", post(predict::<B>))
-        .route("/health", get(health))
+        .route("/health", get(health::<B>))
         .route("/info", get(info::<B>))
         .route("/metrics", get(metrics::<B>))
         .route("/adapters", get(list_adapters::<B>));
@@ -295,6 +307,10 @@ fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
         router = router.route("/adapters", post(load::<B>)).route("/adapters/{name}", delete(unload::<B>));
     }
     router
+        .method_not_allowed_fallback(|| async {
+            ApiError::validation("this route does not take that method (POST /predict; GET /health, /info, /metrics)")
+                .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
         .fallback(|| async {
             ApiError::validation("no such route: the API is POST /predict, GET /health, /info, /metrics, /adapters")
                 .with_status(StatusCode::NOT_FOUND)
@@ -303,8 +319,14 @@ fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
         .with_state(state)
 }
 
-async fn health() -> StatusCode {
-    StatusCode::OK
+/// 200 while the batching thread runs (the model and the start's adapters are loaded before
+/// the server listens); 503 once it has stopped.
+async fn health<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response {
+    if state.queue.is_running() {
+        StatusCode::OK.into_response()
+    } else {
+        ApiError::new(ErrorType::Unhealthy, "the batching thread has stopped").into_response()
+    }
 }
 
 /// The body as JSON of type `T`, or the error naming what is wrong: 413 over the size limit,
@@ -605,7 +627,7 @@ async fn load<B: Backend>(State(state): State<Arc<AppState<B>>>, body: Result<By
     adapters.insert(request.name.clone(), served.clone());
     state.metrics.adapters.set(adapters.len() as i64);
     drop(adapters);
-    eprintln!("adapter {} loaded from {}", request.name, request.path);
+    say!("adapter {} loaded from {}", request.name, request.path);
     (StatusCode::CREATED, Json(adapter_json(&served))).into_response()
 }
 
@@ -616,7 +638,7 @@ async fn unload<B: Backend>(State(state): State<Arc<AppState<B>>>, UrlPath(name)
         Some(_) => {
             state.metrics.adapters.set(adapters.len() as i64);
             drop(adapters);
-            eprintln!("adapter {name} unloaded");
+            say!("adapter {name} unloaded");
             Json(json!({ "unloaded": name })).into_response()
         }
         None => ApiError::validation(format!("no adapter named {name:?} is loaded (adapters: {})", names(&adapters)))
