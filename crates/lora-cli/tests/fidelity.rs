@@ -89,7 +89,11 @@ fn ten_steps_match_hugging_face_trainer_with_peft() {
     for (key, a) in &ours {
         let b = &theirs[key];
         let worst = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        // Measured: at most 1.2e-7 (float rounding); a decay-group or schedule slip is larger.
-        assert!(worst < 1e-6, "{key}: max diff {worst:e}");
+        // Measured: at most 1.2e-7 on the AVX-512 machines and 1.23e-6 on an AVX2-only AMD EPYC
+        // (the gemm crate's AVX2 kernels round otherwise, and Adam's normalisation enlarges
+        // rounding in near-zero gradients; 2026-12-02, the same at the commit before serving).
+        // A weight-decay-group slip moves lora_B (|w| ~ 0.02, lr 5e-3, decay 0.1) by ~1e-4 over
+        // the 10 steps, a schedule slip by more: both far above this bound.
+        assert!(worst < 5e-6, "{key}: max diff {worst:e}");
     }
 }

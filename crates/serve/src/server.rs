@@ -398,7 +398,8 @@ async fn predict_checked<B: Backend>(
     };
     let served = match choose_adapter(state, request.adapter_id.as_deref()) {
         Ok(s) => s,
-        Err(e) => return (request.adapter_id.unwrap_or_else(|| "-".into()), Err(e)),
+        // Not the requested name: a client's made-up names must not grow the metrics' labels.
+        Err(e) => return ("-".into(), Err(e)),
     };
     let name = served.name.clone();
     (name, run_predict(state, served, request).await)
@@ -412,16 +413,14 @@ fn choose_adapter<B: Backend>(state: &AppState<B>, requested: Option<&str>) -> R
             let which = if requested.is_some() { "`adapter_id`" } else { "the default adapter" };
             ApiError::validation(format!("{which} {name:?} is not loaded (adapters: {loaded})"))
         }),
-        None if adapters.len() == 1 => {
-            Ok(adapters.values().next().cloned().ok_or_else(|| ApiError::validation("no adapter"))?)
-        }
-        None if adapters.is_empty() => {
-            Err(ApiError::new(ErrorType::Unhealthy, "no adapter is loaded: POST /adapters loads one"))
-        }
-        None => Err(ApiError::validation(format!(
-            "`adapter_id` is required: {} adapters are loaded ({loaded}) and no --default-adapter is set",
-            adapters.len()
-        ))),
+        None => match adapters.values().next() {
+            Some(only) if adapters.len() == 1 => Ok(only.clone()),
+            None => Err(ApiError::new(ErrorType::Unhealthy, "no adapter is loaded: POST /adapters loads one")),
+            Some(_) => Err(ApiError::validation(format!(
+                "`adapter_id` is required: {} adapters are loaded ({loaded}) and no --default-adapter is set",
+                adapters.len()
+            ))),
+        },
     }
 }
 
