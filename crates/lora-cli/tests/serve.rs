@@ -169,6 +169,11 @@ fn generated_adapter(dir: &Path, r: usize, targets: &[&str], problem_type: &str,
     dir.to_path_buf()
 }
 
+/// A yes/no classifier (rank 4 on query/value) in `tmp/name`.
+fn yes_no(tmp: &Path, name: &str, seed: u64) -> PathBuf {
+    generated_adapter(&tmp.join(name), 4, &["query", "value"], "single_label_classification", &["no", "yes"], seed)
+}
+
 /// A trained 2-class adapter, and generated ones: 3 named classes (rank 4 on query/key/value),
 /// a regression and a 3-class multi-label adapter.
 fn adapters(tmp: &Path, model: &Path) -> Vec<(&'static str, PathBuf)> {
@@ -337,14 +342,7 @@ fn answers_equal_lora_predict_for_every_adapter_in_mixed_batches() {
 fn bad_requests_are_4xx_with_tei_errors_and_the_server_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
-    let one = generated_adapter(
-        &tmp.path().join("one"),
-        4,
-        &["query", "value"],
-        "single_label_classification",
-        &["no", "yes"],
-        5,
-    );
+    let one = yes_no(tmp.path(), "one", 5);
     let two =
         generated_adapter(&tmp.path().join("two"), 2, &["value"], "single_label_classification", &["x", "y", "z"], 6);
     let (one, two) = (format!("one={}", one.display()), format!("two={}", two.display()));
@@ -448,14 +446,7 @@ fn bad_requests_are_4xx_with_tei_errors_and_the_server_goes_on() {
 fn adapters_load_and_unload_while_requests_run() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
-    let a = generated_adapter(
-        &tmp.path().join("a"),
-        4,
-        &["query", "value"],
-        "single_label_classification",
-        &["no", "yes"],
-        7,
-    );
+    let a = yes_no(tmp.path(), "a", 7);
     let b =
         generated_adapter(&tmp.path().join("b"), 8, &["key"], "single_label_classification", &["p", "q", "r", "s"], 8);
     let server = Arc::new(Server::start(&model, &["--adapter", &format!("a={}", a.display()), "--max-wait-ms", "5"]));
@@ -510,14 +501,7 @@ fn adapters_load_and_unload_while_requests_run() {
 fn overload_is_429_and_sigterm_answers_what_is_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
-    let a = generated_adapter(
-        &tmp.path().join("a"),
-        4,
-        &["query", "value"],
-        "single_label_classification",
-        &["no", "yes"],
-        9,
-    );
+    let a = yes_no(tmp.path(), "a", 9);
     let spec = format!("a={}", a.display());
     let server = Arc::new(Server::start(
         &model,
@@ -601,4 +585,25 @@ fn an_adapter_comes_from_the_hub_by_its_id() {
     let (status, body) = server.call("POST", "/adapters", Some(&missing));
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("adapter_config.json"), "{body}");
+}
+
+#[test]
+fn a_slow_client_holds_shutdown_until_a_second_signal() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let a = yes_no(tmp.path(), "a", 13);
+    let mut server = Server::start(&model, &["--adapter", &format!("a={}", a.display())]);
+    // A request whose body never comes.
+    let mut slow = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    slow.write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inputs\"").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(server.child.try_wait().unwrap().is_none(), "it waits for the request it holds: {}", server.log());
+    let status = server.terminate();
+    assert!(!status.success(), "an unanswered request is not a clean stop: {}", server.log());
+    assert!(server.log().contains("stopped with connections still open at a second signal"), "{}", server.log());
+    drop(slow);
 }

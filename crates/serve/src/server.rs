@@ -100,7 +100,12 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("the batching thread stopped with a panic")]
     Batcher,
+    #[error("stopped with connections {0}: their requests were not answered")]
+    Drain(&'static str),
 }
+
+/// How long a stopping server waits for the connections it holds.
+const DRAIN: Duration = Duration::from_secs(30);
 
 /// One adapter being served.
 struct Served<B: Backend> {
@@ -252,23 +257,49 @@ pub fn serve<B: Backend>(
             names(&state.adapters.read().unwrap_or_else(|p| p.into_inner()))
         );
         let app = router(state.clone());
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            signal_received().await;
+            say!(
+                "shutting down: no new connections; answering the requests in flight (at most 30 s; again to quit now)"
+            );
+            let _ = stopping.send(true);
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        // After the signal: the connections held are answered, for at most DRAIN, or until a
+        // second signal says to quit now.
+        let drain_limit = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::select! {
+                _ = tokio::time::sleep(DRAIN) => "still open after 30 s",
+                _ = signal_received() => "still open at a second signal",
+            }
+        };
+        tokio::select! {
+            served = server => served?,
+            why = drain_limit => return Err(ServeError::Drain(why)),
+        }
         Ok::<(), ServeError>(())
     });
     let answered = state.answered.load(Ordering::Relaxed);
     // The queue's last sender goes with the state: the batching thread ends.
     drop(state);
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let joined = batcher.join();
+    // A failed or cut-short server exits at once; else the batching thread, which has answered
+    // everything queued, is joined.
     result?;
-    joined.map_err(|_| ServeError::Batcher)?;
+    batcher.join().map_err(|_| ServeError::Batcher)?;
     say!("stopped after answering {answered} predict requests");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+async fn signal_received() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // A handler that cannot be installed never fires (rather than stopping the server at once).
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let terminate = async {
@@ -285,7 +316,6 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    say!("shutting down: no new connections; answering the requests in flight");
 }
 
 fn names<B: Backend>(adapters: &BTreeMap<String, Arc<Served<B>>>) -> String {
