@@ -1,6 +1,6 @@
 //! The subcommands, each dispatched once to the backend of `--device`.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -47,7 +47,7 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
             use burn::backend::{Cuda, cuda::CudaDevice};
             use burn::tensor::bf16;
             if let Some(dir) = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
-                eprintln!("compiled CUDA kernels are cached in {}", dir.display());
+                crate::console::err(format!("compiled CUDA kernels are cached in {}", dir.display()));
             }
             let gpu = CudaDevice::new(n);
             match (bf16, device.no_fusion) {
@@ -177,20 +177,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     metrics.eval_loss
                 );
             }
-            eprintln!(
+            crate::console::err(format!(
                 "{}  ({} examples, {}, {name})",
                 metrics.headline(),
                 metrics.eval_samples,
                 run.labels.problem_type
-            );
+            ));
             if let Some(matrix) = &metrics.confusion_matrix {
-                eprintln!("{}", confusion_table(matrix, &run.labels.names));
+                crate::console::err(confusion_table(matrix, &run.labels.names));
             }
             let json = serde_json::to_string_pretty(&metrics)?;
-            println!("{json}");
+            // The file first: a closed standard output does not lose the result.
             let path =
                 a.output.unwrap_or_else(|| a.run.adapter.parent().unwrap_or(Path::new(".")).join("eval_results.json"));
             write_atomic(&path, &json)?;
+            crate::console::out(&json).with_context(|| format!("the metrics are in {}", path.display()))?;
             Ok(())
         }
     }
@@ -348,11 +349,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             }
             match &a.output {
                 Some(path) => write_atomic(path, &lines)?,
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(lines.as_bytes())?;
-                    out.flush()?;
-                }
+                None => crate::console::out_raw(&lines)?,
             }
             Ok(())
         }
@@ -467,7 +464,11 @@ pub fn merge(args: MergeArgs) -> Result<()> {
                 Some(lora_adapter::TargetModules::Regex(pattern)) => pattern.clone(),
                 None => "none".to_string(),
             };
-            eprintln!("merged {} (target modules: {targets}) into {}", a.adapter.display(), a.output.display());
+            crate::console::err(format!(
+                "merged {} (target modules: {targets}) into {}",
+                a.adapter.display(),
+                a.output.display()
+            ));
             Ok(())
         }
     }
@@ -536,14 +537,14 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
     labels
         .write(&args.output)
         .with_context(|| format!("cannot write {}", args.output.join("labels.json").display()))?;
-    eprintln!(
+    crate::console::err(format!(
         "wrote {} training and {} evaluation examples ({}, {} labels) and labels.json to {}",
         subsets.train.len(),
         subsets.eval.len(),
         labels.problem_type,
         labels.num_labels(),
         args.output.display()
-    );
+    ));
     Ok(())
 }
 
@@ -581,10 +582,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let rows = crate::bench::run::<B>(&options, device, name)?;
             if a.json {
                 for row in &rows {
-                    println!("{}", serde_json::to_string(row)?);
+                    crate::console::out(serde_json::to_string(row)?)?;
                 }
             } else {
-                print!("{}", crate::bench::table(&rows));
+                crate::console::out_raw(&crate::bench::table(&rows))?;
             }
             Ok(())
         }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod device;
 pub mod eval;
 pub mod loss;

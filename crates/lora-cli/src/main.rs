@@ -16,8 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use lora_cli::cli::{Cli, Command};
-use lora_cli::commands;
 use lora_cli::trainer::{INTERRUPTED, Interrupted};
+use lora_cli::{commands, console};
 
 /// The shell's status for a process ended by SIGINT.
 const INTERRUPTED_STATUS: u8 = 130;
@@ -31,15 +31,15 @@ fn main() -> ExitCode {
     let training = matches!(cli.command, Command::Train(_));
     let handler = move || {
         if !training || INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted");
+            console::err("\ninterrupted");
             std::process::exit(INTERRUPTED_STATUS.into());
         }
-        eprintln!("\ninterrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
+        console::err("\ninterrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
     };
     // The server handles its own signals: it stops accepting and answers what it holds.
     let serving = matches!(cli.command, Command::Serve(_));
     if !serving && ctrlc::set_handler(handler).is_err() {
-        eprintln!("warning: cannot install the Ctrl-C handler");
+        console::err("warning: cannot install the Ctrl-C handler");
     }
     let result = match cli.command {
         Command::Train(args) => commands::train(args),
@@ -53,11 +53,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Interrupted>() => {
-            eprintln!("{e}");
+            console::err(&e);
             ExitCode::from(INTERRUPTED_STATUS)
         }
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            console::err(format!("error: {}", one_line(&e)));
             ExitCode::FAILURE
         }
     }

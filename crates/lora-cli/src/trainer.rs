@@ -32,6 +32,9 @@ use crate::report::{EpochRecord, append_jsonl, write_atomic};
 /// Set by the signal handler (Ctrl-C, SIGTERM); the loop checks it after every step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Why the run was stopped, when not by a signal (standard output closed).
+pub static STOPPED_BY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The run was stopped by a signal after writing a checkpoint (or before writing anything).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -415,8 +418,9 @@ where
             } else {
                 self.save_checkpoint(&out.join("checkpoints").join(format!("step-{}", self.state.global_step)))?
             };
+            let why = STOPPED_BY.get().map_or("interrupted", String::as_str);
             return Err(Interrupted(format!(
-                "interrupted: wrote {}; continue with `lora train --resume --output-dir {}`",
+                "{why}: wrote {}; continue with `lora train --resume --output-dir {}`",
                 dir.display(),
                 out.display()
             ))
@@ -427,8 +431,13 @@ where
 
     /// One line of the run's record: `metrics.jsonl`, the trainer state, and stdout with `--json`.
     fn log(&mut self, value: serde_json::Value, out: &Path, output: Output) -> Result<()> {
-        if output == Output::Json {
-            println!("{value}");
+        if output == Output::Json
+            && let Err(e) = crate::console::out(&value)
+        {
+            // As Ctrl-C: the step ends with a checkpoint, and `--resume` continues the run.
+            if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+                let _ = STOPPED_BY.set(format!("{e}"));
+            }
         }
         append_jsonl(&out.join("metrics.jsonl"), &value)?;
         self.state.log_history.push(value);
@@ -474,6 +483,6 @@ pub fn progress_bar(output: Output, len: u64, prefix: &str) -> ProgressBar {
 
 pub fn say(output: Output, message: &str) {
     if output == Output::Bars {
-        eprintln!("{message}");
+        crate::console::err(message);
     }
 }

@@ -1,0 +1,84 @@
+//! Closed and full standard streams (issue #24): a result that cannot be written to standard
+//! output is an error naming it (the result file, where there is one, is written first); training
+//! with `--json` into a closed pipe stops as Ctrl-C does, with a checkpoint `--resume` continues;
+//! a full standard error loses messages, never the command. No case panics.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use std::fs::File;
+use std::process::{Command, Stdio};
+
+use common::{lora, ok, tiny_data, tiny_model, train_args};
+
+fn lora_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lora"))
+}
+
+#[test]
+fn json_training_into_a_closed_pipe_checkpoints_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let out = tmp.path().join("run");
+    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let args: Vec<&str> =
+        train_args(m, d, o, &[]).into_iter().map(|a| if a == "--quiet" { "--json" } else { a }).collect();
+    // `lora train --json | head -0`: the pipe's reading end is closed before the first line.
+    let mut child = lora_cmd().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "stopped as by Ctrl-C: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("cannot write to standard output"), "{stderr}");
+    assert!(stderr.contains("continue with `lora train --resume"), "{stderr}");
+    assert!(std::fs::read_dir(out.join("checkpoints")).unwrap().count() >= 1);
+    assert!(!out.join("adapter").exists(), "the run did not finish");
+    ok(lora(&["train", "--resume", "--output-dir", o, "--quiet"]));
+    assert!(out.join("adapter/adapter_model.safetensors").is_file());
+}
+
+#[test]
+fn a_full_stdout_is_an_error_naming_it_and_a_full_stderr_loses_only_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let out = tmp.path().join("run");
+    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    ok(lora(&train_args(m, d, o, &[])));
+    let adapter = out.join("adapter");
+    let a = adapter.to_str().unwrap();
+    let full = || File::options().write(true).open("/dev/full").unwrap();
+
+    let results = tmp.path().join("eval.json");
+    for args in [
+        vec!["eval", "--model", m, "--adapter", a, "--data", d, "--output", results.to_str().unwrap()],
+        vec!["predict", "--model", m, "--adapter", a, "--text", "the film was good"],
+    ] {
+        let output = lora_cmd().args(&args).stdout(full()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot write to standard output"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(results.is_file(), "eval wrote its file before standard output");
+
+    // Messages only on stderr: the command does its work and says 0.
+    let merged = tmp.path().join("merged");
+    let output = lora_cmd()
+        .args(["merge", "--model", m, "--adapter", a, "--output", merged.to_str().unwrap()])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(merged.join("config.json").is_file());
+    // And an error with a full stderr still exits 1.
+    let output = lora_cmd()
+        .args(["predict", "--model", m, "--adapter", "/nowhere", "--text", "x"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+}
