@@ -240,7 +240,7 @@ struct Input {
 }
 
 /// Texts from `--input`, one per line, in `format` (`Auto`: by the file's extension).
-fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
+fn read_inputs(path: &Path, format: InputFormat) -> Result<impl Iterator<Item = Result<Input>>> {
     let jsonl = match format {
         InputFormat::Jsonl => true,
         InputFormat::Text => false,
@@ -249,46 +249,43 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<Vec<Input>> {
         }
     };
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut inputs = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let n = i + 1;
-        let line = line.with_context(|| format!("{}:{n}: not valid UTF-8 text", path.display()))?;
-        if !jsonl {
-            inputs.push(Input { line: n, id: None, text: line, text_pair: None });
-            continue;
-        }
-        if line.trim().is_empty() {
-            bail!(
-                "{}:{n}: a blank line; JSON Lines needs one object per line (or use --input-format text)",
-                path.display()
-            );
-        }
-        let value: serde_json::Value = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{n}: not a JSON object (read as JSON Lines; --input-format text reads plain text)",
-                path.display()
-            )
-        })?;
-        // The columns as training finds them: `text` (+ `text_pair`), `sentence1` + `sentence2`, ...
-        let object = value.as_object().with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
-        let keys: Vec<String> = object.keys().cloned().collect();
-        let (text_key, pair_key) = textdata::Columns::default().find_texts(&keys, path).map_err(|_| {
-            anyhow::anyhow!(
-                "{}:{n}: no text field; expected `text` (and `text_pair`), or a pair such as `sentence1` + `sentence2`, found {keys:?}",
-                path.display()
-            )
-        })?;
-        let string = |key: &str| -> Result<String> {
-            match object.get(key) {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                _ => bail!("{}:{n}: `{key}` is not a string", path.display()),
-            }
-        };
-        let text = string(&text_key)?;
-        let text_pair = pair_key.as_deref().map(string).transpose()?;
-        inputs.push(Input { line: n, id: value.get("id").cloned(), text, text_pair });
+    let path = path.to_path_buf();
+    Ok(std::io::BufReader::new(file).lines().enumerate().map(move |(i, line)| input_line(&path, i + 1, line, jsonl)))
+}
+
+/// Line `n` of `--input` as a text to classify.
+fn input_line(path: &Path, n: usize, line: std::io::Result<String>, jsonl: bool) -> Result<Input> {
+    let line = line.with_context(|| format!("{}:{n}: not valid UTF-8 text", path.display()))?;
+    if !jsonl {
+        return Ok(Input { line: n, id: None, text: line, text_pair: None });
     }
-    Ok(inputs)
+    if line.trim().is_empty() {
+        bail!(
+            "{}:{n}: a blank line; JSON Lines needs one object per line (or use --input-format text)",
+            path.display()
+        );
+    }
+    let value: serde_json::Value = serde_json::from_str(&line).with_context(|| {
+        format!("{}:{n}: not a JSON object (read as JSON Lines; --input-format text reads plain text)", path.display())
+    })?;
+    // The columns as training finds them: `text` (+ `text_pair`), `sentence1` + `sentence2`, ...
+    let object = value.as_object().with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
+    let keys: Vec<String> = object.keys().cloned().collect();
+    let (text_key, pair_key) = textdata::Columns::default().find_texts(&keys, path).map_err(|_| {
+        anyhow::anyhow!(
+            "{}:{n}: no text field; expected `text` (and `text_pair`), or a pair such as `sentence1` + `sentence2`, found {keys:?}",
+            path.display()
+        )
+    })?;
+    let string = |key: &str| -> Result<String> {
+        match object.get(key) {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            _ => bail!("{}:{n}: `{key}` is not a string", path.display()),
+        }
+    };
+    let text = string(&text_key)?;
+    let text_pair = pair_key.as_deref().map(string).transpose()?;
+    Ok(Input { line: n, id: value.get("id").cloned(), text, text_pair })
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
@@ -303,53 +300,67 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                     a.text.len()
                 );
             }
-            let inputs = match &a.input {
-                Some(path) => read_inputs(path, a.input_format)?,
-                None => a
-                    .text
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| Input {
-                        line: i + 1,
-                        id: None,
-                        text: t.clone(),
-                        text_pair: a.text_pair.get(i).cloned(),
-                    })
-                    .collect(),
-            };
-            if inputs.is_empty() {
+            if a.input.is_none() && a.text.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
+            let texts = a.text.iter().enumerate().map(|(i, t)| {
+                Ok(Input { line: i + 1, id: None, text: t.clone(), text_pair: a.text_pair.get(i).cloned() })
+            });
+            let inputs: Box<dyn Iterator<Item = Result<Input>>> = match &a.input {
+                Some(path) => Box::new(read_inputs(path, a.input_format)?),
+                None => Box::new(texts),
+            };
             let run = a.run.load::<B::InnerBackend>(device)?;
-            let reviews: Vec<textdata::Example> = inputs
-                .iter()
-                .map(|t| textdata::Example {
-                    text_pair: t.text_pair.clone(),
-                    ..textdata::Example::new(t.text.clone(), 0)
-                })
-                .collect();
-            let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
-            let all = logits(&run.model, &items, a.run.batch_size, run.batcher, device)?;
-            let mut lines = String::new();
-            for (input, row) in inputs.iter().zip(&all) {
-                if !row.iter().all(|x| x.is_finite()) {
-                    let from = a.input.as_ref().map_or("--text".to_string(), |p| p.display().to_string());
-                    bail!(
-                        "{from}:{}: the adapter {} gives non-finite logits; no prediction is written",
-                        input.line,
-                        a.run.adapter.display()
-                    );
+            // Answers stream out a window at a time (length-sorted within it), so memory is
+            // bounded by the window, not by the input; `--output` is written whole or not at all.
+            let mut file = a.output.as_deref().map(tensor_file::AtomicFile::create).transpose()?;
+            let window = a.run.batch_size.saturating_mul(16).max(1);
+            let from = a.input.as_ref().map_or("--text".to_string(), |p| p.display().to_string());
+            let mut chunk: Vec<Input> = Vec::with_capacity(window);
+            let mut answered = 0;
+            let mut inputs = inputs.peekable();
+            while let Some(input) = inputs.next() {
+                chunk.push(input?);
+                if chunk.len() < window && inputs.peek().is_some() {
+                    continue;
                 }
-                let mut line = prediction(row, &run.labels, a.threshold);
-                line["line"] = input.line.into();
-                if let Some(id) = &input.id {
-                    line["id"] = id.clone();
+                let reviews: Vec<textdata::Example> = chunk
+                    .iter()
+                    .map(|t| textdata::Example {
+                        text_pair: t.text_pair.clone(),
+                        ..textdata::Example::new(t.text.clone(), 0)
+                    })
+                    .collect();
+                let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+                let all = logits(&run.model, &items, a.run.batch_size, run.batcher, device)?;
+                let mut lines = String::new();
+                for (input, row) in chunk.iter().zip(&all) {
+                    if !row.iter().all(|x| x.is_finite()) {
+                        bail!(
+                            "{from}:{}: the adapter {} gives non-finite logits; no prediction is written from here on",
+                            input.line,
+                            a.run.adapter.display()
+                        );
+                    }
+                    let mut line = prediction(row, &run.labels, a.threshold);
+                    line["line"] = input.line.into();
+                    if let Some(id) = &input.id {
+                        line["id"] = id.clone();
+                    }
+                    lines.push_str(&format!("{line}\n"));
                 }
-                lines.push_str(&format!("{line}\n"));
+                match file.as_mut() {
+                    Some(f) => f.write_all(lines.as_bytes())?,
+                    None => crate::console::out_raw(&lines)?,
+                }
+                answered += chunk.len();
+                chunk.clear();
             }
-            match &a.output {
-                Some(path) => write_atomic(path, &lines)?,
-                None => crate::console::out_raw(&lines)?,
+            if answered == 0 {
+                bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
+            }
+            if let Some(f) = file {
+                f.commit()?;
             }
             Ok(())
         }

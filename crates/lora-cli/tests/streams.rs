@@ -82,3 +82,76 @@ fn a_full_stdout_is_an_error_naming_it_and_a_full_stderr_loses_only_messages() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn predict_answers_as_it_reads_and_its_output_file_is_whole_or_absent() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let out = tmp.path().join("run");
+    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    ok(lora(&train_args(m, d, o, &[])));
+    let adapter = out.join("adapter");
+    let a = adapter.to_str().unwrap();
+
+    // Input from a pipe that stays open: the first window (16 lines at --batch-size 1) is
+    // answered before the rest of the input exists.
+    let fifo = tmp.path().join("texts.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut child = lora_cmd()
+        .args(["predict", "--model", m, "--adapter", a, "--input", fifo.to_str().unwrap(), "--batch-size", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = File::options().write(true).open(&fifo).unwrap();
+    for i in 0..16 {
+        writeln!(writer, "the film was good w{i}").unwrap();
+    }
+    writer.flush().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(120)).expect("an answer before the input ends");
+    assert!(first.contains("\"line\":1"), "{first}");
+    writeln!(writer, "a dull plot").unwrap();
+    drop(writer);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut lines = vec![first];
+    lines.extend(rx.iter());
+    assert_eq!(lines.len(), 17);
+    assert!(lines[16].contains("\"line\":17"), "{}", lines[16]);
+
+    // An input error part-way: `--output` is not written at all (nor left as a temporary).
+    let texts = tmp.path().join("texts.jsonl");
+    let mut body = String::new();
+    for i in 0..40 {
+        body.push_str(&format!("{{\"text\": \"good {i}\"}}\n"));
+    }
+    body.push_str("not json\n");
+    std::fs::write(&texts, body).unwrap();
+    let result = tmp.path().join("out/predictions.jsonl");
+    std::fs::create_dir_all(result.parent().unwrap()).unwrap();
+    let stderr = common::failure(lora(&[
+        "predict",
+        "--model",
+        m,
+        "--adapter",
+        a,
+        "--input",
+        texts.to_str().unwrap(),
+        "--batch-size",
+        "1",
+        "--output",
+        result.to_str().unwrap(),
+    ]));
+    assert!(stderr.contains("texts.jsonl:41"), "{stderr}");
+    assert_eq!(std::fs::read_dir(result.parent().unwrap()).unwrap().count(), 0, "no file, no temporary");
+}

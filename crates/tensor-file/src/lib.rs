@@ -135,23 +135,61 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, RawTensor>, met
 /// Writes `bytes` to `path` through a synced temporary file beside it and a rename: a reader
 /// sees the old file or the new one, never a torn one. A failed write removes its temporary.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent()
-            && let Ok(dir) = std::fs::File::open(dir)
-        {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+/// A file written piece by piece to a temporary beside `path` and renamed over it by
+/// [`AtomicFile::commit`]: a reader sees the old file or the whole new one. Dropped without a
+/// commit (an error, a panic), the temporary is removed.
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<Self> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = std::fs::File::create(&tmp)
+            .map_err(|source| TensorFileError::Write { path: path.to_path_buf(), source })?;
+        Ok(Self { path: path.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)) })
     }
-    result.map_err(|source| TensorFileError::Write { path: path.to_path_buf(), source })
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let result = match self.file.as_mut() {
+            Some(file) => file.write_all(bytes),
+            None => Err(std::io::Error::other("the file was already committed")),
+        };
+        result.map_err(|source| TensorFileError::Write { path: self.path.clone(), source })
+    }
+
+    /// Flushes, syncs and renames the temporary over the path, then syncs the directory.
+    pub fn commit(mut self) -> Result<()> {
+        let file = self.file.take();
+        let result = (|| {
+            let file = file.ok_or_else(|| std::io::Error::other("the file was already committed"))?;
+            let file = file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+            file.sync_all()?;
+            std::fs::rename(&self.tmp, &self.path)?;
+            if let Some(dir) = self.path.parent()
+                && let Ok(dir) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+            {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        })();
+        result.map_err(|source| TensorFileError::Write { path: self.path.clone(), source })
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // Not committed, or committed and already renamed (then there is nothing to remove).
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
