@@ -40,16 +40,20 @@ fn json_training_into_a_closed_pipe_checkpoints_and_resumes() {
     assert!(out.join("adapter/adapter_model.safetensors").is_file());
 }
 
+/// The tiny model, its data, and an adapter trained on them, under `dir`.
+fn trained(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let model = tiny_model(dir);
+    let data = tiny_data(dir);
+    let out = dir.join("run");
+    ok(lora(&train_args(model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap(), &[])));
+    (model, data, out.join("adapter"))
+}
+
 #[test]
 fn a_full_stdout_is_an_error_naming_it_and_a_full_stderr_loses_only_messages() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
-    let data = tiny_data(tmp.path());
-    let out = tmp.path().join("run");
-    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
-    ok(lora(&train_args(m, d, o, &[])));
-    let adapter = out.join("adapter");
-    let a = adapter.to_str().unwrap();
+    let (model, data, adapter) = trained(tmp.path());
+    let (m, d, a) = (model.to_str().unwrap(), data.to_str().unwrap(), adapter.to_str().unwrap());
     let full = || File::options().write(true).open("/dev/full").unwrap();
 
     let results = tmp.path().join("eval.json");
@@ -88,13 +92,8 @@ fn predict_answers_as_it_reads_and_its_output_file_is_whole_or_absent() {
     use std::io::{BufRead, BufReader, Write};
     use std::time::Duration;
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
-    let data = tiny_data(tmp.path());
-    let out = tmp.path().join("run");
-    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
-    ok(lora(&train_args(m, d, o, &[])));
-    let adapter = out.join("adapter");
-    let a = adapter.to_str().unwrap();
+    let (model, _, adapter) = trained(tmp.path());
+    let (m, a) = (model.to_str().unwrap(), adapter.to_str().unwrap());
 
     // Input from a pipe that stays open: the first window (16 lines at --batch-size 1) is
     // answered before the rest of the input exists.
