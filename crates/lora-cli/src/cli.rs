@@ -196,6 +196,15 @@ pub struct InferenceArgs {
     pub pad_to_multiple_of: usize,
 }
 
+/// A probability: a number from 0 to 1.
+fn probability(value: &str) -> Result<f32, String> {
+    match value.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        Ok(p) => Err(format!("{p} is not a probability: give a number from 0 to 1")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A count that must be at least 1.
 fn at_least_one(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
@@ -248,7 +257,7 @@ pub struct PredictArgs {
     #[arg(long, conflicts_with = "input")]
     pub text_pair: Vec<String>,
     /// Multi-label: a class is predicted when its sigmoid score passes this.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = probability, allow_negative_numbers = true)]
     pub threshold: f32,
     /// One text per line, or JSON Lines with a `text` field (and optional `text_pair` and
     /// `id`; or the columns training finds, e.g. `sentence1` + `sentence2`); one output line

@@ -27,7 +27,15 @@ pub fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(file, "{value}").with_context(|| format!("cannot write {}", path.display()))
+    // One write of the whole line; a write that fails part-way (a full disk) is cut back off,
+    // so the file never ends in a torn line.
+    let line = format!("{value}\n");
+    let start = file.metadata().map(|m| m.len()).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = file.write_all(line.as_bytes()) {
+        let _ = file.set_len(start);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Writes `text` through a temporary file and a rename.

@@ -492,6 +492,10 @@ fn predict_answers_every_input_line_in_order() {
     assert!(err.contains("--batch-size") && err.contains("at least 1"), "{err}");
     let err = failure(lora(&["predict", "--model", m, "--adapter", a, "--text", "x", "--max-length", "100000"]));
     assert!(err.contains("--max-length 100000") && err.contains("64 positions"), "{err}");
+    for bad in ["1.5", "-0.1", "nan"] {
+        let err = failure(lora(&["predict", "--model", m, "--adapter", a, "--text", "x", "--threshold", bad]));
+        assert!(err.contains("--threshold") && err.contains("not a probability"), "{bad}: {err}");
+    }
 }
 
 #[test]
