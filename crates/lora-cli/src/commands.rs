@@ -444,6 +444,22 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let parent = output.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
             std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            // One merge into an output at a time (the output may not exist yet: the lock is beside it).
+            let lock_path = parent.join(format!(".{name}.lock"));
+            let in_use = |who: String| {
+                format!("--output {} is being written by another `lora merge` ({who})", a.output.display())
+            };
+            let lock = crate::run_dir::lock_file(&lock_path, in_use)?;
+            // Checked again under the lock: a merge that finished meanwhile filled it.
+            let occupied = std::fs::read_dir(&a.output).is_ok_and(|mut d| d.next().is_some());
+            if occupied && !a.overwrite {
+                bail!("--output {} exists and is not empty; pass --overwrite to replace it", a.output.display());
+            }
+            let unlock = || {
+                // Removed while still locked: a merge waiting on the old file sees it is gone.
+                let _ = std::fs::remove_file(&lock_path);
+                let _ = lock.unlock();
+            };
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
             let written = (|| -> Result<()> {
                 encoders::save_pretrained(&merged, &config, &tmp)?;
@@ -458,6 +474,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             })();
             if let Err(e) = written {
                 let _ = std::fs::remove_dir_all(&tmp);
+                unlock();
                 return Err(e);
             }
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
@@ -467,9 +484,11 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             if let Err(e) = std::fs::rename(&tmp, &output) {
                 let _ = std::fs::rename(&old, &output);
                 let _ = std::fs::remove_dir_all(&tmp);
+                unlock();
                 return Err(e).with_context(|| format!("cannot move the merged model into {}", output.display()));
             }
             let _ = std::fs::remove_dir_all(&old);
+            unlock();
             let targets = match &lora.target_modules {
                 Some(lora_adapter::TargetModules::Names(names)) => names.join(", "),
                 Some(lora_adapter::TargetModules::Regex(pattern)) => pattern.clone(),

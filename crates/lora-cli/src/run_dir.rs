@@ -45,41 +45,14 @@ impl RunDir {
         let created = !path.exists();
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create the output directory {}", path.display()))?;
-        let lock_path = path.join(LOCK_FILE);
-        loop {
-            let mut file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock_path)
-                .with_context(|| format!("cannot create {}", lock_path.display()))?;
-            if let Err(e) = file.try_lock() {
-                if !matches!(e, std::fs::TryLockError::WouldBlock) {
-                    bail!("cannot lock {}: {e}", lock_path.display());
-                }
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
-                bail!(
-                    "{} is in use by another `lora train` ({who}); wait for it to finish, or choose another --output-dir",
-                    path.display()
-                );
-            }
-            // The holder before us may have removed the file after we opened it: then the lock
-            // is on a file nobody else will see, and we start again on the one at the path.
-            let same = std::fs::metadata(&lock_path)
-                .is_ok_and(|m| file.metadata().is_ok_and(|ours| ours.ino() == m.ino() && ours.dev() == m.dev()));
-            if !same {
-                continue;
-            }
-            file.set_len(0)
-                .and_then(|()| file.rewind())
-                .and_then(|()| write!(file, "{}", std::process::id()))
-                .with_context(|| format!("cannot write {}", lock_path.display()))?;
-            return Ok(Self { path: path.to_path_buf(), lock: file, created, written: false });
-        }
+        let in_use = |who: String| {
+            format!(
+                "{} is in use by another `lora train` ({who}); wait for it to finish, or choose another --output-dir",
+                path.display()
+            )
+        };
+        let lock = lock_file(&path.join(LOCK_FILE), in_use)?;
+        Ok(Self { path: path.to_path_buf(), lock, created, written: false })
     }
 
     /// What the directory holds from an earlier run.
@@ -192,5 +165,41 @@ mod tests {
         assert!(!dir.join("checkpoints").exists() && !dir.join("metrics.jsonl").exists());
         assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
         assert_eq!(run.holds(), Holds::Nothing);
+    }
+}
+
+/// An exclusive lock (`flock`) on `lock_path`, created if missing, holding this process's pid;
+/// held, the error is `in_use(holder)`. The kernel drops it when the process dies.
+pub fn lock_file(lock_path: &Path, in_use: impl Fn(String) -> String) -> Result<File> {
+    loop {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        if let Err(e) = file.try_lock() {
+            if !matches!(e, std::fs::TryLockError::WouldBlock) {
+                bail!("cannot lock {}: {e}", lock_path.display());
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
+            bail!("{}", in_use(who));
+        }
+        // The holder before us may have removed the file after we opened it: then the lock
+        // is on a file nobody else will see, and we start again on the one at the path.
+        let same = std::fs::metadata(lock_path)
+            .is_ok_and(|m| file.metadata().is_ok_and(|ours| ours.ino() == m.ino() && ours.dev() == m.dev()));
+        if !same {
+            continue;
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", lock_path.display()))?;
+        return Ok(file);
     }
 }

@@ -514,3 +514,23 @@ fn errors_say_each_cause_once_and_name_what_failed() {
     let err = failure(lora(&["merge", "--model", m, "--adapter", a, "--output", out.to_str().unwrap()]));
     assert!(err.contains("cannot create") && !err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn a_second_merge_into_the_same_output_is_refused_while_the_first_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _, run) = finished_run(tmp.path(), &[]);
+    let (m, a) = (model.to_str().unwrap(), run.join("adapter"));
+    let merged = tmp.path().join("merged");
+    // Another merge holds the output's lock (beside it: the output does not exist yet).
+    let held = std::fs::File::create(tmp.path().join(".merged.lock")).unwrap();
+    held.lock().unwrap();
+    let err =
+        failure(lora(&["merge", "--model", m, "--adapter", a.to_str().unwrap(), "--output", merged.to_str().unwrap()]));
+    assert!(err.contains("is being written by another `lora merge`"), "{err}");
+    assert!(!merged.exists());
+    held.unlock().unwrap();
+    drop(held);
+    ok(lora(&["merge", "--model", m, "--adapter", a.to_str().unwrap(), "--output", merged.to_str().unwrap()]));
+    assert!(merged.join("config.json").is_file());
+    assert!(!tmp.path().join(".merged.lock").exists(), "the lock goes with the merge");
+}
