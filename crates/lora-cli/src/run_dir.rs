@@ -126,6 +126,42 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An exclusive lock (`flock`) on `lock_path`, created if missing, holding this process's pid;
+/// held, the error is `in_use(holder)`. The kernel drops it when the process dies.
+pub fn lock_file(lock_path: &Path, in_use: impl Fn(String) -> String) -> Result<File> {
+    loop {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        if let Err(e) = file.try_lock() {
+            if !matches!(e, std::fs::TryLockError::WouldBlock) {
+                bail!("cannot lock {}: {e}", lock_path.display());
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
+            bail!("{}", in_use(who));
+        }
+        // The holder before us may have removed the file after we opened it: then the lock
+        // is on a file nobody else will see, and we start again on the one at the path.
+        let same = std::fs::metadata(lock_path)
+            .is_ok_and(|m| file.metadata().is_ok_and(|ours| ours.ino() == m.ino() && ours.dev() == m.dev()));
+        if !same {
+            continue;
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", lock_path.display()))?;
+        return Ok(file);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -165,41 +201,5 @@ mod tests {
         assert!(!dir.join("checkpoints").exists() && !dir.join("metrics.jsonl").exists());
         assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
         assert_eq!(run.holds(), Holds::Nothing);
-    }
-}
-
-/// An exclusive lock (`flock`) on `lock_path`, created if missing, holding this process's pid;
-/// held, the error is `in_use(holder)`. The kernel drops it when the process dies.
-pub fn lock_file(lock_path: &Path, in_use: impl Fn(String) -> String) -> Result<File> {
-    loop {
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(lock_path)
-            .with_context(|| format!("cannot create {}", lock_path.display()))?;
-        if let Err(e) = file.try_lock() {
-            if !matches!(e, std::fs::TryLockError::WouldBlock) {
-                bail!("cannot lock {}: {e}", lock_path.display());
-            }
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
-            bail!("{}", in_use(who));
-        }
-        // The holder before us may have removed the file after we opened it: then the lock
-        // is on a file nobody else will see, and we start again on the one at the path.
-        let same = std::fs::metadata(lock_path)
-            .is_ok_and(|m| file.metadata().is_ok_and(|ours| ours.ino() == m.ino() && ours.dev() == m.dev()));
-        if !same {
-            continue;
-        }
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| write!(file, "{}", std::process::id()))
-            .with_context(|| format!("cannot write {}", lock_path.display()))?;
-        return Ok(file);
     }
 }
