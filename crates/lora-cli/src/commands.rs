@@ -455,11 +455,19 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             if occupied && !a.overwrite {
                 bail!("--output {} exists and is not empty; pass --overwrite to replace it", a.output.display());
             }
-            let unlock = || {
-                // Removed while still locked: a merge waiting on the old file sees it is gone.
-                let _ = std::fs::remove_file(&lock_path);
-                let _ = lock.unlock();
-            };
+            // What a killed merge into this output left (its pid's temporary and set-aside
+            // directories): no live merge owns them while we hold the lock.
+            if let Ok(entries) = std::fs::read_dir(&parent) {
+                let (tmp_prefix, old_prefix) = (format!(".{name}.tmp-"), format!(".{name}.old-"));
+                for entry in entries.flatten() {
+                    let file_name = entry.file_name().to_string_lossy().into_owned();
+                    if file_name.starts_with(&tmp_prefix) || file_name.starts_with(&old_prefix) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+            // Removed (while still locked) and released on every way out of the merge.
+            let _unlock = Unlock(lock_path, lock);
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
             let written = (|| -> Result<()> {
                 encoders::save_pretrained(&merged, &config, &tmp)?;
@@ -474,7 +482,6 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             })();
             if let Err(e) = written {
                 let _ = std::fs::remove_dir_all(&tmp);
-                unlock();
                 return Err(e);
             }
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
@@ -484,11 +491,9 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             if let Err(e) = std::fs::rename(&tmp, &output) {
                 let _ = std::fs::rename(&old, &output);
                 let _ = std::fs::remove_dir_all(&tmp);
-                unlock();
                 return Err(e).with_context(|| format!("cannot move the merged model into {}", output.display()));
             }
             let _ = std::fs::remove_dir_all(&old);
-            unlock();
             let targets = match &lora.target_modules {
                 Some(lora_adapter::TargetModules::Names(names)) => names.join(", "),
                 Some(lora_adapter::TargetModules::Regex(pattern)) => pattern.clone(),
@@ -555,6 +560,16 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     dispatch(&device, false, ServeJob(args))
 }
 
+/// A held lock file, removed (while still locked) and released when dropped.
+struct Unlock(PathBuf, std::fs::File);
+
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = self.1.unlock();
+    }
+}
+
 pub fn export_data(args: ExportDataArgs) -> Result<()> {
     let mut overrides = args.set.clone();
     if let Some(d) = &args.data {
@@ -562,6 +577,14 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
     }
     let config = RunConfig::load(Some(&args.config), &overrides)?;
     let (subsets, labels) = crate::train::read_data(&config)?;
+    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    // One export into a directory at a time.
+    let lock_path = args.output.join(".lora-export.lock");
+    let in_use = |who: String| {
+        format!("--output {} is being written by another `lora export-data` ({who})", args.output.display())
+    };
+    let lock = crate::run_dir::lock_file(&lock_path, in_use)?;
+    let _unlock = Unlock(lock_path, lock);
     textdata::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
     textdata::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
     labels

@@ -533,4 +533,53 @@ fn a_second_merge_into_the_same_output_is_refused_while_the_first_writes() {
     ok(lora(&["merge", "--model", m, "--adapter", a.to_str().unwrap(), "--output", merged.to_str().unwrap()]));
     assert!(merged.join("config.json").is_file());
     assert!(!tmp.path().join(".merged.lock").exists(), "the lock goes with the merge");
+
+    // What a killed merge left beside the output is removed by the next merge into it.
+    for left in [".merged.tmp-999999", ".merged.old-999999"] {
+        std::fs::create_dir_all(tmp.path().join(left).join("x")).unwrap();
+    }
+    ok(lora(&[
+        "merge",
+        "--model",
+        m,
+        "--adapter",
+        a.to_str().unwrap(),
+        "--output",
+        merged.to_str().unwrap(),
+        "--overwrite",
+    ]));
+    let names: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.starts_with(".merged.")), "{names:?}");
+}
+
+#[test]
+fn a_second_export_into_the_same_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path());
+    let out = tmp.path().join("export");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/imdb-minilm-lora.toml");
+    let args = [
+        "export-data",
+        "--config",
+        config,
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "data.train_size=8",
+        "--set",
+        "data.eval_size=4",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let held = std::fs::File::create(out.join(".lora-export.lock")).unwrap();
+    held.lock().unwrap();
+    let err = failure(lora(&args));
+    assert!(err.contains("is being written by another `lora export-data`"), "{err}");
+    assert!(!out.join("train.jsonl").exists());
+    held.unlock().unwrap();
+    drop(held);
+    ok(lora(&args));
+    assert!(out.join("train.jsonl").is_file() && !out.join(".lora-export.lock").exists());
 }

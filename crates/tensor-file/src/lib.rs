@@ -176,10 +176,14 @@ impl AtomicFile {
             let file = file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
             file.sync_all()?;
             std::fs::rename(&self.tmp, &self.path)?;
-            if let Some(dir) = self.path.parent()
-                && let Ok(dir) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
-            {
-                let _ = dir.sync_all();
+            // The rename is durable once the directory is synced: a failure there fails the
+            // write (a file system that cannot sync a directory, EINVAL, has nothing to sync).
+            if let Some(dir) = self.path.parent() {
+                let dir = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?;
+                match dir.sync_all() {
+                    Err(e) if e.raw_os_error() != Some(22) => return Err(e),
+                    _ => {}
+                }
             }
             Ok(())
         })();
