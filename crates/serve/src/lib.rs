@@ -8,11 +8,21 @@
 //!
 //! The server is generic over the Burn backend; the program picks it (`--device`).
 
+/// A line on standard error; a closed or full stderr loses the line, never the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+mod adapters;
 mod api;
 mod batcher;
 mod metrics;
 mod server;
 
+pub use adapters::adapter_name;
 pub use api::{ApiError, ErrorType, LoadRequest, PredictInput, PredictRequest, PredictResponse, Prediction, Sequence};
 pub use batcher::BatchLimits;
-pub use server::{Base, ServeError, ServeOptions, adapter_name, serve};
+pub use server::{Base, ServeError, ServeOptions, serve};

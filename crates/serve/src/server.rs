@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -12,32 +12,22 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use burn::tensor::backend::Backend;
 use encoders::{AutoModel, Encoded, EncoderTokenizer, Truncation};
-use lora_adapter::AdapterWeights;
-use lora_adapter::peft::Adapter;
 use serde_json::json;
 use textdata::{LabelSpace, ProblemType};
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::adapters::{Served, adapter_json, list_adapters, load, load_adapter, names, unload};
 use crate::api::{
-    ApiError, ErrorType, LoadRequest, PredictInput, PredictRequest, PredictResponse, Prediction, Sequence,
-    TruncationDirection,
+    ApiError, ErrorType, PredictInput, PredictRequest, PredictResponse, Prediction, Sequence, TruncationDirection,
 };
 use crate::batcher::{BatchLimits, Job, Queue};
 use crate::metrics::Metrics;
-
-/// A line on standard error; a closed or full stderr loses the line, never the server.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
 
 /// What the server runs over: the base model with its tokenizer, and how to name it in `/info`.
 pub struct Base<B: Backend> {
@@ -107,76 +97,27 @@ pub enum ServeError {
 /// How long a stopping server waits for the connections it holds.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// One adapter being served.
-struct Served<B: Backend> {
-    name: String,
-    path: PathBuf,
-    weights: Arc<AdapterWeights<B>>,
-    labels: LabelSpace,
-}
-
 /// Tokenizers for each `truncate` / `truncation_direction`.
-struct Tokenizers {
+pub(crate) struct Tokenizers {
     whole: EncoderTokenizer,
     right: EncoderTokenizer,
     left: EncoderTokenizer,
 }
 
-struct AppState<B: Backend> {
-    model: Arc<AutoModel<B>>,
-    device: B::Device,
-    tokenizers: Arc<Tokenizers>,
-    max_input_length: usize,
-    adapters: RwLock<BTreeMap<String, Arc<Served<B>>>>,
-    queue: Queue<B>,
-    permits: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
-    options: ServeOptions,
-    model_id: String,
-    model_type: String,
-    device_name: String,
-    answered: AtomicU64,
-}
-
-/// The name `--adapter DIR` gets without `NAME=`: the directory's name, or its parent's when it
-/// is a run's `adapter/` (`runs/imdb/adapter` is `imdb`).
-pub fn adapter_name(dir: &Path) -> String {
-    let last = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if last == "adapter"
-        && let Some(parent) = dir.parent().and_then(Path::file_name)
-    {
-        return parent.to_string_lossy().into_owned();
-    }
-    last
-}
-
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("adapter name {name:?}: 1 to 128 characters among letters, digits, '-', '_' and '.'"))
-    }
-}
-
-/// Reads the adapter in `dir` (a directory, or a Hub id) and puts it on `model` with every check
-/// a lone load makes.
-fn load_adapter<B: Backend>(
-    model: &AutoModel<B>,
-    name: &str,
-    dir: &Path,
-    device: &B::Device,
-) -> Result<Served<B>, String> {
-    check_name(name)?;
-    // A Hub id is fetched into the cache (huggingface_hub's variables: HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE).
-    let dir =
-        &encoders::adapter_dir(&dir.to_string_lossy(), &encoders::HubOptions::from_env()).map_err(|e| e.to_string())?;
-    let adapter = Adapter::read(dir).map_err(|e| e.to_string())?;
-    let weights = AdapterWeights::new(model, adapter, device).map_err(|e| e.to_string())?;
-    let labels = LabelSpace::for_adapter(dir, weights.num_labels)?;
-    Ok(Served { name: name.to_string(), path: dir.to_path_buf(), weights: Arc::new(weights), labels })
+pub(crate) struct AppState<B: Backend> {
+    pub(crate) model: Arc<AutoModel<B>>,
+    pub(crate) device: B::Device,
+    pub(crate) tokenizers: Arc<Tokenizers>,
+    pub(crate) max_input_length: usize,
+    pub(crate) adapters: RwLock<BTreeMap<String, Arc<Served<B>>>>,
+    pub(crate) queue: Queue<B>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) options: ServeOptions,
+    pub(crate) model_id: String,
+    pub(crate) model_type: String,
+    pub(crate) device_name: String,
+    pub(crate) answered: AtomicU64,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM: it then stops accepting connections, answers the
@@ -318,13 +259,6 @@ async fn signal_received() {
     }
 }
 
-fn names<B: Backend>(adapters: &BTreeMap<String, Arc<Served<B>>>) -> String {
-    if adapters.is_empty() {
-        return "none".into();
-    }
-    adapters.keys().cloned().collect::<Vec<_>>().join(", ")
-}
-
 fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
     let limit = state.options.payload_limit;
     let mut router = Router::new()
@@ -361,7 +295,10 @@ async fn health<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response {
 
 /// The body as JSON of type `T`, or the error naming what is wrong: 413 over the size limit,
 /// 400 for text that is not JSON, 422 for JSON that is not a `T`.
-fn parse<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::validation(format!(
@@ -565,24 +502,6 @@ fn predictions(row: &[f32], labels: &LabelSpace, raw_scores: bool) -> Vec<Predic
     out
 }
 
-fn adapter_json<B: Backend>(served: &Served<B>) -> serde_json::Value {
-    let config = &served.weights.config;
-    json!({
-        "name": served.name,
-        "path": served.path.display().to_string(),
-        "problem_type": served.labels.problem_type.to_string(),
-        "num_labels": served.weights.num_labels,
-        "labels": (0..served.weights.num_labels)
-            .map(|i| served.labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")))
-            .collect::<Vec<_>>(),
-        "r": config.r,
-        "lora_alpha": config.lora_alpha,
-        "target_modules": config.target_modules,
-        "modules_to_save": config.modules_to_save,
-        "bytes": served.weights.bytes,
-    })
-}
-
 async fn info<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<serde_json::Value> {
     let adapters: Vec<serde_json::Value> =
         state.adapters.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| adapter_json(s)).collect();
@@ -613,69 +532,6 @@ async fn metrics<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response 
         .into_response()
 }
 
-async fn list_adapters<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<serde_json::Value> {
-    let adapters: Vec<serde_json::Value> =
-        state.adapters.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| adapter_json(s)).collect();
-    Json(json!({ "adapters": adapters }))
-}
-
-async fn load<B: Backend>(State(state): State<Arc<AppState<B>>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let request: LoadRequest = match parse(body, state.options.payload_limit) {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    if let Err(message) = check_name(&request.name) {
-        return ApiError::validation(message).into_response();
-    }
-    let taken =
-        |state: &AppState<B>| state.adapters.read().unwrap_or_else(|p| p.into_inner()).contains_key(&request.name);
-    let conflict = || {
-        ApiError::validation(format!(
-            "an adapter named {:?} is loaded; DELETE /adapters/{} first",
-            request.name, request.name
-        ))
-        .with_status(StatusCode::CONFLICT)
-    };
-    if taken(&state) {
-        return conflict().into_response();
-    }
-    let (model, device) = (state.model.clone(), state.device.clone());
-    let (name, dir) = (request.name.clone(), PathBuf::from(&request.path));
-    let loaded = tokio::task::spawn_blocking(move || load_adapter(&model, &name, &dir, &device)).await;
-    let served = match loaded {
-        Ok(Ok(served)) => Arc::new(served),
-        Ok(Err(message)) => {
-            return ApiError::validation(format!("adapter {:?}: {message}", request.path)).into_response();
-        }
-        Err(e) => return ApiError::new(ErrorType::Backend, format!("loading stopped: {e}")).into_response(),
-    };
-    let mut adapters = state.adapters.write().unwrap_or_else(|p| p.into_inner());
-    if adapters.contains_key(&request.name) {
-        return conflict().into_response();
-    }
-    adapters.insert(request.name.clone(), served.clone());
-    state.metrics.adapters.set(adapters.len() as i64);
-    drop(adapters);
-    say!("adapter {} loaded from {}", request.name, request.path);
-    (StatusCode::CREATED, Json(adapter_json(&served))).into_response()
-}
-
-async fn unload<B: Backend>(State(state): State<Arc<AppState<B>>>, UrlPath(name): UrlPath<String>) -> Response {
-    let mut adapters = state.adapters.write().unwrap_or_else(|p| p.into_inner());
-    // Requests already queued hold the adapter's tensors and are answered with it.
-    match adapters.remove(&name) {
-        Some(_) => {
-            state.metrics.adapters.set(adapters.len() as i64);
-            drop(adapters);
-            say!("adapter {name} unloaded");
-            Json(json!({ "unloaded": name })).into_response()
-        }
-        None => ApiError::validation(format!("no adapter named {name:?} is loaded (adapters: {})", names(&adapters)))
-            .with_status(StatusCode::NOT_FOUND)
-            .into_response(),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -700,15 +556,5 @@ mod tests {
         let regression = LabelSpace::unnamed(1);
         assert_eq!(regression.problem_type, ProblemType::Regression);
         assert_eq!(predictions(&[3.25], &regression, false), vec![Prediction { score: 3.25, label: "LABEL_0".into() }]);
-    }
-
-    #[test]
-    fn adapter_names() {
-        assert_eq!(adapter_name(Path::new("runs/imdb/adapter")), "imdb");
-        assert_eq!(adapter_name(Path::new("adapters/sst2")), "sst2");
-        assert!(check_name("sst2-v1.0_a").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("a/b").is_err());
-        assert!(check_name("../x").is_err());
     }
 }
