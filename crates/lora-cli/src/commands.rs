@@ -14,7 +14,7 @@ use crate::cli::{
 use crate::config::RunConfig;
 use crate::device::{DeviceSpec, check_available};
 use crate::eval::{evaluate, logits};
-use crate::metrics::{argmax, probabilities, sigmoid};
+use crate::metrics::argmax;
 use crate::report::write_atomic;
 use crate::train::TrainOptions;
 use crate::trainer::Output;
@@ -376,12 +376,12 @@ fn prediction(row: &[f32], labels: &LabelSpace, threshold: f32) -> serde_json::V
     let name = |i: usize| labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
     match labels.problem_type {
         ProblemType::SingleLabelClassification => {
-            let probs = probabilities(row);
+            let probs = labels.problem_type.scores(row);
             let best = argmax(row);
             serde_json::json!({ "label": name(best), "label_id": best, "score": probs[best], "probs": probs, "logits": row })
         }
         ProblemType::MultiLabelClassification => {
-            let scores: Vec<f32> = row.iter().map(|&x| sigmoid(x)).collect();
+            let scores = labels.problem_type.scores(row);
             let chosen: Vec<String> = (0..row.len()).filter(|&i| scores[i] > threshold).map(name).collect();
             serde_json::json!({ "labels": chosen, "scores": scores, "logits": row })
         }

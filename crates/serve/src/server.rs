@@ -19,7 +19,7 @@ use axum::routing::{delete, get, post};
 use burn::tensor::backend::Backend;
 use encoders::{AutoModel, Encoded, EncoderTokenizer, Truncation};
 use serde_json::json;
-use textdata::{LabelSpace, ProblemType};
+use textdata::LabelSpace;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::adapters::{Served, adapter_json, list_adapters, load, load_adapter, names, unload};
@@ -485,17 +485,7 @@ fn tokenize(
 /// adapters the value itself.
 fn predictions(row: &[f32], labels: &LabelSpace, raw_scores: bool) -> Vec<Prediction> {
     let name = |i: usize| labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
-    let scores: Vec<f32> = match labels.problem_type {
-        _ if raw_scores => row.to_vec(),
-        ProblemType::SingleLabelClassification => {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-            let sum: f32 = exps.iter().sum();
-            exps.iter().map(|e| e / sum).collect()
-        }
-        ProblemType::MultiLabelClassification => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-        ProblemType::Regression => row.to_vec(),
-    };
+    let scores = if raw_scores { row.to_vec() } else { labels.problem_type.scores(row) };
     let mut out: Vec<Prediction> =
         scores.into_iter().enumerate().map(|(i, score)| Prediction { score, label: name(i) }).collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -536,6 +526,7 @@ async fn metrics<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use textdata::ProblemType;
 
     #[test]
     fn predictions_per_task() {

@@ -96,6 +96,21 @@ pub enum ProblemType {
 impl ProblemType {
     pub const NAMES: [&'static str; 3] = ["single_label_classification", "multi_label_classification", "regression"];
 
+    /// What this task reads from one row of logits: softmax probabilities (as `torch.softmax`,
+    /// the maximum subtracted first), each class's sigmoid, or the value itself.
+    pub fn scores(self, logits: &[f32]) -> Vec<f32> {
+        match self {
+            Self::SingleLabelClassification => {
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+                let sum: f32 = exps.iter().sum();
+                exps.iter().map(|e| e / sum).collect()
+            }
+            Self::MultiLabelClassification => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+            Self::Regression => logits.to_vec(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::SingleLabelClassification => Self::NAMES[0],
