@@ -176,6 +176,7 @@ pub struct DataSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_config: Option<String>,
     /// Seed of the subset draw.
+    #[serde(with = "full_u64")]
     pub seed: u64,
     /// An equal share of each subset from each class. Unset: true for single-label
     /// classification, false otherwise (regression and multi-label have nothing to balance).
@@ -277,6 +278,7 @@ pub struct TrainingSection {
     pub warmup_steps: usize,
     pub warmup_ratio: f64,
     /// Seed of the model's fresh weights (classifier, adapters), dropout and each epoch's shuffle.
+    #[serde(with = "full_u64")]
     pub seed: u64,
     /// Only `"epoch"`: evaluate after every epoch.
     pub eval_strategy: String,
@@ -344,11 +346,14 @@ impl RunConfig {
             }
             None => toml::Table::new(),
         };
+        let from_file = table.clone();
         for item in overrides {
             set(&mut table, item)?;
         }
-        let origin = path.map_or("(defaults and --set)".to_string(), |p| p.display().to_string());
-        let config = Self::from_table(table).with_context(|| format!("invalid config {origin}"))?;
+        let config = match Self::from_table(table) {
+            Ok(config) => config,
+            Err(e) => return Err(blame(path, from_file, overrides, e)),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -454,6 +459,54 @@ pub fn check_padding(what: &str, multiple: usize, max_length: usize, positions: 
     Ok(())
 }
 
+/// The error of a config that does not deserialize, put on what caused it: the file when it
+/// fails alone, else the first `--set` that makes it fail (`--set "training.seed=x": ...`).
+fn blame(path: Option<&Path>, from_file: toml::Table, overrides: &[String], e: anyhow::Error) -> anyhow::Error {
+    if let (Some(path), Err(e)) = (path, RunConfig::from_table(from_file.clone())) {
+        return e.context(format!("invalid config {}", path.display()));
+    }
+    let mut table = from_file;
+    for item in overrides {
+        if set(&mut table, item).is_ok()
+            && let Err(e) = RunConfig::from_table(table.clone())
+        {
+            return anyhow::anyhow!("--set {item:?}: {e:#}");
+        }
+    }
+    e.context("invalid config")
+}
+
+/// A `u64` over its full range, which TOML's integers (`i64`) do not reach: one past
+/// `i64::MAX` is written and read as a string of digits (`seed = "18446744073709551615"`).
+mod full_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*value) {
+            Ok(v) => s.serialize_i64(v),
+            Err(_) => s.serialize_str(&value.to_string()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let expected = "a whole number from 0 to 18446744073709551615";
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => {
+                u64::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n}: expected {expected}")))
+            }
+            Raw::Text(t) => {
+                t.trim().parse().map_err(|_| serde::de::Error::custom(format!("{t:?}: expected {expected}")))
+            }
+        }
+    }
+}
+
 /// Applies one `section.key=value`; the value is read as TOML (`5e-5`, `true`, `["query"]`),
 /// or as a string if it is not TOML.
 fn set(table: &mut toml::Table, item: &str) -> Result<()> {
@@ -500,6 +553,35 @@ mod tests {
         assert!(err.contains("lerning_rate") && err.contains("learning_rate") && err.contains("[training]"), "{err}");
         let err = format!("{:#}", RunConfig::load(None, &["optim.lr=1".into()]).unwrap_err());
         assert!(err.contains("optim") && err.contains("training"), "{err}");
+    }
+
+    #[test]
+    fn set_errors_name_the_set_and_seeds_take_the_whole_u64_range() {
+        let err =
+            format!("{:#}", RunConfig::load(None, &["training.per_device_train_batch_size=abc".into()]).unwrap_err());
+        assert!(
+            err.starts_with("--set \"training.per_device_train_batch_size=abc\"") && err.contains("usize"),
+            "{err}"
+        );
+        assert!(!err.contains("invalid config"), "{err}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "[training]\nlearning_rate = 1e-3\n").unwrap();
+        let err = format!(
+            "{:#}",
+            RunConfig::load(Some(file.path()), &["data.train_size=10".into(), "training.seed=-1".into()]).unwrap_err()
+        );
+        assert!(err.starts_with("--set \"training.seed=-1\"") && err.contains("0 to 18446744073709551615"), "{err}");
+        // A broken file is the file's error, whatever --set says.
+        std::fs::write(file.path(), "[training]\nlearning_rate = \"fast\"\n").unwrap();
+        let err = format!("{:#}", RunConfig::load(Some(file.path()), &["training.seed=1".into()]).unwrap_err());
+        assert!(err.contains(&file.path().display().to_string()) && !err.contains("--set"), "{err}");
+
+        let config = RunConfig::load(None, &["training.seed=18446744073709551615".into()]).unwrap();
+        assert_eq!(config.training.seed, u64::MAX);
+        let saved: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
+        assert_eq!(saved.training.seed, u64::MAX);
+        assert_eq!(RunConfig::load(None, &["data.seed=7".into()]).unwrap().data.seed, 7);
+        assert!(config.to_toml().unwrap().contains("seed = 42"), "small seeds stay numbers");
     }
 
     #[test]
