@@ -26,6 +26,9 @@ pub enum DataError {
     TooLarge { split: String, what: String, requested: usize, available: usize },
     #[error("{}: not a recognised IMDb source ({hint})", path.display())]
     Unrecognised { path: PathBuf, hint: String },
+    /// Data that could be read more than one way (two files for one split, ...).
+    #[error("{}: {message}", path.display())]
+    Ambiguous { path: PathBuf, message: String },
     #[error("dataset `{dataset}` on the Hub: {message}")]
     Hub { dataset: String, message: String },
     #[error(

@@ -113,6 +113,19 @@ pub fn read_csv(path: &Path, reader: impl Read, columns: &Columns) -> Result<Raw
         .iter()
         .map(str::to_string)
         .collect();
+    // pandas would read the second `text` as `text.1` and use the first without a word.
+    for (i, name) in headers.iter().enumerate() {
+        if let Some(j) = headers[..i].iter().position(|h| h.eq_ignore_ascii_case(name)) {
+            return Err(Location::Line(1).error(
+                path,
+                format!(
+                    "the header names column `{name}` twice (columns {} and {}); rename one so that it is clear which is meant",
+                    j + 1,
+                    i + 1
+                ),
+            ));
+        }
+    }
     let cols = columns.find(&headers, path)?;
     let index = |name: &str| headers.iter().position(|h| h == name).unwrap_or_default();
     let (text_i, label_i) = (index(&cols.text), index(&cols.label));

@@ -95,11 +95,31 @@ impl Source {
         if acl::is_tree(&dir.join("aclImdb")) {
             return Ok(Self::AclTree(dir.join("aclImdb")));
         }
-        let find =
-            |split: &str| SPLIT_EXTENSIONS.iter().map(|ext| dir.join(format!("{split}.{ext}"))).find(|p| p.is_file());
+        // One file per split: `train.jsonl` beside `train.csv` is a question, not a choice.
+        let mut ambiguous = None;
+        let mut find = |split: &str| {
+            let found: Vec<PathBuf> =
+                SPLIT_EXTENSIONS.iter().map(|ext| dir.join(format!("{split}.{ext}"))).filter(|p| p.is_file()).collect();
+            if found.len() > 1 && ambiguous.is_none() {
+                ambiguous = Some((split.to_string(), found.clone()));
+            }
+            found.into_iter().next()
+        };
         let eval_splits = options.eval_splits();
         let train_split = options.train_split();
-        match (find(train_split), eval_splits.iter().find_map(|s| find(s))) {
+        let found = (find(train_split), eval_splits.iter().find_map(|s| find(s)));
+        if let Some((split, files)) = ambiguous {
+            let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+            return Err(DataError::Ambiguous {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the {split} split is in {} files ({}); keep one, or name the file itself as data.source",
+                    files.len(),
+                    names.join(" and ")
+                ),
+            });
+        }
+        match found {
             (Some(train), Some(test)) => Ok(Self::SplitFiles { train, test }),
             (Some(_), None) => Err(DataError::Missing {
                 path: dir.join(format!("{}.jsonl", eval_splits[0])),
