@@ -59,7 +59,7 @@ pub enum EncoderError {
     )]
     ShapeMismatch { key: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
     #[error(
-        "{}: its classifier ({module}) has {rows} labels, but {asked} are asked for; to train a new classifier in its place, ignore the mismatch (transformers' ignore_mismatched_sizes=True; lora: model.ignore_mismatched_sizes = true)",
+        "{}: its classifier ({module}) has {rows} labels, but this run asks for {asked}; to train a new classifier in its place, ignore the mismatch (transformers' ignore_mismatched_sizes=True; lora: model.ignore_mismatched_sizes = true)",
         path.display()
     )]
     HeadSize { path: PathBuf, module: String, rows: usize, asked: usize },

@@ -191,24 +191,55 @@ impl<IB: Backend> AdamW<IB> {
         Ok(out)
     }
 
-    /// Restores what [`to_tensors`](Self::to_tensors) wrote.
-    pub fn restore(
+    /// Restores what [`to_tensors`](Self::to_tensors) wrote, for `model`'s trainable tensors: a
+    /// moment of a tensor the model does not train, or of another size (another rank, another
+    /// number of labels), is an error naming it, and nothing is restored.
+    pub fn restore<B, M>(
         &mut self,
+        model: &mut M,
+        lora: &LoraConfig,
         step: u64,
         tensors: BTreeMap<String, Vec<f32>>,
         device: &IB::Device,
-    ) -> Result<(), String> {
-        self.step = step;
-        self.state.clear();
-        let tensor = |v: &Vec<f32>| Tensor::<IB, 1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
-        for (key, m) in &tensors {
-            if let Some(name) = key.strip_suffix(".exp_avg") {
-                let v = tensors
-                    .get(&format!("{name}.exp_avg_sq"))
-                    .ok_or_else(|| format!("optimizer state has `{key}` but no `{name}.exp_avg_sq`"))?;
-                self.state.insert(name.to_string(), Moments { m: tensor(m), v: tensor(v) });
+    ) -> Result<(), String>
+    where
+        B: AutodiffBackend<InnerBackend = IB>,
+        M: AdaptableModel<B>,
+    {
+        let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+        for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
+            let size = match slot {
+                Slot::Matrix(p) => p.dims().iter().product(),
+                Slot::Vector(p) => p.dims()[0],
+            };
+            sizes.insert(name, size);
+        });
+        let mut state = BTreeMap::new();
+        for (key, values) in &tensors {
+            let (name, other) = if let Some(name) = key.strip_suffix(".exp_avg_sq") {
+                (name, format!("{name}.exp_avg"))
+            } else if let Some(name) = key.strip_suffix(".exp_avg") {
+                (name, format!("{name}.exp_avg_sq"))
+            } else {
+                return Err(format!("`{key}` is not an AdamW moment (NAME.exp_avg or NAME.exp_avg_sq)"));
+            };
+            let Some(&size) = sizes.get(name) else {
+                return Err(format!("`{key}` is the moment of `{name}`, which this run does not train"));
+            };
+            if values.len() != size {
+                return Err(format!(
+                    "`{key}` has {} values, but `{name}` has {size} (the checkpoint is of another model or [lora] config)",
+                    values.len()
+                ));
+            }
+            let paired = tensors.get(&other).ok_or_else(|| format!("optimizer state has `{key}` but no `{other}`"))?;
+            if key.ends_with(".exp_avg") {
+                let tensor = |v: &Vec<f32>| Tensor::<IB, 1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+                state.insert(name.to_string(), Moments { m: tensor(values), v: tensor(paired) });
             }
         }
+        self.step = step;
+        self.state = state;
         Ok(())
     }
 }

@@ -16,10 +16,11 @@ use lora_adapter::ParameterCount;
 use serde::{Deserialize, Serialize};
 use textdata::{LabelSpace, ProblemType, TextDataset};
 
+use crate::checkpoint::{self, Checkpoint, DataFingerprint, SplitFingerprint};
 use crate::config::RunConfig;
 use crate::report::{EpochRecord, curves_svg, peak_rss_bytes, write_atomic};
 use crate::run_dir::{Holds, RunDir};
-use crate::trainer::{Checkpoint, INTERRUPTED, Interrupted, Output, RunData, Trainer, TrainerState, progress_bar, say};
+use crate::trainer::{INTERRUPTED, Interrupted, Output, RunData, Trainer, TrainerState, progress_bar, say};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -47,6 +48,12 @@ pub struct Summary {
     pub best_epoch: usize,
     pub problem_type: ProblemType,
     pub label_names: Vec<String>,
+    /// Examples of each class (by id) in the training and evaluation subsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_counts: Option<ClassCounts>,
+    /// What the run noted about its data at the start (see `label_report`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_notes: Vec<String>,
     pub epochs: Vec<EpochRecord>,
     pub train_seconds: f64,
     pub total_seconds: f64,
@@ -62,9 +69,18 @@ pub struct Summary {
     pub config: serde_json::Value,
 }
 
+/// Examples per class, by class id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassCounts {
+    pub train: Vec<usize>,
+    pub eval: Vec<usize>,
+}
+
 /// What a summary needs besides the trainer state.
 struct RunFacts {
     labels: LabelSpace,
+    class_counts: Option<ClassCounts>,
+    data_notes: Vec<String>,
     total_seconds: f64,
     adapter_bytes: u64,
     parameters: ParameterCount,
@@ -95,6 +111,8 @@ impl Summary {
             best_epoch: best.map_or(0, |(_, e)| e),
             problem_type: facts.labels.problem_type,
             label_names: facts.labels.names.clone(),
+            class_counts: facts.class_counts,
+            data_notes: facts.data_notes,
             epochs: state.epochs.clone(),
             train_seconds: state.train_seconds,
             total_seconds: facts.total_seconds,
@@ -161,18 +179,80 @@ pub fn resume_config(config: Option<&Path>, overrides: &[String], output_dir: Op
 
 /// The `section.key`s whose values differ between two configs.
 fn differences(a: &RunConfig, b: &RunConfig) -> Result<Vec<String>> {
-    let (a, b) = (serde_json::to_value(a)?, serde_json::to_value(b)?);
+    Ok(value_differences(&serde_json::to_value(a)?, &serde_json::to_value(b)?))
+}
+
+/// The `section.key`s whose values differ between two configs as JSON.
+fn value_differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     let mut keys = Vec::new();
     if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
-        for (section, values) in a {
-            let (Some(x), Some(y)) = (values.as_object(), b.get(section).and_then(|v| v.as_object())) else { continue };
+        let mut sections: Vec<&String> = a.keys().chain(b.keys()).collect();
+        sections.sort();
+        sections.dedup();
+        let empty = serde_json::Map::new();
+        for section in sections {
+            let x = a.get(section).and_then(|v| v.as_object()).unwrap_or(&empty);
+            let y = b.get(section).and_then(|v| v.as_object()).unwrap_or(&empty);
             let mut names: Vec<&String> = x.keys().chain(y.keys()).collect();
             names.sort();
             names.dedup();
             keys.extend(names.into_iter().filter(|k| x.get(*k) != y.get(*k)).map(|k| format!("{section}.{k}")));
         }
     }
-    Ok(keys)
+    keys
+}
+
+/// The checkpoint `--resume` continues from: the newest under `out/checkpoints` that verifies,
+/// with a line for each one skipped and why. A run that has checkpoints but none that
+/// verifies, or a finished run with none, is an error, never a run started over; so is a
+/// checkpoint written by another config than the run's.
+fn resume_point(out: &Path, holds: Holds, config: &RunConfig, output: Output) -> Result<Option<Checkpoint>> {
+    let found = checkpoint::find(out)?;
+    let skipped = found.skipped_lines();
+    let Some(chosen) = found.chosen else {
+        if !skipped.is_empty() {
+            bail!(
+                "--resume: no checkpoint of {} can be trusted, nothing was changed:\n  {}\n(--overwrite starts the run again from the beginning)",
+                out.display(),
+                skipped.join("\n  ")
+            );
+        }
+        if holds == Holds::Finished {
+            bail!(
+                "--resume: {} holds a finished run but no checkpoint to continue it from (checkpoints/ is gone); nothing was changed (--overwrite starts it again)",
+                out.display()
+            );
+        }
+        return Ok(None);
+    };
+    for line in &skipped {
+        say(output, &format!("skipped checkpoint {line}"));
+    }
+    let mut saved = chosen.manifest.config.clone();
+    let mut now = serde_json::to_value(config)?;
+    for c in [&mut saved, &mut now] {
+        if let Some(t) = c.get_mut("training").and_then(|t| t.as_object_mut()) {
+            t.remove("output_dir");
+            t.remove("num_train_epochs");
+        }
+    }
+    let changed = value_differences(&saved, &now);
+    if !changed.is_empty() {
+        bail!(
+            "--resume: {} was written by another config than the run's config.toml ({} differ); nothing was changed",
+            chosen.dir.display(),
+            changed.join(", ")
+        );
+    }
+    if chosen.state.epoch > config.training.num_train_epochs {
+        bail!(
+            "{} is past epoch {} already; training.num_train_epochs = {} cannot continue it",
+            chosen.dir.display(),
+            chosen.state.epoch,
+            config.training.num_train_epochs
+        );
+    }
+    Ok(Some(chosen))
 }
 
 /// The run's subsets with their labels resolved, and the label space they were read with.
@@ -182,12 +262,110 @@ pub fn read_data(config: &RunConfig) -> Result<(textdata::Subsets, LabelSpace)> 
         textdata::load_labelled(&d.source, &d.source_options(), &HubOptions::from_env(), config.labels())?;
     check_num_labels(config.model.num_labels, &labels)?;
     config.training.best_metric(&labels)?;
+    check_inferred_classes(config, &splits, &labels)?;
     let subsets = textdata::draw(splits, &d.subset(&labels), &labels)?;
     if subsets.train.is_empty() || subsets.eval.is_empty() {
         let which = if subsets.train.is_empty() { "training" } else { "evaluation" };
         bail!("{}: the {which} subset is empty; data.train_size and data.eval_size must be at least 1", d.source);
     }
     Ok((subsets, labels))
+}
+
+/// Refuses a label space the data only seems to have: classes inferred (neither
+/// `data.label_names` nor `model.num_labels` says what they are) that look like a text column
+/// picked as the label (a title, an id): more than half of at least three classes with a
+/// single example, or more than ten classes and more than one per ten rows.
+fn check_inferred_classes(config: &RunConfig, splits: &textdata::Splits, labels: &LabelSpace) -> Result<()> {
+    if labels.problem_type != ProblemType::SingleLabelClassification
+        || config.data.label_names.is_some()
+        || config.model.num_labels.is_some()
+    {
+        return Ok(());
+    }
+    let train = match splits {
+        textdata::Splits::TrainTest { train, .. } | textdata::Splits::Unsplit(train) => train,
+    };
+    let counts = textdata::class_counts(train, labels.names.len());
+    let classes = counts.len();
+    let singletons = counts.iter().filter(|&&c| c == 1).count();
+    if (classes >= 3 && singletons * 2 > classes) || (classes > 10 && classes * 10 > train.len()) {
+        let shown: Vec<&str> = labels.names.iter().take(3).map(String::as_str).collect();
+        bail!(
+            "{}: the label column has {classes} distinct values in {} training rows ({singletons} of them once, e.g. {:?}): that looks like a text column, not classes; name the label's column with data.label_column, or set data.label_names (or model.num_labels) if these are the classes you mean",
+            config.data.source,
+            train.len(),
+            shown.join("\", \"")
+        );
+    }
+    Ok(())
+}
+
+/// What a run says about its task at the start: the task, each class with its training and
+/// evaluation examples, and what deserves a second look (a class almost absent from training,
+/// a class absent from evaluation, decimal labels read as a regression target).
+pub fn label_report(config: &RunConfig, subsets: &textdata::Subsets, labels: &LabelSpace) -> (String, Vec<String>) {
+    let mut notes = Vec::new();
+    if labels.problem_type == ProblemType::Regression {
+        let values: Vec<f32> = subsets
+            .train
+            .iter()
+            .filter_map(|e| match e.label {
+                textdata::Target::Value(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        let mut distinct: Vec<f32> = values.clone();
+        distinct.sort_by(f32::total_cmp);
+        distinct.dedup();
+        if config.model.problem_type.is_none() && distinct.len() <= 10 && distinct.iter().all(|v| v.fract() == 0.0) {
+            let shown: Vec<String> = distinct.iter().map(|v| format!("{v:.1}")).collect();
+            notes.push(format!(
+                "the labels are written as decimals ({}): read as a regression target, as transformers' run_glue.py reads them; set model.problem_type = \"single_label_classification\" if they are classes",
+                shown.join(", ")
+            ));
+        }
+        return (format!("task: regression on {} training examples", values.len()), notes);
+    }
+    let (train, eval) = (class_totals(&subsets.train, labels), class_totals(&subsets.eval, labels));
+    let largest = train.iter().copied().max().unwrap_or(0);
+    for (i, name) in labels.names.iter().enumerate() {
+        if train[i] > 0 && train[i] * 100 < largest && train[i] <= 5 {
+            notes.push(format!(
+                "class {name:?} has {} training example(s) against {largest} of the largest class: a stray label? (data.label_names lists the classes meant; a label outside them is then an error naming its line)",
+                train[i]
+            ));
+        }
+        if eval[i] == 0 {
+            notes
+                .push(format!("class {name:?} has no example in the evaluation subset: its scores cannot be measured"));
+        }
+    }
+    let classes: Vec<String> =
+        labels.names.iter().enumerate().map(|(i, n)| format!("{n} {}/{}", train[i], eval[i])).collect();
+    (format!("task: {}; classes (train/eval examples): {}", labels.problem_type, classes.join(", ")), notes)
+}
+
+/// Examples per class (multi-label: examples that have it).
+pub fn class_totals(examples: &[textdata::Example], labels: &LabelSpace) -> Vec<usize> {
+    let mut counts = vec![0; labels.names.len()];
+    for e in examples {
+        match &e.label {
+            textdata::Target::Class(c) => {
+                if let Some(n) = counts.get_mut(*c) {
+                    *n += 1;
+                }
+            }
+            textdata::Target::MultiHot(row) => {
+                for (n, v) in counts.iter_mut().zip(row) {
+                    if *v > 0.5 {
+                        *n += 1;
+                    }
+                }
+            }
+            textdata::Target::Value(_) => {}
+        }
+    }
+    counts
 }
 
 /// Tokenizes the subsets once for the run.
@@ -251,8 +429,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let out = run.path.clone();
 
     // Every input, read and checked; the directory is not touched yet.
-    let checkpoint = if options.resume { Checkpoint::latest(&out)? } else { None };
-    match (run.holds(), options.resume, options.overwrite) {
+    let holds = run.holds();
+    match (holds, options.resume, options.overwrite) {
         (Holds::Nothing, _, _) | (_, true, _) | (_, _, true) => {}
         (Holds::Finished, false, false) => bail!(
             "{} already holds a finished run; pass --overwrite to replace it (or --resume with more training.num_train_epochs)",
@@ -262,22 +440,23 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             bail!("{} already holds a run; pass --resume to continue it or --overwrite to replace it", out.display())
         }
     }
-    if let Some(c) = &checkpoint
-        && c.state.epoch > config.training.num_train_epochs
-    {
-        bail!(
-            "{} is past epoch {} already; training.num_train_epochs = {} cannot continue it",
-            c.dir.display(),
-            c.state.epoch,
-            config.training.num_train_epochs
-        );
-    }
+    let checkpoint = if options.resume { resume_point(&out, holds, &config, output)? } else { None };
     if options.resume && checkpoint.is_none() {
         say(output, &format!("{} holds no checkpoint: starting the run from the beginning", out.display()));
     }
 
     // The data before the model: its labels size the classifier.
     let (subsets, labels) = read_data(&config)?;
+    let (task, notes) = label_report(&config, &subsets, &labels);
+    say(output, &task);
+    for note in &notes {
+        // Shown whatever the output mode: they may mean the run is not the one intended.
+        crate::console::err(format!("note: {note}"));
+    }
+    let class_counts = (labels.problem_type != ProblemType::Regression).then(|| ClassCounts {
+        train: class_totals(&subsets.train, &labels),
+        eval: class_totals(&subsets.eval, &labels),
+    });
 
     // Model: fresh weights (classifier, adapters) come from the run's seed.
     B::seed(device, config.training.seed);
@@ -339,10 +518,34 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let batcher = config.data.batcher(data.tokenizer.pad_id());
     let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone());
     trainer.labels = data.labels.clone();
+    let fingerprint = DataFingerprint {
+        train: SplitFingerprint::of(data.train.items()),
+        eval: SplitFingerprint::of(data.eval.items()),
+    };
     let resumed = checkpoint.as_ref().map(|c| (c.dir.clone(), c.state.global_step, c.state.epoch));
     if let Some(checkpoint) = checkpoint {
-        trainer.resume(checkpoint)?;
+        if let Some(what) = checkpoint.manifest.data.differences(&fingerprint) {
+            bail!(
+                "--resume: the data is not the run's ({what}); {} was trained on other data (data.source = {}). Nothing was changed; restore the run's data, or start a new run with --overwrite",
+                checkpoint.dir.display(),
+                config.data.source
+            );
+        }
+        if checkpoint.state.global_step > trainer.total_steps as u64 {
+            bail!(
+                "{} is at step {}, past the {} steps of this run's {} epochs; nothing was changed",
+                checkpoint.dir.display(),
+                checkpoint.state.global_step,
+                trainer.total_steps,
+                config.training.num_train_epochs
+            );
+        }
+        let dir = checkpoint.dir.clone();
+        trainer
+            .resume(checkpoint)
+            .with_context(|| format!("cannot resume from {}; nothing was changed", dir.display()))?;
     }
+    trainer.data = Some(fingerprint);
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Err(Interrupted(format!("interrupted before training started; {} is as it was", out.display())).into());
     }
@@ -369,6 +572,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         .with_context(|| format!("cannot write {}", out.join("adapter/labels.json").display()))?;
     let facts = RunFacts {
         labels: data.labels.clone(),
+        class_counts,
+        data_notes: notes,
         total_seconds: started.elapsed().as_secs_f64(),
         adapter_bytes: saved.bytes,
         parameters,

@@ -7,7 +7,6 @@
 //! decay groups and schedule (see [`crate::optim`]), PEFT-format adapters in each checkpoint,
 //! bit-exact resume and a checkpoint on Ctrl-C are not things the `Learner` offers.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -23,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tensor_file::RawTensor;
 use textdata::{LabelSpace, TextBatch, TextBatcher, TextDataset, TokenizedExample};
 
+use crate::checkpoint::{Checkpoint, DataFingerprint, OPTIMIZER_FILE, STATE_FILE, SplitFingerprint, write_manifest};
 use crate::config::RunConfig;
 use crate::eval::{EvalMetrics, evaluate};
 use crate::loss::loss;
@@ -67,6 +67,8 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     /// The task and classes (evaluation's metrics, `labels.json` in each checkpoint); by
     /// default the head's rows, unnamed.
     pub labels: LabelSpace,
+    /// What the run trains on, recorded in each checkpoint's manifest.
+    pub data: Option<DataFingerprint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,50 +122,6 @@ pub struct TrainerState {
     pub epoch_seconds: f64,
 }
 
-const STATE_FILE: &str = "trainer_state.json";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-
-/// A checkpoint directory read whole, before the run touches anything.
-#[derive(Debug)]
-pub struct Checkpoint {
-    pub dir: PathBuf,
-    pub state: TrainerState,
-    optimizer: BTreeMap<String, Vec<f32>>,
-    adapter: lora_adapter::peft::Adapter,
-}
-
-impl Checkpoint {
-    /// The checkpoint with the most steps under `DIR/checkpoints`, if any.
-    pub fn latest(output_dir: &Path) -> Result<Option<Self>> {
-        let root = output_dir.join("checkpoints");
-        let Ok(entries) = std::fs::read_dir(&root) else { return Ok(None) };
-        let mut best: Option<(PathBuf, TrainerState)> = None;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let state_path = path.join(STATE_FILE);
-            if entry.file_name().to_string_lossy().starts_with('.') || !state_path.is_file() {
-                continue;
-            }
-            let text = std::fs::read_to_string(&state_path)
-                .with_context(|| format!("cannot read {}", state_path.display()))?;
-            let state: TrainerState = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a trainer state", state_path.display()))?;
-            if best.as_ref().is_none_or(|(_, b)| state.global_step > b.global_step) {
-                best = Some((path, state));
-            }
-        }
-        best.map(|(dir, state)| Self::read(dir, state)).transpose()
-    }
-
-    fn read(dir: PathBuf, state: TrainerState) -> Result<Self> {
-        let optimizer_path = dir.join(OPTIMIZER_FILE);
-        let optimizer =
-            tensor_file::read_safetensors(&optimizer_path, |_| false)?.into_iter().map(|(k, t)| (k, t.data)).collect();
-        let adapter = lora_adapter::peft::Adapter::read(&dir)?;
-        Ok(Self { dir, state, optimizer, adapter })
-    }
-}
-
 impl<B, M> Trainer<B, M>
 where
     B: AutodiffBackend,
@@ -202,6 +160,7 @@ where
             device,
             state: TrainerState::default(),
             labels,
+            data: None,
         }
     }
 
@@ -250,8 +209,8 @@ where
         Ok(evaluate(&model, items, &self.labels, batch_size, self.batcher, &self.device)?)
     }
 
-    /// Writes the adapter, the optimizer state and the trainer state into `dir`, through a
-    /// temporary directory beside it and a rename: a checkpoint is whole or absent.
+    /// Writes the adapter, the optimizer state, the trainer state and last the manifest into
+    /// `dir`, through a temporary directory beside it and a rename: a checkpoint is whole or absent.
     pub fn save_checkpoint(&mut self, dir: &Path) -> Result<PathBuf> {
         let parent = dir.parent().context("checkpoint directory has no parent")?;
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
@@ -268,7 +227,12 @@ where
                 .map(|(k, data)| (k, RawTensor { shape: vec![data.len()], data }))
                 .collect();
             tensor_file::write_safetensors(&tmp.join(OPTIMIZER_FILE), &tensors, &[])?;
-            write_atomic(&tmp.join(STATE_FILE), &serde_json::to_string_pretty(&self.state)?)
+            write_atomic(&tmp.join(STATE_FILE), &serde_json::to_string_pretty(&self.state)?)?;
+            let data = self.data.clone().unwrap_or_else(|| {
+                let none = SplitFingerprint::of(&[]);
+                DataFingerprint { train: none.clone(), eval: none }
+            });
+            write_manifest(&tmp, &self.state, serde_json::to_value(&self.config)?, &data)
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -283,7 +247,7 @@ where
 
     /// Continues from `checkpoint`: its adapter weights, optimizer state and trainer state.
     pub fn resume(&mut self, checkpoint: Checkpoint) -> Result<()> {
-        let Checkpoint { dir, state, optimizer, adapter } = checkpoint;
+        let Checkpoint { dir, state, optimizer, adapter, .. } = checkpoint;
         let saved = &adapter.config;
         if (saved.r, &saved.target_modules, &saved.modules_to_save)
             != (self.lora.r, &self.lora.target_modules, &self.lora.modules_to_save)
@@ -292,7 +256,7 @@ where
         }
         lora_adapter::peft::load_weights(&mut self.model, &self.lora, &adapter.path, adapter.tensors, &self.device)?;
         self.optim
-            .restore(state.global_step, optimizer, &self.device)
+            .restore::<B, M>(&mut self.model, &self.lora, state.global_step, optimizer, &self.device)
             .map_err(|m| anyhow::anyhow!("{}: {m}", dir.join(OPTIMIZER_FILE).display()))?;
         self.state = state;
         Ok(())

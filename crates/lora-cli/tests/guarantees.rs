@@ -583,3 +583,134 @@ fn a_second_export_into_the_same_directory_is_refused() {
     ok(lora(&args));
     assert!(out.join("train.jsonl").is_file() && !out.join(".lora-export.lock").exists());
 }
+
+/// `lora train --resume` on `run` with `extra`, not quiet (what it says about checkpoints is on stderr).
+fn resume(run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", "--resume", "--output-dir", run.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    lora(&args)
+}
+
+#[test]
+fn resume_never_starts_a_finished_run_over_when_its_checkpoints_are_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, run) = finished_run(tmp.path(), &[]);
+    for epoch in [1, 2] {
+        std::fs::remove_file(run.join(format!("checkpoints/epoch-{epoch}/trainer_state.json"))).unwrap();
+    }
+    let before = snapshot(&run);
+    let err = failure(resume(&run, &["--set", "training.num_train_epochs=3"]));
+    assert!(err.contains("no checkpoint") && err.contains("trainer_state.json is missing"), "{err}");
+    assert!(err.contains("epoch-1") && err.contains("epoch-2") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(snapshot(&run), before, "the finished run is as it was");
+    // No checkpoints at all beside a finished run: refused too, never a fresh run.
+    std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+    let err = failure(resume(&run, &["--set", "training.num_train_epochs=3"]));
+    assert!(err.contains("finished run but no checkpoint"), "{err}");
+}
+
+#[test]
+fn a_damaged_latest_checkpoint_falls_back_to_an_intact_older_one_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, run) = finished_run(tmp.path(), &[]);
+    let finished = read(&run.join("adapter/adapter_model.safetensors"));
+    let optimizer = run.join("checkpoints/epoch-2/optimizer.safetensors");
+    let bytes = read(&optimizer);
+    std::fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
+    let out = resume(&run, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipped checkpoint") && stderr.contains("epoch-2: optimizer.safetensors has"), "{stderr}");
+    assert!(stderr.contains("resuming from") && stderr.contains("epoch-1"), "{stderr}");
+    // Epoch 2 trained again from epoch 1 is the epoch 2 that was lost.
+    assert_eq!(read(&run.join("adapter/adapter_model.safetensors")), finished);
+    assert_eq!(summary(&run)["epochs"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_of_another_config_or_other_data_before_changing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data, run) = finished_run(tmp.path(), &[]);
+    // A whole checkpoint of another run (rank 4) in place of this run's latest.
+    let other = tmp.path().join("other");
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    ok(lora(&train_args(m, d, other.to_str().unwrap(), &["--set", "lora.r=4"])));
+    std::fs::remove_dir_all(run.join("checkpoints/epoch-2")).unwrap();
+    std::fs::rename(other.join("checkpoints/epoch-2"), run.join("checkpoints/epoch-2")).unwrap();
+    let before = snapshot(&run);
+    let err = failure(resume(&run, &["--set", "training.num_train_epochs=3"]));
+    assert!(err.contains("another config") && err.contains("lora.r"), "{err}");
+    assert_eq!(snapshot(&run), before, "config.toml and the rest untouched");
+
+    // The run's own checkpoints, but the data changed since.
+    let (_, data, run) = finished_run(&tmp.path().join("second"), &[]);
+    let train = data.join("train.jsonl");
+    let text = String::from_utf8(read(&train)).unwrap().replace("the film", "a film");
+    std::fs::write(&train, text).unwrap();
+    let before = snapshot(&run);
+    let err = failure(resume(&run, &["--set", "training.num_train_epochs=3"]));
+    assert!(err.contains("the data is not the run's") && err.contains("training subset"), "{err}");
+    assert_eq!(snapshot(&run), before);
+}
+
+#[test]
+fn ambiguous_data_is_refused_and_inferred_tasks_are_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let m = model.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    // train.jsonl beside train.csv.
+    let data = tiny_data(tmp.path());
+    std::fs::write(data.join("train.csv"), "text,label\nthe film was good,1\n").unwrap();
+    let err = failure(lora(&train_args(m, data.to_str().unwrap(), r, &[])));
+    assert!(err.contains("train.jsonl") && err.contains("train.csv") && err.contains("2 files"), "{err}");
+    std::fs::remove_file(data.join("train.csv")).unwrap();
+
+    // A CSV whose header names `text` twice.
+    let csv = tmp.path().join("dup.csv");
+    let rows: Vec<String> = (0..40).map(|i| format!("the film was good,w{i},{}", i % 2)).collect();
+    std::fs::write(&csv, format!("text,text,label\n{}\n", rows.join("\n"))).unwrap();
+    let err = failure(lora(&train_args(m, csv.to_str().unwrap(), r, &[])));
+    assert!(err.contains("dup.csv:1") && err.contains("`text` twice") && err.contains("columns 1 and 2"), "{err}");
+
+    // A title column picked as the label: 40 rows, 40 classes.
+    let titles = tmp.path().join("titles.jsonl");
+    let lines: Vec<String> = (0..40)
+        .map(|i| serde_json::json!({"text": "the film was good", "label": format!("title {i}")}).to_string())
+        .collect();
+    std::fs::write(&titles, lines.join("\n") + "\n").unwrap();
+    let err = failure(lora(&train_args(m, titles.to_str().unwrap(), r, &[])));
+    assert!(err.contains("40 distinct values in 40 training rows") && err.contains("data.label_column"), "{err}");
+    assert!(!run.exists(), "nothing written");
+
+    // Labels written 0.0 / 1.0: a regression, said; and the task and classes said otherwise.
+    let decimals = tmp.path().join("decimals.jsonl");
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            serde_json::json!({"text": format!("the film was w{}", 20 + i), "label": (i % 2) as f64 + 0.0}).to_string()
+        })
+        .collect();
+    std::fs::write(&decimals, lines.join("\n") + "\n").unwrap();
+    let out = lora(&train_args(
+        m,
+        decimals.to_str().unwrap(),
+        r,
+        &[
+            "--set",
+            "training.num_train_epochs=1",
+            "--set",
+            "data.balanced=false",
+            "--set",
+            "model.ignore_mismatched_sizes=true",
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("written as decimals (0.0, 1.0)") && stderr.contains("regression"), "{stderr}");
+    assert_eq!(summary(&run)["problem_type"], "regression");
+    assert!(summary(&run)["data_notes"][0].as_str().unwrap().contains("decimals"));
+
+    let (_, _, classified) = finished_run(&tmp.path().join("c"), &[]);
+    assert_eq!(summary(&classified)["class_counts"]["train"], serde_json::json!([8, 8]));
+}
