@@ -2,6 +2,12 @@
 //! and ELECTRA, byte-level BPE for RoBERTa, Unigram for XLM-R; or a bare `vocab.txt`),
 //! truncation to `max_length` (`longest_first` for pairs, as transformers) and padding of a
 //! batch to its own longest sequence.
+//!
+//! A text longer than [`EncoderTokenizer::window`] bytes is tokenized in pieces, from the end
+//! truncation keeps, until the model's `max_length` is reached: a 1 GB line costs what a
+//! review does, and the tokens are the ones the whole text gives (see [`bounded`]).
+
+use std::sync::Arc;
 
 use std::path::Path;
 
@@ -11,7 +17,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{EncoderError, Result};
 use crate::model::EncoderInput;
@@ -45,6 +51,9 @@ pub enum Truncation {
 #[derive(Clone)]
 pub struct EncoderTokenizer {
     inner: Tokenizer,
+    /// `inner` without truncation or special tokens: the pieces of a long text.
+    whole: Arc<Tokenizer>,
+    truncation: Truncation,
     pad_id: u32,
     max_length: usize,
 }
@@ -91,9 +100,11 @@ impl EncoderTokenizer {
             }))
             .map_err(fail)?;
         inner.with_padding(None);
+        let mut whole = inner.clone();
+        whole.with_truncation(None).map_err(fail)?;
         // BERT's `[PAD]`, RoBERTa's and XLM-R's `<pad>`.
         let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
-        Ok(Self { inner, pad_id, max_length })
+        Ok(Self { inner, whole: Arc::new(whole), truncation: Truncation::Right, pad_id, max_length })
     }
 
     /// This tokenizer cutting texts longer than `max_length` at the end (`Right`, the default),
@@ -103,7 +114,7 @@ impl EncoderTokenizer {
         let direction = match truncation {
             Truncation::None => {
                 inner.with_truncation(None).map_err(EncoderError::Encode)?;
-                return Ok(Self { inner, ..self.clone() });
+                return Ok(Self { inner, truncation, ..self.clone() });
             }
             Truncation::Right => TruncationDirection::Right,
             Truncation::Left => TruncationDirection::Left,
@@ -116,7 +127,7 @@ impl EncoderTokenizer {
                 direction,
             }))
             .map_err(EncoderError::Encode)?;
-        Ok(Self { inner, ..self.clone() })
+        Ok(Self { inner, truncation, ..self.clone() })
     }
 
     pub fn max_length(&self) -> usize {
@@ -127,20 +138,36 @@ impl EncoderTokenizer {
         self.pad_id
     }
 
+    /// The tokenizer's model, as `tokenizer.json`'s `model.type` names it: `WordPiece`, `BPE`,
+    /// `Unigram` or `WordLevel`.
+    pub fn model_type(&self) -> &'static str {
+        use tokenizers::ModelWrapper;
+        match self.inner.get_model() {
+            ModelWrapper::WordPiece(_) => "WordPiece",
+            ModelWrapper::BPE(_) => "BPE",
+            ModelWrapper::Unigram(_) => "Unigram",
+            ModelWrapper::WordLevel(_) => "WordLevel",
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
+    /// Texts up to this many bytes are tokenized whole; a longer one (when truncating) in
+    /// pieces of at most this many bytes until `max_length` tokens exist.
+    pub fn window(&self) -> usize {
+        self.max_length.saturating_mul(64).max(64 * 1024)
+    }
+
     pub fn encode(&self, text: &str) -> Result<Encoded> {
-        let encoding = self.inner.encode(text, true).map_err(EncoderError::Encode)?;
-        Ok(Encoded { input_ids: encoding.get_ids().to_vec(), token_type_ids: encoding.get_type_ids().to_vec() })
+        Ok(encoded(&self.encode_one(text, None)?))
     }
 
     /// A pair of texts as the model's template joins them (`[CLS] a [SEP] b [SEP]`, token
     /// types 0 then 1; RoBERTa's `<s> a </s></s> b </s>`), truncated longest first.
     pub fn encode_pair(&self, a: &str, b: &str) -> Result<Encoded> {
-        let encoding = self.inner.encode((a, b), true).map_err(EncoderError::Encode)?;
-        Ok(Encoded { input_ids: encoding.get_ids().to_vec(), token_type_ids: encoding.get_type_ids().to_vec() })
+        Ok(encoded(&self.encode_one(a, Some(b))?))
     }
 
     /// Tokenizes many texts on all cores (rayon, through `tokenizers`), in input order.
@@ -150,25 +177,217 @@ impl EncoderTokenizer {
     }
 
     /// Tokenizes many texts, each alone or with its pair (as [`Self::encode_pair`]), on all
-    /// cores, in input order.
+    /// cores, in input order; long ones in pieces, one after another.
     pub fn encode_batch_pairs(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<tokenizers::EncodeInput> = texts
+        let (long, short): (Vec<usize>, Vec<usize>) = (0..texts.len()).partition(|&i| self.is_long(texts[i]));
+        let inputs: Vec<tokenizers::EncodeInput> = short
             .iter()
-            .map(|&(a, b)| match b {
-                Some(b) => (a, b).into(),
-                None => a.into(),
+            .map(|&i| match texts[i] {
+                (a, Some(b)) => (a, b).into(),
+                (a, None) => a.into(),
             })
             .collect();
         let encodings = self.inner.encode_batch(inputs, true).map_err(EncoderError::Encode)?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() })
-            .collect())
+        let mut out = vec![None; texts.len()];
+        for (i, e) in short.into_iter().zip(encodings) {
+            out[i] = Some(encoded(&e));
+        }
+        for i in long {
+            out[i] = Some(encoded(&self.encode_one(texts[i].0, texts[i].1)?));
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Whether this text (or pair) is tokenized in pieces: a text over [`Self::window`] bytes,
+    /// or a pair with a text over `4 * max_length` bytes. (`tokenizers` pairs every overflowing
+    /// part of one text with every part of the other, all of which are dropped here: a pair of
+    /// 60 KB texts at `max_length` 9 would make millions of them.)
+    fn is_long(&self, (a, b): (&str, Option<&str>)) -> bool {
+        match (self.truncation, b) {
+            (Truncation::None, _) => false,
+            (_, None) => a.len() > self.window(),
+            (_, Some(b)) => a.len().max(b.len()) > self.max_length.saturating_mul(4),
+        }
+    }
+
+    fn encode_one(&self, a: &str, b: Option<&str>) -> Result<Encoding> {
+        if !self.is_long((a, b)) {
+            let input: tokenizers::EncodeInput = match b {
+                Some(b) => (a, b).into(),
+                None => a.into(),
+            };
+            return self.inner.encode(input, true).map_err(EncoderError::Encode);
+        }
+        let from_end = self.truncation == Truncation::Left;
+        let added = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(b.is_some()));
+        // What truncation keeps of each text, and one token more than it could keep (two for
+        // a pair: which of two long texts is longer decides which keeps the odd token).
+        let budget = self.max_length.saturating_sub(added);
+        let need = budget + if b.is_some() { 2 } else { 1 };
+        let window = self.window();
+        let (mut first, first_all) = bounded(&self.whole, a, need, window, from_end)?;
+        let pair = match b {
+            None => None,
+            Some(b) => {
+                let (mut second, second_all) = bounded(&self.whole, b, need, window, from_end)?;
+                if first.len() > budget && second.len() > budget {
+                    // Both are cut: `tokenizers` gives the longer one budget / 2 + budget % 2.
+                    let first_longer = match (first_all, second_all) {
+                        _ if budget % 2 == 0 => false,
+                        (true, true) => first.len() > second.len(),
+                        _ => longer(&self.whole, a, b, need, window)?,
+                    };
+                    let keep = budget + 1;
+                    first.truncate(keep + usize::from(first_longer), 0, direction(from_end));
+                    second.truncate(keep, 0, direction(from_end));
+                }
+                second.set_type_ids(vec![1; second.len()]);
+                Some(second)
+            }
+        };
+        self.inner.post_process(no_overflow(first), pair.map(no_overflow), true).map_err(EncoderError::Encode)
     }
 
     /// Pads to the longest item of this batch.
     pub fn pad(&self, items: &[&Encoded]) -> PaddedBatch {
         pad_batch(items, self.pad_id, 1)
+    }
+}
+
+fn encoded(e: &Encoding) -> Encoded {
+    Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() }
+}
+
+fn direction(from_end: bool) -> TruncationDirection {
+    if from_end { TruncationDirection::Left } else { TruncationDirection::Right }
+}
+
+fn no_overflow(mut e: Encoding) -> Encoding {
+    e.set_overflowing(Vec::new());
+    e
+}
+
+/// At least `need` tokens of `text` from its start (or its end), and whether they are all of
+/// them: the text is cut into [`Pieces`], each tokenized alone (by a tokenizer that truncates
+/// nothing and adds no special tokens), until `need` tokens exist.
+fn bounded(whole: &Tokenizer, text: &str, need: usize, window: usize, from_end: bool) -> Result<(Encoding, bool)> {
+    let mut pieces = Pieces::new(text, need, window, from_end);
+    let mut parts = Vec::new();
+    let mut tokens = 0;
+    while tokens < need {
+        let Some(piece) = pieces.next() else { break };
+        let encoding = whole.encode(piece, false).map_err(EncoderError::Encode)?;
+        tokens += encoding.len();
+        parts.push(no_overflow(encoding));
+    }
+    if from_end {
+        parts.reverse();
+    }
+    Ok((Encoding::merge(parts, true), pieces.done()))
+}
+
+/// Whether `a` makes more tokens than `b`: both counted a piece at a time, the one behind
+/// first, until the shorter one ends (no more of the longer is read than that).
+fn longer(whole: &Tokenizer, a: &str, b: &str, need: usize, window: usize) -> Result<bool> {
+    let count = |piece: &str| whole.encode(piece, false).map(|e| e.len()).map_err(EncoderError::Encode);
+    let (mut pa, mut pb) = (Pieces::new(a, need, window, false), Pieces::new(b, need, window, false));
+    let (mut na, mut nb) = (0, 0);
+    loop {
+        match (pa.done(), pb.done()) {
+            (true, true) => return Ok(na > nb),
+            (true, false) if nb >= na => return Ok(false),
+            (false, true) if na > nb => return Ok(true),
+            _ => {}
+        }
+        if !pa.done() && (na <= nb || pb.done()) {
+            na += pa.next().map_or(Ok(0), count)?;
+        } else {
+            nb += pb.next().map_or(Ok(0), count)?;
+        }
+    }
+}
+
+/// `text` in pieces from its start (or its end), cut by [`cut_in`]: the first of about `8 *
+/// need` bytes (enough for `need` tokens in any prose), each next one twice as long, up to
+/// `window` bytes.
+///
+/// A piece ends where a whitespace character (space, tab, newline) follows a letter or digit:
+/// no tokenizer here joins those two into one token (WordPiece and Unigram split at
+/// whitespace; byte-level BPE's pattern ends a word before it), so each piece's tokens are
+/// the whole text's there. A run of more than `window` bytes with no such place is cut at a
+/// character: the one case where pieces may differ from the whole (a 64 KiB "word" that
+/// WordPiece would make one `[UNK]` may become two).
+struct Pieces<'a> {
+    text: &'a str,
+    start: usize,
+    end: usize,
+    size: usize,
+    window: usize,
+    from_end: bool,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(text: &'a str, need: usize, window: usize, from_end: bool) -> Self {
+        let size = need.saturating_mul(8).clamp(4096, window.max(4096));
+        Self { text, start: 0, end: text.len(), size, window: window.max(4096), from_end }
+    }
+
+    fn done(&self) -> bool {
+        self.start >= self.end
+    }
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done() {
+            return None;
+        }
+        let piece = if self.from_end {
+            let cut = cut_in(self.text, self.end.saturating_sub(self.size).max(self.start), self.end, true);
+            let piece = &self.text[cut..self.end];
+            self.end = cut;
+            piece
+        } else {
+            let cut = cut_in(self.text, self.start, (self.start + self.size).min(self.end), false);
+            let piece = &self.text[self.start..cut];
+            self.start = cut;
+            piece
+        };
+        self.size = self.size.saturating_mul(2).min(self.window);
+        Some(piece)
+    }
+}
+
+/// Where to cut `text` between `lo` and `hi`: `hi` itself when it is the text's end (or `lo`
+/// its start, `from_end`); else the place nearest `hi` (`lo`, from the end) where whitespace
+/// follows a letter or digit; else a character boundary there. Never `lo` (`hi`, from the end),
+/// so every piece holds something.
+fn cut_in(text: &str, lo: usize, hi: usize, from_end: bool) -> usize {
+    let bytes = text.as_bytes();
+    let is_cut = |p: usize| {
+        matches!(bytes[p], b' ' | b'\t' | b'\n' | b'\r')
+            && text[..p].chars().next_back().is_some_and(char::is_alphanumeric)
+    };
+    if from_end {
+        if lo == 0 {
+            return 0;
+        }
+        let mut cut = (lo..hi).find(|&p| text.is_char_boundary(p) && p > 0 && is_cut(p));
+        if cut.is_none() {
+            cut = (lo..hi).find(|&p| text.is_char_boundary(p));
+        }
+        cut.unwrap_or(lo)
+    } else {
+        if hi == text.len() {
+            return hi;
+        }
+        let mut cut = (lo + 1..=hi).rev().find(|&p| text.is_char_boundary(p) && is_cut(p));
+        if cut.is_none() {
+            cut = (lo + 1..=hi).rev().find(|&p| text.is_char_boundary(p));
+        }
+        cut.unwrap_or(hi)
     }
 }
 
