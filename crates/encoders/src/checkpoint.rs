@@ -43,6 +43,21 @@ impl Checkpoint {
         // transformers: a checkpoint with no key under the base-model prefix is a base model's,
         // and every key of it belongs under the prefix.
         let base_only = !raw.keys().any(|k| k.starts_with(&prefix));
+        // ... unless its keys are under another family's prefix: `bert.` weights under a
+        // RoBERTa config would otherwise be "missing `roberta.embeddings...`".
+        if base_only
+            && let Some(other) = crate::registry::families().into_iter().find(|f| {
+                f.base_model_prefix != family.base_model_prefix
+                    && raw.keys().any(|k| k.starts_with(&format!("{}.", f.base_model_prefix)))
+            })
+        {
+            return Err(EncoderError::OtherFamily {
+                path: path.to_path_buf(),
+                found: other.model_type.to_string(),
+                prefix: other.base_model_prefix.to_string(),
+                model_type: family.model_type.to_string(),
+            });
+        }
         let tensors = raw
             .into_iter()
             .filter(|(key, _)| !is_dropped(key, family))

@@ -114,6 +114,13 @@ impl FamilyConfig for BertConfig {
         self.initializer_range
     }
 
+    fn padding_idx(&self) -> Option<usize> {
+        match self.positions {
+            Positions::AfterPadding { padding_idx } => Some(padding_idx),
+            Positions::FromZero => None,
+        }
+    }
+
     /// RoBERTa's position ids start after its padding index (`padding_idx + 1`), so two of its
     /// 514 embeddings are never a text's.
     fn max_text_positions(&self) -> usize {

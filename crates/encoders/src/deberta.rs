@@ -604,6 +604,7 @@ impl Family for DebertaV2 {
         unused_keys: &["lm_predictions.", "mask_predictions.", "cls.", "lm_head."],
         head: &["pooler.", "classifier."],
         aliases: &[],
+        tokenizer_models: &["Unigram"],
     };
     type Config = DebertaV2Config;
     type Model<B: Backend> = DebertaV2ForSequenceClassification<B>;

@@ -304,6 +304,7 @@ impl Family for DistilBert {
             ("num_attention_heads", "n_heads"),
             ("num_hidden_layers", "n_layers"),
         ],
+        tokenizer_models: &["WordPiece"],
     };
     type Config = DistilBertConfig;
     type Model<B: Backend> = DistilBertForSequenceClassification<B>;

@@ -153,6 +153,7 @@ impl Family for Electra {
         unused_keys: &["discriminator_predictions.", "generator_predictions.", "generator_lm_head."],
         head: &["classifier."],
         aliases: &[],
+        tokenizer_models: &["WordPiece"],
     };
     type Config = ElectraConfig;
     type Model<B: Backend> = ElectraForSequenceClassification<B>;

@@ -51,6 +51,11 @@ pub enum EncoderError {
     /// A checkpoint file whose contents cannot be read (its path is in the source's message).
     #[error("cannot read checkpoint {0}")]
     Checkpoint(#[source] tensor_file::TensorFileError),
+    #[error(
+        "{} holds a {found} checkpoint (its tensors are under `{prefix}.`), but config.json is a {model_type} model's: the config and the weights do not belong together",
+        path.display()
+    )]
+    OtherFamily { path: PathBuf, found: String, prefix: String, model_type: String },
     #[error("tensor `{key}` is missing from {}: expected shape {expected:?}", path.display())]
     MissingTensor { key: String, path: PathBuf, expected: Vec<usize> },
     #[error(

@@ -41,6 +41,9 @@ pub struct FamilyInfo {
     /// Other names a config key is known by (`(alias, key)`): DistilBERT's `dropout` is what
     /// BERT calls `hidden_dropout_prob`, so that one setting reaches every family.
     pub aliases: &'static [(&'static str, &'static str)],
+    /// The tokenizer models (`tokenizer.json`'s `model.type`) the family's checkpoints ship:
+    /// another one is said (a WordPiece vocabulary read by a BPE family's embeddings).
+    pub tokenizer_models: &'static [&'static str],
 }
 
 /// One encoder family: a unit type in the family's file, listed once in [`crate::registry`].
@@ -66,6 +69,10 @@ pub trait FamilyConfig: Debug + Send + Sync {
     fn initializer_range(&self) -> f64;
     /// Positions a tokenized text may fill.
     fn max_text_positions(&self) -> usize;
+    /// The token id position ids count after (RoBERTa's `padding_idx`), for families that do.
+    fn padding_idx(&self) -> Option<usize> {
+        None
+    }
     /// Checks what the model code relies on; the message names the offending key.
     fn validate(&self) -> std::result::Result<(), String>;
 }

@@ -418,4 +418,34 @@ impl<B: Backend> Pretrained<B> {
         }
         Ok(tokenizer)
     }
+
+    /// What does not fit between this model and `tokenizer` (from [`Self::tokenizer`]) without
+    /// making tokenization fail: a tokenizer model the family's checkpoints never ship (a
+    /// WordPiece vocabulary under a RoBERTa `config.json`), a padding id other than the one
+    /// position ids count after (RoBERTa's `pad_token_id`). Said, not refused: some models do
+    /// pair a family with another tokenizer (klue/roberta-base ships a WordPiece one).
+    pub fn tokenizer_warnings(&self, tokenizer: &EncoderTokenizer) -> Vec<String> {
+        let family = &self.config.family;
+        let path = self.files.tokenizer().map_or_else(|| "the tokenizer".to_string(), |p| p.display().to_string());
+        let config = self.files.config.display();
+        let mut warnings = Vec::new();
+        if !family.tokenizer_models.contains(&tokenizer.model_type()) {
+            warnings.push(format!(
+                "{path} is a {} tokenizer, but {config} is a {} model, whose checkpoints ship {} tokenizers: check that the tokenizer and the weights belong together",
+                tokenizer.model_type(),
+                family.model_type,
+                family.tokenizer_models.join(" or ")
+            ));
+        }
+        if let Some(padding_idx) = self.config.get().padding_idx()
+            && padding_idx != tokenizer.pad_id() as usize
+        {
+            warnings.push(format!(
+                "{path} pads with token id {}, but {config} has pad_token_id {padding_idx}, after which {} counts position ids: the tokenizer and the weights do not look like one model's",
+                tokenizer.pad_id(),
+                family.model_type
+            ));
+        }
+        warnings
+    }
 }

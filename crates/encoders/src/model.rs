@@ -220,6 +220,7 @@ impl Family for Bert {
         unused_keys: &["cls."],
         head: &["classifier."],
         aliases: &[],
+        tokenizer_models: &["WordPiece"],
     };
     type Config = BertConfig;
     type Model<B: Backend> = BertForSequenceClassification<B>;

@@ -470,6 +470,7 @@ impl Family for ModernBert {
         unused_keys: &["decoder."],
         head: &["head.", "classifier."],
         aliases: &[],
+        tokenizer_models: &["BPE"],
     };
     type Config = ModernBertConfig;
     type Model<B: Backend> = ModernBertForSequenceClassification<B>;

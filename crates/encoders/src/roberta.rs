@@ -109,6 +109,7 @@ impl Family for Roberta {
         unused_keys: ROBERTA_UNUSED,
         head: ROBERTA_HEAD,
         aliases: &[],
+        tokenizer_models: &["BPE"],
     };
     type Config = BertConfig;
     type Model<B: Backend> = RobertaForSequenceClassification<B>;
@@ -131,6 +132,7 @@ impl Family for XlmRoberta {
         model_type: "xlm-roberta",
         architecture: "XLMRoberta",
         class: "XLMRobertaForSequenceClassification",
+        tokenizer_models: &["Unigram"],
         ..Roberta::INFO
     };
     type Config = BertConfig;

@@ -92,6 +92,8 @@ fn token_ids_equal_the_family_tokenizers() {
     for model_type in FAMILIES {
         let pretrained = load(model_type);
         let tokenizer = pretrained.tokenizer(512).unwrap();
+        let warnings = pretrained.tokenizer_warnings(&tokenizer);
+        assert!(warnings.is_empty(), "the family's own tokenizer fits it: {warnings:?}");
         let text = std::fs::read_to_string(fixture(model_type).join("tokens.jsonl")).unwrap();
         let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
         let positions = lines.next().unwrap()["max_length"].as_u64().unwrap() as usize;

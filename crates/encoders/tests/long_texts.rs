@@ -85,7 +85,13 @@ impl Reference {
         Self { whole, encoded }
     }
 
-    fn encode(&self, a: &str, b: Option<&str>, max_length: usize, direction: TruncationDirection) -> tokenizers::Encoding {
+    fn encode(
+        &self,
+        a: &str,
+        b: Option<&str>,
+        max_length: usize,
+        direction: TruncationDirection,
+    ) -> tokenizers::Encoding {
         use tokenizers::PostProcessor;
         let first = self.encoded[a].clone();
         let second = b.map(|b| {

@@ -105,6 +105,8 @@ fn token_ids_equal_the_fast_tokenizer() {
     for (name, longest_expected) in [("modernbert", 595), ("deberta-v3", 512)] {
         let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
         let tokenizer = pretrained.tokenizer(8192).unwrap();
+        let warnings = pretrained.tokenizer_warnings(&tokenizer);
+        assert!(warnings.is_empty(), "the family's own tokenizer fits it: {warnings:?}");
         let text = std::fs::read_to_string(fixture(name).join("tokens.jsonl")).unwrap();
         let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
         assert_eq!(tokenizer.max_length(), lines.next().unwrap()["max_length"].as_u64().unwrap() as usize);

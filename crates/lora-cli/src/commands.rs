@@ -116,7 +116,7 @@ impl InferenceArgs {
                 "--max-length {max_length} is longer than the model's {positions} positions (max_position_embeddings)"
             );
         }
-        let tokenizer = pretrained.tokenizer(max_length)?;
+        let tokenizer = tokenizer(&pretrained, max_length)?;
         crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
         let batcher = textdata::TextBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
         let (model, _) = adapter.apply(pretrained.model, device)?;
@@ -229,6 +229,19 @@ fn load_for_adapter<B: Backend>(
     Ok(encoders::from_pretrained::<B>(model, &options, device)?)
 }
 
+/// The model's tokenizer truncating at `max_length`, with a warning on standard error for
+/// each thing that does not fit between them ([`encoders::Pretrained::tokenizer_warnings`]).
+pub fn tokenizer<B: Backend>(
+    pretrained: &encoders::Pretrained<B>,
+    max_length: usize,
+) -> Result<encoders::EncoderTokenizer> {
+    let tokenizer = pretrained.tokenizer(max_length)?;
+    for warning in pretrained.tokenizer_warnings(&tokenizer) {
+        crate::console::err(format!("warning: {warning}"));
+    }
+    Ok(tokenizer)
+}
+
 /// One text (or pair) to classify and where it came from: its line in `--input` (and its `id`
 /// field, if JSON Lines), or its place among the `--text`s.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,10 +250,14 @@ struct Input {
     id: Option<serde_json::Value>,
     text: String,
     text_pair: Option<String>,
+    /// Only the line's first bytes were read (see [`read_inputs`]).
+    cut: bool,
 }
 
-/// Texts from `--input`, one per line, in `format` (`Auto`: by the file's extension).
-fn read_inputs(path: &Path, format: InputFormat) -> Result<impl Iterator<Item = Result<Input>>> {
+/// Texts from `--input`, one per line, in `format` (`Auto`: by the file's extension). A plain
+/// text line longer than `keep` bytes is read only that far (the rest is skipped, never held):
+/// predict truncates at the end, so its first `keep` bytes give the tokens `max_length` keeps.
+fn read_inputs(path: &Path, format: InputFormat, keep: usize) -> Result<impl Iterator<Item = Result<Input>>> {
     let jsonl = match format {
         InputFormat::Jsonl => true,
         InputFormat::Text => false,
@@ -250,14 +267,92 @@ fn read_inputs(path: &Path, format: InputFormat) -> Result<impl Iterator<Item = 
     };
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let path = path.to_path_buf();
-    Ok(std::io::BufReader::new(file).lines().enumerate().map(move |(i, line)| input_line(&path, i + 1, line, jsonl)))
+    let mut reader = std::io::BufReader::new(file);
+    let mut n = 0;
+    Ok(std::iter::from_fn(move || {
+        n += 1;
+        let line = if jsonl {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => Ok((trim_newline(line), false)),
+                Err(e) => Err(e),
+            }
+        } else {
+            match read_line_head(&mut reader, keep) {
+                Ok(None) => return None,
+                Ok(Some(line)) => Ok(line),
+                Err(e) => Err(e),
+            }
+        };
+        Some(input_line(&path, n, line, jsonl))
+    }))
+}
+
+fn trim_newline(mut line: String) -> String {
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    line
+}
+
+/// The next line of `reader` (as `BufRead::lines` gives it), of which at most its first `keep`
+/// bytes are held (cut back to a whole character), and whether it was longer: the rest of a
+/// longer line is read past, never held.
+fn read_line_head(reader: &mut impl BufRead, keep: usize) -> std::io::Result<Option<(String, bool)>> {
+    let mut head = Vec::new();
+    let mut total = 0;
+    let mut any = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        any = true;
+        let newline = available.iter().position(|&b| b == b'\n');
+        let part = &available[..newline.unwrap_or(available.len())];
+        head.extend_from_slice(&part[..part.len().min(keep.saturating_sub(head.len()))]);
+        total += part.len();
+        let used = part.len() + usize::from(newline.is_some());
+        reader.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let cut = total > keep;
+    if !cut && head.ends_with(b"\r") {
+        head.pop();
+    }
+    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let text = match String::from_utf8(head) {
+        Ok(text) => text,
+        // A character cut at `keep`: the whole characters before it.
+        Err(e) if cut && e.utf8_error().error_len().is_none() => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).map_err(invalid)?
+        }
+        Err(e) => return Err(invalid(e)),
+    };
+    Ok(Some((text, cut)))
 }
 
 /// Line `n` of `--input` as a text to classify.
-fn input_line(path: &Path, n: usize, line: std::io::Result<String>, jsonl: bool) -> Result<Input> {
-    let line = line.with_context(|| format!("{}:{n}: not valid UTF-8 text", path.display()))?;
+fn input_line(path: &Path, n: usize, line: std::io::Result<(String, bool)>, jsonl: bool) -> Result<Input> {
+    let (line, cut) = line.with_context(|| format!("{}:{n}: not valid UTF-8 text", path.display()))?;
     if !jsonl {
-        return Ok(Input { line: n, id: None, text: line, text_pair: None });
+        return Ok(Input { line: n, id: None, text: line, text_pair: None, cut });
     }
     if line.trim().is_empty() {
         bail!(
@@ -285,7 +380,7 @@ fn input_line(path: &Path, n: usize, line: std::io::Result<String>, jsonl: bool)
     };
     let text = string(&text_key)?;
     let text_pair = pair_key.as_deref().map(string).transpose()?;
-    Ok(Input { line: n, id: value.get("id").cloned(), text, text_pair })
+    Ok(Input { line: n, id: value.get("id").cloned(), text, text_pair, cut: false })
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
@@ -304,13 +399,20 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
             let texts = a.text.iter().enumerate().map(|(i, t)| {
-                Ok(Input { line: i + 1, id: None, text: t.clone(), text_pair: a.text_pair.get(i).cloned() })
+                Ok(Input { line: i + 1, id: None, text: t.clone(), text_pair: a.text_pair.get(i).cloned(), cut: false })
             });
             let inputs: Box<dyn Iterator<Item = Result<Input>>> = match &a.input {
-                Some(path) => Box::new(read_inputs(path, a.input_format)?),
                 None => Box::new(texts),
+                Some(_) => Box::new(std::iter::empty()),
             };
             let run = a.run.load::<B::InnerBackend>(device)?;
+            // Four pieces' worth: more than `max_length` tokens of any prose (see
+            // `EncoderTokenizer::window`).
+            let keep = run.tokenizer.window().saturating_mul(4);
+            let inputs: Box<dyn Iterator<Item = Result<Input>>> = match &a.input {
+                Some(path) => Box::new(read_inputs(path, a.input_format, keep)?),
+                None => inputs,
+            };
             // Answers stream out a window at a time (length-sorted within it), so memory is
             // bounded by the window, not by the input; `--output` is written whole or not at all.
             let mut file = a.output.as_deref().map(tensor_file::AtomicFile::create).transpose()?;
@@ -332,6 +434,15 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                     })
                     .collect();
                 let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+                for (input, item) in chunk.iter().zip(&items) {
+                    if input.cut && item.encoded.len() < run.tokenizer.max_length() {
+                        crate::console::err(format!(
+                            "warning: {from}:{}: only the line's first {keep} bytes were read, and they make fewer than max_length ({}) tokens: its prediction may differ from the whole line's",
+                            input.line,
+                            run.tokenizer.max_length()
+                        ));
+                    }
+                }
                 let all = logits(&run.model, &items, a.run.batch_size, run.batcher, device)?;
                 let mut lines = String::new();
                 for (input, row) in chunk.iter().zip(&all) {
@@ -530,7 +641,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             // The base's own head is never used: each adapter brings its trained one.
             let options = encoders::LoadOptions { ignore_mismatched_sizes: true, ..Default::default() };
             let pretrained = encoders::from_pretrained::<B::InnerBackend>(&a.model, &options, device)?;
-            let tokenizer = pretrained.tokenizer(pretrained.config.max_text_positions())?;
+            let tokenizer = tokenizer(&pretrained, pretrained.config.max_text_positions())?;
             let base = lora_serve::Base {
                 model: pretrained.model,
                 tokenizer,
@@ -645,4 +756,31 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     let (device, bf16) = (args.device.clone(), args.bf16);
     dispatch(&device, bf16, BenchJob(args))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Lines as `BufRead::lines` reads them (`\n` or `\r\n` ends one, the last may lack it), of
+    /// which only the first `keep` bytes are held, cut back to a whole character.
+    #[test]
+    fn a_line_is_held_only_to_its_first_bytes() {
+        let text = "short\r\nlong line é here\n\nno newline at the end";
+        let mut reader = std::io::BufReader::with_capacity(4, text.as_bytes());
+        let mut lines = Vec::new();
+        while let Some(line) = read_line_head(&mut reader, 11).unwrap() {
+            lines.push(line);
+        }
+        let expected = [("short", false), ("long line ", true), ("", false), ("no newline ", true)];
+        assert_eq!(lines, expected.map(|(t, cut)| (t.to_string(), cut)));
+        let mut reader = std::io::BufReader::new("é\nx".as_bytes());
+        assert_eq!(read_line_head(&mut reader, 1).unwrap(), Some((String::new(), true)), "a cut character is dropped");
+        assert_eq!(read_line_head(&mut reader, 1).unwrap(), Some(("x".to_string(), false)));
+        assert_eq!(read_line_head(&mut reader, 1).unwrap(), None);
+        let mut reader = std::io::BufReader::new(&b"ok\n\xff\xfe\n"[..]);
+        assert_eq!(read_line_head(&mut reader, 100).unwrap(), Some(("ok".to_string(), false)));
+        assert!(read_line_head(&mut reader, 100).is_err(), "invalid UTF-8 is an error");
+    }
 }

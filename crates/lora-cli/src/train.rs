@@ -493,7 +493,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             ),
         );
     }
-    let tokenizer = pretrained.tokenizer(config.data.max_length)?;
+    let tokenizer = crate::commands::tokenizer(&pretrained, config.data.max_length)?;
     config.data.check_padding(pretrained.config.max_text_positions())?;
     let mut lora = config.lora.to_peft(&m.name_or_path, &pretrained.config.family)?;
     let mut pretrained = pretrained;

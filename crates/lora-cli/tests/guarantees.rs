@@ -714,3 +714,52 @@ fn ambiguous_data_is_refused_and_inferred_tasks_are_said() {
     let (_, _, classified) = finished_run(&tmp.path().join("c"), &[]);
     assert_eq!(summary(&classified)["class_counts"]["train"], serde_json::json!([8, 8]));
 }
+
+/// A `config.json` of one family over another's weights or tokenizer: `bert.` tensors under a
+/// RoBERTa config are an error naming both families; bare BERT tensors with a WordPiece
+/// vocabulary and BERT's padding id under a RoBERTa config train, each misfit said.
+#[test]
+fn a_config_of_another_family_than_its_weights_or_tokenizer_is_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = tiny_data(tmp.path());
+    let config_path = model.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["model_type"] = "roberta".into();
+    config["architectures"] = serde_json::json!(["RobertaForSequenceClassification"]);
+    config["pad_token_id"] = 1.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = tmp.path().join("run");
+    let err = failure(lora(&train_args(m, d, run.to_str().unwrap(), &["--set", "training.num_train_epochs=1"])));
+    assert!(err.contains("a bert checkpoint") && err.contains("a roberta model's"), "{err}");
+    assert!(!run.exists(), "nothing written");
+
+    // The same tensors as a bare BertModel saves them (no `bert.`, no classifier).
+    let weights = model.join("model.safetensors");
+    let tensors = tensor_file::read_safetensors(&weights, |_| false).unwrap();
+    let bare: std::collections::BTreeMap<_, _> =
+        tensors.into_iter().filter_map(|(k, t)| k.strip_prefix("bert.").map(|k| (k.to_string(), t))).collect();
+    tensor_file::write_safetensors(&weights, &bare, &[]).unwrap();
+    let out = lora(&train_args(m, d, run.to_str().unwrap(), &["--set", "training.num_train_epochs=1"]));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "warned, not refused: {stderr}");
+    assert!(
+        stderr.contains("is a WordPiece tokenizer") && stderr.contains("roberta model, whose checkpoints ship BPE"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pads with token id 0") && stderr.contains("pad_token_id 1"), "{stderr}");
+
+    // BERT's own config over them: nothing said.
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let (model, data) = (tiny_model(&plain), tiny_data(&plain));
+    let out = lora(&train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        plain.join("run").to_str().unwrap(),
+        &["--set", "training.num_train_epochs=1"],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success() && !stderr.contains("warning"), "{stderr}");
+}
