@@ -233,7 +233,7 @@ impl EncoderTokenizer {
                 if first.len() > budget && second.len() > budget {
                     // Both are cut: `tokenizers` gives the longer one budget / 2 + budget % 2.
                     let first_longer = match (first_all, second_all) {
-                        _ if budget % 2 == 0 => false,
+                        _ if budget.is_multiple_of(2) => false,
                         (true, true) => first.len() > second.len(),
                         _ => longer(&self.whole, a, b, need, window)?,
                     };
