@@ -698,9 +698,7 @@ pub fn export_data(args: ExportDataArgs) -> Result<()> {
     let _unlock = Unlock(lock_path, lock);
     textdata::write_jsonl(&args.output.join("train.jsonl"), &subsets.train)?;
     textdata::write_jsonl(&args.output.join("eval.jsonl"), &subsets.eval)?;
-    labels
-        .write(&args.output)
-        .with_context(|| format!("cannot write {}", args.output.join("labels.json").display()))?;
+    labels.write(&args.output)?;
     crate::console::err(format!(
         "wrote {} training and {} evaluation examples ({}, {} labels) and labels.json to {}",
         subsets.train.len(),

@@ -567,9 +567,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     trainer.train(&data, &out, output)?;
 
     let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;
-    data.labels
-        .write(&out.join("adapter"))
-        .with_context(|| format!("cannot write {}", out.join("adapter/labels.json").display()))?;
+    data.labels.write(&out.join("adapter"))?;
     let facts = RunFacts {
         labels: data.labels.clone(),
         class_counts,

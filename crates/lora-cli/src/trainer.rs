@@ -219,7 +219,7 @@ where
         let _ = std::fs::remove_dir_all(&tmp);
         let written = (|| -> Result<()> {
             lora_adapter::peft::save_adapter(&mut self.model, &self.lora, &tmp)?;
-            self.labels.write(&tmp).with_context(|| format!("cannot write {}", tmp.join("labels.json").display()))?;
+            self.labels.write(&tmp)?;
             let tensors = self
                 .optim
                 .to_tensors()?

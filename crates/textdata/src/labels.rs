@@ -298,9 +298,14 @@ impl LabelSpace {
     }
 
     /// Writes `dir/labels.json` through a temporary file.
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_string_pretty(&self.to_file()).map_err(std::io::Error::other)?;
-        tensor_file::write_atomic(&dir.join(LABELS_FILE), json.as_bytes()).map_err(std::io::Error::other)
+    /// The error names the file (`cannot write DIR/labels.json: ...`).
+    pub fn write(&self, dir: &Path) -> Result<(), tensor_file::TensorFileError> {
+        let path = dir.join(LABELS_FILE);
+        let json = serde_json::to_string_pretty(&self.to_file()).map_err(|e| tensor_file::TensorFileError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        tensor_file::write_atomic(&path, json.as_bytes())
     }
 
     /// The task and class names of the adapter in `dir`: its `labels.json`, else transformers'
