@@ -179,6 +179,9 @@ impl EncoderTokenizer {
     /// Tokenizes many texts, each alone or with its pair (as [`Self::encode_pair`]), on all
     /// cores, in input order; long ones in pieces, one after another.
     pub fn encode_batch_pairs(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Encoded>> {
+        if texts.iter().any(|(_, b)| b.is_some()) {
+            self.check_room(true)?;
+        }
         let (long, short): (Vec<usize>, Vec<usize>) = (0..texts.len()).partition(|&i| self.is_long(texts[i]));
         let inputs: Vec<tokenizers::EncodeInput> = short
             .iter()
@@ -210,7 +213,24 @@ impl EncoderTokenizer {
         }
     }
 
+    /// `max_length` must hold the special tokens (`tokenizers` subtracts them unchecked).
+    fn check_room(&self, pair: bool) -> Result<()> {
+        let added = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(pair));
+        if self.truncation != Truncation::None && self.max_length < added {
+            return Err(EncoderError::Encode(
+                format!(
+                    "max_length {} leaves no room for the {added} special tokens of a {}",
+                    self.max_length,
+                    if pair { "pair" } else { "text" }
+                )
+                .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn encode_one(&self, a: &str, b: Option<&str>) -> Result<Encoding> {
+        self.check_room(b.is_some())?;
         if !self.is_long((a, b)) {
             let input: tokenizers::EncodeInput = match b {
                 Some(b) => (a, b).into(),

@@ -209,3 +209,16 @@ fn a_huge_text_gives_what_its_kept_end_gives() {
     let left = ours.truncating(Truncation::Left).unwrap();
     assert_eq!(left.encode(&huge).unwrap(), left.encode(&piece).unwrap(), "the last 512 tokens");
 }
+
+/// `max_length` 2 holds a text's `[CLS] [SEP]` but not a pair's three special tokens: an
+/// error, where `tokenizers` would subtract past zero (a panic, or no truncation at all).
+#[test]
+fn a_max_length_without_room_for_a_pairs_special_tokens_is_an_error() {
+    let path = fixtures().join("families/electra/model/tokenizer.json");
+    let ours = EncoderTokenizer::from_file(&path, 2).unwrap();
+    assert_eq!(ours.encode("the film was good").unwrap().len(), 2);
+    let err = ours.encode_pair("the film", "was good").unwrap_err().to_string();
+    assert!(err.contains("max_length 2 leaves no room for the 3 special tokens of a pair"), "{err}");
+    let err = ours.encode_batch_pairs(&[("a", None), ("the film", Some("was good"))]).unwrap_err().to_string();
+    assert!(err.contains("no room"), "{err}");
+}

@@ -154,3 +154,29 @@ fn predict_answers_as_it_reads_and_its_output_file_is_whole_or_absent() {
     assert!(stderr.contains("texts.jsonl:41"), "{stderr}");
     assert_eq!(std::fs::read_dir(result.parent().unwrap()).unwrap().count(), 0, "no file, no temporary");
 }
+
+/// A line far longer than the model reads is read only as far as truncation needs (see
+/// docs/guarantees.md for its memory): its answer is its first words' answer; a line whose
+/// first bytes make too few tokens to be sure of that is answered with a warning naming it.
+#[test]
+fn predict_reads_a_huge_line_only_as_far_as_the_model_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _, adapter) = trained(tmp.path());
+    let (m, a) = (model.to_str().unwrap(), adapter.to_str().unwrap());
+    let words = "the film was good , a superb plot w21 . ";
+    let input = tmp.path().join("huge.txt");
+    let huge = words.repeat(3_000_000 / words.len());
+    let no_spaces = "w".repeat(400_000);
+    std::fs::write(&input, format!("{huge}\n{}\n{no_spaces}\n", words.repeat(10))).unwrap();
+    let out = lora_cmd()
+        .args(["predict", "--model", m, "--adapter", a, "--input", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answers: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0]["logits"], answers[1]["logits"], "3 MB of text answers as its first 32 tokens do");
+    assert!(stderr.contains("huge.txt:3: only the line's first") && !stderr.contains("huge.txt:1"), "{stderr}");
+}
