@@ -180,7 +180,7 @@ impl EncoderTokenizer {
     /// cores, in input order; long ones in pieces, one after another.
     pub fn encode_batch_pairs(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Encoded>> {
         if texts.iter().any(|(_, b)| b.is_some()) {
-            self.check_room(true)?;
+            self.budget(true)?;
         }
         let (long, short): (Vec<usize>, Vec<usize>) = (0..texts.len()).partition(|&i| self.is_long(texts[i]));
         let inputs: Vec<tokenizers::EncodeInput> = short
@@ -213,24 +213,26 @@ impl EncoderTokenizer {
         }
     }
 
-    /// `max_length` must hold the special tokens (`tokenizers` subtracts them unchecked).
-    fn check_room(&self, pair: bool) -> Result<()> {
+    /// The tokens truncation keeps of a text (or a pair's two) besides the special tokens,
+    /// which `max_length` must hold (`tokenizers` subtracts them unchecked).
+    fn budget(&self, pair: bool) -> Result<usize> {
         let added = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(pair));
-        if self.truncation != Truncation::None && self.max_length < added {
-            return Err(EncoderError::Encode(
+        match self.max_length.checked_sub(added) {
+            Some(budget) => Ok(budget),
+            None if self.truncation == Truncation::None => Ok(0),
+            None => Err(EncoderError::Encode(
                 format!(
                     "max_length {} leaves no room for the {added} special tokens of a {}",
                     self.max_length,
                     if pair { "pair" } else { "text" }
                 )
                 .into(),
-            ));
+            )),
         }
-        Ok(())
     }
 
     fn encode_one(&self, a: &str, b: Option<&str>) -> Result<Encoding> {
-        self.check_room(b.is_some())?;
+        let budget = self.budget(b.is_some())?;
         if !self.is_long((a, b)) {
             let input: tokenizers::EncodeInput = match b {
                 Some(b) => (a, b).into(),
@@ -239,10 +241,8 @@ impl EncoderTokenizer {
             return self.inner.encode(input, true).map_err(EncoderError::Encode);
         }
         let from_end = self.truncation == Truncation::Left;
-        let added = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(b.is_some()));
-        // What truncation keeps of each text, and one token more than it could keep (two for
-        // a pair: which of two long texts is longer decides which keeps the odd token).
-        let budget = self.max_length.saturating_sub(added);
+        // One token more than truncation could keep (two for a pair: which of two long texts
+        // is longer decides which keeps the odd token).
         let need = budget + if b.is_some() { 2 } else { 1 };
         let window = self.window();
         let (mut first, first_all) = bounded(&self.whole, a, need, window, from_end)?;

@@ -398,20 +398,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             if a.input.is_none() && a.text.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
-            let texts = a.text.iter().enumerate().map(|(i, t)| {
-                Ok(Input { line: i + 1, id: None, text: t.clone(), text_pair: a.text_pair.get(i).cloned(), cut: false })
-            });
-            let inputs: Box<dyn Iterator<Item = Result<Input>>> = match &a.input {
-                None => Box::new(texts),
-                Some(_) => Box::new(std::iter::empty()),
-            };
             let run = a.run.load::<B::InnerBackend>(device)?;
             // Four pieces' worth: more than `max_length` tokens of any prose (see
             // `EncoderTokenizer::window`).
             let keep = run.tokenizer.window().saturating_mul(4);
             let inputs: Box<dyn Iterator<Item = Result<Input>>> = match &a.input {
                 Some(path) => Box::new(read_inputs(path, a.input_format, keep)?),
-                None => inputs,
+                None => Box::new(a.text.iter().enumerate().map(|(i, t)| {
+                    let text_pair = a.text_pair.get(i).cloned();
+                    Ok(Input { line: i + 1, id: None, text: t.clone(), text_pair, cut: false })
+                })),
             };
             // Answers stream out a window at a time (length-sorted within it), so memory is
             // bounded by the window, not by the input; `--output` is written whole or not at all.
