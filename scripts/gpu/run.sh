@@ -225,7 +225,7 @@ phase2)
     }
     run_ours 42
     step minilm-torch 150 "$PYTHON" scripts/baseline_peft.py --model "$STASH/minilm" --data "$STASH/imdb" \
-        --device "$DEVICE" --threads 16 --seeds 42 43 44 --pad-to-multiple-of "$pad" --output "$STASH/res/minilm-torch.json" "${pytiny[@]}"
+        --device "$DEVICE" --threads 16 --seeds 42 43 44 --learning-rate 1e-3 --pad-to-multiple-of "$pad" --output "$STASH/res/minilm-torch.json" "${pytiny[@]}"
     run_ours 43
     run_ours 44
     mkdir -p "$OUT/adapter-42"

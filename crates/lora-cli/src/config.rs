@@ -273,20 +273,54 @@ pub struct TrainingSection {
     pub adam_beta2: f64,
     pub adam_epsilon: f64,
     pub max_grad_norm: f64,
-    /// `"linear"` (decay to zero) or `"constant"`.
+    /// One of transformers' `get_scheduler` names (see [`crate::schedule::NAMES`]).
     pub lr_scheduler_type: String,
+    /// The schedule's keywords, as `TrainingArguments(lr_scheduler_kwargs={...})`: a TOML table
+    /// (`lr_scheduler_kwargs = { num_cycles = 2 }`).
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    pub lr_scheduler_kwargs: toml::Table,
     pub warmup_steps: usize,
     pub warmup_ratio: f64,
+    /// Micro-batches per optimizer step; the step's loss is the mean over all their examples.
+    pub gradient_accumulation_steps: usize,
+    /// More than 0: the optimizer steps of the run, whatever `num_train_epochs` says (Trainer's rule).
+    pub max_steps: i64,
     /// Seed of the model's fresh weights (classifier, adapters), dropout and each epoch's shuffle.
     #[serde(with = "full_u64")]
     pub seed: u64,
-    /// Only `"epoch"`: evaluate after every epoch.
+    /// `"no"`, `"steps"` (every `eval_steps`) or `"epoch"`.
     pub eval_strategy: String,
-    pub logging_steps: usize,
+    /// Steps between evaluations (a fraction below 1: of the run's steps); only with
+    /// `eval_strategy = "steps"`. Unset: `logging_steps`, as Trainer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_steps: Option<Interval>,
+    /// `"no"`, `"steps"`, `"epoch"` or `"best"` (a checkpoint at each new best evaluation).
+    pub save_strategy: String,
+    /// Steps between checkpoints; only with `save_strategy = "steps"`. Unset: 500, as Trainer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_steps: Option<Interval>,
+    /// Checkpoints kept (the oldest go first; never the best one). Unset: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_total_limit: Option<usize>,
+    /// The final adapter is the best checkpoint's, by `metric_for_best_model` (unset: the loss).
+    pub load_best_model_at_end: bool,
+    /// Stop after this many evaluations without improvement (EarlyStoppingCallback). Unset: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping_patience: Option<usize>,
+    /// How much better than the best an evaluation must be to count as an improvement.
+    pub early_stopping_threshold: f64,
+    /// `"no"`, `"steps"` (every `logging_steps`) or `"epoch"`.
+    pub logging_strategy: String,
+    pub logging_steps: Interval,
+    /// Log the first step too.
+    pub logging_first_step: bool,
+    /// Cross-entropy against targets smoothed by this much (Trainer's `LabelSmoother`).
+    pub label_smoothing_factor: f64,
     pub group_by_length: bool,
-    /// The metric that picks the best epoch in `summary.json`, as Trainer names it (`accuracy`
-    /// or `eval_accuracy`, `f1_macro`, `loss`, `pearson`, ...). Unset: accuracy for
-    /// classification, loss for regression.
+    /// The metric that picks the best evaluation, as Trainer names it (`accuracy` or
+    /// `eval_accuracy`, `f1_macro`, `loss`, `pearson`, ...). Unset: the loss with
+    /// `load_best_model_at_end` (Trainer's rule), else for `summary.json` accuracy for
+    /// classification and the loss for regression.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric_for_best_model: Option<String>,
     /// Unset: true unless the metric is a loss (Trainer's rule).
@@ -311,11 +345,24 @@ impl Default for TrainingSection {
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
             lr_scheduler_type: "linear".into(),
+            lr_scheduler_kwargs: toml::Table::new(),
             warmup_steps: 0,
             warmup_ratio: 0.0,
+            gradient_accumulation_steps: 1,
+            max_steps: -1,
             seed: 42,
             eval_strategy: "epoch".into(),
-            logging_steps: 10,
+            eval_steps: None,
+            save_strategy: "epoch".into(),
+            save_steps: None,
+            save_total_limit: None,
+            load_best_model_at_end: false,
+            early_stopping_patience: None,
+            early_stopping_threshold: 0.0,
+            logging_strategy: "steps".into(),
+            logging_steps: Interval::Steps(10),
+            logging_first_step: false,
+            label_smoothing_factor: 0.0,
             group_by_length: false,
             metric_for_best_model: None,
             greater_is_better: None,
@@ -379,15 +426,8 @@ impl RunConfig {
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             bail!("training.learning_rate must be a positive number, got {}", t.learning_rate);
         }
-        if !["linear", "constant"].contains(&t.lr_scheduler_type.as_str()) {
-            bail!(
-                "training.lr_scheduler_type {:?} is not supported; expected \"linear\" or \"constant\"",
-                t.lr_scheduler_type
-            );
-        }
-        if t.eval_strategy != "epoch" {
-            bail!("training.eval_strategy {:?} is not supported; expected \"epoch\"", t.eval_strategy);
-        }
+        t.schedule()?;
+        t.check_strategies()?;
         if !(0.0..=1.0).contains(&t.warmup_ratio) {
             bail!("training.warmup_ratio must be in [0, 1], got {}", t.warmup_ratio);
         }
@@ -424,13 +464,171 @@ impl RunConfig {
     }
 }
 
+/// A number of steps, or a fraction (below 1) of the run's optimizer steps, as Trainer's
+/// `logging_steps`, `eval_steps` and `save_steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Interval {
+    Steps(usize),
+    Ratio(f64),
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Whole(i64),
+            Number(f64),
+            Other(toml::Value),
+        }
+        let expected = "a whole number of steps (1 or more) or a fraction of the run's steps (above 0, below 1)";
+        match Raw::deserialize(d)? {
+            Raw::Whole(n) => usize::try_from(n)
+                .map(Self::Steps)
+                .map_err(|_| serde::de::Error::custom(format!("{n}: expected {expected}"))),
+            Raw::Number(r) => Ok(Self::Ratio(r)),
+            Raw::Other(v) => Err(serde::de::Error::custom(format!("{v}: expected {expected}"))),
+        }
+    }
+}
+
+impl Interval {
+    /// Steps, for a run of `total` optimizer steps (a fraction rounds up, as Trainer's `math.ceil`).
+    pub fn steps(self, total: usize) -> usize {
+        match self {
+            Self::Steps(n) => n,
+            Self::Ratio(r) => (total as f64 * r).ceil() as usize,
+        }
+    }
+
+    fn check(self, key: &str) -> Result<()> {
+        match self {
+            Self::Steps(0) => bail!("training.{key} must be at least 1 (or a fraction of the run's steps, e.g. 0.1)"),
+            Self::Ratio(r) if !(r > 0.0 && r < 1.0) => {
+                bail!(
+                    "training.{key} = {r}: a fraction of the run's steps must be above 0 and below 1 (or give whole steps)"
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl TrainingSection {
+    /// The learning-rate schedule `lr_scheduler_type` and `lr_scheduler_kwargs` name.
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule> {
+        crate::schedule::Schedule::parse(&self.lr_scheduler_type, &self.lr_scheduler_kwargs, self.learning_rate)
+    }
+
+    /// The steps between evaluations (`eval_steps`, else `logging_steps`), for a run of `total` steps.
+    pub fn eval_every(&self, total: usize) -> usize {
+        self.eval_steps.unwrap_or(self.logging_steps).steps(total).max(1)
+    }
+
+    /// The steps between checkpoints (`save_steps`, else 500), for a run of `total` steps.
+    pub fn save_every(&self, total: usize) -> usize {
+        self.save_steps.unwrap_or(Interval::Steps(500)).steps(total).max(1)
+    }
+
+    /// The checks `TrainingArguments` makes of its strategies (and `EarlyStoppingCallback` of its own).
+    fn check_strategies(&self) -> Result<()> {
+        let one_of = |key: &str, value: &str, allowed: &[&str]| -> Result<()> {
+            if !allowed.contains(&value) {
+                let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+                bail!("training.{key} {value:?} is not one of {}", list.join(", "));
+            }
+            Ok(())
+        };
+        one_of("eval_strategy", &self.eval_strategy, &["no", "steps", "epoch"])?;
+        one_of("save_strategy", &self.save_strategy, &["no", "steps", "epoch", "best"])?;
+        one_of("logging_strategy", &self.logging_strategy, &["no", "steps", "epoch"])?;
+        self.logging_steps.check("logging_steps")?;
+        if self.gradient_accumulation_steps == 0 {
+            bail!("training.gradient_accumulation_steps must be at least 1");
+        }
+        if let Some(steps) = self.eval_steps {
+            steps.check("eval_steps")?;
+            if self.eval_strategy != "steps" {
+                bail!(
+                    "training.eval_steps is set but training.eval_strategy = {:?}: eval_steps only applies with eval_strategy = \"steps\"",
+                    self.eval_strategy
+                );
+            }
+        }
+        if let Some(steps) = self.save_steps {
+            steps.check("save_steps")?;
+            if self.save_strategy != "steps" {
+                bail!(
+                    "training.save_steps is set but training.save_strategy = {:?}: save_steps only applies with save_strategy = \"steps\"",
+                    self.save_strategy
+                );
+            }
+        }
+        if self.save_total_limit == Some(0) {
+            bail!("training.save_total_limit must be at least 1 (or left out to keep every checkpoint)");
+        }
+        if self.save_strategy == "best" && self.metric_for_best_model.is_none() {
+            bail!(
+                "training.save_strategy = \"best\" needs training.metric_for_best_model (the metric that says which is best)"
+            );
+        }
+        if self.save_strategy == "best" && self.eval_strategy == "no" {
+            bail!(
+                "training.save_strategy = \"best\" needs an evaluation to say what is best; set training.eval_strategy"
+            );
+        }
+        if self.load_best_model_at_end {
+            if self.eval_strategy == "no" {
+                bail!(
+                    "training.load_best_model_at_end needs evaluation: set training.eval_strategy to \"epoch\" or \"steps\""
+                );
+            }
+            if self.save_strategy != "best" {
+                if self.save_strategy != self.eval_strategy {
+                    bail!(
+                        "training.load_best_model_at_end requires the save and eval strategy to match (as Trainer), but eval_strategy = {:?} and save_strategy = {:?}",
+                        self.eval_strategy,
+                        self.save_strategy
+                    );
+                }
+                if let (Some(Interval::Steps(save)), Interval::Steps(eval)) =
+                    (self.save_steps.or(Some(Interval::Steps(500))), self.eval_steps.unwrap_or(self.logging_steps))
+                    && self.save_strategy == "steps"
+                    && !save.is_multiple_of(eval)
+                {
+                    bail!(
+                        "training.load_best_model_at_end requires save_steps ({save}) to be a round multiple of eval_steps ({eval}), so that each best evaluation has its checkpoint"
+                    );
+                }
+            }
+        }
+        if self.early_stopping_patience.is_some() {
+            if !self.load_best_model_at_end {
+                bail!(
+                    "training.early_stopping_patience needs training.load_best_model_at_end = true (as EarlyStoppingCallback)"
+                );
+            }
+            if self.early_stopping_patience == Some(0) {
+                bail!("training.early_stopping_patience must be at least 1 evaluation");
+            }
+        }
+        if !(self.early_stopping_threshold >= 0.0 && self.early_stopping_threshold.is_finite()) {
+            bail!("training.early_stopping_threshold must be 0 or more, got {}", self.early_stopping_threshold);
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing_factor) {
+            bail!("training.label_smoothing_factor must be in [0, 1), got {}", self.label_smoothing_factor);
+        }
+        Ok(())
+    }
+
     /// The metric that picks the best epoch and whether more is better, checked against what a
     /// task with `space`'s labels reports.
     pub fn best_metric(&self, space: &textdata::LabelSpace) -> Result<(String, bool)> {
         let names = crate::metrics::metric_names(space.problem_type, space.names.len());
         let name = match &self.metric_for_best_model {
             Some(name) => name.strip_prefix("eval_").unwrap_or(name).to_string(),
+            None if self.load_best_model_at_end => "loss".into(),
             None if space.problem_type == textdata::ProblemType::Regression => "loss".into(),
             None => "accuracy".into(),
         };
@@ -617,6 +815,32 @@ mod tests {
         assert!(config.data.check_padding(512).is_ok());
         let err = format!("{:#}", config.data.check_padding(64).unwrap_err());
         assert!(err.contains("64-token review to 96"), "{err}");
+    }
+
+    #[test]
+    fn step_intervals_take_steps_or_fractions() {
+        let config = RunConfig::load(None, &["training.logging_steps=0.25".into()]).unwrap();
+        assert_eq!(config.training.logging_steps.steps(10), 3, "a fraction rounds up, as math.ceil");
+        let saved: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
+        assert_eq!(saved.training.logging_steps, Interval::Ratio(0.25));
+        assert!(RunConfig::load(None, &[]).unwrap().to_toml().unwrap().contains("logging_steps = 10\n"));
+        for bad in ["-1", "1.5", "0", "\"often\""] {
+            let err = format!("{:#}", RunConfig::load(None, &[format!("training.logging_steps={bad}")]).unwrap_err());
+            assert!(err.contains("logging_steps") || err.contains("whole number of steps"), "{bad}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            RunConfig::load(None, &["training.eval_strategy=\"steps\"".into(), "training.eval_steps=-3".into()])
+                .unwrap_err()
+        );
+        assert!(err.contains("whole number of steps"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["training.label_smoothing_factor=1.0".into()]).unwrap_err());
+        assert!(err.contains("label_smoothing_factor"), "{err}");
+        let err =
+            format!("{:#}", RunConfig::load(None, &["training.gradient_accumulation_steps=0".into()]).unwrap_err());
+        assert!(err.contains("gradient_accumulation_steps"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["training.save_total_limit=0".into()]).unwrap_err());
+        assert!(err.contains("save_total_limit"), "{err}");
     }
 
     #[test]

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod optim;
 pub mod report;
 pub mod run_dir;
+pub mod schedule;
 pub mod train;
 pub mod trainer;

@@ -1,7 +1,7 @@
 //! AdamW, gradient clipping and the learning-rate schedule exactly as Hugging Face's `Trainer`
 //! drives them: `torch.optim.AdamW` (decoupled decay, PyTorch's bias-correction arithmetic),
 //! no decay on biases and LayerNorm weights, `clip_grad_norm_` over the global norm of all
-//! trainable gradients, and `get_linear_schedule_with_warmup`.
+//! trainable gradients (the schedules are [`crate::schedule`]'s).
 //!
 //! Burn's AdamW differs (defaults, per-tensor clipping, one decay for all parameters; see
 //! `../shared/BURN_NOTES.md`), and its state is not ours to save: hence this small optimizer.
@@ -107,17 +107,58 @@ impl<IB: Backend> AdamW<IB> {
         B: AutodiffBackend<InnerBackend = IB>,
         M: AdaptableModel<B>,
     {
-        let mut flat: BTreeMap<String, Tensor<IB, 1>> = BTreeMap::new();
-        let mut weights: Vec<Tensor<IB, 1>> = Vec::new();
+        let flat = Self::collect::<B, M>(model, lora, grads, None);
+        self.finish::<B, M>(model, lora, flat, read_with)
+    }
+
+    /// The trainable gradients of one backward pass by name, added to `sum` (the micro-batches
+    /// of one step so far) when given; nothing is read from the device.
+    pub fn collect<B, M>(
+        model: &mut M,
+        lora: &LoraConfig,
+        grads: &B::Gradients,
+        sum: Option<BTreeMap<String, Tensor<IB, 1>>>,
+    ) -> BTreeMap<String, Tensor<IB, 1>>
+    where
+        B: AutodiffBackend<InnerBackend = IB>,
+        M: AdaptableModel<B>,
+    {
+        let mut flat = sum.unwrap_or_default();
         for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
-            let (g, w) = match slot {
-                Slot::Matrix(p) => (p.grad(grads).map(|g| g.reshape([-1])), p.val().inner().powf_scalar(2.0).sum()),
-                Slot::Vector(p) => (p.grad(grads), p.val().inner().powf_scalar(2.0).sum()),
+            let g = match slot {
+                Slot::Matrix(p) => p.grad(grads).map(|g| g.reshape([-1])),
+                Slot::Vector(p) => p.grad(grads),
             };
-            weights.push(w);
             if let Some(g) = g {
+                let g = match flat.remove(&name) {
+                    Some(before) => before + g,
+                    None => g,
+                };
                 flat.insert(name, g);
             }
+        });
+        flat
+    }
+
+    /// The step's gradients `flat` with their global norm and the weights' norm, read in one
+    /// synchronisation with `read_with`.
+    pub fn finish<B, M>(
+        &self,
+        model: &mut M,
+        lora: &LoraConfig,
+        flat: BTreeMap<String, Tensor<IB, 1>>,
+        read_with: Tensor<IB, 1>,
+    ) -> Result<Gradients<IB>, kernels::ReadError>
+    where
+        B: AutodiffBackend<InnerBackend = IB>,
+        M: AdaptableModel<B>,
+    {
+        let mut weights: Vec<Tensor<IB, 1>> = Vec::new();
+        for_each_trainable::<B, M>(model, lora, &mut |_, slot| {
+            weights.push(match slot {
+                Slot::Matrix(p) => p.val().inner().powf_scalar(2.0).sum(),
+                Slot::Vector(p) => p.val().inner().powf_scalar(2.0).sum(),
+            });
         });
         // Summed on the device and read once with `read_with`, not once per tensor.
         let read_with = read_with.reshape([1]);
@@ -244,33 +285,10 @@ impl<IB: Backend> AdamW<IB> {
     }
 }
 
-/// Trainer's learning rate at optimizer step `step` (0-based): linear warm-up, then linear
-/// decay to zero at `total` (or constant).
-pub fn learning_rate(base: f64, step: usize, total: usize, warmup: usize, kind: &str) -> f64 {
-    if step < warmup {
-        return base * step as f64 / warmup.max(1) as f64;
-    }
-    match kind {
-        "constant" => base,
-        _ => base * ((total.saturating_sub(step)) as f64 / (total.saturating_sub(warmup)).max(1) as f64).max(0.0),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn linear_schedule_as_trainer() {
-        assert_eq!(learning_rate(1.0, 0, 10, 0, "linear"), 1.0);
-        assert_eq!(learning_rate(1.0, 5, 10, 0, "linear"), 0.5);
-        assert_eq!(learning_rate(1.0, 10, 10, 0, "linear"), 0.0);
-        assert_eq!(learning_rate(1.0, 1, 10, 2, "linear"), 0.5);
-        assert_eq!(learning_rate(1.0, 2, 10, 2, "linear"), 1.0);
-        assert_eq!(learning_rate(1.0, 6, 10, 2, "linear"), 0.5);
-        assert_eq!(learning_rate(1.0, 7, 10, 0, "constant"), 1.0);
-    }
 
     #[test]
     fn decay_groups_as_trainer() {

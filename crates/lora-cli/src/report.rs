@@ -14,9 +14,20 @@ pub struct EpochRecord {
     pub epoch: usize,
     /// Mean training loss over the epoch's steps.
     pub train_loss: f64,
+    /// The evaluation at the epoch's end (`eval_strategy = "epoch"`).
     #[serde(flatten)]
-    pub eval: EvalMetrics,
+    pub eval: Option<EvalMetrics>,
     pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+/// One evaluation: its step, its (fractional) epoch and figures, as Trainer logs them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub step: u64,
+    pub epoch: f64,
+    #[serde(flatten)]
+    pub metrics: EvalMetrics,
     pub eval_seconds: f64,
 }
 
@@ -51,8 +62,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Training loss and evaluation accuracy per epoch, as a standalone SVG.
-pub fn curves_svg(epochs: &[EpochRecord]) -> String {
+/// Training loss and evaluation accuracy per epoch, as a standalone SVG (the epochs evaluated
+/// at their end).
+pub fn curves_svg(records: &[EpochRecord]) -> String {
+    let epochs: Vec<(usize, f64, EvalMetrics)> =
+        records.iter().filter_map(|r| r.eval.clone().map(|m| (r.epoch, r.train_loss, m))).collect();
+    let epochs: Vec<Plotted> =
+        epochs.into_iter().map(|(epoch, train_loss, eval)| Plotted { epoch, train_loss, eval }).collect();
     const W: f64 = 640.0;
     const H: f64 = 360.0;
     const PAD: f64 = 50.0;
@@ -97,7 +113,8 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
             )
         })
         .collect();
-    let last = epochs.last().cloned().unwrap_or_default();
+    let last =
+        epochs.last().cloned().unwrap_or(Plotted { epoch: 0, train_loss: f64::NAN, eval: EvalMetrics::default() });
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
@@ -130,6 +147,14 @@ pub fn curves_svg(epochs: &[EpochRecord]) -> String {
     )
 }
 
+/// An epoch on the picture.
+#[derive(Clone)]
+struct Plotted {
+    epoch: usize,
+    train_loss: f64,
+    eval: EvalMetrics,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -141,11 +166,11 @@ mod tests {
             .map(|epoch| EpochRecord {
                 epoch,
                 train_loss: 0.7 / epoch as f64,
-                eval: EvalMetrics {
+                eval: Some(EvalMetrics {
                     eval_loss: 0.6,
                     eval_accuracy: Some(0.5 + 0.1 * epoch as f64),
                     ..Default::default()
-                },
+                }),
                 ..Default::default()
             })
             .collect();

@@ -18,7 +18,7 @@ use textdata::{LabelSpace, ProblemType, TextDataset};
 
 use crate::checkpoint::{self, Checkpoint, DataFingerprint, SplitFingerprint};
 use crate::config::RunConfig;
-use crate::report::{EpochRecord, curves_svg, peak_rss_bytes, write_atomic};
+use crate::report::{EpochRecord, Evaluation, curves_svg, peak_rss_bytes, write_atomic};
 use crate::run_dir::{Holds, RunDir};
 use crate::trainer::{INTERRUPTED, Interrupted, Output, RunData, Trainer, TrainerState, progress_bar, say};
 
@@ -33,19 +33,32 @@ pub struct TrainOptions {
 /// Everything `summary.json` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
-    /// Classification only (multi-label: subset accuracy).
+    /// The last evaluation's figures (none with `eval_strategy = "no"`). Classification only
+    /// (multi-label: subset accuracy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_eval_accuracy: Option<f64>,
-    pub final_eval_loss: f64,
-    /// The highest accuracy of any epoch.
+    pub final_eval_loss: Option<f64>,
+    /// The highest accuracy of any evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_eval_accuracy: Option<f64>,
-    pub best_eval_loss: f64,
-    /// Trainer's `metric_for_best_model` (without `eval_`), its best value and epoch (the
-    /// first, on a tie, as Trainer keeps it).
+    pub best_eval_loss: Option<f64>,
+    /// Trainer's `metric_for_best_model` (without `eval_`), its best value, and the step and
+    /// epoch of the evaluation that reached it (the first, on a tie, as Trainer keeps it).
     pub metric_for_best_model: String,
     pub best_metric: Option<f64>,
+    pub best_global_step: Option<u64>,
+    /// The epoch the best evaluation was in (1-based; 0: no evaluation).
     pub best_epoch: usize,
+    /// The checkpoint of the best evaluation, under `checkpoints/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_model_checkpoint: Option<String>,
+    /// `adapter/` is the best checkpoint's (`load_best_model_at_end`), not the last step's.
+    pub loaded_best_model_at_end: bool,
+    /// The step early stopping ended the run at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early_at_step: Option<u64>,
+    /// Optimizer steps taken.
+    pub global_step: u64,
     pub problem_type: ProblemType,
     pub label_names: Vec<String>,
     /// Examples of each class (by id) in the training and evaluation subsets.
@@ -55,6 +68,8 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_notes: Vec<String>,
     pub epochs: Vec<EpochRecord>,
+    /// Every evaluation, with its step.
+    pub evaluations: Vec<Evaluation>,
     pub train_seconds: f64,
     pub total_seconds: f64,
     pub train_samples_per_second: f64,
@@ -86,34 +101,35 @@ struct RunFacts {
     parameters: ParameterCount,
     padding_waste: f64,
     device: String,
+    loaded_best: bool,
 }
 
 impl Summary {
     fn new(state: &TrainerState, config: &RunConfig, facts: RunFacts) -> Result<Self> {
-        let last = state.epochs.last().cloned().unwrap_or_default();
-        let (metric, greater) = config.training.best_metric(&facts.labels)?;
-        let mut best: Option<(f64, usize)> = None;
-        for epoch in &state.epochs {
-            let Some(value) = epoch.eval.get(&metric) else { continue };
-            let better = best.is_none_or(|(b, _)| if greater { value > b } else { value < b });
-            if better {
-                best = Some((value, epoch.epoch));
-            }
-        }
-        let accuracies = state.epochs.iter().filter_map(|e| e.eval.eval_accuracy);
+        let last = state.evaluations.last();
+        let (metric, _) = config.training.best_metric(&facts.labels)?;
+        let best = state.evaluations.iter().find(|e| Some(e.step) == state.best_global_step);
+        let accuracies = state.evaluations.iter().filter_map(|e| e.metrics.eval_accuracy);
+        let losses = state.evaluations.iter().map(|e| e.metrics.eval_loss);
         Ok(Self {
-            final_eval_accuracy: last.eval.eval_accuracy,
-            final_eval_loss: last.eval.eval_loss,
+            final_eval_accuracy: last.and_then(|e| e.metrics.eval_accuracy),
+            final_eval_loss: last.map(|e| e.metrics.eval_loss),
             best_eval_accuracy: accuracies.reduce(f64::max),
-            best_eval_loss: state.epochs.iter().map(|e| e.eval.eval_loss).fold(f64::INFINITY, f64::min),
+            best_eval_loss: losses.reduce(f64::min),
             metric_for_best_model: metric,
-            best_metric: best.map(|(v, _)| v),
-            best_epoch: best.map_or(0, |(_, e)| e),
+            best_metric: state.best_metric,
+            best_global_step: state.best_global_step,
+            best_epoch: best.map_or(0, |e| (e.epoch - 1e-9).ceil().max(1.0) as usize),
+            best_model_checkpoint: state.best_model_checkpoint.clone(),
+            loaded_best_model_at_end: facts.loaded_best,
+            stopped_early_at_step: state.stopped_early_at_step,
+            global_step: state.global_step,
             problem_type: facts.labels.problem_type,
             label_names: facts.labels.names.clone(),
             class_counts: facts.class_counts,
             data_notes: facts.data_notes,
             epochs: state.epochs.clone(),
+            evaluations: state.evaluations.clone(),
             train_seconds: state.train_seconds,
             total_seconds: facts.total_seconds,
             train_samples_per_second: state.train_samples as f64 / state.train_seconds.max(1e-9),
@@ -131,7 +147,8 @@ impl Summary {
 }
 
 /// The config a `--resume` continues with: the run's own `config.toml`, where only
-/// `training.num_train_epochs` may be changed (to train longer, as Trainer allows); any other
+/// `training.num_train_epochs` and `training.max_steps` may be changed (to train longer, as
+/// Trainer allows); any other
 /// difference between it and what the command gives is refused. The run is the one the command
 /// names: `--output-dir`, else the directory of a `--config` that sits in a run directory, else
 /// the config's `training.output_dir`.
@@ -162,17 +179,19 @@ pub fn resume_config(config: Option<&Path>, overrides: &[String], output_dir: Op
     let mut requested = RunConfig::load(Some(config.unwrap_or(&saved_path)), overrides)?;
     requested.training.output_dir = saved.training.output_dir.clone();
     let changed = differences(&saved, &requested)?;
-    let refused: Vec<&String> = changed.iter().filter(|k| k.as_str() != "training.num_train_epochs").collect();
+    let refused: Vec<&String> =
+        changed.iter().filter(|k| !["training.num_train_epochs", "training.max_steps"].contains(&k.as_str())).collect();
     if !refused.is_empty() {
         let list: Vec<&str> = refused.iter().map(|k| k.as_str()).collect();
         bail!(
-            "--resume continues the run in {} as it was configured, but {} differ(s) from its config.toml; only training.num_train_epochs may change on resume (start a new run with --overwrite or another --output-dir to change the rest)",
+            "--resume continues the run in {} as it was configured, but {} differ(s) from its config.toml; only training.num_train_epochs and training.max_steps may change on resume (start a new run with --overwrite or another --output-dir to change the rest)",
             dir.display(),
             list.join(", ")
         );
     }
     let mut config = saved;
     config.training.num_train_epochs = requested.training.num_train_epochs;
+    config.training.max_steps = requested.training.max_steps;
     config.training.output_dir = dir;
     Ok(config)
 }
@@ -234,6 +253,7 @@ fn resume_point(out: &Path, holds: Holds, config: &RunConfig, output: Output) ->
         if let Some(t) = c.get_mut("training").and_then(|t| t.as_object_mut()) {
             t.remove("output_dir");
             t.remove("num_train_epochs");
+            t.remove("max_steps");
         }
     }
     let changed = value_differences(&saved, &now);
@@ -244,7 +264,7 @@ fn resume_point(out: &Path, holds: Holds, config: &RunConfig, output: Output) ->
             changed.join(", ")
         );
     }
-    if chosen.state.epoch > config.training.num_train_epochs {
+    if config.training.max_steps <= 0 && chosen.state.epoch > config.training.num_train_epochs {
         bail!(
             "{} is past epoch {} already; training.num_train_epochs = {} cannot continue it",
             chosen.dir.display(),
@@ -447,6 +467,13 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
 
     // The data before the model: its labels size the classifier.
     let (subsets, labels) = read_data(&config)?;
+    if config.training.label_smoothing_factor > 0.0 && labels.problem_type != ProblemType::SingleLabelClassification {
+        bail!(
+            "training.label_smoothing_factor smooths class targets, but {} is {}; set it to 0",
+            config.data.source,
+            labels.problem_type
+        );
+    }
     let (task, notes) = label_report(&config, &subsets, &labels);
     say(output, &task);
     for note in &notes {
@@ -516,7 +543,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let batch_size = config.training.per_device_train_batch_size;
     let steps_per_epoch = data.train.items().len().div_ceil(batch_size);
     let batcher = config.data.batcher(data.tokenizer.pad_id());
-    let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone());
+    let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone())?;
     trainer.labels = data.labels.clone();
     let fingerprint = DataFingerprint {
         train: SplitFingerprint::of(data.train.items()),
@@ -565,6 +592,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         textdata::epoch_batches(&lengths, batch_size, config.training.seed, 0, config.training.group_by_length);
     let padding_waste = textdata::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
     trainer.train(&data, &out, output)?;
+    let loaded_best = load_best_model(&mut trainer, &out, output)?;
 
     let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;
     data.labels.write(&out.join("adapter"))?;
@@ -577,18 +605,57 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         parameters,
         padding_waste,
         device: options.device.clone(),
+        loaded_best,
     };
     let summary = Summary::new(&trainer.state, &config, facts)?;
     write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary)?)?;
     write_atomic(&out.join("curves.svg"), &curves_svg(&trainer.state.epochs))?;
+    let adapter = out.join("adapter");
     say(
         output,
         &format!(
-            "adapter: {} ({} bytes); summary: {}",
-            out.join("adapter").display(),
+            "adapter: {} ({} bytes); summary: {}\nload it in Python with PEFT:\n    model = AutoModelForSequenceClassification.from_pretrained({:?}, num_labels={})\n    model = PeftModel.from_pretrained(model, {:?})",
+            adapter.display(),
             saved.bytes,
-            out.join("summary.json").display()
+            out.join("summary.json").display(),
+            config.model.name_or_path,
+            data.labels.num_labels(),
+            adapter.display().to_string(),
         ),
     );
     Ok(summary)
+}
+
+/// `load_best_model_at_end`: the best checkpoint's adapter into the model, so that `adapter/`
+/// is it. Whether it was loaded; a best checkpoint that is gone is an error, not the last
+/// step's adapter passed off as the best.
+fn load_best_model<B: AutodiffBackend>(trainer: &mut Trainer<B>, out: &Path, output: Output) -> Result<bool> {
+    if !trainer.config.training.load_best_model_at_end {
+        return Ok(false);
+    }
+    let Some(name) = trainer.state.best_model_checkpoint.clone() else {
+        say(output, "load_best_model_at_end: no evaluation had a checkpoint; adapter/ is the last step's");
+        return Ok(false);
+    };
+    let dir = out.join("checkpoints").join(&name);
+    let adapter = lora_adapter::peft::Adapter::read(&dir)
+        .with_context(|| format!("load_best_model_at_end: cannot read the best checkpoint {}", dir.display()))?;
+    lora_adapter::peft::load_weights(
+        &mut trainer.model,
+        &trainer.lora,
+        &adapter.path,
+        adapter.tensors,
+        &trainer.device,
+    )?;
+    let (metric, _) = trainer.config.training.best_metric(&trainer.labels)?;
+    say(
+        output,
+        &format!(
+            "load_best_model_at_end: adapter/ is {} (eval_{metric} {:.4} at step {})",
+            dir.display(),
+            trainer.state.best_metric.unwrap_or(f64::NAN),
+            trainer.state.best_global_step.unwrap_or_default()
+        ),
+    );
+    Ok(true)
 }

@@ -25,9 +25,10 @@ use textdata::{LabelSpace, TextBatch, TextBatcher, TextDataset, TokenizedExample
 use crate::checkpoint::{Checkpoint, DataFingerprint, OPTIMIZER_FILE, STATE_FILE, SplitFingerprint, write_manifest};
 use crate::config::RunConfig;
 use crate::eval::{EvalMetrics, evaluate};
-use crate::loss::loss;
-use crate::optim::{AdamW, AdamWConfig, learning_rate};
-use crate::report::{EpochRecord, append_jsonl, write_atomic};
+use crate::loss::smoothed_loss;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::report::{EpochRecord, Evaluation, append_jsonl, write_atomic};
+use crate::schedule::Schedule;
 
 /// Set by the signal handler (Ctrl-C, SIGTERM); the loop checks it after every step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -58,8 +59,12 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     pub lora: LoraConfig,
     pub optim: AdamW<B::InnerBackend>,
     pub config: RunConfig,
+    /// Optimizer steps of the run (`max_steps`, else the epochs' steps).
     pub total_steps: usize,
+    /// Epochs the run goes through (with `max_steps`, enough to reach it; the last may be cut).
+    pub epochs: usize,
     pub warmup_steps: usize,
+    pub schedule: Schedule,
     /// How each batch is padded (the tokenizer's padding id, `data.pad_to_multiple_of`).
     pub batcher: TextBatcher,
     pub device: B::Device,
@@ -120,6 +125,34 @@ pub struct TrainerState {
     /// Seconds of the current epoch's steps so far.
     #[serde(default)]
     pub epoch_seconds: f64,
+    /// Every evaluation, in order (per epoch or every `eval_steps`).
+    #[serde(default)]
+    pub evaluations: Vec<Evaluation>,
+    /// The best value of the metric for the best model so far, and the step it was reached at
+    /// (the first, on a tie, as Trainer keeps it).
+    #[serde(default)]
+    pub best_metric: Option<f64>,
+    #[serde(default)]
+    pub best_global_step: Option<u64>,
+    /// The checkpoint (under `checkpoints/`) of the best evaluation, once one is written.
+    #[serde(default)]
+    pub best_model_checkpoint: Option<String>,
+    /// Evaluations since the last improvement (EarlyStoppingCallback's counter).
+    #[serde(default)]
+    pub patience_counter: usize,
+    /// The step early stopping ended the run at.
+    #[serde(default)]
+    pub stopped_early_at_step: Option<u64>,
+    /// The checkpoints this run wrote and still keeps (`save_total_limit`'s rotation).
+    #[serde(default)]
+    pub checkpoints: Vec<SavedCheckpoint>,
+}
+
+/// A checkpoint of the run: its directory's name under `checkpoints/` and its step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCheckpoint {
+    pub name: String,
+    pub step: u64,
 }
 
 impl<B, M> Trainer<B, M>
@@ -128,19 +161,34 @@ where
     M: Classifier<B> + AutodiffModule<B>,
     M::InnerModule: Classifier<B::InnerBackend>,
 {
+    /// A trainer for `batches_per_epoch` batches of `per_device_train_batch_size` an epoch.
     pub fn new(
         model: M,
         lora: LoraConfig,
         config: RunConfig,
-        steps_per_epoch: usize,
+        batches_per_epoch: usize,
         batcher: TextBatcher,
         device: B::Device,
-    ) -> Self {
+    ) -> Result<Self> {
         let t = &config.training;
-        let total_steps = steps_per_epoch * t.num_train_epochs;
+        let schedule = t.schedule()?;
+        // Trainer: an epoch's last step takes the micro-batches that are left.
+        let steps_per_epoch = batches_per_epoch.div_ceil(t.gradient_accumulation_steps.max(1)).max(1);
+        let (total_steps, epochs) = match usize::try_from(t.max_steps) {
+            Ok(max) if max > 0 => (max, max.div_ceil(steps_per_epoch)),
+            _ => (steps_per_epoch * t.num_train_epochs, t.num_train_epochs),
+        };
         // Trainer: warmup_steps wins over warmup_ratio when set.
         let warmup_steps =
             if t.warmup_steps > 0 { t.warmup_steps } else { (t.warmup_ratio * total_steps as f64).ceil() as usize };
+        if t.load_best_model_at_end && t.save_strategy == "steps" && t.eval_strategy == "steps" {
+            let (save, eval) = (t.save_every(total_steps), t.eval_every(total_steps));
+            if !save.is_multiple_of(eval) {
+                bail!(
+                    "training.load_best_model_at_end requires save_steps ({save} steps) to be a round multiple of eval_steps ({eval} steps), so that each best evaluation has its checkpoint"
+                );
+            }
+        }
         let optim = AdamW::new(AdamWConfig {
             weight_decay: t.weight_decay,
             beta1: t.adam_beta1,
@@ -149,42 +197,61 @@ where
             max_grad_norm: t.max_grad_norm,
         });
         let labels = LabelSpace::unnamed(model.num_labels());
-        Self {
+        Ok(Self {
             model,
             lora,
             optim,
             config,
             total_steps,
+            epochs,
             warmup_steps,
+            schedule,
             batcher,
             device,
             state: TrainerState::default(),
             labels,
             data: None,
-        }
+        })
     }
 
-    /// One optimizer step on one batch. A non-finite loss, gradient norm or weight is an error
-    /// and the update is not made.
+    /// One optimizer step on one batch.
     pub fn step(&mut self, items: Vec<TokenizedExample>) -> Result<StepOutput> {
+        self.accumulated_step(vec![items])
+    }
+
+    /// One optimizer step over `micro_batches` (`gradient_accumulation_steps` of them, fewer at
+    /// an epoch's end): each one's forward and backward pass in turn, its loss weighted by its
+    /// share of the step's examples, so that the step's loss and gradient are those of the mean
+    /// over all of them (transformers' normalisation, also when the last micro-batch is short).
+    /// A non-finite loss, gradient norm or weight is an error and the update is not made.
+    pub fn accumulated_step(&mut self, micro_batches: Vec<Vec<TokenizedExample>>) -> Result<StepOutput> {
         let t = &self.config.training;
-        let lr = learning_rate(
-            t.learning_rate,
-            self.optim.step as usize,
-            self.total_steps,
-            self.warmup_steps,
-            &t.lr_scheduler_type,
-        );
+        let lr = self.schedule.lr(t.learning_rate, self.optim.step as usize, self.total_steps, self.warmup_steps);
+        let smoothing = t.label_smoothing_factor;
         // Dropout draws from a generator seeded per step, so a resumed run draws what the
         // uninterrupted one drew.
         B::seed(&self.device, step_seed(t.seed, self.optim.step));
-        let batch: TextBatch<B> = self.batcher.batch(items, &self.device);
-        let real_tokens = batch.real_tokens;
-        let loss = loss(self.model.forward(batch.input), batch.labels);
-        let grads = loss.backward();
-        // The loss is read with the gradient norm, once the backward pass is queued: a GPU
+        let examples: usize = micro_batches.iter().map(Vec::len).sum();
+        let mut flat = None;
+        let mut step_loss = None;
+        let mut real_tokens = 0;
+        for items in micro_batches {
+            let share = items.len() as f64 / examples.max(1) as f64;
+            let batch: TextBatch<B> = self.batcher.batch(items, &self.device);
+            real_tokens += batch.real_tokens;
+            let loss = smoothed_loss(self.model.forward(batch.input), batch.labels, smoothing);
+            let loss = if share < 1.0 { loss * share } else { loss };
+            let grads = loss.backward();
+            flat = Some(AdamW::collect::<B, _>(&mut self.model, &self.lora, &grads, flat));
+            step_loss = Some(match step_loss {
+                Some(before) => before + loss.inner(),
+                None => loss.inner(),
+            });
+        }
+        let (Some(flat), Some(step_loss)) = (flat, step_loss) else { bail!("an optimizer step needs a batch") };
+        // The loss is read with the gradient norm, once the backward passes are queued: a GPU
         // backend then runs forward and backward without waiting on the host in between.
-        let gradients = self.optim.gradients::<B, _>(&mut self.model, &self.lora, &grads, loss.inner())?;
+        let gradients = self.optim.finish::<B, _>(&mut self.model, &self.lora, flat, step_loss)?;
         let step = self.optim.step + 1;
         let stop = |what: &str, value: f64| {
             format!("{what} became {value} at step {step}; stopping (the last checkpoint is kept)")
@@ -262,27 +329,42 @@ where
         Ok(())
     }
 
-    /// The epochs from where the state stands to the config's last, checkpointing each; `out`
-    /// is the run directory.
+    /// The epochs from where the state stands to the run's end (its last epoch, `max_steps`,
+    /// or early stopping), with Trainer's logging, evaluation and checkpoints; `out` is the run
+    /// directory.
     pub fn train(&mut self, data: &RunData, out: &Path, output: Output) -> Result<()> {
-        let batch_size = self.config.training.per_device_train_batch_size;
-        let (seed, epochs, group) =
-            (self.config.training.seed, self.config.training.num_train_epochs, self.config.training.group_by_length);
+        let t = self.config.training.clone();
+        let gas = t.gradient_accumulation_steps.max(1);
         let lengths = data.train.lengths();
-        for epoch in self.state.epoch..epochs {
-            let batches = textdata::epoch_batches(&lengths, batch_size, seed, epoch as u64, group);
-            let bar = progress_bar(output, batches.len() as u64, &format!("epoch {}/{epochs}", epoch + 1));
-            bar.set_position(self.state.batch_in_epoch as u64);
-            for (b, indices) in batches.iter().enumerate().skip(self.state.batch_in_epoch) {
+        let total = self.total_steps;
+        let (log_every, eval_every, save_every) =
+            (t.logging_steps.steps(total).max(1), t.eval_every(total), t.save_every(total));
+        for epoch in self.state.epoch..self.epochs {
+            if self.finished() {
+                break;
+            }
+            let batches = textdata::epoch_batches(
+                &lengths,
+                t.per_device_train_batch_size,
+                t.seed,
+                epoch as u64,
+                t.group_by_length,
+            );
+            let steps: Vec<&[Vec<usize>]> = batches.chunks(gas).collect();
+            let done = self.state.batch_in_epoch.div_ceil(gas);
+            let bar = progress_bar(output, steps.len() as u64, &format!("epoch {}/{}", epoch + 1, self.epochs));
+            bar.set_position(done as u64);
+            for (i, chunk) in steps.iter().enumerate().skip(done) {
                 let started = Instant::now();
-                let step = self.step(data.train.select(indices))?;
+                let samples: usize = chunk.iter().map(Vec::len).sum();
+                let step = self.accumulated_step(chunk.iter().map(|indices| data.train.select(indices)).collect())?;
                 let seconds = started.elapsed().as_secs_f64();
                 let s = &mut self.state;
                 s.global_step = self.optim.step;
-                s.batch_in_epoch = b + 1;
+                s.batch_in_epoch = ((i + 1) * gas).min(batches.len());
                 s.train_seconds += seconds;
                 s.epoch_seconds += seconds;
-                s.train_samples += indices.len();
+                s.train_samples += samples;
                 s.train_tokens += step.real_tokens;
                 s.window.add(step.loss);
                 s.epoch_losses.add(step.loss);
@@ -290,39 +372,64 @@ where
                     "loss {:.4} lr {:.2e} {:.1} samples/s",
                     step.loss,
                     step.learning_rate,
-                    indices.len() as f64 / seconds.max(1e-9)
+                    samples as f64 / seconds.max(1e-9)
                 ));
                 bar.inc(1);
-                let control = Control {
-                    log: (s.global_step as usize).is_multiple_of(self.config.training.logging_steps.max(1)),
-                    epoch_end: b + 1 == batches.len(),
+                // DefaultFlowCallback's on_step_end, then on_epoch_end's at an epoch's last step
+                // (and at max_steps, where Trainer ends the epoch too).
+                let gs = s.global_step as usize;
+                let end = gs >= total;
+                let epoch_end = i + 1 == steps.len() || end;
+                let mut control = Control {
+                    log: (t.logging_strategy == "steps" && gs.is_multiple_of(log_every))
+                        || (gs == 1 && t.logging_first_step),
+                    evaluate: t.eval_strategy == "steps" && gs.is_multiple_of(eval_every),
+                    save: (t.save_strategy == "steps" && gs.is_multiple_of(save_every))
+                        || (end && ["steps", "epoch"].contains(&t.save_strategy.as_str())),
+                    epoch_end,
                     interrupted: INTERRUPTED.load(Ordering::SeqCst),
                 };
-                if control.epoch_end || control.interrupted {
+                if epoch_end {
+                    control.log |= t.logging_strategy == "epoch";
+                    control.evaluate |= t.eval_strategy == "epoch";
+                    control.save |= t.save_strategy == "epoch";
+                }
+                if epoch_end || control.interrupted {
                     bar.finish_and_clear();
                 }
-                let fraction = epoch as f64 + (b + 1) as f64 / batches.len() as f64;
+                let fraction = epoch as f64 + (i + 1) as f64 / steps.len() as f64;
                 self.maybe_log_save_evaluate(control, &step, fraction, data, out, output)?;
+                if self.finished() {
+                    bar.finish_and_clear();
+                    return Ok(());
+                }
             }
         }
         Ok(())
     }
 
-    /// What happens after a step, in Trainer's order: a log line every `logging_steps`; at the
-    /// end of an epoch, evaluation, its record and a checkpoint; on a signal, a checkpoint and
-    /// a stop.
+    /// The run has reached its last step, or early stopping ended it.
+    pub fn finished(&self) -> bool {
+        self.state.global_step as usize >= self.total_steps || self.state.stopped_early_at_step.is_some()
+    }
+
+    /// What happens after a step, in Trainer's order: the log line; the evaluation (with the
+    /// best model's bookkeeping and early stopping); at an epoch's end its record; the
+    /// checkpoint and the rotation; on a signal, a checkpoint and a stop.
     fn maybe_log_save_evaluate(
         &mut self,
-        control: Control,
+        mut control: Control,
         step: &StepOutput,
         epoch: f64,
         data: &RunData,
         out: &Path,
         output: Output,
     ) -> Result<()> {
+        let t = self.config.training.clone();
+        let gs = self.state.global_step;
         if control.log {
             let value = serde_json::json!({
-                "step": self.state.global_step,
+                "step": gs,
                 "epoch": epoch,
                 "loss": self.state.window.mean(),
                 "learning_rate": step.learning_rate,
@@ -331,40 +438,55 @@ where
             self.log(value, out, output)?;
             self.state.window = LossSum::default();
         }
-        if control.epoch_end {
-            let done = self.state.epoch + 1;
+        let mut evaluated = None;
+        if control.evaluate {
             let started = Instant::now();
             let metrics = self.evaluate(data.eval.items())?;
             if !metrics.eval_loss.is_finite() {
-                let kept = match self.state.epoch {
-                    0 => "no checkpoint was written".to_string(),
-                    n => format!(
-                        "{} is the last good checkpoint",
-                        out.join("checkpoints").join(format!("epoch-{n}")).display()
-                    ),
+                let kept = match self.state.checkpoints.last() {
+                    None => "no checkpoint was written".to_string(),
+                    Some(c) => {
+                        format!("{} is the last good checkpoint", out.join("checkpoints").join(&c.name).display())
+                    }
                 };
-                bail!(
-                    "the evaluation loss after epoch {done} is {}: the model diverged; stopping ({kept})",
-                    metrics.eval_loss
-                );
+                let at = match control.epoch_end && t.eval_strategy == "epoch" {
+                    true => format!("after epoch {} (step {gs})", self.state.epoch + 1),
+                    false => format!("at step {gs}"),
+                };
+                bail!("the evaluation loss {at} is {}: the model diverged; stopping ({kept})", metrics.eval_loss);
             }
+            let evaluation = Evaluation { step: gs, epoch, metrics, eval_seconds: started.elapsed().as_secs_f64() };
+            let new_best = self.track_best(&evaluation)?;
+            if t.save_strategy == "best" {
+                control.save = new_best;
+            }
+            if !control.epoch_end || t.eval_strategy != "epoch" {
+                self.log(serde_json::to_value(&evaluation)?, out, output)?;
+                say(output, &format!("step {gs}: {}", evaluation.metrics.headline()));
+            }
+            self.state.evaluations.push(evaluation.clone());
+            evaluated = Some(evaluation);
+        }
+        if control.epoch_end {
+            let done = self.state.epoch + 1;
+            let at_epoch = evaluated.filter(|_| t.eval_strategy == "epoch");
             let record = EpochRecord {
                 epoch: done,
                 train_loss: self.state.epoch_losses.mean(),
-                eval: metrics,
+                eval_seconds: at_epoch.as_ref().map_or(0.0, |e| e.eval_seconds),
+                eval: at_epoch.map(|e| e.metrics),
                 train_seconds: self.state.epoch_seconds,
-                eval_seconds: started.elapsed().as_secs_f64(),
             };
             let mut value = serde_json::to_value(&record)?;
-            value["step"] = self.state.global_step.into();
+            value["step"] = gs.into();
             self.log(value, out, output)?;
+            let headline = record.eval.as_ref().map_or_else(|| "not evaluated".to_string(), |m| m.headline());
             say(
                 output,
                 &format!(
-                    "epoch {}: train loss {:.4}, {} ({:.0} s)",
+                    "epoch {}: train loss {:.4}, {headline} ({:.0} s)",
                     record.epoch,
                     record.train_loss,
-                    record.eval.headline(),
                     record.train_seconds + record.eval_seconds
                 ),
             );
@@ -374,14 +496,22 @@ where
             s.batch_in_epoch = 0;
             s.epoch_losses = LossSum::default();
             s.epoch_seconds = 0.0;
-            self.save_checkpoint(&out.join("checkpoints").join(format!("epoch-{done}")))?;
+        }
+        // Named by what made it: `step-N` for save_steps, `epoch-N` at an epoch's end otherwise.
+        let name = match control.epoch_end && t.save_strategy != "steps" {
+            true => format!("epoch-{}", self.state.epoch),
+            false => format!("step-{gs}"),
+        };
+        let mut saved = None;
+        if control.save || control.interrupted {
+            saved = Some(self.save_named(out, &name)?);
+        }
+        if let Some(at) = self.state.stopped_early_at_step.filter(|&at| at == gs) {
+            let patience = t.early_stopping_patience.unwrap_or_default();
+            say(output, &format!("early stopping at step {at}: no improvement in {patience} evaluation(s)"));
         }
         if control.interrupted {
-            let dir = if control.epoch_end {
-                out.join("checkpoints").join(format!("epoch-{}", self.state.epoch))
-            } else {
-                self.save_checkpoint(&out.join("checkpoints").join(format!("step-{}", self.state.global_step)))?
-            };
+            let dir = saved.unwrap_or_else(|| out.join("checkpoints").join(&name));
             let why = STOPPED_BY.get().map_or("interrupted", String::as_str);
             return Err(Interrupted(format!(
                 "{why}: wrote {}; continue with `lora train --resume --output-dir {}`",
@@ -389,6 +519,84 @@ where
                 out.display()
             ))
             .into());
+        }
+        Ok(())
+    }
+
+    /// Trainer's `_determine_best_metric` and EarlyStoppingCallback's `on_evaluate`: whether
+    /// `evaluation` is a new best (strictly better than the best so far), and the patience
+    /// counter moved (an improvement must beat the best by more than the threshold).
+    fn track_best(&mut self, evaluation: &Evaluation) -> Result<bool> {
+        let t = &self.config.training;
+        let (metric, greater) = t.best_metric(&self.labels)?;
+        let Some(value) = evaluation.metrics.get(&metric) else {
+            bail!("training.metric_for_best_model: the evaluation at step {} has no {metric}", evaluation.step);
+        };
+        let better = |a: f64, b: f64| if greater { a > b } else { a < b };
+        let s = &mut self.state;
+        if let Some(patience) = t.early_stopping_patience {
+            let improved = s
+                .best_metric
+                .is_none_or(|best| better(value, best) && (value - best).abs() > t.early_stopping_threshold);
+            s.patience_counter = if improved { 0 } else { s.patience_counter + 1 };
+            if s.patience_counter >= patience {
+                s.stopped_early_at_step = Some(evaluation.step);
+            }
+        }
+        let new_best = s.best_metric.is_none_or(|best| better(value, best));
+        if new_best {
+            s.best_metric = Some(value);
+            s.best_global_step = Some(evaluation.step);
+        }
+        Ok(new_best)
+    }
+
+    /// Writes the checkpoint `checkpoints/NAME`, notes it (and whether it holds the best
+    /// evaluation) in the state it saves, then rotates the older ones out.
+    fn save_named(&mut self, out: &Path, name: &str) -> Result<PathBuf> {
+        let gs = self.state.global_step;
+        let s = &mut self.state;
+        s.checkpoints.retain(|c| c.name != name);
+        s.checkpoints.push(SavedCheckpoint { name: name.to_string(), step: gs });
+        if s.best_global_step == Some(gs) {
+            s.best_model_checkpoint = Some(name.to_string());
+        }
+        let dir = self.save_checkpoint(&out.join("checkpoints").join(name))?;
+        self.rotate(&out.join("checkpoints"))?;
+        Ok(dir)
+    }
+
+    /// `save_total_limit`: Trainer's `_rotate_checkpoints`. The run's checkpoints by step, the
+    /// best one moved next to the newest, the oldest beyond the limit removed (through a rename
+    /// to a hidden name, so that a removal cut short leaves no half checkpoint); with a limit of
+    /// 1 and a best checkpoint that is not the newest, two are kept.
+    fn rotate(&mut self, root: &Path) -> Result<()> {
+        let Some(limit) = self.config.training.save_total_limit else { return Ok(()) };
+        let s = &mut self.state;
+        s.checkpoints.retain(|c| root.join(&c.name).is_dir());
+        let mut sorted = s.checkpoints.clone();
+        sorted.sort_by(|a, b| (a.step, &a.name).cmp(&(b.step, &b.name)));
+        if sorted.len() <= limit {
+            return Ok(());
+        }
+        let mut limit = limit;
+        if let Some(best) = &s.best_model_checkpoint
+            && let Some(index) = sorted.iter().position(|c| &c.name == best)
+        {
+            for i in index..sorted.len().saturating_sub(2) {
+                sorted.swap(i, i + 1);
+            }
+            if limit == 1 && sorted.last().is_some_and(|c| &c.name != best) {
+                limit = 2;
+            }
+        }
+        for old in &sorted[..sorted.len().saturating_sub(limit)] {
+            let dir = root.join(&old.name);
+            let doomed = root.join(format!(".removing-{}", old.name));
+            std::fs::rename(&dir, &doomed)
+                .with_context(|| format!("cannot remove the old checkpoint {}", dir.display()))?;
+            std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))?;
+            s.checkpoints.retain(|c| c.name != old.name);
         }
         Ok(())
     }
@@ -413,6 +621,8 @@ where
 #[derive(Debug, Clone, Copy)]
 struct Control {
     log: bool,
+    evaluate: bool,
+    save: bool,
     epoch_end: bool,
     interrupted: bool,
 }

@@ -308,3 +308,181 @@ fn bench_times_a_length_mix() {
     let err = failure(run(&dir.path().join("missing.jsonl")));
     assert!(err.contains("missing.jsonl"), "{err}");
 }
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&read(path)).unwrap()
+}
+
+fn checkpoint_names(run: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Trainer's step-wise strategies end to end: evaluation and checkpoints every 2 steps, a
+/// rotation that keeps 2 (never the best), early stopping (a threshold no change can beat, so
+/// that it stops at the third evaluation), and `load_best_model_at_end`: `adapter/` is the best
+/// checkpoint's, and `summary.json` says which. A run cut after its best checkpoint and resumed
+/// ends the same, rotation and patience included.
+#[test]
+fn step_strategies_best_model_and_early_stopping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let settings = [
+        "--set",
+        "training.num_train_epochs=5",
+        "--set",
+        "training.eval_strategy=\"steps\"",
+        "--set",
+        "training.eval_steps=2",
+        "--set",
+        "training.save_strategy=\"steps\"",
+        "--set",
+        "training.save_steps=2",
+        "--set",
+        "training.save_total_limit=2",
+        "--set",
+        "training.load_best_model_at_end=true",
+        "--set",
+        "training.metric_for_best_model=\"loss\"",
+        "--set",
+        "training.early_stopping_patience=2",
+        "--set",
+        "training.early_stopping_threshold=100.0",
+        "--set",
+        "model.hidden_dropout_prob=0.2",
+    ];
+    let a = tmp.path().join("a");
+    ok(lora(&train_args(m, d, a.to_str().unwrap(), &settings)));
+    let summary = json(&a.join("summary.json"));
+    // 16 examples in batches of 4: 4 steps an epoch; evaluations at 2, 4, 6; the first sets the
+    // best, the next two do not beat it by 100, so patience 2 runs out at step 6.
+    assert_eq!(summary["stopped_early_at_step"], 6, "{summary:#}");
+    assert_eq!(summary["global_step"], 6);
+    let evaluations = summary["evaluations"].as_array().unwrap();
+    let steps: Vec<u64> = evaluations.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2, 4, 6]);
+    let losses: Vec<f64> = evaluations.iter().map(|e| e["eval_loss"].as_f64().unwrap()).collect();
+    let best = (0..3).fold(0, |b, i| if losses[i] < losses[b] { i } else { b });
+    let best_step = steps[best];
+    assert_eq!(summary["best_global_step"], best_step);
+    assert_eq!(summary["best_metric"].as_f64().unwrap(), losses[best]);
+    assert_eq!(summary["best_model_checkpoint"], format!("step-{best_step}"));
+    assert_eq!(summary["loaded_best_model_at_end"], true);
+    assert_eq!(
+        read(&a.join("adapter/adapter_model.safetensors")),
+        read(&a.join(format!("checkpoints/step-{best_step}/adapter_model.safetensors"))),
+        "adapter/ is the best checkpoint's"
+    );
+    // Two kept: the newest and the best (the best is never rotated out).
+    let kept = if best_step == 6 {
+        vec!["step-4".to_string(), "step-6".into()]
+    } else {
+        vec![format!("step-{best_step}"), "step-6".into()]
+    };
+    assert_eq!(checkpoint_names(&a), kept);
+    let evals = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    assert_eq!(evals.lines().filter(|l| l.contains("\"eval_loss\"") && !l.contains("train_loss")).count(), 3);
+
+    // A run cut after an earlier checkpoint (the newest gone, as if killed), resumed: the same end.
+    let c = tmp.path().join("c");
+    ok(lora(&train_args(m, d, c.to_str().unwrap(), &settings)));
+    std::fs::remove_file(c.join("summary.json")).unwrap();
+    std::fs::remove_dir_all(c.join("adapter")).unwrap();
+    // The older of the two kept (the best, or step 4 when the best is the last): what
+    // follows it re-runs evaluations, rotation and patience from its state.
+    let names = checkpoint_names(&c);
+    assert_eq!(names.len(), 2);
+    std::fs::remove_dir_all(c.join("checkpoints").join(&names[1])).unwrap();
+    ok(lora(&["train", "--resume", "--output-dir", c.to_str().unwrap(), "--quiet"]));
+    let resumed = json(&c.join("summary.json"));
+    for key in
+        ["evaluations", "best_global_step", "best_metric", "best_model_checkpoint", "stopped_early_at_step", "epochs"]
+    {
+        let strip = |v: &serde_json::Value| -> serde_json::Value {
+            let mut v = v.clone();
+            for e in v.as_array_mut().into_iter().flatten() {
+                if let Some(o) = e.as_object_mut() {
+                    o.remove("eval_seconds");
+                    o.remove("train_seconds");
+                }
+            }
+            v
+        };
+        assert_eq!(strip(&resumed[key]), strip(&summary[key]), "{key}");
+    }
+    assert_eq!(read(&a.join("adapter/adapter_model.safetensors")), read(&c.join("adapter/adapter_model.safetensors")));
+    assert_eq!(checkpoint_names(&c), checkpoint_names(&a));
+}
+
+/// `max_steps` overrides the epochs (the last one cut), accumulation counts optimizer steps,
+/// `logging_first_step` logs step 1, `save_strategy = "no"` leaves no checkpoint, and each
+/// refusal Trainer makes is one clear line.
+#[test]
+fn max_steps_accumulation_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = tmp.path().join("run");
+    let o = run.to_str().unwrap();
+    let settings = [
+        "--set",
+        "training.max_steps=5",
+        "--set",
+        "training.gradient_accumulation_steps=2",
+        "--set",
+        "training.logging_first_step=true",
+        "--set",
+        "training.save_strategy=\"no\"",
+        "--set",
+        "training.lr_scheduler_type=\"cosine\"",
+    ];
+    ok(lora(&train_args(m, d, o, &settings)));
+    let summary = json(&run.join("summary.json"));
+    // 4 batches an epoch, 2 a step: 2 steps an epoch, 3 epochs to reach step 5 (the last cut).
+    assert_eq!(summary["global_step"], 5);
+    let epochs: Vec<u64> = summary["epochs"].as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2, 3]);
+    let steps: Vec<u64> =
+        summary["evaluations"].as_array().unwrap().iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2, 4, 5], "evaluated at each epoch's end, the cut one included");
+    let logged: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged, [1, 2, 4], "logging_first_step, then every logging_steps");
+    assert_eq!(checkpoint_names(&run), Vec::<String>::new(), "save_strategy = \"no\"");
+
+    let refusals: [(&[&str], &[&str]); 7] = [
+        (&["training.lr_scheduler_type=\"cosine_annealing\""], &["cosine_annealing", "warmup_stable_decay"]),
+        (&["training.eval_steps=5"], &["eval_steps", "eval_strategy = \"steps\""]),
+        (
+            &["training.load_best_model_at_end=true", "training.eval_strategy=\"no\""],
+            &["load_best_model_at_end", "eval_strategy"],
+        ),
+        (
+            &["training.load_best_model_at_end=true", "training.save_strategy=\"steps\""],
+            &["save and eval strategy to match"],
+        ),
+        (&["training.early_stopping_patience=3"], &["early_stopping_patience", "load_best_model_at_end"]),
+        (&["training.save_strategy=\"best\""], &["metric_for_best_model"]),
+        (&["training.lr_scheduler_type=\"cosine_with_min_lr\""], &["min_lr_rate"]),
+    ];
+    for (sets, said) in refusals {
+        let mut args = train_args(m, d, o, &["--overwrite"]);
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let err = failure(lora(&args));
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        for word in said {
+            assert!(err.contains(word), "{sets:?}: {err}");
+        }
+    }
+}

@@ -45,6 +45,11 @@ fn read_golden() -> (Vec<TokenizedExample>, Vec<f64>, Vec<f64>) {
 }
 
 fn trainer() -> Trainer<B> {
+    trainer_with(&[])
+}
+
+/// The fidelity trainer with `settings` (`--set` items) over golden_trainer.py's.
+fn trainer_with(settings: &[String]) -> Trainer<B> {
     let device = Default::default();
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures/tiny-bert");
     let mut options = encoders::LoadOptions { hub: HubOptions::from_env(), ..Default::default() };
@@ -53,18 +58,17 @@ fn trainer() -> Trainer<B> {
     let pretrained = encoders::from_pretrained::<B>(base.to_str().unwrap(), &options, &device).unwrap();
     let (model, lora) =
         lora_adapter::peft::load_adapter(pretrained.model, &fixtures().join("init-adapter"), &device).unwrap();
-    let config = RunConfig::load(
-        None,
-        &[
-            "training.learning_rate=5e-3".into(),
-            "training.weight_decay=0.1".into(),
-            "training.max_grad_norm=0.3".into(),
-            "training.num_train_epochs=1".into(),
-            "training.per_device_train_batch_size=4".into(),
-        ],
-    )
-    .unwrap();
-    Trainer::new(model, lora, config, 10, textdata::TextBatcher::new(0), device)
+    let mut items: Vec<String> = vec![
+        "training.learning_rate=5e-3".into(),
+        "training.weight_decay=0.1".into(),
+        "training.max_grad_norm=0.3".into(),
+        "training.num_train_epochs=1".into(),
+        "training.per_device_train_batch_size=4".into(),
+    ];
+    items.extend_from_slice(settings);
+    let config = RunConfig::load(None, &items).unwrap();
+    let batches = 40usize.div_ceil(config.training.per_device_train_batch_size);
+    Trainer::new(model, lora, config, batches, textdata::TextBatcher::new(0), device).unwrap()
 }
 
 #[test]
@@ -96,4 +100,93 @@ fn ten_steps_match_hugging_face_trainer_with_peft() {
         // the 10 steps, a schedule slip by more: both far above this bound.
         assert!(worst < 5e-6, "{key}: max diff {worst:e}");
     }
+}
+
+/// Gradient accumulation, three schedules and label smoothing against Trainer + PEFT from the
+/// same adapter on the same batches (fixture: `scripts/golden_trainer_settings.py`): each
+/// step's loss, learning rate and gradient norm.
+#[test]
+fn accumulation_schedules_and_label_smoothing_match_hugging_face_trainer() {
+    let (items, _, _) = read_golden();
+    let text = std::fs::read_to_string(fixtures().join("settings.json")).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let scenarios = golden["scenarios"].as_object().unwrap();
+    assert_eq!(scenarios.len(), 3);
+    for (name, scenario) in scenarios {
+        let settings: Vec<String> = scenario["settings"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("training.{k}=\"{s}\""),
+                serde_json::Value::Object(table) => {
+                    let pairs: Vec<String> = table.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                    format!("training.{k}={{ {} }}", pairs.join(", "))
+                }
+                other => format!("training.{k}={other}"),
+            })
+            .collect();
+        let mut trainer = trainer_with(&settings);
+        let t = trainer.config.training.clone();
+        let micro: Vec<Vec<TokenizedExample>> =
+            items.chunks(t.per_device_train_batch_size).map(<[TokenizedExample]>::to_vec).collect();
+        let steps: Vec<Vec<Vec<TokenizedExample>>> =
+            micro.chunks(t.gradient_accumulation_steps).map(<[Vec<TokenizedExample>]>::to_vec).collect();
+        let f64s =
+            |key: &str| -> Vec<f64> { scenario[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+        let (losses, lrs, norms) = (f64s("losses"), f64s("learning_rates"), f64s("grad_norms"));
+        assert_eq!(steps.len(), losses.len(), "{name}: optimizer steps");
+        assert_eq!(trainer.total_steps, losses.len(), "{name}: the schedule's length");
+        for (step, micro_batches) in steps.into_iter().enumerate() {
+            let out = trainer.accumulated_step(micro_batches).unwrap();
+            let rel = (out.loss - losses[step]).abs() / losses[step].abs();
+            assert!(rel <= 1e-4, "{name} step {}: loss {} vs Trainer's {}", step + 1, out.loss, losses[step]);
+            assert!(
+                (out.learning_rate - lrs[step]).abs() <= 1e-12,
+                "{name} step {}: lr {} vs Trainer's {}",
+                step + 1,
+                out.learning_rate,
+                lrs[step]
+            );
+            let rel = (out.grad_norm - norms[step]).abs() / norms[step];
+            assert!(rel <= 1e-3, "{name} step {}: grad norm {} vs Trainer's {}", step + 1, out.grad_norm, norms[step]);
+        }
+    }
+}
+
+/// Accumulation's normalisation: one step over micro-batches of 8 and 8, or of 10 and 6 (a
+/// short last one), is the step over the batch of 16: the same loss and gradient norm.
+#[test]
+fn accumulated_micro_batches_make_the_step_of_the_whole_batch() {
+    let (items, _, _) = read_golden();
+    let batch: Vec<TokenizedExample> = items[..16].to_vec();
+    let whole = trainer_with(&["training.per_device_train_batch_size=16".into()]).step(batch.clone()).unwrap();
+    for split in [8, 10] {
+        let mut trainer = trainer_with(&[
+            format!("training.per_device_train_batch_size={split}"),
+            "training.gradient_accumulation_steps=2".into(),
+        ]);
+        let out = trainer.accumulated_step(vec![batch[..split].to_vec(), batch[split..].to_vec()]).unwrap();
+        assert!(
+            (out.loss - whole.loss).abs() <= 1e-6 * whole.loss,
+            "{split}+{}: loss {} vs {}",
+            16 - split,
+            out.loss,
+            whole.loss
+        );
+        assert!(
+            (out.grad_norm - whole.grad_norm).abs() <= 1e-5 * whole.grad_norm,
+            "{split}+{}: grad norm {} vs {}",
+            16 - split,
+            out.grad_norm,
+            whole.grad_norm
+        );
+        assert_eq!(out.learning_rate, whole.learning_rate);
+    }
+    // Weighted by examples, not by micro-batches: the plain mean of the two means is another loss.
+    let mut trainer = trainer_with(&[]);
+    let first = trainer.step(batch[..10].to_vec()).unwrap().loss;
+    let mut trainer = trainer_with(&[]);
+    let second = trainer.step(batch[10..].to_vec()).unwrap().loss;
+    assert!(((first + second) / 2.0 - whole.loss).abs() > 1e-4, "the split must tell the two normalisations apart");
 }
