@@ -465,6 +465,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         say(output, &format!("{} holds no checkpoint: starting the run from the beginning", out.display()));
     }
 
+    check_local_paths(&config)?;
     // The data before the model: its labels size the classifier.
     let (subsets, labels) = read_data(&config)?;
     if config.training.label_smoothing_factor > 0.0 && labels.problem_type != ProblemType::SingleLabelClassification {
@@ -624,6 +625,38 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         ),
     );
     Ok(summary)
+}
+
+/// The Hub ids of the local copies the shipped configs name (`../shared/assets/...` exists on
+/// the project's machines only).
+const HUB_IDS: [(&str, &str); 4] = [
+    ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"),
+    ("bert-base-uncased", "bert-base-uncased"),
+    ("imdb", "stanfordnlp/imdb"),
+    ("imdb-1000-500", "stanfordnlp/imdb"),
+];
+
+/// A model or data path that is plainly local (`./`, `../`, `/`, `~`, or more than `owner/name`)
+/// and missing is said so before anything else, with the Hub id to use instead when the path
+/// is a copy of a known one.
+fn check_local_paths(config: &RunConfig) -> Result<()> {
+    let named = [("model.name_or_path", &config.model.name_or_path), ("data.source", &config.data.source)];
+    for (key, value) in named {
+        let path = Path::new(value.as_str());
+        let local = value.starts_with(['.', '/', '~']) || value.split('/').count() > 2;
+        if !local || path.exists() {
+            continue;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let hint = match HUB_IDS.iter().find(|(local, _)| *local == name) {
+            Some((_, id)) => {
+                format!("; to download it from the Hugging Face Hub instead, set {key} = \"{id}\" (--set {key}={id})")
+            }
+            None => String::new(),
+        };
+        bail!("{key} = {value:?}: no such file or directory{hint}");
+    }
+    Ok(())
 }
 
 /// `load_best_model_at_end`: the best checkpoint's adapter into the model, so that `adapter/`

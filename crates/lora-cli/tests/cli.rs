@@ -195,6 +195,12 @@ fn user_errors_are_one_clear_line() {
     let err = failure(lora(&train_args("no/such/model/dir", d, o, &[])));
     assert!(err.contains("no/such/model/dir"), "{err}");
 
+    // A missing local copy of a Hub model or dataset names the Hub id to use instead.
+    let err = failure(lora(&train_args("../nowhere/all-MiniLM-L6-v2", d, o, &[])));
+    assert!(err.contains("model.name_or_path") && err.contains("sentence-transformers/all-MiniLM-L6-v2"), "{err}");
+    let err = failure(lora(&train_args(m, "../nowhere/imdb", o, &[])));
+    assert!(err.contains("data.source") && err.contains("stanfordnlp/imdb"), "{err}");
+
     let err = failure(lora(&train_args(m, d, o, &["--device", "cuda"])));
     assert!(err.contains("cuda"), "{err}");
 
