@@ -21,6 +21,8 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification, Trainer, TrainingArguments
 
+from golden_trainer import Examples, collate  # scripts/ is on the path when a script in it runs
+
 PINNED = {"torch": "2.8.0", "transformers": "4.57.1", "peft": "0.17.1"}
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "crates" / "encoders" / "tests" / "fixtures" / "tiny-bert"
@@ -37,29 +39,6 @@ SCENARIOS = {
                                     lr_scheduler_type="polynomial", warmup_ratio=0.3,
                                     lr_scheduler_kwargs={"lr_end": 1e-4, "power": 2.0}),
 }
-
-
-class Examples(torch.utils.data.Dataset):
-    def __init__(self, ids, lengths, labels):
-        self.ids, self.lengths, self.labels = ids, lengths, labels
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        n = int(self.lengths[i])
-        return {"input_ids": self.ids[i, :n], "labels": self.labels[i]}
-
-
-def collate(items):
-    seq = max(len(x["input_ids"]) for x in items)
-    ids = torch.zeros(len(items), seq, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, x in enumerate(items):
-        ids[i, : len(x["input_ids"])] = x["input_ids"]
-        mask[i, : len(x["input_ids"])] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
-            "labels": torch.stack([x["labels"] for x in items])}
 
 
 class Recording(Trainer):
