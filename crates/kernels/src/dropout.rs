@@ -39,6 +39,11 @@ impl Dropout {
         Self { prob }
     }
 
+    /// Whether [`Dropout::forward`] changes `x`: training (autodiff on) and a rate above 0.
+    pub fn is_active<B: Backend, const D: usize>(&self, x: &Tensor<B, D>) -> bool {
+        B::ad_enabled(&x.device()) && self.prob > 0.0
+    }
+
     pub fn forward<B: Backend, const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
         let device = input.device();
         if !B::ad_enabled(&device) || self.prob == 0.0 {

@@ -22,7 +22,8 @@ pub enum InitLoraWeights {
     /// `true`: A Kaiming-uniform (a = √5), B zero; `false`: both as `nn.Linear` draws them
     /// (the adapter then changes the output from the start).
     Flag(bool),
-    /// `"gaussian"`: A normal with std 1/r, B zero.
+    /// `"gaussian"`: A normal with std 1/r, B zero; `"pissa"` / `"pissa_niter_N"` / `"olora"`:
+    /// from the SVD / QR of the base weight, which keeps the residual ([`crate::init`]).
     Method(String),
 }
 
@@ -148,18 +149,16 @@ impl LoraConfig {
         if self.fan_in_fan_out {
             return Err("fan_in_fan_out = true is for GPT-2's Conv1D; BERT's linears need false".into());
         }
-        if self.use_dora {
-            return Err("use_dora = true (DoRA) is not supported".into());
-        }
         if self.layer_replication.as_ref().is_some_and(|v| !v.is_null()) {
             return Err("layer_replication is not supported".into());
         }
         match &self.init_lora_weights {
             InitLoraWeights::Flag(_) => {}
-            InitLoraWeights::Method(m) if m == "gaussian" => {}
+            InitLoraWeights::Method(m)
+                if m == "gaussian" || crate::init::MutatingInit::of(&self.init_lora_weights).is_some() => {}
             InitLoraWeights::Method(m) => {
                 return Err(format!(
-                    "init_lora_weights = {m:?} is not supported; expected true, false or \"gaussian\""
+                    "init_lora_weights = {m:?} is not supported; expected true, false, \"gaussian\", \"pissa\", \"pissa_niter_N\" (N a number of iterations) or \"olora\""
                 ));
             }
         }
@@ -371,9 +370,20 @@ mod tests {
 
     #[test]
     fn refuses_what_it_does_not_implement() {
-        let config = LoraConfig { use_dora: true, ..Default::default() };
-        assert!(config.validate().unwrap_err().contains("use_dora"));
         let config = LoraConfig { bias: "all".into(), ..Default::default() };
         assert!(config.validate().unwrap_err().contains("bias"));
+        let config = LoraConfig { init_lora_weights: InitLoraWeights::Method("loftq".into()), ..Default::default() };
+        assert!(config.validate().unwrap_err().contains("\"loftq\" is not supported"));
+        let config =
+            LoraConfig { init_lora_weights: InitLoraWeights::Method("pissa_niter_".into()), ..Default::default() };
+        assert!(config.validate().is_err(), "PEFT's int() of an empty N fails too");
+        for ok in ["pissa", "pissa_niter_4", "olora", "gaussian"] {
+            let config = LoraConfig {
+                init_lora_weights: InitLoraWeights::Method(ok.into()),
+                use_dora: true,
+                ..Default::default()
+            };
+            assert_eq!(config.validate(), Ok(()), "{ok} with DoRA");
+        }
     }
 }

@@ -8,6 +8,7 @@ use kernels::Dropout;
 
 use crate::config::{InitLoraWeights, LoraConfig};
 use crate::error::{LoraError, Result};
+use crate::init::{MutatingInit, mutated_init};
 use crate::linear::{AdaptableModel, LoraAdapter, LoraLinear};
 
 /// What [`inject`] did.
@@ -21,7 +22,9 @@ pub struct Injected {
 
 /// Freezes every parameter of `model`, puts a fresh adapter on each linear `config` targets,
 /// and unfreezes the `modules_to_save`. Fresh adapters are drawn on the backend's seeded
-/// generator, as PEFT draws them (see [`InitLoraWeights`]).
+/// generator, as PEFT draws them (see [`InitLoraWeights`]); PiSSA and OLoRA take them from the
+/// base weight and leave the residual in its place ([`crate::init`]), then DoRA's magnitude is
+/// the norm of what the linear computes, as PEFT's order has it.
 ///
 /// The model's output layer ([`LoraLinear::output`]) is the head that `"all-linear"` leaves out.
 pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
@@ -34,15 +37,43 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
     let mut injected = Injected::default();
     let mut names = Vec::new();
     model.visit_linears(&mut |name, _| names.push(name.to_string()));
+    let mutating = MutatingInit::of(&config.init_lora_weights);
+    let mut failure = None;
     model.visit_linears(&mut |name, linear| {
+        if failure.is_some() {
+            return;
+        }
         if config.saves_module(name) {
             unfreeze(linear);
             injected.saved_modules.push(name.to_string());
         } else if config.targets(name, linear.output) {
-            linear.adapter = Some(fresh_adapter(linear.dims(), name, config, device));
+            let mut adapter = fresh_adapter(linear.dims(), name, config, device);
+            // PiSSA / OLoRA: factors from the base weight, which keeps the residual.
+            if let Some(method) = mutating {
+                match mutated_init(linear.weight.val(), adapter.rank(), adapter.scaling, method) {
+                    Ok((a, b, residual)) => {
+                        adapter.lora_A = Param::from_tensor(a.require_grad());
+                        adapter.lora_B = Param::from_tensor(b.require_grad());
+                        linear.weight = Param::initialized(linear.weight.id, residual.detach());
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return;
+                    }
+                }
+            }
+            // PEFT's DoRA init, after the LoRA pair's: `||W + scaling B A||` per output.
+            if config.use_dora {
+                let norm = adapter.weight_norm(linear.weight.val());
+                adapter.lora_magnitude_vector = Some(Param::from_tensor(norm.require_grad()));
+            }
+            linear.adapter = Some(adapter);
             injected.adapted.push(name.to_string());
         }
     });
+    if let Some(e) = failure {
+        return Err(e);
+    }
     if injected.adapted.is_empty() {
         let mut tails: Vec<&str> = names.iter().filter_map(|n| n.rsplit('.').next()).collect();
         tails.sort_unstable();
@@ -89,6 +120,7 @@ pub fn fresh_adapter<B: Backend>(
         lora_B: Param::from_tensor(b),
         scaling: shape.scaling,
         dropout: Dropout::new(config.lora_dropout),
+        lora_magnitude_vector: None,
     }
 }
 
@@ -108,6 +140,7 @@ impl ParameterCount {
         model.visit_linears(&mut |name, linear| {
             if let Some(a) = &linear.adapter {
                 adapter += a.lora_A.num_params() + a.lora_B.num_params();
+                adapter += a.lora_magnitude_vector.as_ref().map_or(0, |m| m.num_params());
             }
             if config.saves_module(name) {
                 saved += linear.weight.num_params() + linear.bias.as_ref().map_or(0, |b| b.num_params());
@@ -142,7 +175,8 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// Folds every adapter into its base weight (`W + scaling * A B`) and drops it, leaving plain
+/// Folds every adapter into its base weight (`W + scaling * A B`; with DoRA, PEFT's
+/// `(m / ||W + scaling A B||) (W + scaling A B)`, column by column) and drops it, leaving plain
 /// linears with no adapter cost. Refuses if any merged weight would be non-finite.
 pub fn merge<B: Backend, M: AdaptableModel<B>>(mut model: M) -> Result<M> {
     let mut failure = None;
@@ -154,6 +188,10 @@ pub fn merge<B: Backend, M: AdaptableModel<B>>(mut model: M) -> Result<M> {
         if let Some(adapter) = &linear.adapter {
             let delta = adapter.lora_A.val().matmul(adapter.lora_B.val()) * adapter.scaling; // [in, out]
             let weight = linear.weight.val() + delta;
+            let weight = match adapter.dora_factor(linear.weight.val()) {
+                Some(factor) => weight * factor.unsqueeze_dim::<2>(0),
+                None => weight,
+            };
             match kernels::read::f32s(weight.clone()) {
                 Ok(values) if values.iter().all(|x| x.is_finite()) => merged.push((name.to_string(), weight)),
                 Ok(_) => failure = Some(LoraError::NonFiniteMerge { module: name.to_string() }),

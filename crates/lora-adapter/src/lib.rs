@@ -7,6 +7,7 @@
 
 mod config;
 mod error;
+pub mod init;
 mod inject;
 mod linear;
 mod mixed;

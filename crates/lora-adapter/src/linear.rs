@@ -1,4 +1,7 @@
-//! A linear layer that can carry a LoRA adapter: `y = x W + b + (dropout(x) A B) * scaling`.
+//! A linear layer that can carry a LoRA adapter: `y = x W + b + (dropout(x) A B) * scaling`,
+//! or with DoRA (Liu et al., 2024, as PEFT computes it) `y = x W + b + (m / n - 1) x' W + (m / n)
+//! (x' A B) * scaling`, where `x'` is `dropout(x)`, `m` the trained magnitude vector and `n` the
+//! column norms of `W + scaling * A B`, held constant in the backward pass.
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
@@ -41,6 +44,9 @@ pub struct LoraAdapter<B: Backend> {
     pub scaling: f64,
     /// Applied to the adapter's input only; active only on an autodiff backend (training).
     pub dropout: Dropout,
+    /// DoRA's magnitude, one per output (`[d_output]`): PEFT's `lora_magnitude_vector`, set
+    /// when the config has `use_dora = true`.
+    pub lora_magnitude_vector: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> LoraLinear<B> {
@@ -66,6 +72,9 @@ impl<B: Backend> LoraLinear<B> {
         }
         match &self.adapter {
             None => linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val())),
+            Some(adapter @ LoraAdapter { lora_magnitude_vector: Some(m), .. }) => {
+                self.dora_forward(adapter, m.val(), input)
+            }
             Some(adapter) => {
                 let delta = adapter.forward(input.clone());
                 linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val())) + delta
@@ -74,7 +83,59 @@ impl<B: Backend> LoraLinear<B> {
     }
 }
 
+impl<B: Backend> LoraLinear<B> {
+    /// DoRA's forward, as PEFT's `DoraLinearLayer.forward` on top of the base result: without
+    /// dropout (or outside training) `b + (m / n) (x W + (x A B) * scaling)`; with it the base
+    /// product is taken once more, of the dropped-out input.
+    fn dora_forward<const D: usize>(
+        &self,
+        adapter: &LoraAdapter<B>,
+        magnitude: Tensor<B, 1>,
+        input: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        let weight = self.weight.val();
+        let factor = broadcast_last::<B, D>(magnitude / adapter.weight_norm(weight.clone()));
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let dropped = adapter.dropout.forward(input.clone());
+        let lora = linear(linear(dropped.clone(), adapter.lora_A.val(), None), adapter.lora_B.val(), None);
+        let base = linear(input.clone(), weight.clone(), None);
+        let out = if adapter.dropout.is_active(&input) {
+            // PEFT: `result + (m / n - 1) * F.linear(dropout(x), W) + (m / n) * lora * scaling`.
+            let dropped_base = linear(dropped, weight, None);
+            base + (factor.clone() - 1.0) * dropped_base + factor * lora * adapter.scaling
+        } else {
+            (base + lora * adapter.scaling) * factor
+        };
+        match bias {
+            Some(b) => out + broadcast_last::<B, D>(b),
+            None => out,
+        }
+    }
+}
+
+/// `[n]` as `[1, ..., 1, n]`, to scale the last axis of a rank-`D` tensor.
+pub(crate) fn broadcast_last<B: Backend, const D: usize>(v: Tensor<B, 1>) -> Tensor<B, D> {
+    let mut dims = [1; D];
+    dims[D - 1] = v.dims()[0];
+    v.reshape(dims)
+}
+
 impl<B: Backend> LoraAdapter<B> {
+    /// The column norms of `weight + scaling * A B` (`weight` in Burn's `[in, out]`; PEFT's
+    /// `get_weight_norm`, the row norms of its `[out, in]`), one per output; no gradient flows
+    /// through them.
+    pub fn weight_norm(&self, weight: Tensor<B, 2>) -> Tensor<B, 1> {
+        let lora = self.lora_A.val().detach().matmul(self.lora_B.val().detach());
+        column_norms(weight + lora * self.scaling).detach()
+    }
+
+    /// DoRA's `m / ||W + scaling A B||` of the base weight `weight`, one per output, where this
+    /// adapter has a magnitude vector.
+    pub fn dora_factor(&self, weight: Tensor<B, 2>) -> Option<Tensor<B, 1>> {
+        let m = self.lora_magnitude_vector.as_ref()?;
+        Some(m.val() / self.weight_norm(weight))
+    }
+
     /// The adapter's contribution, `dropout(x) A B * scaling`.
     pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
         let x = self.dropout.forward(input);
@@ -85,6 +146,13 @@ impl<B: Backend> LoraAdapter<B> {
     pub fn rank(&self) -> usize {
         self.lora_A.shape().dims::<2>()[1]
     }
+}
+
+/// The L2 norm of each column of `[rows, cols]`, `[cols]` (`torch.linalg.norm(w, dim=1)` of the
+/// transpose).
+pub fn column_norms<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 1> {
+    let cols = w.dims()[1];
+    w.powf_scalar(2.0).sum_dim(0).sqrt().reshape([cols])
 }
 
 /// A model (or part of one) whose linears can take adapters. Each module implements

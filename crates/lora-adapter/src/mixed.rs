@@ -29,6 +29,7 @@ use kernels::linear;
 
 use crate::config::LoraConfig;
 use crate::error::{LoraError, Result};
+use crate::init::{MutatingInit, mutated_init};
 use crate::linear::{AdaptableModel, LoraLinear};
 use crate::peft::Adapter;
 
@@ -37,6 +38,8 @@ use crate::peft::Adapter;
 struct LinearWeights<B: Backend> {
     /// `lora_A` `[in, r]`, `lora_B` `[r, out]`, scaling.
     lora: Option<(Tensor<B, 2>, Tensor<B, 2>, f64)>,
+    /// DoRA's `m / ||W + scaling A B||` `[out]`, constant once trained.
+    dora: Option<Tensor<B, 1>>,
     /// A saved module's weight `[in, out']` and bias, in place of the base's.
     replaced: Option<(Tensor<B, 2>, Option<Tensor<B, 1>>)>,
 }
@@ -57,24 +60,55 @@ impl<B: Backend> AdapterWeights<B> {
     /// What `adapter` puts on `base`. It is applied to a copy of `base` (which shares the base's
     /// tensors) with every check that loading it alone makes ([`Adapter::apply`]: targets,
     /// ranks, shapes, finite values), and only what it changes is kept.
+    ///
+    /// A PiSSA or OLoRA adapter trained on the residual of the base weight, `W - scaling A0 B0`
+    /// (its starting factors): it is kept as the plain adapter of rank 2r that applies to `W`
+    /// itself, `[A | A0]`, `[B ; -B0]`, which is PEFT's `path_initial_model_for_weight_conversion`.
     pub fn new<M: Module<B> + AdaptableModel<B>>(base: &M, adapter: Adapter, device: &B::Device) -> Result<Self> {
         let (mut applied, config) = adapter.apply(base.clone(), device)?;
+        let mut starts = HashMap::new();
+        if let Some(method) = MutatingInit::of(&config.init_lora_weights) {
+            let mut base_weights = HashMap::new();
+            base.clone().visit_linears(&mut |name, linear| {
+                base_weights.insert(name.to_string(), linear.weight.val());
+            });
+            let mut failure = None;
+            applied.visit_linears(&mut |name, linear| {
+                let (Some(a), Some(w), true) = (&linear.adapter, base_weights.remove(name), failure.is_none()) else {
+                    return;
+                };
+                match mutated_init(w, a.rank(), a.scaling, method) {
+                    Ok((a0, b0, _)) => drop(starts.insert(name.to_string(), (a0, b0))),
+                    Err(e) => failure = Some(e),
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
         let mut linears = HashMap::new();
         let (mut num_labels, mut bytes) = (None, 0);
         applied.visit_linears(&mut |name, linear| {
-            let lora = linear.adapter.as_ref().map(|a| (a.lora_A.val(), a.lora_B.val(), a.scaling));
+            let lora = linear.adapter.as_ref().map(|a| match starts.remove(name) {
+                Some((a0, b0)) => {
+                    (Tensor::cat(vec![a.lora_A.val(), a0], 1), Tensor::cat(vec![a.lora_B.val(), -b0], 0), a.scaling)
+                }
+                None => (a.lora_A.val(), a.lora_B.val(), a.scaling),
+            });
+            let dora = linear.adapter.as_ref().and_then(|a| a.dora_factor(linear.weight.val()));
             let replaced =
                 config.saves_module(name).then(|| (linear.weight.val(), linear.bias.as_ref().map(|b| b.val())));
             if linear.output {
                 num_labels = Some(linear.dims()[1]);
             }
             bytes += lora.as_ref().map_or(0, |(a, b, _)| a.shape().num_elements() + b.shape().num_elements()) * 4;
+            bytes += dora.as_ref().map_or(0, |d| d.shape().num_elements()) * 4;
             bytes += replaced
                 .as_ref()
                 .map_or(0, |(w, b)| w.shape().num_elements() + b.as_ref().map_or(0, |b| b.shape().num_elements()))
                 * 4;
             if lora.is_some() || replaced.is_some() {
-                linears.insert(name.to_string(), LinearWeights { lora, replaced });
+                linears.insert(name.to_string(), LinearWeights { lora, dora, replaced });
             }
         });
         let num_labels = num_labels.ok_or_else(|| LoraError::Config {
@@ -142,7 +176,7 @@ impl<B: Backend> MixedBatch<B> {
                 (Some(base), None) => base,
                 (None, None) => linear(x.clone(), layer.weight.val(), bias()),
             };
-            return Some(add_lora(out, x, weights));
+            return Some(add_lora(out, x, weights, bias()));
         }
         let mut outs = Vec::with_capacity(parts.len());
         for (range, weights) in &parts {
@@ -154,7 +188,7 @@ impl<B: Backend> MixedBatch<B> {
                 (Some(base), None) => base.clone(),
                 (None, None) => linear(x.clone(), layer.weight.val(), bias()),
             };
-            let out = add_lora(out, x, *weights);
+            let out = add_lora(out, x, *weights, bias());
             outs.push(if per_row { out } else { out.repeat_dim(0, rows) });
         }
         let width = outs.iter().map(|o| o.dims()[D - 1]).max().unwrap_or(0);
@@ -176,15 +210,29 @@ impl<B: Backend> MixedBatch<B> {
 }
 
 /// `out + (x A B) * scaling` where `weights` has a LoRA pair, as [`crate::LoraAdapter::forward`]
-/// computes it (no dropout: serving is inference).
+/// computes it (no dropout: serving is inference); with DoRA's factor `f`,
+/// `f (out - bias + (x A B) * scaling) + bias`, as [`LoraLinear::forward`] computes it.
 fn add_lora<B: Backend, const D: usize>(
     out: Tensor<B, D>,
     x: Tensor<B, D>,
     weights: Option<&LinearWeights<B>>,
+    bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    match weights.and_then(|w| w.lora.as_ref()) {
-        Some((a, b, scaling)) => out + linear(linear(x, a.clone(), None), b.clone(), None) * *scaling,
-        None => out,
+    let Some((a, b, scaling)) = weights.and_then(|w| w.lora.as_ref()) else { return out };
+    let lora = linear(linear(x, a.clone(), None), b.clone(), None) * *scaling;
+    match weights.and_then(|w| w.dora.clone()) {
+        None => out + lora,
+        Some(factor) => {
+            let unbiased = match &bias {
+                Some(bias) => out - crate::linear::broadcast_last::<B, D>(bias.clone()),
+                None => out,
+            };
+            let scaled = (unbiased + lora) * crate::linear::broadcast_last::<B, D>(factor);
+            match bias {
+                Some(bias) => scaled + crate::linear::broadcast_last::<B, D>(bias),
+                None => scaled,
+            }
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! `adapter_model.safetensors` (or an older PEFT's `adapter_model.bin`).
 //!
 //! Saved tensor names are PEFT's for the wrapped model: `base_model.model.{module}.lora_A.weight`
-//! (`[r, in]`), `...lora_B.weight` (`[out, r]`), and the modules to save in full under
+//! (`[r, in]`), `...lora_B.weight` (`[out, r]`), DoRA's `...lora_magnitude_vector` (`[out]`),
+//! and the modules to save in full under
 //! `base_model.model.{module}.weight` / `.bias`; f32, header metadata `{"format": "pt"}`.
 
 use std::collections::BTreeMap;
@@ -45,6 +46,15 @@ pub fn adapter_tensors<B: Backend, M: AdaptableModel<B>>(
             if let Some(adapter) = &linear.adapter {
                 tensors.insert(format!("{PREFIX}{name}.lora_A.weight"), transposed(adapter.lora_A.val())?);
                 tensors.insert(format!("{PREFIX}{name}.lora_B.weight"), transposed(adapter.lora_B.val())?);
+                if let Some(m) = &adapter.lora_magnitude_vector {
+                    // PEFT's name: its `lora_magnitude_vector.default.weight` less the adapter
+                    // name and `.weight` (`get_peft_model_state_dict`).
+                    let data = kernels::read::f32s(m.val())?;
+                    tensors.insert(
+                        format!("{PREFIX}{name}.lora_magnitude_vector"),
+                        RawTensor { shape: vec![data.len()], data },
+                    );
+                }
             }
             if config.saves_module(name) {
                 tensors.insert(format!("{PREFIX}{name}.weight"), transposed(linear.weight.val())?);
@@ -222,6 +232,11 @@ pub fn load_weights<B: Backend, M: AdaptableModel<B>>(
                 let b = take(&mut tensors, path, &format!("{name}.lora_B.weight"), &[d_out, r])?;
                 adapter.lora_A = Param::initialized(adapter.lora_A.id, matrix(a).require_grad());
                 adapter.lora_B = Param::initialized(adapter.lora_B.id, matrix(b).require_grad());
+                if let Some(m) = adapter.lora_magnitude_vector.as_mut() {
+                    let raw = take(&mut tensors, path, &format!("{name}.lora_magnitude_vector"), &[d_out])?;
+                    let values = Tensor::from_data(TensorData::new(raw.data, [d_out]), device);
+                    *m = Param::initialized(m.id, values.require_grad());
+                }
             }
             if config.saves_module(name) {
                 let key = format!("{name}.weight");
