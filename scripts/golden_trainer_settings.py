@@ -82,6 +82,9 @@ def main():
         assert len(grad_norms) == steps == trainer.state.global_step, (len(grad_norms), steps)
         settings = {k: v for k, v in extra.items()}
         out["scenarios"][name] = {"settings": settings, "losses": losses, "learning_rates": lrs, "grad_norms": grad_norms}
+        if extra.get("label_smoothing_factor"):
+            # Trainer's label smoother gives evaluation's loss too: the trained model on the 40 examples.
+            out["scenarios"][name]["eval_loss"] = trainer.evaluate(eval_dataset=data)["eval_loss"]
         print(name, "losses", [round(x, 5) for x in losses])
         print(name, "lrs", lrs)
     (FIXTURE / "settings.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -84,6 +84,8 @@ pub struct LoraSection {
     pub layers_to_transform: Option<Vec<usize>>,
     pub bias: String,
     pub init_lora_weights: InitLoraWeights,
+    /// DoRA: a trained magnitude per output beside the low-rank direction (PEFT's `use_dora`).
+    pub use_dora: bool,
     pub task_type: String,
 }
 
@@ -100,6 +102,7 @@ impl Default for LoraSection {
             layers_to_transform: None,
             bias: "none".into(),
             init_lora_weights: InitLoraWeights::Flag(true),
+            use_dora: false,
             task_type: "SEQ_CLS".into(),
         }
     }
@@ -131,6 +134,7 @@ impl LoraSection {
             layers_to_transform: self.layers_to_transform.clone().map(Layers::Many),
             bias: self.bias.clone(),
             init_lora_weights: self.init_lora_weights.clone(),
+            use_dora: self.use_dora,
             task_type: Some(self.task_type.clone()),
             base_model_name_or_path: Some(base_model.to_string()),
             ..LoraConfig::default()
@@ -326,6 +330,24 @@ pub struct TrainingSection {
     /// Unset: true unless the metric is a loss (Trainer's rule).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub greater_is_better: Option<bool>,
+    /// Where the run's logs also go, as Trainer's `report_to`: `"none"`, `"tensorboard"` (or
+    /// `"all"`, which here is TensorBoard), or a list of them.
+    pub report_to: ReportTo,
+    /// TensorBoard's directory. Unset: `OUTPUT_DIR/runs` (Trainer's is a dated folder inside
+    /// it; here a resumed run adds its event file beside the first, so TensorBoard shows one run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging_dir: Option<PathBuf>,
+    /// LoRA+ (PEFT's `create_loraplus_optimizer`): `lora_B` and every 1-D trainable tensor
+    /// (biases, DoRA's magnitudes) learn at `learning_rate * loraplus_lr_ratio`. Unset: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loraplus_lr_ratio: Option<f64>,
+    /// LoRA+'s rate for adapters on embedding layers; this project adapts linears only, and
+    /// PEFT 0.17.1's grouping never finds one either, so it changes nothing (accepted for configs
+    /// that carry it).
+    pub loraplus_lr_embedding: f64,
+    /// With LoRA+, the decay of every group but biases and LayerNorm weights, in place of
+    /// `weight_decay` (PEFT's groups each set their own, and this is theirs: 0 unless given).
+    pub loraplus_weight_decay: f64,
     /// Train in bfloat16 on CUDA. Burn 0.21 has no mixed precision, so weights, activations and
     /// optimiser state are all bf16 (Hugging Face's `bf16 = true` autocasts and keeps fp32 masters).
     pub bf16: bool,
@@ -366,6 +388,11 @@ impl Default for TrainingSection {
             group_by_length: false,
             metric_for_best_model: None,
             greater_is_better: None,
+            report_to: ReportTo::One("none".into()),
+            logging_dir: None,
+            loraplus_lr_ratio: None,
+            loraplus_lr_embedding: 1e-6,
+            loraplus_weight_decay: 0.0,
             bf16: false,
         }
     }
@@ -428,6 +455,15 @@ impl RunConfig {
         }
         t.schedule()?;
         t.check_strategies()?;
+        if let Some(ratio) = t.loraplus_lr_ratio
+            && !(ratio > 0.0 && ratio.is_finite())
+        {
+            bail!("training.loraplus_lr_ratio must be a positive number (LoRA+'s paper uses 16), got {ratio}");
+        }
+        t.report_to.check()?;
+        if !(t.loraplus_weight_decay >= 0.0 && t.loraplus_weight_decay.is_finite()) {
+            bail!("training.loraplus_weight_decay must be 0 or more, got {}", t.loraplus_weight_decay);
+        }
         if !(0.0..=1.0).contains(&t.warmup_ratio) {
             bail!("training.warmup_ratio must be in [0, 1], got {}", t.warmup_ratio);
         }
@@ -461,6 +497,44 @@ impl RunConfig {
 
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("cannot write the config as TOML")
+    }
+}
+
+/// Trainer's `report_to`: one integration's name or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReportTo {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl ReportTo {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            Self::One(name) => vec![name.as_str()],
+            Self::Many(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Whether TensorBoard event files are written.
+    pub fn tensorboard(&self) -> bool {
+        self.names().iter().any(|n| matches!(*n, "tensorboard" | "all"))
+    }
+
+    fn check(&self) -> Result<()> {
+        for name in self.names() {
+            match name {
+                "none" | "all" | "tensorboard" => {}
+                "wandb" | "mlflow" | "comet_ml" | "neptune" | "clearml" | "dvclive" | "codecarbon" | "azure_ml"
+                | "aim" | "swanlab" | "trackio" | "dagshub" | "flyte" => bail!(
+                    "training.report_to = {name:?}: only \"tensorboard\" is built into this program (or \"none\"); every log line is also in the run's metrics.jsonl, for other tools to read"
+                ),
+                other => {
+                    bail!("training.report_to = {other:?} is unknown; expected \"none\", \"tensorboard\" or \"all\"")
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -731,6 +805,44 @@ fn set(table: &mut toml::Table, item: &str) -> Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The card's config names every key of [lora] and [training], set or commented out, so a
+    /// user reads there what can be set (issue #23: "lists every new key").
+    #[test]
+    fn the_card_config_names_every_lora_and_training_key() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/imdb-bert-base-lora.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let config = RunConfig::load(Some(Path::new(path)), &[]).unwrap();
+        let mut defaults = toml::Table::try_from(RunConfig::default()).unwrap();
+        // Keys whose default is unset are not serialized: add them with any value.
+        let training = defaults["training"].as_table_mut().unwrap();
+        for key in [
+            "eval_steps",
+            "save_steps",
+            "save_total_limit",
+            "early_stopping_patience",
+            "metric_for_best_model",
+            "greater_is_better",
+            "logging_dir",
+            "loraplus_lr_ratio",
+        ] {
+            training.insert(key.into(), 0.into());
+        }
+        defaults["lora"].as_table_mut().unwrap().insert("target_modules".into(), 0.into());
+        for section in ["lora", "training"] {
+            for key in defaults[section].as_table().unwrap().keys() {
+                let named = text.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+                });
+                assert!(named, "configs/imdb-bert-base-lora.toml does not name [{section}] {key}");
+            }
+        }
+        // And the keys it sets are the defaults where the card says nothing.
+        let t = &config.training;
+        assert_eq!((t.gradient_accumulation_steps, t.max_steps, t.label_smoothing_factor), (1, -1, 0.0));
+        assert_eq!((config.lora.use_dora, t.report_to.tensorboard(), t.loraplus_lr_ratio), (false, false, None));
+    }
 
     #[test]
     fn overrides_apply_and_unknown_keys_list_the_valid_ones() {

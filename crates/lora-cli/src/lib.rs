@@ -17,5 +17,6 @@ pub mod optim;
 pub mod report;
 pub mod run_dir;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train;
 pub mod trainer;

@@ -98,6 +98,22 @@ pub fn metrics(logits: &[Vec<f32>], targets: &[Target], space: &LabelSpace) -> E
     }
 }
 
+/// The loss Trainer reports for an evaluation with `label_smoothing_factor = epsilon` (its
+/// `LabelSmoother` is the loss of every batch, evaluation's too): per example
+/// `(1 - epsilon) (-log p_label) + epsilon mean_c(-log p_c)`, averaged over the examples.
+pub fn label_smoothed_loss(logits: &[Vec<f32>], targets: &[Target], epsilon: f64) -> f64 {
+    let mut total = 0.0f64;
+    for (row, target) in logits.iter().zip(targets) {
+        let k = row.len().max(1);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+        let nll = lse - row[target.class().min(k - 1)] as f64;
+        let uniform = row.iter().map(|&x| lse - x as f64).sum::<f64>() / k as f64;
+        total += (1.0 - epsilon) * nll + epsilon * uniform;
+    }
+    total / logits.len().max(1) as f64
+}
+
 fn f1(precision: f64, recall: f64) -> f64 {
     if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 }
 }
@@ -259,6 +275,22 @@ pub fn argmax(row: &[f32]) -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smoothed_evaluation_loss_is_trainer_s() {
+        let logits = vec![vec![2.0f32, 0.0, -1.0], vec![0.5, 0.5, 3.0]];
+        let targets = vec![Target::Class(0), Target::Class(1)];
+        // By hand: -log softmax of each row, then (1 - e) nll + e mean.
+        let row = |r: &[f32], y: usize, e: f64| {
+            let lse = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+            let nll: Vec<f64> = r.iter().map(|&x| lse - x as f64).collect();
+            (1.0 - e) * nll[y] + e * nll.iter().sum::<f64>() / 3.0
+        };
+        let expected = (row(&logits[0], 0, 0.1) + row(&logits[1], 1, 0.1)) / 2.0;
+        assert!((label_smoothed_loss(&logits, &targets, 0.1) - expected).abs() < 1e-12);
+        let plain = single_label(&logits, &targets, &["a".into(), "b".into(), "c".into()]).eval_loss;
+        assert!((label_smoothed_loss(&logits, &targets, 0.0) - plain).abs() < 1e-12, "epsilon 0 is the plain loss");
+    }
 
     fn space(problem_type: ProblemType, names: &[&str]) -> LabelSpace {
         LabelSpace { problem_type, names: names.iter().map(|s| s.to_string()).collect() }

@@ -24,6 +24,30 @@ pub struct AdamWConfig {
     pub epsilon: f64,
     /// 0 turns clipping off.
     pub max_grad_norm: f64,
+    /// LoRA+'s parameter groups, when on.
+    pub loraplus: Option<LoraPlus>,
+}
+
+/// PEFT's `create_loraplus_optimizer` groups: `lora_B` and every 1-D tensor at `lr * ratio`,
+/// the rest at `lr`; every group decays by `weight_decay` (`loraplus_weight_decay`), except
+/// biases and LayerNorm weights (Trainer's `get_decay_parameter_names`), which do not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraPlus {
+    pub ratio: f64,
+    pub weight_decay: f64,
+}
+
+impl AdamWConfig {
+    /// The learning rate and decay of the tensor `name` (`vector`: 1-D) when the schedule's
+    /// rate is `lr`.
+    pub fn group(&self, name: &str, vector: bool, lr: f64) -> (f64, f64) {
+        let (lr, decay) = match self.loraplus {
+            None => (lr, self.weight_decay),
+            Some(plus) if name.contains("lora_B") || vector => (lr * plus.ratio, plus.weight_decay),
+            Some(plus) => (lr, plus.weight_decay),
+        };
+        (lr, if decays(name) { decay } else { 0.0 })
+    }
 }
 
 /// First and second moments of one tensor, flat.
@@ -78,6 +102,9 @@ fn for_each_trainable<B: AutodiffBackend, M: AdaptableModel<B>>(
         if let Some(adapter) = linear.adapter.as_mut() {
             f(format!("{name}.lora_A.weight"), Slot::Matrix(&mut adapter.lora_A));
             f(format!("{name}.lora_B.weight"), Slot::Matrix(&mut adapter.lora_B));
+            if let Some(m) = adapter.lora_magnitude_vector.as_mut() {
+                f(format!("{name}.lora_magnitude_vector"), Slot::Vector(m));
+            }
         }
         if lora.saves_module(name) {
             f(format!("{name}.weight"), Slot::Matrix(&mut linear.weight));
@@ -190,14 +217,14 @@ impl<IB: Backend> AdamW<IB> {
         let c = self.config;
         let bias_correction1 = 1.0 - c.beta1.powi(t);
         let bias_correction2 = 1.0 - c.beta2.powi(t);
-        let step_size = lr / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
 
         // torch.optim.AdamW's single-tensor update, name by name.
         for_each_trainable::<B, M>(model, lora, &mut |name, slot| {
             let Some(g) = flat.remove(&name) else { return };
             let g = if coef < 1.0 { g * coef } else { g };
-            let decay = if decays(&name) { c.weight_decay } else { 0.0 };
+            let (lr, decay) = c.group(&name, matches!(slot, Slot::Vector(_)), lr);
+            let step_size = lr / bias_correction1;
             let update = |p: Tensor<IB, 1>, state: &mut BTreeMap<String, Moments<IB>>| {
                 let p = if decay > 0.0 { p * (1.0 - lr * decay) } else { p };
                 let moments =
@@ -296,5 +323,28 @@ mod tests {
         assert!(decays("classifier.weight"));
         assert!(!decays("classifier.bias"));
         assert!(!decays("bert.embeddings.LayerNorm.weight"));
+        // PEFT's `lora_magnitude_vector.default.weight` is no bias or LayerNorm weight: it decays.
+        assert!(decays("bert.encoder.layer.0.attention.self.query.lora_magnitude_vector"));
+    }
+
+    #[test]
+    fn loraplus_groups_as_peft() {
+        let config = AdamWConfig {
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            loraplus: Some(LoraPlus { ratio: 16.0, weight_decay: 0.05 }),
+        };
+        let q = "bert.encoder.layer.0.attention.self.query";
+        assert_eq!(config.group(&format!("{q}.lora_A.weight"), false, 1e-3), (1e-3, 0.05));
+        assert_eq!(config.group(&format!("{q}.lora_B.weight"), false, 1e-3), (16.0 * 1e-3, 0.05));
+        assert_eq!(config.group(&format!("{q}.lora_magnitude_vector"), true, 1e-3), (16.0 * 1e-3, 0.05));
+        assert_eq!(config.group("classifier.weight", false, 1e-3), (1e-3, 0.05));
+        assert_eq!(config.group("classifier.bias", true, 1e-3), (16.0 * 1e-3, 0.0), "a 1-D tensor without decay");
+        let plain = AdamWConfig { loraplus: None, ..config };
+        assert_eq!(plain.group(&format!("{q}.lora_B.weight"), false, 1e-3), (1e-3, 0.1));
+        assert_eq!(plain.group("classifier.bias", true, 1e-3), (1e-3, 0.0));
     }
 }

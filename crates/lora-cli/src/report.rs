@@ -62,98 +62,121 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Training loss and evaluation accuracy per epoch, as a standalone SVG (the epochs evaluated
-/// at their end).
-pub fn curves_svg(records: &[EpochRecord]) -> String {
-    let epochs: Vec<(usize, f64, EvalMetrics)> =
-        records.iter().filter_map(|r| r.eval.clone().map(|m| (r.epoch, r.train_loss, m))).collect();
-    let epochs: Vec<Plotted> =
-        epochs.into_iter().map(|(epoch, train_loss, eval)| Plotted { epoch, train_loss, eval }).collect();
-    const W: f64 = 640.0;
-    const H: f64 = 360.0;
-    const PAD: f64 = 50.0;
-    let n = epochs.len().max(1) as f64;
-    let x = |epoch: usize| PAD + (epoch as f64 - 1.0) / (n - 1.0).max(1.0) * (W - 2.0 * PAD);
-    let loss_max = epochs.iter().flat_map(|e| [e.train_loss, e.eval.eval_loss]).fold(0.0f64, f64::max).max(1e-9) * 1.1;
-    let y_loss = |v: f64| H - PAD - v / loss_max * (H - 2.0 * PAD);
-    let y_acc = |v: f64| H - PAD - v * (H - 2.0 * PAD);
-    let line = |points: Vec<(f64, f64)>, color: &str| {
-        let d: Vec<String> = points.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
-        let dots: String =
-            points.iter().map(|(a, b)| format!(r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#)).collect();
-        format!(r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>{dots}"#, d.join(" "))
+/// The run's curves per optimizer step, as a standalone SVG drawn with plotters: the training
+/// loss of each log line with the evaluation loss (top), the evaluations' metrics (accuracy,
+/// F1, correlations: what the task has), and the learning rate (bottom). `log_history` is the
+/// run's log lines (`metrics.jsonl`); a run that logs no step (`logging_strategy = "no"`) plots
+/// its epochs' mean losses instead.
+pub fn curves_svg(log_history: &[serde_json::Value], evaluations: &[Evaluation]) -> Result<String> {
+    let points = |key: &str| -> Vec<(f64, f64)> {
+        log_history
+            .iter()
+            .filter_map(|v| Some((v.get("step")?.as_f64()?, v.get(key)?.as_f64()?)))
+            .filter(|(_, y)| y.is_finite())
+            .collect()
     };
-    let train = line(epochs.iter().map(|e| (x(e.epoch), y_loss(e.train_loss))).collect(), "#1f77b4");
-    let eval = line(epochs.iter().map(|e| (x(e.epoch), y_loss(e.eval.eval_loss))).collect(), "#ff7f0e");
-    // Accuracy where the task has one (classification); a regression plots its losses alone.
-    let acc = match epochs.iter().all(|e| e.eval.eval_accuracy.is_some()) && !epochs.is_empty() {
-        true => {
-            line(epochs.iter().map(|e| (x(e.epoch), y_acc(e.eval.eval_accuracy.unwrap_or(0.0)))).collect(), "#2ca02c")
-        }
-        false => String::new(),
-    };
-    let ticks: String = epochs
+    let mut train = points("loss");
+    if train.is_empty() {
+        train = points("train_loss");
+    }
+    let eval_loss: Vec<(f64, f64)> =
+        evaluations.iter().map(|e| (e.step as f64, e.metrics.eval_loss)).filter(|(_, y)| y.is_finite()).collect();
+    let metrics: Vec<(&str, Vec<(f64, f64)>)> = PLOTTED_METRICS
         .iter()
-        .map(|e| {
-            format!(
-                r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
-                x(e.epoch),
-                H - PAD + 16.0,
-                e.epoch
-            )
+        .map(|&name| {
+            let series = evaluations
+                .iter()
+                .filter_map(|e| {
+                    let v = serde_json::to_value(&e.metrics).ok()?;
+                    Some((e.step as f64, v.get(name)?.as_f64()?))
+                })
+                .filter(|(_, y)| y.is_finite())
+                .collect::<Vec<_>>();
+            (name, series)
         })
+        .filter(|(_, series)| !series.is_empty())
         .collect();
-    let yticks: String = [0.0, 0.5, 1.0]
-        .iter()
-        .map(|&f| {
-            let y = H - PAD - f * (H - 2.0 * PAD);
-            format!(
-                r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{:.2}</text><text x="{}" y="{:.1}" font-size="11" fill="#2ca02c">{:.1}</text><line x1="{PAD}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/>"##,
-                PAD - 4.0, y + 4.0, f * loss_max, W - PAD + 4.0, y + 4.0, f, W - PAD
-            )
-        })
-        .collect();
-    let last =
-        epochs.last().cloned().unwrap_or(Plotted { epoch: 0, train_loss: f64::NAN, eval: EvalMetrics::default() });
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{PAD}" y="22" font-size="14">Loss (left axis) and evaluation accuracy (right axis) per epoch</text>
-{yticks}
-<line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{b}" stroke="black"/><line x1="{r}" y1="{PAD}" x2="{r}" y2="{b}" stroke="black"/>
-{ticks}<text x="{mid}" y="{lbl}" font-size="12" text-anchor="middle">epoch</text>
-{train}{eval}{acc}
-<text x="{PAD}" y="{leg}" font-size="12" fill="#1f77b4">train loss {tl:.4}</text>
-<text x="{l2}" y="{leg}" font-size="12" fill="#ff7f0e">eval loss {el:.4}</text>
-{accuracy_legend}
-</svg>
-"##,
-        b = H - PAD,
-        r = W - PAD,
-        mid = W / 2.0,
-        lbl = H - PAD + 32.0,
-        leg = H - 6.0,
-        l2 = PAD + 190.0,
-        tl = last.train_loss,
-        el = last.eval.eval_loss,
-        accuracy_legend = match last.eval.eval_accuracy {
-            Some(a) => format!(
-                r##"<text x="{}" y="{}" font-size="12" fill="#2ca02c">eval accuracy {a:.4}</text>"##,
-                PAD + 370.0,
-                H - 6.0
-            ),
-            None => String::new(),
-        },
-    )
+    let lr = points("learning_rate");
+    let last_step = [&train, &eval_loss, &lr].iter().flat_map(|s| s.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+
+    let mut svg = String::new();
+    {
+        use plotters::prelude::*;
+        let root = SVGBackend::with_string(&mut svg, (720, 760)).into_drawing_area();
+        let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
+            root.fill(&WHITE)?;
+            let panels = root.split_evenly((3, 1));
+            let colors = [
+                RGBColor(0x1f, 0x77, 0xb4),
+                RGBColor(0xff, 0x7f, 0x0e),
+                RGBColor(0x2c, 0xa0, 0x2c),
+                RGBColor(0xd6, 0x27, 0x28),
+                RGBColor(0x94, 0x67, 0xbd),
+                RGBColor(0x8c, 0x56, 0x4b),
+            ];
+            let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+                        title: &str,
+                        series: Vec<(String, &Vec<(f64, f64)>)>,
+                        y_range: std::ops::Range<f64>,
+                        scientific: bool|
+             -> Result<(), Box<dyn std::error::Error>> {
+                let mut chart = ChartBuilder::on(area)
+                    .caption(title, ("sans-serif", 15))
+                    .margin(8)
+                    .x_label_area_size(28)
+                    .y_label_area_size(62)
+                    .build_cartesian_2d(0f64..last_step, y_range)?;
+                let sci = |y: &f64| format!("{y:.1e}");
+                let plain = |y: &f64| format!("{y:.2}");
+                let mut mesh = chart.configure_mesh();
+                mesh.x_desc("optimizer step").light_line_style(WHITE.mix(0.0));
+                if scientific {
+                    mesh.y_label_formatter(&sci).draw()?;
+                } else {
+                    mesh.y_label_formatter(&plain).draw()?;
+                }
+                for (i, (label, points)) in series.into_iter().enumerate() {
+                    let color = colors[i % colors.len()];
+                    let marked = points.len() <= 60;
+                    chart
+                        .draw_series(
+                            LineSeries::new(points.iter().copied(), color.stroke_width(2)).point_size(if marked {
+                                2
+                            } else {
+                                0
+                            }),
+                        )?
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                }
+                chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+                Ok(())
+            };
+            let top = train.iter().chain(&eval_loss).map(|p| p.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+            let mut losses = vec![("train loss".to_string(), &train)];
+            if !eval_loss.is_empty() {
+                losses.push(("eval loss".to_string(), &eval_loss));
+            }
+            draw(&panels[0], "Loss", losses, 0.0..top, false)?;
+            let low = metrics.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).fold(0.0f64, f64::min);
+            let high = metrics.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).fold(1.0f64, f64::max);
+            let named = metrics.iter().map(|(name, s)| (name.replace('_', " "), s)).collect();
+            let title =
+                if metrics.is_empty() { "Evaluation metrics (none: not evaluated)" } else { "Evaluation metrics" };
+            draw(&panels[1], title, named, low..high, false)?;
+            let top = lr.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-12) * 1.1;
+            draw(&panels[2], "Learning rate", vec![("learning rate".to_string(), &lr)], 0.0..top, true)?;
+            root.present()?;
+            Ok(())
+        })();
+        drawn.map_err(|e| anyhow::anyhow!("cannot draw the curves: {e}"))?;
+    }
+    Ok(svg)
 }
 
-/// An epoch on the picture.
-#[derive(Clone)]
-struct Plotted {
-    epoch: usize,
-    train_loss: f64,
-    eval: EvalMetrics,
-}
+/// The evaluation metrics the curves show, where the task has them.
+const PLOTTED_METRICS: [&str; 6] =
+    ["eval_accuracy", "eval_f1", "eval_f1_macro", "eval_f1_micro", "eval_pearson", "eval_spearmanr"];
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -161,23 +184,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn curves_plot_every_epoch() {
-        let epochs: Vec<EpochRecord> = (1..=3)
-            .map(|epoch| EpochRecord {
-                epoch,
-                train_loss: 0.7 / epoch as f64,
-                eval: Some(EvalMetrics {
+    fn curves_plot_each_logged_step_and_evaluation() {
+        let history: Vec<serde_json::Value> = (1..=6)
+            .map(|step| serde_json::json!({"step": step, "loss": 0.7 / step as f64, "learning_rate": 1e-3 * (7 - step) as f64 / 6.0}))
+            .collect();
+        let evaluations: Vec<Evaluation> = [3u64, 6]
+            .iter()
+            .map(|&step| Evaluation {
+                step,
+                metrics: EvalMetrics {
                     eval_loss: 0.6,
-                    eval_accuracy: Some(0.5 + 0.1 * epoch as f64),
+                    eval_accuracy: Some(0.5 + 0.05 * step as f64),
                     ..Default::default()
-                }),
+                },
                 ..Default::default()
             })
             .collect();
-        let svg = curves_svg(&epochs);
+        let svg = curves_svg(&history, &evaluations).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 3, "train loss, eval loss, eval accuracy");
-        assert_eq!(svg.matches("<circle").count(), 9);
-        assert!(svg.contains("eval accuracy 0.8000"));
+        for label in ["train loss", "eval loss", "eval accuracy", "learning rate", "optimizer step"] {
+            assert!(svg.contains(label), "no {label:?} in the picture");
+        }
+        // Four series, each a line and a legend sample.
+        assert_eq!(svg.matches(r#"stroke-width="2" points"#).count(), 8, "{svg}");
+        // Each logged step is marked: 6 train-loss points, 2 evaluations twice, 6 rates.
+        assert_eq!(svg.matches("<circle").count(), 6 + 2 + 2 + 6);
+        // Without step logs the epochs' mean losses stand in; without evaluations it says so.
+        let epochs = vec![serde_json::json!({"step": 3, "epoch": 1, "train_loss": 0.5})];
+        let svg = curves_svg(&epochs, &[]).unwrap();
+        assert!(svg.contains("train loss") && svg.contains("none: not evaluated"));
     }
 }

@@ -75,7 +75,8 @@ impl RunDir {
             for f in RUN_FILES {
                 remove(&self.path.join(f))?;
             }
-            for d in ["checkpoints", "adapter"] {
+            // `runs/`: TensorBoard's event files at their default place.
+            for d in ["checkpoints", "adapter", "runs"] {
                 remove(&self.path.join(d))?;
             }
         }

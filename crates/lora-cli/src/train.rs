@@ -610,7 +610,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     };
     let summary = Summary::new(&trainer.state, &config, facts)?;
     write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary)?)?;
-    write_atomic(&out.join("curves.svg"), &curves_svg(&trainer.state.epochs))?;
+    write_atomic(&out.join("curves.svg"), &curves_svg(&trainer.state.log_history, &trainer.state.evaluations)?)?;
     let adapter = out.join("adapter");
     say(
         output,
@@ -624,6 +624,11 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             adapter.display().to_string(),
         ),
     );
+    if let Some(tb) = &trainer.tensorboard
+        && let Some(dir) = tb.path.parent()
+    {
+        say(output, &format!("TensorBoard: tensorboard --logdir {}", dir.display()));
+    }
     Ok(summary)
 }
 

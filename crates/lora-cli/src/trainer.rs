@@ -26,9 +26,10 @@ use crate::checkpoint::{Checkpoint, DataFingerprint, OPTIMIZER_FILE, STATE_FILE,
 use crate::config::RunConfig;
 use crate::eval::{EvalMetrics, evaluate};
 use crate::loss::smoothed_loss;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, LoraPlus};
 use crate::report::{EpochRecord, Evaluation, append_jsonl, write_atomic};
 use crate::schedule::Schedule;
+use crate::tensorboard::TensorBoard;
 
 /// Set by the signal handler (Ctrl-C, SIGTERM); the loop checks it after every step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -74,6 +75,8 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     pub labels: LabelSpace,
     /// What the run trains on, recorded in each checkpoint's manifest.
     pub data: Option<DataFingerprint>,
+    /// With `report_to = "tensorboard"`, the run's event file, opened at the first log line.
+    pub tensorboard: Option<TensorBoard>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,6 +198,7 @@ where
             beta2: t.adam_beta2,
             epsilon: t.adam_epsilon,
             max_grad_norm: t.max_grad_norm,
+            loraplus: t.loraplus_lr_ratio.map(|ratio| LoraPlus { ratio, weight_decay: t.loraplus_weight_decay }),
         });
         let labels = LabelSpace::unnamed(model.num_labels());
         Ok(Self {
@@ -211,6 +215,7 @@ where
             state: TrainerState::default(),
             labels,
             data: None,
+            tensorboard: None,
         })
     }
 
@@ -270,9 +275,19 @@ where
         Ok(StepOutput { loss: loss_value, learning_rate: lr, grad_norm: stats.grad_norm, real_tokens })
     }
 
+    /// The model's metrics on `items`; with `label_smoothing_factor`, `eval_loss` is the
+    /// smoothed loss, as Trainer's (its label smoother computes evaluation's loss too).
     pub fn evaluate(&self, items: &[TokenizedExample]) -> Result<EvalMetrics> {
         let model = self.model.valid();
         let batch_size = self.config.training.per_device_eval_batch_size;
+        let epsilon = self.config.training.label_smoothing_factor;
+        if epsilon > 0.0 && self.labels.problem_type == textdata::ProblemType::SingleLabelClassification {
+            let all = crate::eval::logits(&model, items, batch_size, self.batcher, &self.device)?;
+            let targets: Vec<textdata::Target> = items.iter().map(|i| i.label.clone()).collect();
+            let mut metrics = crate::metrics::metrics(&all, &targets, &self.labels);
+            metrics.eval_loss = crate::metrics::label_smoothed_loss(&all, &targets, epsilon);
+            return Ok(metrics);
+        }
         Ok(evaluate(&model, items, &self.labels, batch_size, self.batcher, &self.device)?)
     }
 
@@ -601,7 +616,8 @@ where
         Ok(())
     }
 
-    /// One line of the run's record: `metrics.jsonl`, the trainer state, and stdout with `--json`.
+    /// One line of the run's record: `metrics.jsonl`, the trainer state, stdout with `--json`,
+    /// and TensorBoard's event file with `report_to = "tensorboard"`.
     fn log(&mut self, value: serde_json::Value, out: &Path, output: Output) -> Result<()> {
         if output == Output::Json
             && let Err(e) = crate::console::out(&value)
@@ -612,6 +628,15 @@ where
             }
         }
         append_jsonl(&out.join("metrics.jsonl"), &value)?;
+        if self.config.training.report_to.tensorboard() {
+            if self.tensorboard.is_none() {
+                let dir = self.config.training.logging_dir.clone().unwrap_or_else(|| out.join("runs"));
+                self.tensorboard = Some(TensorBoard::create(&dir)?);
+            }
+            if let Some(tb) = self.tensorboard.as_mut() {
+                tb.log(&value, self.state.global_step)?;
+            }
+        }
         self.state.log_history.push(value);
         Ok(())
     }

@@ -492,3 +492,115 @@ fn max_steps_accumulation_and_refusals() {
         }
     }
 }
+
+/// PEFT's variants from the config (DoRA, PiSSA, `all-linear`, LoRA+) with TensorBoard: the
+/// adapter carries DoRA's magnitudes under PEFT's names; `lora eval` on it (which recomputes the
+/// PiSSA residual from the base) gives the run's last evaluation; a resume from an earlier
+/// checkpoint ends bit for bit where the whole run did; the event file holds every number of
+/// every log line under Trainer's tags; and a misspelt variant is one clear line.
+#[test]
+fn peft_variants_and_tensorboard_from_the_config() {
+    use tfrecord::protobuf::{Event, event::What, summary::value::Value as SummaryValue};
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tiny_model(tmp.path()), tiny_data(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let settings = [
+        "--set",
+        "lora.use_dora=true",
+        "--set",
+        "lora.init_lora_weights=\"pissa\"",
+        "--set",
+        "lora.target_modules=\"all-linear\"",
+        "--set",
+        "training.loraplus_lr_ratio=16.0",
+        "--set",
+        "training.report_to=\"tensorboard\"",
+    ];
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    ok(lora(&train_args(m, d, r, &settings)));
+    let bytes = read(&run.join("adapter/adapter_model.safetensors"));
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    let adapted: Vec<&String> = names.iter().filter(|n| n.ends_with(".lora_A.weight")).collect();
+    assert_eq!(adapted.len(), 13, "all-linear on the tiny BERT: 6 linears a layer and the pooler");
+    for a in &adapted {
+        let m = a.replace(".lora_A.weight", ".lora_magnitude_vector");
+        assert_eq!(file.tensor(&m).unwrap().shape().len(), 1, "{m}");
+    }
+    let config = json(&run.join("adapter/adapter_config.json"));
+    assert_eq!((config["use_dora"].as_bool(), config["init_lora_weights"].as_str()), (Some(true), Some("pissa")));
+    let summary = json(&run.join("summary.json"));
+    let eval: serde_json::Value = serde_json::from_str(&ok(lora(&[
+        "eval",
+        "--model",
+        m,
+        "--adapter",
+        &format!("{r}/adapter"),
+        "--data",
+        d,
+        "--eval-size",
+        "8",
+        "--max-length",
+        "32",
+    ])))
+    .unwrap();
+    let (ours, run_loss) = (eval["eval_loss"].as_f64().unwrap(), summary["final_eval_loss"].as_f64().unwrap());
+    assert!((ours - run_loss).abs() < 1e-5, "eval {ours} vs the run's {run_loss}");
+
+    // Resumed from epoch 1's checkpoint: the same adapter, to the bit.
+    let c = tmp.path().join("c");
+    ok(lora(&train_args(m, d, c.to_str().unwrap(), &settings)));
+    std::fs::remove_file(c.join("summary.json")).unwrap();
+    std::fs::remove_dir_all(c.join("adapter")).unwrap();
+    std::fs::remove_dir_all(c.join("checkpoints/epoch-2")).unwrap();
+    ok(lora(&["train", "--resume", "--output-dir", c.to_str().unwrap(), "--quiet"]));
+    assert_eq!(read(&c.join("adapter/adapter_model.safetensors")), bytes);
+
+    // TensorBoard: every number of every line of metrics.jsonl, at its step, under Trainer's tag.
+    let events: Vec<std::path::PathBuf> =
+        std::fs::read_dir(run.join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."));
+    let mut seen = std::collections::BTreeMap::new();
+    let reader = tfrecord::RecordIter::<Event, _>::open(&events[0], Default::default()).unwrap();
+    for (i, event) in reader.enumerate() {
+        let event = event.unwrap();
+        match event.what {
+            Some(What::FileVersion(v)) => assert_eq!((i, v.as_str()), (0, "brain.Event:2")),
+            Some(What::Summary(s)) => {
+                for v in s.value {
+                    let Some(SummaryValue::SimpleValue(x)) = v.value else { panic!("{}: not a scalar", v.tag) };
+                    seen.insert((v.tag, event.step), x);
+                }
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    let mut expected = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let step = v["step"].as_i64().unwrap();
+        for (k, x) in v.as_object().unwrap() {
+            if let (Some(x), false) = (x.as_f64(), k == "step") {
+                expected.insert((lora_cli::tensorboard::tag(k), step), x as f32);
+            }
+        }
+    }
+    assert_eq!(seen, expected);
+    for tag in ["train/loss", "train/learning_rate", "train/grad_norm", "eval/loss", "eval/accuracy"] {
+        assert!(seen.keys().any(|(t, _)| t == tag), "no {tag}");
+    }
+    let svg = String::from_utf8(read(&run.join("curves.svg"))).unwrap();
+    assert!(svg.contains("learning rate") && svg.contains("eval accuracy"));
+
+    for (set, said) in [
+        ("lora.init_lora_weights=\"loftq\"", "\"loftq\" is not supported"),
+        ("training.report_to=\"wandb\"", "only \"tensorboard\""),
+        ("training.loraplus_lr_ratio=0.0", "loraplus_lr_ratio"),
+    ] {
+        let err = failure(lora(&train_args(m, d, r, &["--overwrite", "--set", set])));
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(said), "{set}: {err}");
+    }
+}
