@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, TensorData};
 use nalgebra::DMatrix;
 
 use crate::config::InitLoraWeights;
-use crate::error::Result;
+use crate::error::{LoraError, Result};
 
 /// Which of the weight-changing initialisations an `init_lora_weights` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +51,18 @@ pub fn mutated_init<B: Backend>(
 ) -> Result<(Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>)> {
     let device = weight.device();
     let [d_in, d_out] = weight.dims();
+    if r > d_in.min(d_out) {
+        return Err(LoraError::Config {
+            path: None,
+            message: format!(
+                "r = {r} is more than the {d_in} x {d_out} weight's rank can give PiSSA/OLoRA (at most {}); lower r",
+                d_in.min(d_out)
+            ),
+        });
+    }
     let values = kernels::read::f32s(weight.clone())?;
     // PyTorch's `[out, in]`: the transpose of Burn's row-major `[in, out]`.
     let w = DMatrix::from_fn(d_out, d_in, |o, i| f64::from(values[i * d_out + o]));
-    let r = r.min(d_in).min(d_out);
     let (a_pt, b_pt) = match method {
         MutatingInit::Pissa => pissa(w, r, scaling),
         MutatingInit::Olora => olora(w, r),
@@ -156,6 +164,12 @@ mod tests {
         let (a, _) = host(a); // [in 5, r 2]: A[i][k] = R[k][i], zero below R's diagonal
         assert!(a[1].abs() < 1e-7, "R[1][0] is below the diagonal: {}", a[1]);
         assert!(a[2].abs() > 1e-3 && a[3].abs() > 1e-3, "R[0][1] and R[1][1]: {a:?}");
+    }
+
+    #[test]
+    fn a_rank_above_the_weight_s_is_refused() {
+        let err = mutated_init(weight(), 4, 1.0, MutatingInit::Pissa).unwrap_err().to_string();
+        assert!(err.contains("r = 4") && err.contains("at most 3"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
                         adapter.lora_B = Param::from_tensor(b.require_grad());
                         linear.weight = Param::initialized(linear.weight.id, residual.detach());
                     }
+                    Err(LoraError::Config { path, message }) => {
+                        failure = Some(LoraError::Config { path, message: format!("{name}: {message}") });
+                        return;
+                    }
                     Err(e) => {
                         failure = Some(e);
                         return;

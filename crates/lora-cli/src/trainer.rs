@@ -349,6 +349,10 @@ where
     /// directory.
     pub fn train(&mut self, data: &RunData, out: &Path, output: Output) -> Result<()> {
         let t = self.config.training.clone();
+        // TensorBoard's file before the first step: an unwritable logging_dir is said at once.
+        if t.report_to.tensorboard() && self.tensorboard.is_none() {
+            self.tensorboard = Some(TensorBoard::create(&self.logging_dir(out))?);
+        }
         let gas = t.gradient_accumulation_steps.max(1);
         let lengths = data.train.lengths();
         let total = self.total_steps;
@@ -616,6 +620,11 @@ where
         Ok(())
     }
 
+    /// TensorBoard's directory: `logging_dir`, else `OUT/runs`.
+    fn logging_dir(&self, out: &Path) -> PathBuf {
+        self.config.training.logging_dir.clone().unwrap_or_else(|| out.join("runs"))
+    }
+
     /// One line of the run's record: `metrics.jsonl`, the trainer state, stdout with `--json`,
     /// and TensorBoard's event file with `report_to = "tensorboard"`.
     fn log(&mut self, value: serde_json::Value, out: &Path, output: Output) -> Result<()> {
@@ -630,8 +639,7 @@ where
         append_jsonl(&out.join("metrics.jsonl"), &value)?;
         if self.config.training.report_to.tensorboard() {
             if self.tensorboard.is_none() {
-                let dir = self.config.training.logging_dir.clone().unwrap_or_else(|| out.join("runs"));
-                self.tensorboard = Some(TensorBoard::create(&dir)?);
+                self.tensorboard = Some(TensorBoard::create(&self.logging_dir(out))?);
             }
             if let Some(tb) = self.tensorboard.as_mut() {
                 tb.log(&value, self.state.global_step)?;
