@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use burn::backend::{Autodiff, Flex};
-use burn::module::{Module, Param};
+use burn::module::{AutodiffModule, Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use lora_adapter::peft::{load_adapter, read_config, save_adapter};
@@ -218,4 +218,50 @@ fn loading_checks_rank_and_names_against_the_config() {
     std::fs::write(&config_path, "{ nope").unwrap();
     let err = load_adapter(Mlp::<B>::new(&device), dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("adapter_config.json"), "{err}");
+}
+
+/// DoRA's dropout branch (PEFT's `result + (m / n - 1) F.linear(dropout(x), W) + (m / n) lora`)
+/// is the algebra of the plain branch: with a rate so small that nothing is dropped, training
+/// gives the inference output; with a real rate the output changes and the magnitudes get a
+/// gradient. The magnitudes start at the column norms of the weight (B is zero), so a fresh
+/// DoRA adapter changes nothing.
+#[test]
+fn dora_s_dropout_branch_and_fresh_start() {
+    let device = Default::default();
+    <AD as Backend>::seed(&device, 3);
+    let model = Mlp::<AD>::new(&device);
+    let x = input::<AD>(&device);
+    let before = model.forward(x.clone()).into_data();
+    let dora = |p: f64| LoraConfig {
+        use_dora: true,
+        lora_dropout: p,
+        init_lora_weights: InitLoraWeights::Flag(false),
+        ..config(&["up", "down"])
+    };
+    // A fresh default DoRA adapter (B zero) computes what the model did.
+    let fresh = LoraConfig { use_dora: true, ..config(&["up", "down"]) };
+    let (same, _) = inject(model.clone(), &fresh, &device).unwrap();
+    same.forward(x.clone()).into_data().assert_approx_eq::<f32>(&before, burn::tensor::Tolerance::absolute(1e-5));
+
+    let (tiny, _) = inject(model.clone(), &dora(1e-12), &device).unwrap();
+    let trained = tiny.forward(x.clone());
+    let inferred = tiny.valid().forward(x.clone().inner());
+    trained
+        .clone()
+        .inner()
+        .into_data()
+        .assert_approx_eq::<f32>(&inferred.into_data(), burn::tensor::Tolerance::absolute(1e-5));
+    assert!(
+        trained.clone().inner().sub(Tensor::<B, 2>::from_data(before.clone(), &device)).abs().max().into_scalar()
+            > 1e-3,
+        "B is not zero here: the adapter changes the output"
+    );
+    let grads = trained.sum().backward();
+    let m = tiny.up.adapter.as_ref().unwrap().lora_magnitude_vector.as_ref().unwrap();
+    assert!(m.grad(&grads).is_some(), "the magnitudes are trained");
+
+    let (dropped, _) = inject(model, &dora(0.5), &device).unwrap();
+    let out = dropped.forward(x.clone()).inner();
+    let inferred = dropped.valid().forward(x.inner());
+    assert!(out.sub(inferred).abs().max().into_scalar() > 1e-3, "dropout at 0.5 changes the training output");
 }
