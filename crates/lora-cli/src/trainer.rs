@@ -75,7 +75,7 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     pub labels: LabelSpace,
     /// What the run trains on, recorded in each checkpoint's manifest.
     pub data: Option<DataFingerprint>,
-    /// With `report_to = "tensorboard"`, the run's event file, opened at the first log line.
+    /// With `report_to = "tensorboard"`, the run's event file, opened before the first step.
     pub tensorboard: Option<TensorBoard>,
 }
 
