@@ -1,7 +1,11 @@
-//! A Hugging Face Hub stand-in for tests: serves a local directory over HTTP on 127.0.0.1 with
+//! What other crates' tests share: the numeric bound check that reports what it measured
+//! ([`within`], [`max_abs_diff`], [`cpu_path`], from `kernels::testing`), and a Hugging Face Hub
+//! stand-in ([`FakeHub`]) that serves a local directory over HTTP on 127.0.0.1 with
 //! the Hub's URL layout (`/{repo}/resolve/{revision}/{file}`, `repo` being `owner/name` for
 //! models and `datasets/owner/name` for datasets) and the headers `hf-hub` reads (`etag`,
 //! `x-repo-commit`, `content-range`), so that the real download code runs without a network.
+
+pub use kernels::testing::{cpu_path, max_abs_diff, within};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -148,9 +148,11 @@ fn each_row_equals_its_adapter_alone() {
                 let labels = weights[a].num_labels;
                 assert_eq!(mixed[row].len(), width, "{name} {order:?}");
                 assert!(mixed[row][labels..].iter().all(|&v| v == 0.0), "{name}: padding of row {row}");
-                let worst =
-                    mixed[row][..labels].iter().zip(&alone[a][row]).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-                assert!(worst <= 1e-5, "{name} {order:?}: row {row} (adapter {a}) differs by {worst:e}");
+                encoders::testing::within(
+                    &format!("{name} {order:?}: row {row} (adapter {a}) in a mixed batch vs alone"),
+                    encoders::testing::max_abs_diff(&mixed[row][..labels], &alone[a][row]),
+                    1e-5,
+                );
             }
         }
         // The adapters do differ, so the comparison above is not trivially met.

@@ -19,8 +19,8 @@ mod matmul;
 pub mod read;
 mod rotary;
 mod softmax;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use attention::attention;
 pub use dropout::Dropout;

@@ -48,6 +48,7 @@ pub fn input(ints: &Ints) -> EncoderInput<B> {
     EncoderInput { input_ids: t("input_ids"), attention_mask: t("attention_mask"), token_type_ids: t("token_type_ids") }
 }
 
+#[track_caller]
 pub fn assert_close<const D: usize>(name: &str, ours: Tensor<B, D>, expected: &(Vec<usize>, Vec<f32>), tol: f32) {
     assert_eq!(ours.dims().to_vec(), expected.0, "{name}: shape");
     let ours = ours.into_data().into_vec::<f32>().unwrap();
@@ -57,5 +58,5 @@ pub fn assert_close<const D: usize>(name: &str, ours: Tensor<B, D>, expected: &(
         .enumerate()
         .map(|(i, (a, b))| ((a - b).abs(), i))
         .fold((0.0f32, 0), |m, x| if x.0 > m.0 { x } else { m });
-    assert!(worst <= tol, "{name}: max abs diff {worst:e} at flat index {at} exceeds {tol:e}");
+    encoders::testing::within(&format!("{name} (worst at flat index {at})"), f64::from(worst), f64::from(tol));
 }
