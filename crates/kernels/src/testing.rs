@@ -32,10 +32,11 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
     let at = std::panic::Location::caller();
     let cpu = cpu_path();
     eprintln!(
-        "bound kernel, relative to 1 + |b|: {worst:.3e} <= {tol:.1e} (margin {:.1}x) [{}:{}] {cpu}",
+        "bound kernel, relative to 1 + |b|: {worst:.3e} <= {tol:.1e} (margin {:.1}x) [{}:{} {}] {cpu}",
         tol / worst,
         at.file(),
-        at.line()
+        at.line(),
+        test_name()
     );
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y} ({}:{})", at.file(), at.line());
@@ -54,10 +55,11 @@ pub fn within(what: &str, worst: f64, bound: f64) {
     let at = std::panic::Location::caller();
     let cpu = cpu_path();
     eprintln!(
-        "bound {what}: {worst:.3e} <= {bound:.1e} (margin {:.1}x) [{}:{}] {cpu}",
+        "bound {what}: {worst:.3e} <= {bound:.1e} (margin {:.1}x) [{}:{} {}] {cpu}",
         bound / worst,
         at.file(),
-        at.line()
+        at.line(),
+        test_name()
     );
     assert!(worst <= bound, "{what}: {worst:e} exceeds the bound {bound:e} ({}:{})", at.file(), at.line());
 }
@@ -77,6 +79,11 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
         worst = worst.max(d);
     }
     worst
+}
+
+/// The running test's name (the test harness names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
 }
 
 /// `avx512` where the matrix and SIMD kernels take their AVX-512 path, else `avx2` or `other`;
