@@ -6,6 +6,14 @@
 //! config asks; the head `head.dense` -> activation -> `head.norm` -> `classifier` on the first
 //! token or the mean of the tokens (`classifier_pooling`). Checkpoint keys are transformers'
 //! (`model.layers.0.attn.Wqkv.weight`), so the fields keep their capitals.
+//!
+//! Configs come in two spellings, read as the transformers that wrote them reads them:
+//! transformers 4 writes `global_rope_theta`, `local_rope_theta` and `global_attn_every_n_layers`;
+//! transformers 5 writes `layer_types` (`full_attention` / `sliding_attention` per layer) and
+//! `rope_parameters` (per layer type: `rope_type`, `rope_theta`, and the type's own keys), and
+//! applies a legacy `rope_scaling` to both types. Of transformers' rope types, `default` and
+//! `linear` are implemented; the others (`dynamic`, `yarn`, `longrope`, `llama3`, ...) are
+//! refused by name, never ignored.
 #![allow(non_snake_case)]
 
 use burn::module::Module;
@@ -53,6 +61,14 @@ pub struct ModernBertConfig {
     pub embedding_dropout: f64,
     pub mlp_bias: bool,
     pub mlp_dropout: f64,
+    /// transformers 5: each layer's attention, `full_attention` or `sliding_attention` (over
+    /// `global_attn_every_n_layers` when given).
+    pub layer_types: Option<Vec<String>>,
+    /// transformers 5: the rotary settings of `full_attention` and `sliding_attention` layers
+    /// (over `global_rope_theta` / `local_rope_theta` when given).
+    pub rope_parameters: Option<serde_json::Value>,
+    /// Legacy rotary scaling, applied to both layer types as transformers 5 does.
+    pub rope_scaling: Option<serde_json::Value>,
     /// `cls` (the first token) or `mean` (of the real tokens).
     pub classifier_pooling: String,
     pub classifier_dropout: f64,
@@ -87,6 +103,9 @@ impl Default for ModernBertConfig {
             embedding_dropout: 0.0,
             mlp_bias: false,
             mlp_dropout: 0.0,
+            layer_types: None,
+            rope_parameters: None,
+            rope_scaling: None,
             classifier_pooling: "cls".into(),
             classifier_dropout: 0.0,
             classifier_bias: false,
@@ -101,10 +120,123 @@ impl ModernBertConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// Whether layer `i` attends globally (else through the sliding window).
-    fn is_global(&self, i: usize) -> bool {
-        i.is_multiple_of(self.global_attn_every_n_layers)
+    /// Whether layer `i` attends globally (else through the sliding window): its entry of
+    /// `layer_types`, else every `global_attn_every_n_layers`-th layer from the first.
+    fn is_global(&self, i: usize) -> std::result::Result<bool, String> {
+        let Some(types) = &self.layer_types else {
+            return Ok(i.is_multiple_of(self.global_attn_every_n_layers));
+        };
+        if types.len() != self.num_hidden_layers {
+            return Err(format!(
+                "layer_types has {} entries for num_hidden_layers {}",
+                types.len(),
+                self.num_hidden_layers
+            ));
+        }
+        match types[i].as_str() {
+            "full_attention" => Ok(true),
+            "sliding_attention" => Ok(false),
+            other => {
+                Err(format!("layer_types[{i}] is {other:?}; expected \"full_attention\" or \"sliding_attention\""))
+            }
+        }
     }
+
+    /// The rotary settings of global (`full_attention`) or local (`sliding_attention`) layers,
+    /// as transformers 5's `ModernBertConfig` resolves them: `rope_parameters[type]` with a
+    /// legacy `rope_scaling` over it, `rope_theta` defaulting to `global_rope_theta` (global)
+    /// or `local_rope_theta` (local; unset: the global one). A rope type or key that would
+    /// change the numbers and is not implemented is an error naming it.
+    pub fn rope(&self, global: bool) -> std::result::Result<Rope, String> {
+        let kind = if global { "full_attention" } else { "sliding_attention" };
+        let mut params = serde_json::Map::new();
+        let mut from = |value: &serde_json::Value, key: &str| -> std::result::Result<(), String> {
+            match value {
+                serde_json::Value::Object(map) => {
+                    params.extend(map.clone());
+                    Ok(())
+                }
+                serde_json::Value::Null => Ok(()),
+                other => Err(format!("{key} must be an object, got {other}")),
+            }
+        };
+        if let Some(rope) = &self.rope_parameters {
+            match rope {
+                serde_json::Value::Object(by_type) => {
+                    if let Some(key) =
+                        by_type.keys().find(|k| !["full_attention", "sliding_attention"].contains(&k.as_str()))
+                    {
+                        return Err(format!(
+                            "rope_parameters.{key}: ModernBERT's rope_parameters are given per layer type, \
+                             under \"full_attention\" and \"sliding_attention\""
+                        ));
+                    }
+                    if let Some(value) = by_type.get(kind) {
+                        from(value, &format!("rope_parameters.{kind}"))?;
+                    }
+                }
+                serde_json::Value::Null => {}
+                other => return Err(format!("rope_parameters must be an object, got {other}")),
+            }
+        }
+        if let Some(scaling) = &self.rope_scaling {
+            from(scaling, "rope_scaling")?;
+        }
+        let at = if self.rope_scaling.as_ref().is_some_and(|s| !s.is_null()) {
+            format!("rope_parameters.{kind} (with rope_scaling)")
+        } else {
+            format!("rope_parameters.{kind}")
+        };
+        let number = |key: &str| -> std::result::Result<Option<f64>, String> {
+            match params.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .map(Some)
+                    .ok_or_else(|| format!("{at}.{key} must be a positive number, got {v}")),
+            }
+        };
+        let theta = match number("rope_theta")? {
+            Some(theta) => theta,
+            None if global => self.global_rope_theta,
+            None => self.local_rope_theta.unwrap_or(self.global_rope_theta),
+        };
+        if let (Some(a), Some(b)) = (params.get("rope_type"), params.get("type"))
+            && a != b
+        {
+            return Err(format!("{at}: rope_type {a} and type {b} disagree"));
+        }
+        let rope_type = match params.get("rope_type").or_else(|| params.get("type")) {
+            None | Some(serde_json::Value::Null) => "default".to_string(),
+            Some(serde_json::Value::String(t)) => t.clone(),
+            Some(other) => return Err(format!("{at}.rope_type must be a string, got {other}")),
+        };
+        if let Some(p) = number("partial_rotary_factor")?
+            && p != 1.0
+        {
+            return Err(format!("{at}.partial_rotary_factor {p} is not supported (only 1: the whole head rotates)"));
+        }
+        let factor = match rope_type.as_str() {
+            "default" => 1.0,
+            "linear" => number("factor")?.ok_or_else(|| format!("{at}: rope_type \"linear\" needs a factor"))?,
+            other => {
+                return Err(format!(
+                    "{at}.rope_type {other:?} is not supported: \"default\" and \"linear\" are (transformers' \
+                     dynamic, yarn, longrope, llama3 and proportional scalings are not implemented here)"
+                ));
+            }
+        };
+        Ok(Rope { theta, factor })
+    }
+}
+
+/// One layer type's rotary settings: the base `theta` and linear scaling's `factor` (positions
+/// divided by it; 1 without scaling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rope {
+    pub theta: f64,
+    pub factor: f64,
 }
 
 impl FamilyConfig for ModernBertConfig {
@@ -139,6 +271,11 @@ impl FamilyConfig for ModernBertConfig {
         if self.global_attn_every_n_layers == 0 {
             return Err("global_attn_every_n_layers must be at least 1".into());
         }
+        for i in 0..self.num_hidden_layers {
+            self.is_global(i)?;
+        }
+        self.rope(true)?;
+        self.rope(false)?;
         if !["cls", "mean"].contains(&self.classifier_pooling.as_str()) {
             return Err(format!(
                 "classifier_pooling {:?} is not supported; expected \"cls\" or \"mean\"",
@@ -166,9 +303,11 @@ pub struct ModernBertEmbeddings<B: Backend> {
 }
 
 /// Rotary position embeddings of one layer: `theta` is its base.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rotary {
     pub theta: f64,
+    /// Linear scaling (`rope_type: "linear"`): `inv_freq` divided by it, as transformers does.
+    pub factor: f64,
     pub head_dim: usize,
 }
 
@@ -178,8 +317,13 @@ impl Rotary {
     /// long positions round the same way.
     pub fn tables(&self, seq: usize) -> RotaryTables {
         let d = self.head_dim;
-        let inv_freq: Vec<f32> =
-            (0..d / 2).map(|i| 1.0f32 / (self.theta as f32).powf((2 * i) as f32 / d as f32)).collect();
+        let factor = self.factor as f32;
+        let inv_freq: Vec<f32> = (0..d / 2)
+            .map(|i| {
+                let f = 1.0f32 / (self.theta as f32).powf((2 * i) as f32 / d as f32);
+                if factor == 1.0 { f } else { f / factor }
+            })
+            .collect();
         let mut cos = vec![0.0f32; seq * d];
         let mut sin = vec![0.0f32; seq * d];
         for pos in 0..seq {
@@ -273,11 +417,9 @@ impl<B: Backend> ModernBertEncoderLayer<B> {
         // the depth.
         let out_std = config.initializer_range / (2.0 * config.num_hidden_layers as f64).sqrt();
         let attn_norm = if i == 0 { None } else { Some(w.layer_norm_with(&at.pp("attn_norm"), h, eps, norm_bias)?) };
-        let (theta, window) = if config.is_global(i) {
-            (config.global_rope_theta, None)
-        } else {
-            (config.local_rope_theta.unwrap_or(config.global_rope_theta), Some(config.local_attention / 2))
-        };
+        let global = config.is_global(i).map_err(crate::EncoderError::invalid_config)?;
+        let rope = config.rope(global).map_err(crate::EncoderError::invalid_config)?;
+        let window = if global { None } else { Some(config.local_attention / 2) };
         let attn = at.pp("attn");
         let attn = ModernBertAttention {
             Wqkv: w.linear_with(&attn.pp("Wqkv"), h, 3 * h, config.attention_bias)?,
@@ -286,7 +428,7 @@ impl<B: Backend> ModernBertEncoderLayer<B> {
             out_drop: Dropout::new(config.attention_dropout),
             num_heads: config.num_attention_heads,
             window,
-            rotary: Rotary { theta, head_dim: config.head_dim() },
+            rotary: Rotary { theta: rope.theta, factor: rope.factor, head_dim: config.head_dim() },
         };
         let mlp_norm = w.layer_norm_with(&at.pp("mlp_norm"), h, eps, norm_bias)?;
         let mlp = at.pp("mlp");
@@ -339,18 +481,17 @@ impl<B: Backend> ModernBertModel<B> {
         let mask_bias = attention_bias(input.attention_mask);
         let e = &self.embeddings;
         let hidden = e.drop.forward(e.norm.forward(e.tok_embeddings.forward(input.input_ids)));
-        // One set of rotary tables per base (global and local), not one per layer.
+        // One set of rotary tables per setting (global and local), not one per layer.
         let seq = hidden.dims()[1];
-        let mut tables: Vec<(f64, RotaryTables)> = Vec::with_capacity(2);
+        let mut tables: Vec<(&Rotary, RotaryTables)> = Vec::with_capacity(2);
         for layer in &self.layers {
             let rotary = &layer.attn.rotary;
-            if !tables.iter().any(|(theta, _)| *theta == rotary.theta) {
-                tables.push((rotary.theta, rotary.tables(seq)));
+            if !tables.iter().any(|(r, _)| *r == rotary) {
+                tables.push((rotary, rotary.tables(seq)));
             }
         }
         let hidden = self.layers.iter().fold(hidden, |hidden, layer| {
-            let theta = layer.attn.rotary.theta;
-            match tables.iter().find(|(t, _)| *t == theta) {
+            match tables.iter().find(|(r, _)| *r == &layer.attn.rotary) {
                 Some((_, tables)) => layer.forward(hidden, mask_bias.clone(), tables),
                 None => unreachable!("a table was made for every layer's base above"),
             }
@@ -483,5 +624,23 @@ impl Family for ModernBert {
 
     fn load<B: Backend>(w: &mut Weights<B>, config: &ModernBertConfig) -> Result<Self::Model<B>> {
         ModernBertForSequenceClassification::load(w, config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rotary;
+
+    /// Linear scaling divides the positions by its factor: position 2p with factor 2 is
+    /// position p without (exactly: halving a frequency rounds nothing).
+    #[test]
+    fn linear_scaling_divides_the_positions() {
+        let plain = Rotary { theta: 10000.0, factor: 1.0, head_dim: 8 }.tables(16);
+        let scaled = Rotary { theta: 10000.0, factor: 2.0, head_dim: 8 }.tables(32);
+        for p in 0..16 {
+            assert_eq!(plain.cos[p * 8..(p + 1) * 8], scaled.cos[2 * p * 8..(2 * p + 1) * 8], "cos at {p}");
+            assert_eq!(plain.sin[p * 8..(p + 1) * 8], scaled.sin[2 * p * 8..(2 * p + 1) * 8], "sin at {p}");
+        }
+        assert_ne!(plain.cos[8..16], scaled.cos[8..16], "position 1 differs");
     }
 }

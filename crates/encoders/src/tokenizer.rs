@@ -110,6 +110,13 @@ impl EncoderTokenizer {
     /// This tokenizer cutting texts longer than `max_length` at the end (`Right`, the default),
     /// at the start (`Left`), or not at all (`None`: an encoding may be longer than the model).
     pub fn truncating(&self, truncation: Truncation) -> Result<Self> {
+        self.truncating_at(truncation, self.max_length)
+    }
+
+    /// This tokenizer cutting at `max_length` tokens instead (the special tokens included), in
+    /// pieces past [`Self::window`] as always. With one token more than a model takes, it tells
+    /// whether a text is too long after reading at most that much of it (the server's check).
+    pub fn truncating_at(&self, truncation: Truncation, max_length: usize) -> Result<Self> {
         let mut inner = self.inner.clone();
         let direction = match truncation {
             Truncation::None => {
@@ -121,13 +128,13 @@ impl EncoderTokenizer {
         };
         inner
             .with_truncation(Some(TruncationParams {
-                max_length: self.max_length,
+                max_length,
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
                 direction,
             }))
             .map_err(EncoderError::Encode)?;
-        Ok(Self { inner, truncation, ..self.clone() })
+        Ok(Self { inner, truncation, max_length, ..self.clone() })
     }
 
     pub fn max_length(&self) -> usize {

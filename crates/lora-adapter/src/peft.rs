@@ -119,7 +119,8 @@ pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(
 /// Reads an adapter directory's config.
 pub fn read_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| LoraError::Io { path: path.clone(), source })?;
+    let text = tensor_file::read_small_text(&path, tensor_file::SMALL_FILE_LIMIT)
+        .map_err(|source| LoraError::Io { path: path.clone(), source })?;
     let config: LoraConfig =
         serde_json::from_str(&text).map_err(|source| LoraError::ConfigJson { path: path.clone(), source })?;
     config.validate().map_err(|message| LoraError::Config { path: Some(path), message })?;

@@ -83,6 +83,14 @@ pub struct ServeArgs {
     /// Serve no POST /adapters or DELETE /adapters/NAME: the adapters are the ones given here.
     #[arg(long)]
     pub no_adapter_api: bool,
+    /// Every route but GET /health requires `Authorization: Bearer KEY` (TEI's flag; 401
+    /// otherwise). Prefer the environment variable: a flag shows in `ps`.
+    #[arg(long, env = "LORA_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// POST /adapters loads only directories under DIR (relative paths are taken from it;
+    /// symlinks are resolved before the check); Hub ids are refused.
+    #[arg(long, value_name = "DIR")]
+    pub adapter_root: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArg,
 }

@@ -659,6 +659,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 },
                 default_adapter: a.default_adapter,
                 adapter_api: !a.no_adapter_api,
+                api_key: a.api_key,
+                adapter_root: a.adapter_root,
             };
             Ok(lora_serve::serve(base, &adapters, options)?)
         }

@@ -67,9 +67,11 @@ impl RunDir {
     }
 
     /// Makes the directory ready for the run's first write: with `replace`, the earlier run's
-    /// files go (only those a run writes; anything else of the user's stays); temporary files
-    /// of killed runs go in any case. Call once every input has been checked.
-    pub fn prepare(&mut self, replace: bool) -> Result<()> {
+    /// files go (only those a run writes; anything else of the user's stays), and so do the
+    /// TensorBoard event files in `logging_dir` when that is inside this directory (a shared
+    /// one outside it keeps every run's, as TensorBoard expects); temporary files of killed runs
+    /// go in any case. Call once every input has been checked.
+    pub fn prepare(&mut self, replace: bool, logging_dir: Option<&Path>) -> Result<()> {
         self.written = true;
         if replace {
             for f in RUN_FILES {
@@ -78,6 +80,17 @@ impl RunDir {
             // `runs/`: TensorBoard's event files at their default place.
             for d in ["checkpoints", "adapter", "runs"] {
                 remove(&self.path.join(d))?;
+            }
+            if let Some(dir) = logging_dir
+                && let (Ok(dir), Ok(own)) = (dir.canonicalize(), self.path.canonicalize())
+                && dir.starts_with(&own)
+                && let Ok(entries) = std::fs::read_dir(&dir)
+            {
+                for entry in entries.flatten() {
+                    if entry.file_name().to_string_lossy().starts_with("events.out.tfevents.") {
+                        remove(&entry.path())?;
+                    }
+                }
             }
         }
         remove_temporaries(&self.path)?;
@@ -179,7 +192,7 @@ mod tests {
         // Never written: the directory it created is gone again.
         assert!(!dir.exists());
         let mut again = RunDir::lock(&dir).unwrap();
-        again.prepare(false).unwrap();
+        again.prepare(false, None).unwrap();
         drop(again);
         assert!(dir.is_dir() && !dir.join(LOCK_FILE).exists());
     }
@@ -195,10 +208,10 @@ mod tests {
         std::fs::write(dir.join("metrics.jsonl"), "{}").unwrap();
         let mut run = RunDir::lock(dir).unwrap();
         assert_eq!(run.holds(), Holds::Unfinished);
-        run.prepare(false).unwrap();
+        run.prepare(false, None).unwrap();
         assert!(!dir.join("checkpoints/.tmp-epoch-2").exists() && !dir.join(".summary.json.tmp-123").exists());
         assert!(dir.join("checkpoints/epoch-1").exists() && dir.join("metrics.jsonl").exists());
-        run.prepare(true).unwrap();
+        run.prepare(true, None).unwrap();
         assert!(!dir.join("checkpoints").exists() && !dir.join("metrics.jsonl").exists());
         assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
         assert_eq!(run.holds(), Holds::Nothing);

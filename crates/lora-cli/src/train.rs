@@ -578,8 +578,14 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         return Err(Interrupted(format!("interrupted before training started; {} is as it was", out.display())).into());
     }
 
+    // TensorBoard's directory must be writable before anything of an earlier run goes.
+    let logging_dir = config.training.logging_dir.clone().unwrap_or_else(|| out.join("runs"));
+    if config.training.report_to.tensorboard() {
+        check_writable_dir(&logging_dir)
+            .with_context(|| format!("training.logging_dir {}: nothing was changed", logging_dir.display()))?;
+    }
     // The first write: an earlier run's files go only now (when not continuing it).
-    run.prepare(resumed.is_none())?;
+    run.prepare(resumed.is_none(), Some(&logging_dir))?;
     write_atomic(&out.join("config.toml"), &config.to_toml()?)?;
     // metrics.jsonl is the checkpoint's history: no line from a lost step.
     let lines: String = trainer.state.log_history.iter().map(|v| format!("{v}\n")).collect();
@@ -630,6 +636,15 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         say(output, &format!("TensorBoard: tensorboard --logdir {}", dir.display()));
     }
     Ok(summary)
+}
+
+/// Creates `dir` (with its parents) and checks that a file can be made in it.
+fn check_writable_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).context("cannot create the directory")?;
+    let probe = dir.join(format!(".lora-write-check.{}", std::process::id()));
+    std::fs::File::create(&probe).context("cannot write in the directory")?;
+    std::fs::remove_file(&probe).context("cannot write in the directory")?;
+    Ok(())
 }
 
 /// The Hub ids of the local copies the shipped configs name (`../shared/assets/...` exists on

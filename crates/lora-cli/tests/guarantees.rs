@@ -112,11 +112,35 @@ fn overwrite_with_a_bad_input_leaves_the_earlier_run_as_it_was() {
     let args = ["--overwrite", "--set", "model.num_labels=3"];
     let err = failure(lora(&train_args(headless.to_str().unwrap(), d, r, &args)));
     assert!(err.contains("num_labels"), "{err}");
+    // Issue 40: TensorBoard's logging_dir that cannot be created (its parent is a file) deleted
+    // the finished run and then failed; it is now checked first.
+    let blocked = tmp.path().join("a-file");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let tb = format!("training.logging_dir=\"{}\"", blocked.join("tb").display());
+    let args = ["--overwrite", "--set", "training.report_to=\"tensorboard\"", "--set", &tb];
+    let err = failure(lora(&train_args(m, d, r, &args)));
+    assert!(err.contains("training.logging_dir") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
     assert_eq!(snapshot(&run), before, "the earlier run's files are untouched");
     // With good inputs, --overwrite replaces the run.
     ok(lora(&train_args(m, d, r, &["--overwrite", "--set", "training.num_train_epochs=1"])));
     assert_eq!(summary(&run)["epochs"].as_array().unwrap().len(), 1);
     assert!(!run.join("checkpoints/epoch-2").exists(), "the replaced run's checkpoints are gone");
+    // A logging_dir inside the run's directory holds the replacing run's event file alone
+    // (it kept the replaced run's too), and a user's other file there stays.
+    let inside = format!("training.logging_dir=\"{}\"", run.join("tb").display());
+    let args = ["--overwrite", "--set", "training.report_to=\"tensorboard\"", "--set", &inside];
+    ok(lora(&train_args(m, d, r, &args)));
+    std::fs::write(run.join("tb/notes.txt"), "mine").unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // event file names carry the second
+    ok(lora(&train_args(m, d, r, &args)));
+    let mut names: Vec<String> = std::fs::read_dir(run.join("tb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("events.out.tfevents.") && names[1] == "notes.txt", "{names:?}");
 }
 
 #[test]

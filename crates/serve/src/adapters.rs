@@ -125,8 +125,19 @@ pub(crate) async fn load<B: Backend>(
     if taken(&state) {
         return conflict().into_response();
     }
+    let dir = match &state.options.adapter_root {
+        Some(root) => match under_root(root, &request.path) {
+            Ok(dir) => dir,
+            Err(message) => {
+                return ApiError::validation(format!("`path` {:?}: {message}", request.path))
+                    .with_status(StatusCode::FORBIDDEN)
+                    .into_response();
+            }
+        },
+        None => PathBuf::from(&request.path),
+    };
     let (model, device) = (state.model.clone(), state.device.clone());
-    let (name, dir) = (request.name.clone(), PathBuf::from(&request.path));
+    let name = request.name.clone();
     let loaded = tokio::task::spawn_blocking(move || load_adapter(&model, &name, &dir, &device)).await;
     let served = match loaded {
         Ok(Ok(served)) => Arc::new(served),
@@ -163,6 +174,24 @@ pub(crate) async fn unload<B: Backend>(
             .with_status(StatusCode::NOT_FOUND)
             .into_response(),
     }
+}
+
+/// The adapter directory `path` names under `--adapter-root` (`root` already resolved): a
+/// relative path is taken from the root; symlinks and `..` are resolved before the check, so
+/// the directory must really be inside it. Hub ids are refused: with a root, adapters are local.
+fn under_root(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let given = Path::new(path);
+    let joined = if given.is_absolute() { given.to_path_buf() } else { root.join(given) };
+    let resolved = joined
+        .canonicalize()
+        .map_err(|e| format!("{e}; with --adapter-root, adapters load from directories under {}", root.display()))?;
+    if !resolved.starts_with(root) {
+        return Err(format!("is outside --adapter-root {} (resolved: {})", root.display(), resolved.display()));
+    }
+    if !resolved.is_dir() {
+        return Err("is not a directory".into());
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -162,6 +162,8 @@ pub enum ErrorType {
     Validation,
     Tokenizer,
     Empty,
+    /// No `Authorization: Bearer KEY` matching `--api-key` (401).
+    Unauthorized,
 }
 
 /// TEI's error body: `{"error": "...", "error_type": "Validation"}`, with its status.
@@ -174,7 +176,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// With TEI's status for the kind: 503, 424, 429, 422, 422, 400.
+    /// With TEI's status for the kind: 503, 424, 429, 422, 422, 400, 401.
     pub fn new(error_type: ErrorType, error: impl Into<String>) -> Self {
         let status = match error_type {
             ErrorType::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
@@ -182,6 +184,7 @@ impl ApiError {
             ErrorType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ErrorType::Tokenizer | ErrorType::Validation => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorType::Empty => StatusCode::BAD_REQUEST,
+            ErrorType::Unauthorized => StatusCode::UNAUTHORIZED,
         };
         Self { error: error.into(), error_type, status }
     }

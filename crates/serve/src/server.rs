@@ -58,6 +58,10 @@ pub struct ServeOptions {
     pub default_adapter: Option<String>,
     /// Whether `POST /adapters` and `DELETE /adapters/{name}` are served.
     pub adapter_api: bool,
+    /// TEI's `--api-key`: every route but `/health` requires `Authorization: Bearer KEY`.
+    pub api_key: Option<String>,
+    /// `POST /adapters` loads only directories under this one (symlinks resolved first).
+    pub adapter_root: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +75,8 @@ impl Default for ServeOptions {
             batch: BatchLimits { max_batch_tokens: 16_384, max_wait: Duration::from_millis(2), pad_to_multiple_of: 1 },
             default_adapter: None,
             adapter_api: true,
+            api_key: None,
+            adapter_root: None,
         }
     }
 }
@@ -82,6 +88,10 @@ pub enum ServeError {
     Adapter { name: String, path: PathBuf, message: String },
     #[error("--adapter {0} is given twice")]
     DuplicateAdapter(String),
+    #[error("--adapter-root {path}: {message}")]
+    AdapterRoot { path: PathBuf, message: String },
+    #[error("--api-key is empty: give the key clients must send as `Authorization: Bearer KEY`")]
+    EmptyApiKey,
     #[error("--default-adapter {name} is not among the adapters ({loaded})")]
     UnknownDefault { name: String, loaded: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -99,6 +109,11 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 /// Tokenizers for each `truncate` / `truncation_direction`.
 pub(crate) struct Tokenizers {
+    /// `truncate: false`: cuts at one token past the model's, so that a text too long to
+    /// answer is read only that far (in pieces past the tokenizer's window) before it is refused:
+    /// a refused text costs no more than an accepted one.
+    probe: EncoderTokenizer,
+    /// Counts the tokens of a refused text that is short enough to read whole, for the error.
     whole: EncoderTokenizer,
     right: EncoderTokenizer,
     left: EncoderTokenizer,
@@ -157,11 +172,26 @@ pub fn serve<B: Backend>(
     // One adapter at start is the default: loading a second later keeps requests without
     // `adapter_id` working.
     let mut options = options;
+    if options.api_key.as_deref().is_some_and(str::is_empty) {
+        return Err(ServeError::EmptyApiKey);
+    }
+    if let Some(root) = &options.adapter_root {
+        let resolved =
+            root.canonicalize().map_err(|e| ServeError::AdapterRoot { path: root.clone(), message: e.to_string() })?;
+        if !resolved.is_dir() {
+            return Err(ServeError::AdapterRoot { path: root.clone(), message: "not a directory".into() });
+        }
+        options.adapter_root = Some(resolved);
+    }
     if options.default_adapter.is_none() && loaded.len() == 1 {
         options.default_adapter = loaded.keys().next().cloned();
     }
     metrics.adapters.set(loaded.len() as i64);
     let tokenizers = Tokenizers {
+        probe: base
+            .tokenizer
+            .truncating_at(Truncation::Right, base.tokenizer.max_length() + 1)
+            .map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
         whole: base.tokenizer.truncating(Truncation::None).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
         right: base.tokenizer.truncating(Truncation::Right).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
         left: base.tokenizer.truncating(Truncation::Left).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
@@ -280,7 +310,42 @@ fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
                 .with_status(StatusCode::NOT_FOUND)
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::<B>))
         .with_state(state)
+}
+
+/// With `--api-key`, every request but `GET /health` must carry `Authorization: Bearer KEY`,
+/// else a 401; the keys are compared as SHA-256 digests in constant time (`subtle`), so neither
+/// the key's bytes nor its length show in the time an answer takes.
+async fn authorize<B: Backend>(
+    State(state): State<Arc<AppState<B>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(key) = &state.options.api_key
+        && request.uri().path() != "/health"
+    {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            // The scheme is case-insensitive (RFC 9110).
+            .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
+            .unwrap_or("");
+        let (given, key) = (sha2::Sha256::digest(given.as_bytes()), sha2::Sha256::digest(key.as_bytes()));
+        let same: bool = given.as_slice().ct_eq(key.as_slice()).into();
+        if !same {
+            return ApiError::new(
+                ErrorType::Unauthorized,
+                "this server needs `Authorization: Bearer KEY` with its --api-key (only GET /health is open)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// 200 while the batching thread runs (the model and the start's adapters are loaded before
@@ -455,7 +520,7 @@ fn tokenize(
     single: bool,
 ) -> Result<Vec<Encoded>, ApiError> {
     let tokenizer = match (truncate, direction) {
-        (false, _) => &tokenizers.whole,
+        (false, _) => &tokenizers.probe,
         (true, TruncationDirection::Right) => &tokenizers.right,
         (true, TruncationDirection::Left) => &tokenizers.left,
     };
@@ -471,10 +536,20 @@ fn tokenize(
     for (i, e) in encoded.iter().enumerate() {
         if e.len() > limit {
             let which = if single { "`inputs`".to_string() } else { format!("`inputs[{i}]`") };
-            return Err(ApiError::validation(format!(
-                "{which} has {} tokens, more than the model's {limit}; send \"truncate\": true to cut it",
-                e.len()
-            )));
+            // The exact count where the text is short enough to read whole.
+            let window = tokenizers.whole.window();
+            let (a, b) = pairs[i];
+            let count = if a.len() <= window && b.is_none_or(|b| b.len() <= window) {
+                let whole = tokenizers.whole.encode_batch_pairs(&pairs[i..=i]);
+                whole.ok().and_then(|w| w.first().map(|w| w.len().to_string()))
+            } else {
+                None
+            };
+            let says = match count {
+                Some(n) => format!("has {n} tokens, more than the model's {limit}"),
+                None => format!("has more tokens than the model's {limit}"),
+            };
+            return Err(ApiError::validation(format!("{which} {says}; send \"truncate\": true to cut it")));
         }
     }
     Ok(encoded)

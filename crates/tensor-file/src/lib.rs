@@ -57,7 +57,12 @@ type Result<T> = std::result::Result<T, TensorFileError>;
 /// Every tensor of a safetensors file as f32 (F32, F16, BF16, F64). A tensor of another dtype is
 /// an error unless `skip(name)` says it is not wanted (integer buffers such as `position_ids`).
 pub fn read_safetensors(path: &Path, skip: impl Fn(&str) -> bool) -> Result<BTreeMap<String, RawTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.to_path_buf(), source })?;
+    let read = |source| TensorFileError::Read { path: path.to_path_buf(), source };
+    // A FIFO or a device (`/dev/zero`) would be read until memory runs out.
+    if !std::fs::metadata(path).map_err(read)?.is_file() {
+        return Err(read(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file")));
+    }
+    let bytes = std::fs::read(path).map_err(read)?;
     let format = |message: String| TensorFileError::Format { path: path.to_path_buf(), message };
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|source| TensorFileError::Safetensors { path: path.to_path_buf(), source })?;
@@ -196,4 +201,29 @@ impl Drop for AtomicFile {
         // Not committed, or committed and already renamed (then there is nothing to remove).
         let _ = std::fs::remove_file(&self.tmp);
     }
+}
+
+/// The largest small JSON file (`adapter_config.json`, `labels.json`) read: far above any real
+/// one (a few KB), far below what would hurt a server that reads one on a client's request.
+pub const SMALL_FILE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// A small text file whole, refusing what is not a regular file (a FIFO, `/dev/zero`, a
+/// directory) and anything over `limit` bytes, without reading more than that.
+///
+/// # Errors
+/// The open or read error, `InvalidData` for a file that is not regular, too large, or not UTF-8.
+pub fn read_small_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(invalid(format!("larger than {limit} bytes: not a config this program writes or reads")));
+    }
+    String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))
 }

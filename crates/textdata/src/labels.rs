@@ -326,7 +326,7 @@ impl LabelSpace {
     /// `dir/labels.json`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Self>, String> {
         let path = dir.join(LABELS_FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match tensor_file::read_small_text(&path, tensor_file::SMALL_FILE_LIMIT) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
