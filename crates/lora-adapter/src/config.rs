@@ -162,6 +162,17 @@ impl LoraConfig {
                 ));
             }
         }
+        if crate::init::MutatingInit::of(&self.init_lora_weights).is_some()
+            && let Some(bad) = std::iter::once(self.lora_alpha)
+                .chain(self.alpha_pattern.values().copied())
+                .find(|a| !(*a > 0.0 && a.is_finite()))
+        {
+            // PiSSA and OLoRA divide the factors by the scaling (lora_alpha / r): NaN at 0.
+            return Err(format!(
+                "lora_alpha {bad} with init_lora_weights = {:?}: PiSSA and OLoRA divide by lora_alpha / r, so it must be above 0",
+                self.init_lora_weights
+            ));
+        }
         if self.target_modules.is_none() {
             return Err("target_modules must name the linears to adapt".into());
         }
@@ -241,6 +252,11 @@ impl LoraConfig {
         }
         self
     }
+}
+
+/// The layer index of the module `name` under `config`'s `layers_pattern`.
+pub(crate) fn layer_of(name: &str, config: &LoraConfig) -> Option<usize> {
+    layer_index(name, config.layers_pattern.as_ref())
 }
 
 /// The layer index in a module name, as PEFT finds it for `layers_to_transform`.
@@ -384,6 +400,19 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(config.validate(), Ok(()), "{ok} with DoRA");
+        }
+        // Issue 40: PiSSA at lora_alpha 0 trained to NaN; plain LoRA may have it (PEFT's too).
+        for alpha in [0.0, -8.0, f64::NAN] {
+            let pissa = LoraConfig {
+                init_lora_weights: InitLoraWeights::Method("pissa".into()),
+                lora_alpha: alpha,
+                ..Default::default()
+            };
+            let err = pissa.validate().unwrap_err();
+            assert!(err.contains("must be above 0") && err.contains("lora_alpha"), "{alpha}: {err}");
+            if alpha.is_finite() {
+                assert_eq!(LoraConfig { lora_alpha: alpha, ..Default::default() }.validate(), Ok(()), "{alpha}");
+            }
         }
     }
 }

@@ -14,8 +14,8 @@ pub enum LoraError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("target_modules {targets} matched no linear of the model (its linears end in: {available})")]
-    NoTarget { targets: String, available: String },
+    #[error("target_modules {targets} matched no linear of the model{why} (its linears end in: {available})")]
+    NoTarget { targets: String, available: String, why: String },
     #[error("cannot read {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -85,9 +85,52 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
         return Err(LoraError::NoTarget {
             targets: serde_json::to_string(&config.target_modules).unwrap_or_default(),
             available: tails.join(", "),
+            why: why_no_target(config, &names),
         });
     }
     Ok((model, injected))
+}
+
+/// Why `config` adapts none of the linears `names`, where one of PEFT's rules explains it: a
+/// string is a regex over the whole name, a targeted module is saved whole, or
+/// `layers_to_transform` names no layer the model has. Empty when none does.
+fn why_no_target(config: &LoraConfig, names: &[String]) -> String {
+    let ends = |t: &str| names.iter().filter(|n| n.rsplit('.').next() == Some(t)).collect::<Vec<_>>();
+    match &config.target_modules {
+        Some(crate::TargetModules::Regex(re)) if !ends(re).is_empty() => format!(
+            ": a string is a regular expression matched against the whole name ({}), as PEFT does; \
+             to match names ending in {re:?}, give a list: [{re:?}]",
+            ends(re)[0]
+        ),
+        Some(crate::TargetModules::Names(targets)) => {
+            let matching: Vec<&String> = targets.iter().flat_map(|t| ends(t)).collect();
+            let saved: Vec<&&String> = matching.iter().filter(|n| config.saves_module(n)).collect();
+            if !saved.is_empty() && saved.len() == matching.len() {
+                return format!(
+                    ": {} is in modules_to_save (trained in full and saved whole; SEQ_CLS adds classifier), so it gets no adapter",
+                    saved[0]
+                );
+            }
+            if !matching.is_empty()
+                && let Some(layers) = &config.layers_to_transform
+            {
+                let mut found: Vec<usize> = names.iter().filter_map(|n| crate::config::layer_of(n, config)).collect();
+                found.sort_unstable();
+                found.dedup();
+                let range = match (found.first(), found.last()) {
+                    (Some(a), Some(b)) => format!("{a} to {b}"),
+                    _ => "none".into(),
+                };
+                let asked = match layers {
+                    crate::Layers::One(i) => i.to_string(),
+                    crate::Layers::Many(v) => format!("{v:?}"),
+                };
+                return format!(": layers_to_transform {asked} names no layer the model has (its layers: {range})");
+            }
+            String::new()
+        }
+        _ => String::new(),
+    }
 }
 
 fn unfreeze<B: Backend>(linear: &mut LoraLinear<B>) {

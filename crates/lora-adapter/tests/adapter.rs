@@ -265,3 +265,27 @@ fn dora_s_dropout_branch_and_fresh_start() {
     let inferred = dropped.valid().forward(x.inner());
     assert!(out.sub(inferred).abs().max().into_scalar() > 1e-3, "dropout at 0.5 changes the training output");
 }
+
+/// Issue 40: a target that matches nothing says why, where one of PEFT's rules explains it.
+#[test]
+fn a_target_that_matches_nothing_says_why() {
+    let device = Default::default();
+    let cases: Vec<(LoraConfig, &str)> = vec![
+        (
+            LoraConfig { target_modules: Some(TargetModules::Regex("up".into())), ..config(&[]) },
+            "a string is a regular expression matched against the whole name (net.up)",
+        ),
+        (
+            LoraConfig { modules_to_save: Some(vec!["down".into()]), ..config(&["down"]) },
+            "net.down is in modules_to_save",
+        ),
+        (
+            LoraConfig { layers_to_transform: Some(lora_adapter::Layers::Many(vec![5])), ..config(&["up"]) },
+            "layers_to_transform [5] names no layer the model has (its layers: none)",
+        ),
+    ];
+    for (config, says) in cases {
+        let err = inject(Mlp::<B>::new(&device), &config, &device).unwrap_err().to_string();
+        assert!(err.contains("matched no linear") && err.contains(says), "{err}");
+    }
+}

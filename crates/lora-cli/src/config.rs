@@ -561,6 +561,8 @@ impl<'de> Deserialize<'de> for Interval {
             Raw::Whole(n) => usize::try_from(n)
                 .map(Self::Steps)
                 .map_err(|_| serde::de::Error::custom(format!("{n}: expected {expected}"))),
+            // Trainer reads a float of 1 or more that is whole as that many steps (1.0 is 1).
+            Raw::Number(r) if r >= 1.0 && r.fract() == 0.0 && r < 1e15 => Ok(Self::Steps(r as usize)),
             Raw::Number(r) => Ok(Self::Ratio(r)),
             Raw::Other(v) => Err(serde::de::Error::custom(format!("{v}: expected {expected}"))),
         }
@@ -936,6 +938,11 @@ mod tests {
         let saved: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
         assert_eq!(saved.training.logging_steps, Interval::Ratio(0.25));
         assert!(RunConfig::load(None, &[]).unwrap().to_toml().unwrap().contains("logging_steps = 10\n"));
+        // Trainer reads a whole float as steps (issue 40: 1.0 was refused).
+        for (given, steps) in [("1.0", 1), ("20.0", 20)] {
+            let config = RunConfig::load(None, &[format!("training.logging_steps={given}")]).unwrap();
+            assert_eq!(config.training.logging_steps, Interval::Steps(steps), "{given}");
+        }
         for bad in ["-1", "1.5", "0", "\"often\""] {
             let err = format!("{:#}", RunConfig::load(None, &[format!("training.logging_steps={bad}")]).unwrap_err());
             assert!(err.contains("logging_steps") || err.contains("whole number of steps"), "{bad}: {err}");

@@ -31,6 +31,8 @@ fn main() -> ExitCode {
     let training = matches!(cli.command, Command::Train(_));
     let handler = move || {
         if !training || INTERRUPTED.swap(true, Ordering::SeqCst) {
+            // `exit` runs no destructors: an unfinished --output's temporary goes here.
+            tensor_file::remove_temporaries();
             console::err("\ninterrupted");
             std::process::exit(INTERRUPTED_STATUS.into());
         }
@@ -78,5 +80,31 @@ fn one_line(error: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line
+    shortened(line, 2000)
+}
+
+/// `line` cut in its middle to at most about `most` characters, saying how much was left out
+/// (an error quoting a whole input was once 24,009 characters on one line).
+fn shortened(line: String, most: usize) -> String {
+    let count = line.chars().count();
+    if count <= most {
+        return line;
+    }
+    let (head, tail) = (most * 3 / 4, most / 4);
+    let start: String = line.chars().take(head).collect();
+    let end: String = line.chars().skip(count - tail).collect();
+    format!("{start} [... {} characters left out ...] {end}", count - head - tail)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_error_is_cut_in_its_middle() {
+        let long = format!("start {} end", "x".repeat(30_000));
+        let short = super::shortened(long, 2000);
+        assert!(short.starts_with("start x") && short.ends_with("x end"), "{short}");
+        assert!(short.contains("[... 28010 characters left out ...]"), "{short}");
+        assert!(short.chars().count() < 2100);
+        assert_eq!(super::shortened("short".into(), 2000), "short");
+    }
 }

@@ -225,7 +225,7 @@ fn value_differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String
 /// with a line for each one skipped and why. A run that has checkpoints but none that
 /// verifies, or a finished run with none, is an error, never a run started over; so is a
 /// checkpoint written by another config than the run's.
-fn resume_point(out: &Path, holds: Holds, config: &RunConfig, output: Output) -> Result<Option<Checkpoint>> {
+fn resume_point(out: &Path, holds: Holds, config: &RunConfig) -> Result<Option<Checkpoint>> {
     let found = checkpoint::find(out)?;
     let skipped = found.skipped_lines();
     let Some(chosen) = found.chosen else {
@@ -244,8 +244,9 @@ fn resume_point(out: &Path, holds: Holds, config: &RunConfig, output: Output) ->
         }
         return Ok(None);
     };
+    // Said whatever the output mode (--quiet too): a damaged checkpoint is news.
     for line in &skipped {
-        say(output, &format!("skipped checkpoint {line}"));
+        crate::console::err(format!("warning: skipped checkpoint {line}"));
     }
     let mut saved = chosen.manifest.config.clone();
     let mut now = serde_json::to_value(config)?;
@@ -294,7 +295,9 @@ pub fn read_data(config: &RunConfig) -> Result<(textdata::Subsets, LabelSpace)> 
 /// Refuses a label space the data only seems to have: classes inferred (neither
 /// `data.label_names` nor `model.num_labels` says what they are) that look like a text column
 /// picked as the label (a title, an id): more than half of at least three classes with a
-/// single example, or more than ten classes and more than one per ten rows.
+/// single example, or more than ten classes, more than one per ten rows, and values that read as
+/// text (four words or 25 characters on average): twelve short topic names over 100 rows are
+/// classes.
 fn check_inferred_classes(config: &RunConfig, splits: &textdata::Splits, labels: &LabelSpace) -> Result<()> {
     if labels.problem_type != ProblemType::SingleLabelClassification
         || config.data.label_names.is_some()
@@ -308,7 +311,11 @@ fn check_inferred_classes(config: &RunConfig, splits: &textdata::Splits, labels:
     let counts = textdata::class_counts(train, labels.names.len());
     let classes = counts.len();
     let singletons = counts.iter().filter(|&&c| c == 1).count();
-    if (classes >= 3 && singletons * 2 > classes) || (classes > 10 && classes * 10 > train.len()) {
+    let names = labels.names.len().max(1) as f64;
+    let chars = labels.names.iter().map(|n| n.chars().count()).sum::<usize>() as f64 / names;
+    let words = labels.names.iter().map(|n| n.split_whitespace().count()).sum::<usize>() as f64 / names;
+    let reads_as_text = chars >= 25.0 || words >= 4.0;
+    if (classes >= 3 && singletons * 2 > classes) || (classes > 10 && classes * 10 > train.len() && reads_as_text) {
         let shown: Vec<&str> = labels.names.iter().take(3).map(String::as_str).collect();
         bail!(
             "{}: the label column has {classes} distinct values in {} training rows ({singletons} of them once, e.g. {:?}): that looks like a text column, not classes; name the label's column with data.label_column, or set data.label_names (or model.num_labels) if these are the classes you mean",
@@ -460,7 +467,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             bail!("{} already holds a run; pass --resume to continue it or --overwrite to replace it", out.display())
         }
     }
-    let checkpoint = if options.resume { resume_point(&out, holds, &config, output)? } else { None };
+    let checkpoint = if options.resume { resume_point(&out, holds, &config)? } else { None };
     if options.resume && checkpoint.is_none() {
         say(output, &format!("{} holds no checkpoint: starting the run from the beginning", out.display()));
     }

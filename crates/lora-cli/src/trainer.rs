@@ -535,7 +535,7 @@ where
             return Err(Interrupted(format!(
                 "{why}: wrote {}; continue with `lora train --resume --output-dir {}`",
                 dir.display(),
-                out.display()
+                shell_quoted(out)
             ))
             .into());
         }
@@ -692,4 +692,11 @@ pub fn say(output: Output, message: &str) {
     if output == Output::Bars {
         crate::console::err(message);
     }
+}
+
+/// `path` as one shell word, for a command the user is told to run (a space or a quote in it
+/// would otherwise split it).
+pub fn shell_quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    shlex::try_quote(&text).map_or(text.clone(), |q| q.into_owned())
 }

@@ -244,7 +244,8 @@ fn a_resumed_run_records_what_the_uninterrupted_run_did() {
     let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
     // Log windows of 3 steps across epochs of 4: an interruption lands inside a window.
     let args = ["--set", "training.num_train_epochs=60", "--set", "training.logging_steps=3"];
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    // A space in the run's path: the suggested command quotes it (issue 40).
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("run b"));
     ok(lora(&train_args(m, d, a.to_str().unwrap(), &args)));
     let child = spawn(&train_args(m, d, b.to_str().unwrap(), &args));
     wait_for(&b.join("checkpoints/epoch-3"), "an epoch checkpoint");
@@ -252,7 +253,7 @@ fn a_resumed_run_records_what_the_uninterrupted_run_did() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "the run ended before Ctrl-C arrived: {stderr}");
-    let suggested = format!("lora train --resume --output-dir {}", b.display());
+    let suggested = format!("lora train --resume --output-dir '{}'", b.display());
     assert!(stderr.contains(&suggested), "{stderr}");
     ok(lora(&["train", "--resume", "--output-dir", b.to_str().unwrap(), "--quiet"]));
     assert_eq!(json_lines(&b.join("metrics.jsonl")), json_lines(&a.join("metrics.jsonl")));
@@ -477,6 +478,30 @@ fn num_labels_must_fit_the_data() {
     assert!(!run.exists(), "a run that failed before its first write leaves nothing");
 }
 
+/// Issue 40: an interrupted `predict --output F` left `.F.tmp-PID` behind, one per interrupt
+/// (the Ctrl-C handler exits without running destructors); now neither it nor F is left.
+#[test]
+fn an_interrupted_predict_leaves_no_temporary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _, run) = finished_run(tmp.path(), &[]);
+    let (m, a) = (model.to_str().unwrap(), run.join("adapter"));
+    let texts = tmp.path().join("many.txt");
+    std::fs::write(&texts, "the film was good and the plot was dull\n".repeat(400_000)).unwrap();
+    let out = tmp.path().join("out dir");
+    std::fs::create_dir_all(&out).unwrap();
+    let target = out.join("predictions.jsonl");
+    let args = ["predict", "--model", m, "--adapter", a.to_str().unwrap(), "--input", texts.to_str().unwrap()];
+    let child = spawn(&[&args[..], &["--output", target.to_str().unwrap()]].concat());
+    let temporary = out.join(format!(".predictions.jsonl.tmp-{}", child.id()));
+    wait_for(&temporary, "predict's temporary output");
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "INT");
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", String::from_utf8_lossy(&done.stderr));
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[test]
 fn predict_answers_every_input_line_in_order() {
     let tmp = tempfile::tempdir().unwrap();
@@ -641,6 +666,15 @@ fn a_damaged_latest_checkpoint_falls_back_to_an_intact_older_one_and_says_so() {
     let optimizer = run.join("checkpoints/epoch-2/optimizer.safetensors");
     let bytes = read(&optimizer);
     std::fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
+    // Under --quiet too (issue 40: it was not mentioned): the same run copied, resumed quietly.
+    let quiet = tmp.path().join("quiet");
+    assert!(
+        Command::new("cp").args(["-a", run.to_str().unwrap(), quiet.to_str().unwrap()]).status().unwrap().success()
+    );
+    let out = resume(&quiet, &["--quiet"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipped checkpoint") && stderr.contains("epoch-2: optimizer.safetensors has"), "{stderr}");
     let out = resume(&run, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
@@ -707,6 +741,50 @@ fn ambiguous_data_is_refused_and_inferred_tasks_are_said() {
     let err = failure(lora(&train_args(m, titles.to_str().unwrap(), r, &[])));
     assert!(err.contains("40 distinct values in 40 training rows") && err.contains("data.label_column"), "{err}");
     assert!(!run.exists(), "nothing written");
+
+    // Issue 40: twelve short topic names over 96 rows are classes (were refused as a text
+    // column by their count alone); twelve sentences are still a text column.
+    let topics = tmp.path().join("topics.jsonl");
+    let names = [
+        "billing",
+        "bug report",
+        "login",
+        "shipping",
+        "refund",
+        "account",
+        "privacy",
+        "pricing",
+        "api",
+        "mobile app",
+        "security",
+        "other",
+    ];
+    let lines: Vec<String> = (0..96)
+        .map(|i| serde_json::json!({"text": format!("the film was w{}", 20 + i), "label": names[i % 12]}).to_string())
+        .collect();
+    std::fs::write(&topics, lines.join("\n") + "\n").unwrap();
+    let few = [
+        "--set",
+        "data.train_size=48",
+        "--set",
+        "data.eval_size=8",
+        "--set",
+        "training.max_steps=1",
+        "--set",
+        "data.balanced=false",
+        "--set",
+        "model.ignore_mismatched_sizes=true",
+    ];
+    let sentences = tmp.path().join("sentences.jsonl");
+    let lines: Vec<String> = (0..96)
+        .map(|i| serde_json::json!({"text": format!("the film w{}", 20 + i), "label": format!("this is what the reviewer said about film number {}", i % 12)}).to_string())
+        .collect();
+    std::fs::write(&sentences, lines.join("\n") + "\n").unwrap();
+    let err = failure(lora(&train_args(m, sentences.to_str().unwrap(), r, &few)));
+    assert!(err.contains("looks like a text column"), "{err}");
+    let out = lora(&train_args(m, topics.to_str().unwrap(), r, &few));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&run).unwrap();
 
     // Labels written 0.0 / 1.0: a regression, said; and the task and classes said otherwise.
     let decimals = tmp.path().join("decimals.jsonl");

@@ -361,7 +361,22 @@ fn bad_requests_are_4xx_with_tei_errors_and_the_server_goes_on() {
     let long = "good ".repeat(100);
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("not JSON", "{\"inputs\": ".into(), 400, "not valid JSON"),
-        ("not an object", "[1, 2]".into(), 422, "invalid type"),
+        ("not an object", "[1, 2]".into(), 422, "must be an object"),
+        ("a list read by position", json!([["good"]]).to_string(), 422, "must be an object"),
+        ("a number body", "3".into(), 422, "invalid type"),
+        ("null input", json!({"inputs": [null], "adapter_id": "one"}).to_string(), 422, "inputs[0] is null"),
+        (
+            "null in a batch",
+            json!({"inputs": [["a"], [null]], "adapter_id": "one"}).to_string(),
+            422,
+            "inputs[1][0] is null",
+        ),
+        (
+            "a pair with a number",
+            json!({"inputs": ["a", 3], "adapter_id": "one"}).to_string(),
+            422,
+            "inputs[1] is a number",
+        ),
         ("no inputs", json!({"adapter_id": "one"}).to_string(), 422, "missing field `inputs`"),
         ("empty inputs", json!({"inputs": [], "adapter_id": "one"}).to_string(), 400, "cannot be empty"),
         ("a number", json!({"inputs": 3, "adapter_id": "one"}).to_string(), 422, "a string, a pair"),
@@ -681,6 +696,24 @@ fn startup_errors_name_the_problem() {
     let stderr =
         common::failure(lora(&["serve", "--model", m, "--adapter", &spec, "--default-adapter", "b", "--port", "0"]));
     assert!(stderr.contains("--default-adapter b is not among the adapters (a)"), "{stderr}");
+    // Issue 40: padding every request past the model's 64 positions started, then answered 424.
+    for pad in ["1000", "7"] {
+        let stderr = common::failure(lora(&[
+            "serve",
+            "--model",
+            m,
+            "--adapter",
+            &spec,
+            "--pad-to-multiple-of",
+            pad,
+            "--port",
+            "0",
+        ]));
+        assert!(
+            stderr.contains(&format!("--pad-to-multiple-of {pad} pads an input of the model's 64 tokens")),
+            "{stderr}"
+        );
+    }
     // A port already taken.
     let server = Server::start(&model, &["--adapter", &spec]);
     let port = server.base.rsplit(':').next().unwrap().to_string();

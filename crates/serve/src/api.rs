@@ -36,12 +36,6 @@ impl PredictInput {
 
 impl<'de> Deserialize<'de> for PredictInput {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Element {
-            Text(String),
-            List(Vec<String>),
-        }
         struct InputVisitor;
         const EXPECTED: &str = "a string, a pair of strings [string, string], or a batch of strings and pairs [[string], [string, string], ...]";
         fn sequence<E: de::Error>(mut list: Vec<String>, at: usize) -> Result<Sequence, E> {
@@ -56,6 +50,34 @@ impl<'de> Deserialize<'de> for PredictInput {
                 ))),
             }
         }
+        /// What a JSON value is, for an error (`null`, `a number`, ...).
+        fn kind(v: &serde_json::Value) -> &'static str {
+            match v {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "a list",
+                serde_json::Value::Object(_) => "an object",
+            }
+        }
+        /// The strings of batch entry `inputs[at]`, naming the first that is not one.
+        fn strings<E: de::Error>(v: serde_json::Value, at: usize) -> Result<Vec<String>, E> {
+            let serde_json::Value::Array(items) = v else {
+                return Err(E::custom(format!(
+                    "inputs[{at}] is {}: in a batch each input is a list, [text] or [text, text_pair]",
+                    kind(&v)
+                )));
+            };
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(j, item)| match item {
+                    serde_json::Value::String(s) => Ok(s),
+                    other => Err(E::custom(format!("inputs[{at}][{j}] is {}: expected a string", kind(&other)))),
+                })
+                .collect()
+        }
         impl<'de> Visitor<'de> for InputVisitor {
             type Value = PredictInput;
 
@@ -68,14 +90,23 @@ impl<'de> Deserialize<'de> for PredictInput {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let Some(first) = seq.next_element::<Element>()? else {
+                let Some(first) = seq.next_element::<serde_json::Value>()? else {
                     return Ok(PredictInput::Batch(Vec::new()));
                 };
                 match first {
                     // A flat list: one text or one pair.
-                    Element::Text(a) => {
-                        let b: Option<String> = seq.next_element()?;
-                        if seq.next_element::<String>()?.is_some() {
+                    serde_json::Value::String(a) => {
+                        let b = match seq.next_element::<serde_json::Value>()? {
+                            None => None,
+                            Some(serde_json::Value::String(b)) => Some(b),
+                            Some(other) => {
+                                return Err(de::Error::custom(format!(
+                                    "inputs[1] is {}: a flat list is one input, [text] or [text, text_pair]",
+                                    kind(&other)
+                                )));
+                            }
+                        };
+                        if seq.next_element::<serde_json::Value>()?.is_some() {
                             return Err(de::Error::custom(
                                 "inputs: a flat list is one input, a text or a pair [text, text_pair], and this one \
                                  holds more than 2 strings; send a batch as a list of lists: [[\"t1\"], [\"t2\"]]",
@@ -86,13 +117,15 @@ impl<'de> Deserialize<'de> for PredictInput {
                             None => Sequence::Single(a),
                         }))
                     }
-                    Element::List(list) => {
-                        let mut batch = vec![sequence(list, 0)?];
-                        while let Some(list) = seq.next_element::<Vec<String>>()? {
-                            batch.push(sequence(list, batch.len())?);
+                    serde_json::Value::Array(_) => {
+                        let mut batch = vec![sequence(strings(first, 0)?, 0)?];
+                        while let Some(next) = seq.next_element::<serde_json::Value>()? {
+                            let at = batch.len();
+                            batch.push(sequence(strings(next, at)?, at)?);
                         }
                         Ok(PredictInput::Batch(batch))
                     }
+                    other => Err(de::Error::custom(format!("inputs[0] is {}: expected {EXPECTED}", kind(&other)))),
                 }
             }
         }

@@ -90,6 +90,10 @@ pub enum ServeError {
     DuplicateAdapter(String),
     #[error("--adapter-root {path}: {message}")]
     AdapterRoot { path: PathBuf, message: String },
+    #[error(
+        "--pad-to-multiple-of {pad} pads an input of the model's {positions} tokens to {padded}, past its positions, so such requests would all fail; give a divisor of {positions} (8, 64)"
+    )]
+    PadPastPositions { pad: usize, positions: usize, padded: usize },
     #[error("--api-key is empty: give the key clients must send as `Authorization: Bearer KEY`")]
     EmptyApiKey,
     #[error("--default-adapter {name} is not among the adapters ({loaded})")]
@@ -172,6 +176,11 @@ pub fn serve<B: Backend>(
     // One adapter at start is the default: loading a second later keeps requests without
     // `adapter_id` working.
     let mut options = options;
+    let positions = base.tokenizer.max_length();
+    let padded = encoders::padded_length(positions, options.batch.pad_to_multiple_of);
+    if padded > positions {
+        return Err(ServeError::PadPastPositions { pad: options.batch.pad_to_multiple_of, positions, padded });
+    }
     if options.api_key.as_deref().is_some_and(str::is_empty) {
         return Err(ServeError::EmptyApiKey);
     }
@@ -229,21 +238,35 @@ pub fn serve<B: Backend>(
         );
         let app = router(state.clone());
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let held = state.clone();
         let signal = async move {
             signal_received().await;
+            let in_flight = held.options.max_concurrent_requests.max(1) - held.permits.available_permits();
             say!(
-                "shutting down: no new connections; answering the requests in flight (at most 30 s; again to quit now)"
+                "shutting down: no new connections; answering the {in_flight} predict request(s) in flight, for as \
+                 long as answers keep coming (a connection with nothing answered for 30 s is cut; again to quit now)"
             );
             let _ = stopping.send(true);
         };
         let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-        // After the signal: the connections held are answered, for at most DRAIN, or until a
-        // second signal says to quit now.
+        // After the signal: what was accepted is answered, however long the queue takes, as
+        // long as answers keep coming; once none has come for DRAIN (a client that never sends
+        // its body, a stuck connection), or at a second signal, what is left is cut.
+        let progress = state.clone();
         let drain_limit = async move {
             let _ = stopped.wait_for(|s| *s).await;
-            tokio::select! {
-                _ = tokio::time::sleep(DRAIN) => "still open after 30 s",
-                _ = signal_received() => "still open at a second signal",
+            let mut last = (progress.answered.load(Ordering::Relaxed), Instant::now());
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = signal_received() => return "still open at a second signal",
+                }
+                let answered = progress.answered.load(Ordering::Relaxed);
+                if answered != last.0 {
+                    last = (answered, Instant::now());
+                } else if last.1.elapsed() >= DRAIN {
+                    return "still open with nothing answered for 30 s";
+                }
             }
         };
         tokio::select! {
@@ -374,6 +397,13 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
             ApiError::validation(format!("cannot read the request body: {e}")).with_status(StatusCode::BAD_REQUEST)
         }
     })?;
+    // serde reads a struct from a list by position: `["text"]` would be a request. Every
+    // request of this API is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::validation(
+            "the request body is a JSON list; it must be an object, e.g. {\"inputs\": \"text\"}",
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {

@@ -161,6 +161,7 @@ impl AtomicFile {
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         let file = std::fs::File::create(&tmp)
             .map_err(|source| TensorFileError::Write { path: path.to_path_buf(), source })?;
+        live().push(tmp.clone());
         Ok(Self { path: path.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)) })
     }
 
@@ -200,6 +201,21 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         // Not committed, or committed and already renamed (then there is nothing to remove).
         let _ = std::fs::remove_file(&self.tmp);
+        live().retain(|t| t != &self.tmp);
+    }
+}
+
+/// The temporaries of the [`AtomicFile`]s not yet dropped.
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the temporaries of every [`AtomicFile`] still open: for a process about to exit
+/// without unwinding (a Ctrl-C handler's `exit`), which would leave `.NAME.tmp-PID` behind.
+pub fn remove_temporaries() {
+    for tmp in live().drain(..) {
+        let _ = std::fs::remove_file(tmp);
     }
 }
 
