@@ -91,6 +91,16 @@ pub struct ServeArgs {
     /// symlinks are resolved before the check); Hub ids are refused.
     #[arg(long, value_name = "DIR")]
     pub adapter_root: Option<PathBuf>,
+    /// Close a connection that sends no complete request head for this many seconds: a new one
+    /// sending nothing (or too slowly), or a kept-alive one left idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = at_least_one_u64)]
+    pub idle_timeout: u64,
+    /// Answer 504 to a request not answered within this many seconds (default: no deadline).
+    #[arg(long, value_name = "SECONDS", value_parser = at_least_one_u64)]
+    pub request_timeout: Option<u64>,
+    /// Connections held at once; more wait to be accepted (default: the open-file limit less 64).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub max_connections: Option<usize>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -220,6 +230,10 @@ fn at_least_one(value: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn at_least_one_u64(value: &str) -> Result<u64, String> {
+    at_least_one(value).map(|n| n as u64)
 }
 
 #[derive(Args, Debug)]

@@ -661,6 +661,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 adapter_api: !a.no_adapter_api,
                 api_key: a.api_key,
                 adapter_root: a.adapter_root,
+                idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
+                request_timeout: a.request_timeout.map(std::time::Duration::from_secs),
+                max_connections: a.max_connections,
             };
             Ok(lora_serve::serve(base, &adapters, options)?)
         }

@@ -590,6 +590,74 @@ fn an_api_key_and_an_adapter_root_keep_clients_out() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-key is empty"), "{out:?}");
 }
 
+/// Issue 40: 1,100 idle connections on a server allowed 1,024 files blocked every client until
+/// they closed. Connections that send no complete request head within `--idle-timeout` (idle,
+/// or sending a header a byte at a time) are closed; past `--max-connections` new ones wait
+/// their turn instead of failing for want of files; `--request-timeout` answers 504 in time.
+#[test]
+fn idle_and_slow_clients_cannot_starve_the_others() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let one = yes_no(tmp.path(), "one", 5);
+    let spec = format!("one={}", one.display());
+    let server = Server::start(&model, &["--adapter", &spec, "--idle-timeout", "1", "--max-connections", "8"]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // Twenty connections that send nothing, and one sending its header a byte at a time.
+    let mut idle: Vec<std::net::TcpStream> = (0..20).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    let started = Instant::now();
+    // A real client is answered once the idle ones are cut (one second), well before they
+    // would have gone away by themselves.
+    let (status, answer) = server.predict(json!({"inputs": "good", "adapter_id": "one"}));
+    assert_eq!(status, 200, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(20), "answered after {:?}", started.elapsed());
+    for byte in b"POST /predict HTTP/1.1\r\nHost: x\r\n".iter().take(12) {
+        if slow.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every idle connection was closed by the server: a read sees the end (or a reset).
+    for stream in idle.iter_mut().chain([&mut slow]) {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 256];
+        // The server may answer the slow one's half header with a 408 before it closes.
+        let mut read = stream.read(&mut buf);
+        if matches!(read, Ok(n) if n > 0) {
+            read = stream.read(&mut buf);
+        }
+        let closed = match &read {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "a connection is still open after 10 s: {read:?}");
+    }
+    drop(server);
+
+    // A request held past --request-timeout: 504 with TEI's body (the batcher waits 3 s).
+    let server = Server::start(&model, &["--adapter", &spec, "--request-timeout", "1", "--max-wait-ms", "3000"]);
+    let (status, answer) = server.predict(json!({"inputs": "good", "adapter_id": "one"}));
+    assert_eq!(status, 504, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("--request-timeout 1 s"), "{answer}");
+    drop(server);
+    // More connections than the process may open files for does not start.
+    let m = model.to_str().unwrap();
+    let stderr = common::failure(lora(&[
+        "serve",
+        "--model",
+        m,
+        "--adapter",
+        &spec,
+        "--port",
+        "0",
+        "--max-connections",
+        "100000000",
+    ]));
+    assert!(stderr.contains("--max-connections 100000000 is more than"), "{stderr}");
+}
+
 #[test]
 fn adapters_load_and_unload_while_requests_run() {
     let tmp = tempfile::tempdir().unwrap();

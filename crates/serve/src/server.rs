@@ -62,6 +62,14 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// `POST /adapters` loads only directories under this one (symlinks resolved first).
     pub adapter_root: Option<PathBuf>,
+    /// A connection that sends no complete request head for this long is closed: a new one
+    /// that sends nothing (or too slowly), and a kept-alive one left idle.
+    pub idle_timeout: Duration,
+    /// A request not answered within this long gets a 504 (`None`: no deadline).
+    pub request_timeout: Option<Duration>,
+    /// Connections held at once; past it, new ones wait in the kernel's backlog (`None`: the
+    /// process's open-file limit less 64, so that accepting never fails for want of files).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServeOptions {
@@ -77,6 +85,9 @@ impl Default for ServeOptions {
             adapter_api: true,
             api_key: None,
             adapter_root: None,
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: None,
+            max_connections: None,
         }
     }
 }
@@ -94,6 +105,10 @@ pub enum ServeError {
         "--pad-to-multiple-of {pad} pads an input of the model's {positions} tokens to {padded}, past its positions, so such requests would all fail; give a divisor of {positions} (8, 64)"
     )]
     PadPastPositions { pad: usize, positions: usize, padded: usize },
+    #[error(
+        "--max-connections {given} is more than this process may open files ({limit}, less 64 for the model and the logs)"
+    )]
+    TooManyConnections { given: usize, limit: usize },
     #[error("--api-key is empty: give the key clients must send as `Authorization: Bearer KEY`")]
     EmptyApiKey,
     #[error("--default-adapter {name} is not among the adapters ({loaded})")]
@@ -181,6 +196,12 @@ pub fn serve<B: Backend>(
     if padded > positions {
         return Err(ServeError::PadPastPositions { pad: options.batch.pad_to_multiple_of, positions, padded });
     }
+    let files = open_file_limit().map(|n| n.saturating_sub(64).max(1));
+    match (options.max_connections, files) {
+        (Some(given), Some(limit)) if given > limit => return Err(ServeError::TooManyConnections { given, limit }),
+        (None, limit) => options.max_connections = Some(limit.unwrap_or(1000).min(10_000)),
+        _ => {}
+    }
     if options.api_key.as_deref().is_some_and(str::is_empty) {
         return Err(ServeError::EmptyApiKey);
     }
@@ -248,7 +269,7 @@ pub fn serve<B: Backend>(
             );
             let _ = stopping.send(true);
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let server = serve_connections(listener, app, &options, signal);
         // After the signal: what was accepted is answered, however long the queue takes, as
         // long as answers keep coming; once none has come for DRAIN (a client that never sends
         // its body, a stuck connection), or at a second signal, what is left is cut.
@@ -333,8 +354,87 @@ fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
                 .with_status(StatusCode::NOT_FOUND)
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), deadline::<B>))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::<B>))
         .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then waits for the connections held
+/// (each told to finish its request and close). axum's own loop has no timeouts: this one gives
+/// hyper a timer, so that a connection that sends no complete request head within
+/// `idle_timeout` (new, slow, or kept alive and idle) is closed, and holds at most
+/// `max_connections` at once (the rest wait in the kernel's backlog), so idle clients cannot
+/// hold every file the process may open.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    options: &ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(Semaphore::new(options.max_connections.unwrap_or(1000).max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of files, or a connection reset before it was accepted: try again soon.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.idle_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The soft limit on open files (`/proc/self/limits` on Linux; `None` elsewhere or unreadable).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// With `--request-timeout`, a request not answered in time gets a 504 with TEI's error body
+/// (its batch, if queued, still runs; the answer is dropped).
+async fn deadline<B: Backend>(
+    State(state): State<Arc<AppState<B>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(limit) = state.options.request_timeout else { return next.run(request).await };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            ApiError::new(ErrorType::Backend, format!("no answer within --request-timeout {} s", limit.as_secs_f64()))
+                .with_status(StatusCode::GATEWAY_TIMEOUT)
+                .into_response()
+        }
+    }
 }
 
 /// With `--api-key`, every request but `GET /health` must carry `Authorization: Bearer KEY`,
