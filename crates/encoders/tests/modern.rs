@@ -486,3 +486,26 @@ fn modernbert_configs_of_transformers_5_are_read_as_transformers_5_reads_them() 
         assert!(err.contains(says) && err.contains("config.json"), "{what}: {err}");
     }
 }
+
+/// ModernBERT configs saved by transformers 5.25.0 itself (`layer_types`, `rope_parameters`;
+/// `scripts/golden_modernbert_v5.py`), plain and with linear rope scaling (factors 2 and 4), on
+/// the sharpened fixture model: hidden states and logits within 1e-5 of transformers 5's.
+#[test]
+fn modernbert_configs_saved_by_transformers_5_match_it() {
+    for name in ["modernbert-v5", "modernbert-v5-linear"] {
+        let config = std::fs::read_to_string(fixture(name).join("model/config.json")).unwrap();
+        assert!(config.contains("layer_types") && config.contains("rope_parameters"), "{name}: {config}");
+        assert!(!config.contains("global_rope_theta"), "{name}: a transformers 5 config");
+        let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
+        let g = golden(&fixture(name));
+        let hidden = values(pretrained.model.last_hidden_state(g.input.clone()));
+        let theirs = &g.floats["last_hidden_state"];
+        assert_close(
+            &format!("{name} last hidden state"),
+            &real_positions(&hidden, &g.mask),
+            &real_positions(theirs, &g.mask),
+            1e-5,
+        );
+        assert_close(&format!("{name} logits"), &values(pretrained.model.forward(g.input)), &g.floats["logits"], 1e-5);
+    }
+}
