@@ -30,14 +30,7 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len(), "lengths differ");
     let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0f32, f32::max);
     let at = std::panic::Location::caller();
-    let cpu = cpu_path();
-    eprintln!(
-        "bound kernel, relative to 1 + |b|: {worst:.3e} <= {tol:.1e} (margin {:.1}x) [{}:{} {}] {cpu}",
-        tol / worst,
-        at.file(),
-        at.line(),
-        test_name()
-    );
+    report("kernel, relative to 1 + |b|", f64::from(worst), f64::from(tol), at);
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y} ({}:{})", at.file(), at.line());
     }
@@ -53,14 +46,7 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
 #[track_caller]
 pub fn within(what: &str, worst: f64, bound: f64) {
     let at = std::panic::Location::caller();
-    let cpu = cpu_path();
-    eprintln!(
-        "bound {what}: {worst:.3e} <= {bound:.1e} (margin {:.1}x) [{}:{} {}] {cpu}",
-        bound / worst,
-        at.file(),
-        at.line(),
-        test_name()
-    );
+    report(what, worst, bound, at);
     assert!(worst <= bound, "{what}: {worst:e} exceeds the bound {bound:e} ({}:{})", at.file(), at.line());
 }
 
@@ -81,9 +67,17 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     worst
 }
 
-/// The running test's name (the test harness names each test's thread after it).
-fn test_name() -> String {
-    std::thread::current().name().unwrap_or("?").to_string()
+/// Prints a bound's line, `bound WHAT: WORST <= BOUND (margin Nx) [file:line test] CPU-PATH`,
+/// the running test named after its thread (as the test harness names it).
+fn report(what: &str, worst: f64, bound: f64, at: &std::panic::Location<'_>) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let cpu = cpu_path();
+    eprintln!(
+        "bound {what}: {worst:.3e} <= {bound:.1e} (margin {:.1}x) [{}:{} {test}] {cpu}",
+        bound / worst,
+        at.file(),
+        at.line()
+    );
 }
 
 /// `avx512` where the matrix and SIMD kernels take their AVX-512 path, else `avx2` or `other`;

@@ -597,6 +597,11 @@ impl TrainingSection {
         crate::schedule::Schedule::parse(&self.lr_scheduler_type, &self.lr_scheduler_kwargs, self.learning_rate)
     }
 
+    /// TensorBoard's directory for a run in `out`: `logging_dir`, else `out/runs`.
+    pub fn logging_dir(&self, out: &std::path::Path) -> std::path::PathBuf {
+        self.logging_dir.clone().unwrap_or_else(|| out.join("runs"))
+    }
+
     /// The steps between evaluations (`eval_steps`, else `logging_steps`), for a run of `total` steps.
     pub fn eval_every(&self, total: usize) -> usize {
         self.eval_steps.unwrap_or(self.logging_steps).steps(total).max(1)

@@ -586,7 +586,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     }
 
     // TensorBoard's directory must be writable before anything of an earlier run goes.
-    let logging_dir = config.training.logging_dir.clone().unwrap_or_else(|| out.join("runs"));
+    let logging_dir = config.training.logging_dir(&out);
     if config.training.report_to.tensorboard() {
         check_writable_dir(&logging_dir)
             .with_context(|| format!("training.logging_dir {}: nothing was changed", logging_dir.display()))?;

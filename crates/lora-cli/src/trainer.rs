@@ -620,9 +620,8 @@ where
         Ok(())
     }
 
-    /// TensorBoard's directory: `logging_dir`, else `OUT/runs`.
     fn logging_dir(&self, out: &Path) -> PathBuf {
-        self.config.training.logging_dir.clone().unwrap_or_else(|| out.join("runs"))
+        self.config.training.logging_dir(out)
     }
 
     /// One line of the run's record: `metrics.jsonl`, the trainer state, stdout with `--json`,
@@ -698,5 +697,8 @@ pub fn say(output: Output, message: &str) {
 /// would otherwise split it).
 pub fn shell_quoted(path: &Path) -> String {
     let text = path.display().to_string();
-    shlex::try_quote(&text).map_or(text.clone(), |q| q.into_owned())
+    match shlex::try_quote(&text) {
+        Ok(quoted) => quoted.into_owned(),
+        Err(_) => text, // a NUL byte: no shell word holds it
+    }
 }

@@ -255,7 +255,7 @@ fn methods_golden() -> serde_json::Map<String, serde_json::Value> {
 /// The trained adapters of golden_peft_methods.py may differ from PEFT's by this much of each
 /// tensor's move (see `compare_adapters`). Allowed: rounding, which these 10 steps amplify to
 /// ~1e-3 of the move at 5e-2 (1.3e-3 AVX-512, 6e-4 AVX2; two runs of ours that differ only in
-/// their summation order, a batch of 4 against micro-batches of 2 + 2, already differ by ~2e-4).
+/// their summation order, a batch of 4 against micro-batches of 2 + 2, differ by ~2.5e-4).
 /// Caught: a rate group at the base rate (LoRA+'s lora_B 16 times too slow) and a constant
 /// schedule for the linear one miss by 1.8 and 1.0 of the move: the test below trains both and
 /// checks that they miss by more than ten times the bound. A weight-decay slip (~3e-2 of the
@@ -327,19 +327,6 @@ fn dora_pissa_olora_and_loraplus_train_as_trainer_with_peft() {
         }
         let (init, trained) = (methods().join(name).join("init-adapter"), methods().join(name).join("final-adapter"));
         compare_adapters(name, &ours, &init, &trained, METHODS_ADAPTER);
-
-        // The rounding this bound allows, measured on this CPU: the same steps summed in another
-        // order (micro-batches of 2 + 2) move the adapter by well under the bound.
-        let (_, reordered) = train_scenario(name, scenario, &[], 2);
-        for (key, a) in &ours {
-            let moved = max_abs_diff(&theirs_of(&trained)[key].data, &theirs_of(&init)[key].data);
-            let ratio = max_abs_diff(&a.data, &reordered[key].data) / moved;
-            within(
-                &format!("{name} adapter {key}: batch 4 vs 2 + 2 of ours, relative to the move"),
-                ratio,
-                METHODS_ADAPTER / 5.0,
-            );
-        }
     }
 }
 

@@ -217,14 +217,14 @@ pub fn serve<B: Backend>(
         options.default_adapter = loaded.keys().next().cloned();
     }
     metrics.adapters.set(loaded.len() as i64);
+    let cut = |truncation, at| {
+        base.tokenizer.truncating_at(truncation, at).map_err(|e| ServeError::Io(std::io::Error::other(e)))
+    };
     let tokenizers = Tokenizers {
-        probe: base
-            .tokenizer
-            .truncating_at(Truncation::Right, base.tokenizer.max_length() + 1)
-            .map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
-        whole: base.tokenizer.truncating(Truncation::None).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
-        right: base.tokenizer.truncating(Truncation::Right).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
-        left: base.tokenizer.truncating(Truncation::Left).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+        probe: cut(Truncation::Right, positions + 1)?,
+        whole: cut(Truncation::None, positions)?,
+        right: cut(Truncation::Right, positions)?,
+        left: cut(Truncation::Left, positions)?,
     };
     let (queue, batcher) =
         Queue::start(model.clone(), base.tokenizer.pad_id(), options.batch, base.device.clone(), metrics.clone())?;
