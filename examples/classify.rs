@@ -1,9 +1,10 @@
-//! Classify texts with a BERT checkpoint, on the CPU or an NVIDIA GPU chosen at run time.
+//! Classify texts with a BERT checkpoint, on the CPU or a GPU (CUDA, wgpu) chosen at run time.
 //!
 //! ```text
 //! cargo run --release -p lora-cli --example classify -- --model ../shared/assets/all-MiniLM-L6-v2 \
 //!     --text "A wonderful film." --text "Dull and far too long."
 //! cargo run --release -p lora-cli --features cuda --example classify -- --device cuda:0 --model ...
+//! cargo run --release -p lora-cli --features wgpu --example classify -- --device wgpu --model ...
 //! ```
 //! It prints one JSON line per text with the logits of `BertForSequenceClassification`
 //! (a checkpoint without a classifier gets a freshly initialised one, and says so).
@@ -21,7 +22,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let mut model = None;
-    let mut adapter = None;
+    let mut adapter_dir = None;
     let mut texts = Vec::new();
     let mut device = DeviceSpec::Cpu;
     let mut args = std::env::args().skip(1);
@@ -30,7 +31,7 @@ fn run() -> Result<(), String> {
         match arg.as_str() {
             "--model" => model = Some(value()?),
             "--text" => texts.push(value()?),
-            "--adapter" => adapter = Some(std::path::PathBuf::from(value()?)),
+            "--adapter" => adapter_dir = Some(std::path::PathBuf::from(value()?)),
             "--device" => device = value()?.parse()?,
             other => return Err(format!("unknown argument {other:?}; expected --model, --adapter, --text, --device")),
         }
@@ -38,16 +39,24 @@ fn run() -> Result<(), String> {
     let model = model.ok_or("--model DIR_OR_HUB_ID is required")?;
     check_available(device)?;
     match device {
-        DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, adapter.as_deref(), &texts, &Default::default()),
+        DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, adapter_dir.as_deref(), &texts, &Default::default()),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(n) => classify::<burn::backend::Cuda>(
             &model,
-            adapter.as_deref(),
+            adapter_dir.as_deref(),
             &texts,
             &burn::backend::cuda::CudaDevice::new(n),
         ),
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => unreachable!("check_available refuses cuda without the feature"),
+        #[cfg(feature = "wgpu")]
+        DeviceSpec::Wgpu(n) => {
+            let (device, adapter) = lora_cli::device::wgpu::open(n)?;
+            eprintln!("using {adapter}");
+            classify::<burn::backend::Wgpu>(&model, adapter_dir.as_deref(), &texts, &device)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        DeviceSpec::Wgpu(_) => unreachable!("check_available refuses wgpu without the feature"),
     }
 }
 

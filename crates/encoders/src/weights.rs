@@ -203,10 +203,15 @@ impl<B: Backend> Weights<B> {
             Init::Zeros => vec![0.0; n],
             Init::Ones => vec![1.0; n],
             Init::Normal => {
-                // Drawn on the device's seeded generator (`B::seed`), so runs repeat.
+                // Drawn on the host's seeded generator (`kernels::random::seed`), so runs repeat
+                // and do not depend on the device.
                 let std = self.std.unwrap_or(self.initializer_range);
                 let draw = |n: usize| {
-                    kernels::read::f32s(Tensor::<B, 1>::random([n], Distribution::Normal(0.0, std), &self.device))
+                    kernels::read::f32s(kernels::random::random::<B, 1>(
+                        [n],
+                        Distribution::Normal(0.0, std),
+                        &self.device,
+                    ))
                 };
                 let mut values = draw(n)?;
                 if let Some(cutoff) = self.truncation {

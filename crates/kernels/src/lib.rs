@@ -16,6 +16,7 @@ mod host;
 mod layer_norm;
 mod math;
 mod matmul;
+pub mod random;
 pub mod read;
 mod rotary;
 mod softmax;

@@ -148,17 +148,19 @@ pub fn fresh_adapter<B: Backend>(
     let [d_input, d_output] = dims;
     let shape = config.shape_for(name);
     let r = shape.r;
+    // Drawn on the host whatever the device, as PEFT's on a model built on the CPU and moved.
+    let random = kernels::random::random::<B, 2>;
     // torch's kaiming_uniform_(a = √5) on a `[out, in]` weight: bound = 1 / √fan_in.
     let kaiming = |fan_in: usize| Distribution::Uniform(-1.0 / (fan_in as f64).sqrt(), 1.0 / (fan_in as f64).sqrt());
     let (a, b) = match &config.init_lora_weights {
         InitLoraWeights::Flag(true) => {
-            (Tensor::random([d_input, r], kaiming(d_input), device), Tensor::zeros([r, d_output], device))
+            (random([d_input, r], kaiming(d_input), device), Tensor::zeros([r, d_output], device))
         }
         InitLoraWeights::Flag(false) => {
-            (Tensor::random([d_input, r], kaiming(d_input), device), Tensor::random([r, d_output], kaiming(r), device))
+            (random([d_input, r], kaiming(d_input), device), random([r, d_output], kaiming(r), device))
         }
         InitLoraWeights::Method(_) => (
-            Tensor::random([d_input, r], Distribution::Normal(0.0, 1.0 / r as f64), device),
+            random([d_input, r], Distribution::Normal(0.0, 1.0 / r as f64), device),
             Tensor::zeros([r, d_output], device),
         ),
     };

@@ -52,11 +52,20 @@ pub struct BenchRow {
     pub tokens_per_second: f64,
     /// Process peak resident memory after the row (Linux `VmHWM`; it only grows).
     pub peak_rss_bytes: Option<u64>,
+    /// GPU kernels compiled during the row, warm-up included (none from a warm kernel cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels_compiled: Option<usize>,
 }
 
 /// A row from the timed steps and what each processed (`[samples, padded tokens]`).
 /// Throughputs are totals over total time; `seq_len` is the mean padded length.
-fn row(name: &str, options: &BenchOptions, device: &str, timed: Vec<(f64, [usize; 2])>) -> BenchRow {
+fn row(
+    name: &str,
+    options: &BenchOptions,
+    device: &str,
+    timed: Vec<(f64, [usize; 2])>,
+    kernels_compiled: Option<usize>,
+) -> BenchRow {
     let mut times: Vec<f64> = timed.iter().map(|(t, _)| *t).collect();
     times.sort_by(f64::total_cmp);
     let total: f64 = times.iter().sum();
@@ -76,6 +85,7 @@ fn row(name: &str, options: &BenchOptions, device: &str, timed: Vec<(f64, [usize
         samples_per_second: samples as f64 / total,
         tokens_per_second: tokens as f64 / total,
         peak_rss_bytes: peak_rss_bytes(),
+        kernels_compiled,
     }
 }
 
@@ -117,7 +127,7 @@ fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedExample> {
 
 pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, device_name: &str) -> Result<Vec<BenchRow>> {
     let config = ModelConfig::from_file(&options.model_config)?;
-    B::seed(device, options.seed);
+    kernels::random::seed::<B>(device, options.seed);
     let model = encoders::random::<B>(&config, device);
     let mut run_config = RunConfig::default();
     run_config.lora.target_modules = options.target_modules.clone();
@@ -162,26 +172,46 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
             .collect()
     };
     let names = if options.mix.is_some() { ["train_mix", "eval_mix"] } else { ["train_step", "eval_forward"] };
+    let compiled = crate::device::kernels_compiled;
+    let before = compiled();
     let train = time(&mut |items| trainer.step(items.to_vec()).map(|_| ()))?;
-    let train_row = row(names[0], options, device_name, train);
+    let after_train = compiled();
+    let since = |start: Option<usize>, end: Option<usize>| Some(end? - start?);
+    let train_row = row(names[0], options, device_name, train, since(before, after_train));
     let model = trainer.model.valid();
     let eval = time(&mut |items| {
         let logits = crate::eval::logits(&model, items, options.batch_size, batcher, device)?;
         anyhow::ensure!(logits.len() == items.len(), "evaluation returned {} rows", logits.len());
         Ok(())
     })?;
-    Ok(vec![train_row, row(names[1], options, device_name, eval)])
+    let eval_row = row(names[1], options, device_name, eval, since(after_train, compiled()));
+    Ok(vec![train_row, eval_row])
 }
 
 /// The rows as a fixed-width table.
 pub fn table(rows: &[BenchRow]) -> String {
+    // GPU rows say how many kernels they compiled.
+    let kernels = rows.iter().any(|r| r.kernels_compiled.is_some());
     let mut out = format!(
-        "{:<13} {:>6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9}\n",
-        "row", "batch", "seq", "median s", "min s", "max s", "samples/s", "tokens/s", "peak MiB"
+        "{:<13} {:>6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9}{}\n",
+        "row",
+        "batch",
+        "seq",
+        "median s",
+        "min s",
+        "max s",
+        "samples/s",
+        "tokens/s",
+        "peak MiB",
+        if kernels { "   kernels" } else { "" }
     );
     for r in rows {
+        let compiled = match (kernels, r.kernels_compiled) {
+            (false, _) => String::new(),
+            (true, n) => format!(" {:>9}", n.map_or("-".into(), |n| n.to_string())),
+        };
         out += &format!(
-            "{:<13} {:>6} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>11.0} {:>9}\n",
+            "{:<13} {:>6} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>11.0} {:>9}{compiled}\n",
             r.row,
             r.batch_size,
             r.seq_len,

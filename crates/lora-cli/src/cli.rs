@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "lora",
-    version,
+    version = crate::device::VERSION,
     about = "LoRA fine-tuning of BERT encoders, with adapters in Hugging Face PEFT's format"
 )]
 pub struct Cli {
@@ -17,11 +17,12 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArg {
-    /// `cpu`, `cuda` or `cuda:N` (the `cuda` build).
+    /// `cpu`, `cuda` or `cuda:N` (the `cuda` build), `wgpu` or `wgpu:N` (the `wgpu` build:
+    /// Vulkan, Metal; `wgpu` alone picks a GPU before a CPU driver).
     #[arg(long, default_value = "cpu", global = true)]
     pub device: String,
-    /// CUDA without Burn's operation fusion: one generic kernel per operation (expected: fewer
-    /// kernels to compile at run time, more launches). Compiled kernels are cached in
+    /// A GPU without Burn's operation fusion: one generic kernel per operation (fewer kernels
+    /// to compile at run time, more launches). Compiled kernels are cached in
     /// LORA_KERNEL_CACHE (default ~/.cache/lora/kernels) either way.
     #[arg(long, global = true)]
     pub no_fusion: bool,

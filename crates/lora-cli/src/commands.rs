@@ -39,16 +39,16 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
     }
     match spec {
         DeviceSpec::Cpu if bf16 => bail!("bf16 needs --device cuda: the CPU backend computes in fp32"),
-        DeviceSpec::Cpu if device.no_fusion => bail!("--no-fusion is for --device cuda: the CPU backend does not fuse"),
+        DeviceSpec::Cpu if device.no_fusion => {
+            bail!("--no-fusion is for --device cuda or wgpu: the CPU backend does not fuse")
+        }
         DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(&Default::default(), &name),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(n) => {
             use crate::device::CudaUnfused;
             use burn::backend::{Cuda, cuda::CudaDevice};
             use burn::tensor::bf16;
-            if let Some(dir) = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
-                crate::console::err(format!("compiled CUDA kernels are cached in {}", dir.display()));
-            }
+            let _kernels = KernelReport::start("CUDA")?;
             let gpu = CudaDevice::new(n);
             match (bf16, device.no_fusion) {
                 (false, false) => job.run::<Autodiff<Cuda>>(&gpu, &name),
@@ -59,6 +59,83 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
         }
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => bail!("this binary was built without the `cuda` feature"),
+        DeviceSpec::Wgpu(_) if bf16 => bail!("bf16 needs --device cuda: the wgpu backend computes in fp32"),
+        #[cfg(feature = "wgpu")]
+        DeviceSpec::Wgpu(n) => {
+            use crate::device::wgpu::WgpuUnfused;
+            use burn::backend::Wgpu;
+            let _kernels = KernelReport::start("wgpu")?;
+            let (gpu, adapter) = crate::device::wgpu::open(n).map_err(anyhow::Error::msg)?;
+            crate::console::err(format!("using {adapter}"));
+            match device.no_fusion {
+                false => job.run::<Autodiff<Wgpu>>(&gpu, &name),
+                true => job.run::<Autodiff<WgpuUnfused>>(&gpu, &name),
+            }
+        }
+        #[cfg(not(feature = "wgpu"))]
+        DeviceSpec::Wgpu(_) => bail!("this binary was built without the `wgpu` feature"),
+    }
+}
+
+/// While a GPU job runs: says where compiled kernels are kept, then every few seconds how many
+/// have been compiled so far (a first run compiles hundreds; a later one reads them back), and
+/// when the job ends how many it compiled.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+struct KernelReport {
+    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    what: &'static str,
+    cache: String,
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+impl KernelReport {
+    /// How often the count is reported while it grows.
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn start(what: &'static str) -> Result<Self> {
+        let kernels_compiled = || crate::device::kernels_compiled().unwrap_or(0);
+        let cache = match crate::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
+            Some(dir) => format!("cached in {}", dir.display()),
+            None => "not cached (LORA_KERNEL_CACHE=off or a CubeCL config without a cache)".to_string(),
+        };
+        crate::console::err(format!("compiled {what} kernels are {cache}"));
+        let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let signal = done.clone();
+        let line = cache.clone();
+        let ticker = std::thread::Builder::new()
+            .name("kernel-report".into())
+            .spawn(move || {
+                let (lock, wake) = &*signal;
+                let mut reported = 0;
+                let mut finished = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*finished {
+                    finished = wake.wait_timeout(finished, Self::EVERY).unwrap_or_else(|e| e.into_inner()).0;
+                    let now = kernels_compiled();
+                    if !*finished && now > reported {
+                        crate::console::err(format!("compiling {what} kernels: {now} so far ({line})"));
+                        reported = now;
+                    }
+                }
+            })
+            .ok();
+        Ok(Self { done, ticker, what, cache })
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+impl Drop for KernelReport {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+        let (what, cache) = (self.what, &self.cache);
+        let count = crate::device::kernels_compiled()
+            .map_or("not counted (CubeCL logs them elsewhere)".into(), |n| n.to_string());
+        crate::console::err(format!("{what} kernels compiled by this run: {count} ({cache})"));
     }
 }
 

@@ -493,8 +493,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         eval: class_totals(&subsets.eval, &labels),
     });
 
-    // Model: fresh weights (classifier, adapters) come from the run's seed.
-    B::seed(device, config.training.seed);
+    // Model: fresh weights (classifier, adapters) come from the run's seed, drawn on the host.
+    kernels::random::seed::<B>(device, config.training.seed);
     let m = &config.model;
     // A keyword the family's config lacks was set here, as `model.KEY`: the error says which.
     let pretrained =

@@ -8,121 +8,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::server::Server;
 use common::{lora, ok, tiny_data, tiny_model, train_args};
 use serde_json::{Value, json};
-
-/// A running `lora serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(model: &Path, args: &[&str]) -> Server {
-        Self::start_with(model, args, &[])
-    }
-
-    fn start_with(model: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lora"))
-            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the server did not start: {:?}", log.lock().unwrap());
-            }
-        };
-        Server { child, base: format!("http://{addr}"), log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// (status, body as JSON, or the text when it is not JSON)
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        self.call_as(None, method, path, body)
-    }
-
-    /// `call` with `Authorization: VALUE` when given.
-    fn call_as(&self, authorization: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
-        let mut request = agent.request(method, &self.url(path));
-        if let Some(value) = authorization {
-            request = request.set("Authorization", value);
-        }
-        let result = match body {
-            Some(b) => request.set("Content-Type", "application/json").send_string(b),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = response.status();
-        let text = response.into_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    fn predict(&self, body: Value) -> (u16, Value) {
-        self.call("POST", "/predict", Some(&body.to_string()))
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        self.wait()
-    }
-
-    /// Its exit status, within a minute.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < until, "the server did not stop: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A deterministic value in [-0.5, 0.5).
 fn noise(seed: u64, i: usize) -> f32 {

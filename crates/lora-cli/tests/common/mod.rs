@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // tests: a failed unwrap is a failed test; not every test file uses every helper
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
