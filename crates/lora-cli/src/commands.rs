@@ -48,8 +48,9 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
             use crate::device::CudaUnfused;
             use burn::backend::{Cuda, cuda::CudaDevice};
             use burn::tensor::bf16;
-            let _kernels = KernelReport::start("CUDA")?;
+            let cache = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)?;
             let gpu = CudaDevice::new(n);
+            let _kernels = KernelReport::start("CUDA", cache);
             match (bf16, device.no_fusion) {
                 (false, false) => job.run::<Autodiff<Cuda>>(&gpu, &name),
                 (true, false) => job.run::<Autodiff<Cuda<bf16>>>(&gpu, &name),
@@ -64,9 +65,12 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
         DeviceSpec::Wgpu(n) => {
             use crate::device::wgpu::WgpuUnfused;
             use burn::backend::Wgpu;
-            let _kernels = KernelReport::start("wgpu")?;
+            // The cache is set up before the device is made (CubeCL reads its config then); the
+            // report starts once there is a device, so a missing adapter is its error alone.
+            let cache = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)?;
             let (gpu, adapter) = crate::device::wgpu::open(n).map_err(anyhow::Error::msg)?;
             crate::console::err(format!("using {adapter}"));
+            let _kernels = KernelReport::start("wgpu", cache);
             match device.no_fusion {
                 false => job.run::<Autodiff<Wgpu>>(&gpu, &name),
                 true => job.run::<Autodiff<WgpuUnfused>>(&gpu, &name),
@@ -93,9 +97,9 @@ impl KernelReport {
     /// How often the count is reported while it grows.
     const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-    fn start(what: &'static str) -> Result<Self> {
+    fn start(what: &'static str, cache: Option<std::path::PathBuf>) -> Self {
         let kernels_compiled = || crate::device::kernels_compiled().unwrap_or(0);
-        let cache = match crate::device::use_kernel_cache().map_err(anyhow::Error::msg)? {
+        let cache = match cache {
             Some(dir) => format!("cached in {}", dir.display()),
             None => "not cached (LORA_KERNEL_CACHE=off or a CubeCL config without a cache)".to_string(),
         };
@@ -119,7 +123,7 @@ impl KernelReport {
                 }
             })
             .ok();
-        Ok(Self { done, ticker, what, cache })
+        Self { done, ticker, what, cache }
     }
 }
 
