@@ -52,9 +52,11 @@ for row in "${ROWS[@]}"; do
   out=$(env "${vars[@]}" "$LORA" bench --device wgpu $args --warmup 0 --repeats 2 --json 2>"$WORK/$name.err")
   end=$(date +%s%N)
   echo "== $name: $(( (end - start) / 1000000 )) ms in all"
-  echo "$out" | python3 -c 'import json,sys
-for l in sys.stdin:
-    r = json.loads(l)
-    print(f"   {r[\"row\"]}: kernels {r.get(\"kernels_compiled\")}, slowest {r[\"max_seconds\"]:.2f} s, fastest {r[\"min_seconds\"]:.2f} s, seq {r[\"seq_len\"]}")'
+  echo "$out" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    print("   %s: kernels %s, slowest %.2f s, fastest %.2f s, seq %d"
+          % (r["row"], r.get("kernels_compiled"), r["max_seconds"], r["min_seconds"], r["seq_len"]))'
   grep -E "kernels compiled by this run" "$WORK/$name.err" | sed 's/^/   /'
 done
