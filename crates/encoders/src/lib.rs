@@ -53,5 +53,5 @@ pub use modernbert::{ModernBertConfig, ModernBertForSequenceClassification, Pool
 pub use registry::{AutoModel, families};
 pub use roberta::{RobertaForSequenceClassification, RobertaModel};
 pub use save::save_pretrained;
-pub use tokenizer::{Encoded, EncoderTokenizer, PaddedBatch, Truncation, pad_batch, padded_length};
+pub use tokenizer::{Encoded, EncoderTokenizer, PaddedBatch, Token, Truncation, pad_batch, padded_length};
 pub use weights::LoadReport;

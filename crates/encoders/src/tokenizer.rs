@@ -39,6 +39,18 @@ impl Encoded {
     }
 }
 
+/// One token of a text with where it came from, as text-embeddings-inference's `/tokenize`
+/// answers it: a special token (`[CLS]`) has its vocabulary text and no place; any other the
+/// bytes `start..stop` of the text it came from, and that text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
+}
+
 /// Where [`EncoderTokenizer::truncating`] cuts a text longer than the model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Truncation {
@@ -275,6 +287,58 @@ impl EncoderTokenizer {
         self.inner.post_process(no_overflow(first), pair.map(no_overflow), true).map_err(EncoderError::Encode)
     }
 
+    /// Every token of `text`, with the special tokens when `add_special_tokens`, however long
+    /// the text (no truncation, whatever this tokenizer's): what TEI's `/tokenize` answers.
+    pub fn tokens(&self, text: &str, add_special_tokens: bool) -> Result<Vec<Token>> {
+        let untruncated;
+        let tokenizer = if self.truncation == Truncation::None {
+            &self.inner
+        } else {
+            // A copy of the vocabulary: call this on a `Truncation::None` tokenizer when it is
+            // called often (the server does).
+            let mut copy = self.inner.clone();
+            copy.with_truncation(None).map_err(EncoderError::Encode)?;
+            untruncated = copy;
+            &untruncated
+        };
+        let encoding = tokenizer.encode(text, add_special_tokens).map_err(EncoderError::Encode)?;
+        let tokens = encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_offsets())
+            .zip(encoding.get_special_tokens_mask())
+            .zip(encoding.get_tokens())
+            .map(|(((&id, &(start, stop)), &special), token)| {
+                if special == 1 {
+                    return Token { id, text: token.clone(), special: true, start: None, stop: None };
+                }
+                // Offsets are bytes of the original text (normalisation maps them back).
+                let piece = text.as_bytes().get(start..stop).unwrap_or_default();
+                Token {
+                    id,
+                    text: String::from_utf8_lossy(piece).into_owned(),
+                    special: false,
+                    start: Some(start),
+                    stop: Some(stop),
+                }
+            })
+            .collect();
+        Ok(tokens)
+    }
+
+    /// The text of `ids` (`skip_special_tokens`: without `[CLS]`, `[SEP]`, padding), as the
+    /// tokenizer's decoder joins them. An id past the vocabulary is an error naming it, not a
+    /// silently shorter text.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let size = self.vocab_size();
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= size) {
+            return Err(EncoderError::Encode(
+                format!("token id {bad} is not in the vocabulary (ids 0 to {})", size.saturating_sub(1)).into(),
+            ));
+        }
+        self.inner.decode(ids, skip_special_tokens).map_err(EncoderError::Encode)
+    }
+
     /// Pads to the longest item of this batch.
     pub fn pad(&self, items: &[&Encoded]) -> PaddedBatch {
         pad_batch(items, self.pad_id, 1)
@@ -433,7 +497,17 @@ fn from_vocab(path: &Path) -> std::result::Result<Tokenizer, Box<dyn std::error:
     tokenizer
         .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
         .with_pre_tokenizer(Some(BertPreTokenizer))
-        .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))))
+        // `##` pieces joined back, as transformers' converted BertTokenizerFast decodes.
+        .with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
+    // The special tokens the vocabulary has, as the converted tokenizer.json marks them: kept
+    // whole in a text, and left out by `decode(.., skip_special_tokens)`.
+    let special: Vec<tokenizers::AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .filter(|t| tokenizer.token_to_id(t).is_some())
+        .map(|t| tokenizers::AddedToken::from(*t, true))
+        .collect();
+    tokenizer.add_special_tokens(&special);
     Ok(tokenizer)
 }
 
@@ -517,5 +591,48 @@ mod tests {
         assert_eq!(batch.attention_mask, vec![1, 1, 1, 1, 1, 0, 0, 0]);
         assert_eq!(batch.real_tokens(), 5);
         assert_eq!([padded_length(8, 4), padded_length(9, 4), padded_length(9, 0), padded_length(0, 8)], [8, 12, 9, 0]);
+    }
+
+    /// A WordPiece tokenizer over a small vocabulary, cutting at `max_length`.
+    fn small(max_length: usize) -> (EncoderTokenizer, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("encoders-tokens-{}-{max_length}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "wor", "##ld", "!", "é"];
+        std::fs::write(dir.join("vocab.txt"), vocab.join("\n")).unwrap();
+        (EncoderTokenizer::from_file(dir.join("vocab.txt"), max_length).unwrap(), dir)
+    }
+
+    #[test]
+    fn tokens_keep_their_place_in_the_text_and_are_never_cut() {
+        let (tokenizer, dir) = small(4);
+        let text = "Hello  WORLD! hello world";
+        let tokens = tokenizer.tokens(text, true).unwrap();
+        let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids, [2, 5, 6, 9, 5, 6, 3], "every token, past max_length 4");
+        assert_eq!(tokens[0], Token { id: 2, text: "[CLS]".into(), special: true, start: None, stop: None });
+        assert_eq!(tokens[2], Token { id: 6, text: "WORLD".into(), special: false, start: Some(7), stop: Some(12) });
+        assert_eq!(tokens[3].text, "!");
+        assert!(tokens[6].special && tokens[6].text == "[SEP]");
+        let plain = tokenizer.tokens(text, false).unwrap();
+        assert_eq!(plain.len(), 5);
+        assert!(plain.iter().all(|t| !t.special));
+        // Offsets are bytes of the text as sent, accents and all.
+        let accented = tokenizer.tokens("é hello", false).unwrap();
+        assert_eq!((accented[1].start, accented[1].stop, accented[1].text.as_str()), (Some(3), Some(8), "hello"));
+        // The truncating tokenizer answers the same, through a copy.
+        let cut = tokenizer.truncating(Truncation::Right).unwrap();
+        assert_eq!(cut.tokens(text, true).unwrap(), tokens);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn decoding_joins_pieces_and_refuses_ids_past_the_vocabulary() {
+        let (tokenizer, dir) = small(16);
+        assert_eq!(tokenizer.decode(&[2, 5, 7, 8, 3], true).unwrap(), "hello world");
+        assert_eq!(tokenizer.decode(&[2, 5, 3], false).unwrap(), "[CLS] hello [SEP]");
+        let e = tokenizer.decode(&[5, 11], true).unwrap_err().to_string();
+        assert!(e.contains("token id 11") && e.contains("0 to 10"), "{e}");
+        assert_eq!(tokenizer.decode(&[], true).unwrap(), "");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -78,14 +78,15 @@ pub struct ServeArgs {
     /// The largest request body in bytes (TEI's flag).
     #[arg(long, default_value_t = 2_000_000, value_parser = at_least_one)]
     pub payload_limit: usize,
-    /// Pad each batch to a multiple of this many tokens (on a GPU, fewer shapes to compile).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
-    pub pad_to_multiple_of: usize,
+    /// Pad each batch to a multiple of this many tokens (default: 1 on the CPU, 64 on a GPU:
+    /// fewer shapes to compile kernels for).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub pad_to_multiple_of: Option<usize>,
     /// Serve no POST /adapters or DELETE /adapters/NAME: the adapters are the ones given here.
     #[arg(long)]
     pub no_adapter_api: bool,
-    /// Every route but GET /health requires `Authorization: Bearer KEY` (TEI's flag; 401
-    /// otherwise). Prefer the environment variable: a flag shows in `ps`.
+    /// Every route but GET /health, /, /ping, /docs and /api-doc/openapi.json requires
+    /// `Authorization: Bearer KEY` (TEI's flag; 401 otherwise). Prefer the environment variable: a flag shows in `ps`.
     #[arg(long, env = "LORA_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// POST /adapters loads only directories under DIR (relative paths are taken from it;
@@ -102,6 +103,10 @@ pub struct ServeArgs {
     /// Connections held at once; more wait to be accepted (default: the open-file limit less 64).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub max_connections: Option<usize>,
+    /// Origins whose web pages may call the API from a browser (TEI's flag; repeatable or
+    /// comma-separated; `*`: any). Without it, no CORS headers: browsers keep other sites out.
+    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "CORS_ALLOW_ORIGIN")]
+    pub cors_allow_origin: Vec<String>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -209,10 +214,10 @@ pub struct InferenceArgs {
     pub max_length: Option<usize>,
     #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub batch_size: usize,
-    /// Pad each batch to a multiple of this many tokens (as data.pad_to_multiple_of; on a GPU,
-    /// fewer batch shapes to compile kernels for). 1: to the batch's longest.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
-    pub pad_to_multiple_of: usize,
+    /// Pad each batch to a multiple of this many tokens (as data.pad_to_multiple_of; 1: to the
+    /// batch's longest). Default: 1 on the CPU, 64 on a GPU (fewer shapes to compile kernels for).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// A probability: a number from 0 to 1.
@@ -282,6 +287,10 @@ pub struct PredictArgs {
     /// Multi-label: a class is predicted when its sigmoid score passes this.
     #[arg(long, default_value_t = 0.5, value_parser = probability, allow_negative_numbers = true)]
     pub threshold: f32,
+    /// Also write `scores`: the logits through this function (transformers' pipeline argument):
+    /// `sigmoid` gives a reranker's score as `lora serve`'s /rerank does.
+    #[arg(long, value_enum, value_name = "FUNCTION")]
+    pub function_to_apply: Option<FunctionToApply>,
     /// One text per line, or JSON Lines with a `text` field (and optional `text_pair` and
     /// `id`; or the columns training finds, e.g. `sentence1` + `sentence2`); one output line
     /// per input line.
@@ -295,6 +304,24 @@ pub struct PredictArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+/// transformers' `function_to_apply`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionToApply {
+    Softmax,
+    Sigmoid,
+    None,
+}
+
+impl From<FunctionToApply> for lora_serve::FunctionToApply {
+    fn from(f: FunctionToApply) -> Self {
+        match f {
+            FunctionToApply::Softmax => Self::Softmax,
+            FunctionToApply::Sigmoid => Self::Sigmoid,
+            FunctionToApply::None => Self::None,
+        }
+    }
 }
 
 /// How `lora predict --input` is read.

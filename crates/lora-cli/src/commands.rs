@@ -186,7 +186,7 @@ fn toml_string(s: &str) -> String {
 impl InferenceArgs {
     /// The model with its adapter (dropout off), its tokenizer truncating at `--max-length`,
     /// batches padded as `--pad-to-multiple-of` asks, and the adapter's task and classes.
-    fn load<B: Backend>(&self, device: &B::Device) -> Result<Inference<B>> {
+    fn load<B: Backend>(&self, device: &B::Device, device_name: &str) -> Result<Inference<B>> {
         // A bad adapter is reported before the (slower) model load.
         let adapter = Adapter::read(&self.adapter)?;
         let pretrained = load_for_adapter::<B>(&self.model, Some(&adapter), device)?;
@@ -198,8 +198,13 @@ impl InferenceArgs {
             );
         }
         let tokenizer = tokenizer(&pretrained, max_length)?;
-        crate::config::check_padding("--pad-to-multiple-of", self.pad_to_multiple_of, max_length, positions)?;
-        let batcher = textdata::TextBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: self.pad_to_multiple_of };
+        let given = self.pad_to_multiple_of;
+        let pad = crate::config::padding_for(given, device_name, max_length, positions);
+        crate::config::check_padding("--pad-to-multiple-of", pad, max_length, positions)?;
+        if let Some(note) = crate::config::padding_note(given, pad, "--pad-to-multiple-of") {
+            crate::console::err(note);
+        }
+        let batcher = textdata::TextBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: pad };
         let (model, _) = adapter.apply(pretrained.model, device)?;
         let labels = adapter_labels(&self.adapter, model.num_labels())?;
         Ok(Inference { model, tokenizer, batcher, labels })
@@ -224,7 +229,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     impl Job for EvalJob {
         fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
-            let run = a.run.load::<B::InnerBackend>(device)?;
+            let run = a.run.load::<B::InnerBackend>(device, name)?;
             let options = textdata::SourceOptions {
                 columns: textdata::Columns {
                     text: a.text_column.clone(),
@@ -467,7 +472,7 @@ fn input_line(path: &Path, n: usize, line: std::io::Result<(String, bool)>, json
 pub fn predict(args: PredictArgs) -> Result<()> {
     struct PredictJob(PredictArgs);
     impl Job for PredictJob {
-        fn run<B: AutodiffBackend>(self, device: &B::Device, _name: &str) -> Result<()> {
+        fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()> {
             let a = self.0;
             if !a.text_pair.is_empty() && a.text_pair.len() != a.text.len() {
                 bail!(
@@ -479,7 +484,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             if a.input.is_none() && a.text.is_empty() {
                 bail!("nothing to predict: give --text TEXT (repeatable) or --input FILE");
             }
-            let run = a.run.load::<B::InnerBackend>(device)?;
+            let run = a.run.load::<B::InnerBackend>(device, name)?;
             // Four pieces' worth: more than `max_length` tokens of any prose (see
             // `EncoderTokenizer::window`).
             let keep = run.tokenizer.window().saturating_mul(4);
@@ -531,6 +536,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                         );
                     }
                     let mut line = prediction(row, &run.labels, a.threshold);
+                    if let Some(f) = a.function_to_apply {
+                        line["scores"] = lora_serve::FunctionToApply::from(f).apply(row).into();
+                    }
                     line["line"] = input.line.into();
                     if let Some(id) = &input.id {
                         line["id"] = id.clone();
@@ -718,7 +726,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             // The base's own head is never used: each adapter brings its trained one.
             let options = encoders::LoadOptions { ignore_mismatched_sizes: true, ..Default::default() };
             let pretrained = encoders::from_pretrained::<B::InnerBackend>(&a.model, &options, device)?;
-            let tokenizer = tokenizer(&pretrained, pretrained.config.max_text_positions())?;
+            let positions = pretrained.config.max_text_positions();
+            let tokenizer = tokenizer(&pretrained, positions)?;
+            let pad = crate::config::padding_for(a.pad_to_multiple_of, name, positions, positions);
+            if let Some(note) = crate::config::padding_note(a.pad_to_multiple_of, pad, "--pad-to-multiple-of") {
+                crate::console::err(note);
+            }
             let base = lora_serve::Base {
                 model: pretrained.model,
                 tokenizer,
@@ -736,7 +749,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 batch: lora_serve::BatchLimits {
                     max_batch_tokens: a.max_batch_tokens,
                     max_wait: std::time::Duration::from_millis(a.max_wait_ms),
-                    pad_to_multiple_of: a.pad_to_multiple_of,
+                    pad_to_multiple_of: pad,
                 },
                 default_adapter: a.default_adapter,
                 adapter_api: !a.no_adapter_api,
@@ -745,6 +758,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
                 request_timeout: a.request_timeout.map(std::time::Duration::from_secs),
                 max_connections: a.max_connections,
+                cors_allow_origin: (!a.cors_allow_origin.is_empty()).then_some(a.cors_allow_origin),
             };
             Ok(lora_serve::serve(base, &adapters, options)?)
         }

@@ -727,6 +727,32 @@ impl TrainingSection {
 
 /// Refuses a padding `multiple` (named `what` in the error) that would pad a review of
 /// `max_length` tokens (capped at `positions`) past the model's `positions` position embeddings.
+/// The padding a run uses: the one given (`data.pad_to_multiple_of`, `--pad-to-multiple-of`);
+/// unset, none on the CPU, and on a GPU (`device` names `cuda` or `wgpu`) the largest of 64,
+/// 32, 16 and 8 that keeps a `max_length` text within the model's `positions`. A GPU compiles
+/// (and autotunes) kernels for each new batch shape on first use, and CubeCL keys them by how
+/// many times 2 divides each size: with multiples of 64 every batch of a run falls in the
+/// same few classes (docs/benchmarks.md, "`--device wgpu` on lavapipe").
+pub fn padding_for(given: Option<usize>, device: &str, max_length: usize, positions: usize) -> usize {
+    if let Some(multiple) = given {
+        return multiple;
+    }
+    if !(device.starts_with("cuda") || device.starts_with("wgpu")) {
+        return 1;
+    }
+    [64, 32, 16, 8].into_iter().find(|&m| check_padding("", m, max_length, positions).is_ok()).unwrap_or(1)
+}
+
+/// What a run that chose its own padding says about it (`None` when it was given, or is none).
+pub fn padding_note(given: Option<usize>, used: usize, key: &str) -> Option<String> {
+    (given.is_none() && used > 1).then(|| {
+        format!(
+            "padding batches to multiples of {used} tokens on the GPU: fewer batch shapes to compile kernels for \
+             ({key} 1 pads each batch to its longest)"
+        )
+    })
+}
+
 pub fn check_padding(what: &str, multiple: usize, max_length: usize, positions: usize) -> Result<()> {
     let longest = max_length.min(positions);
     let padded = encoders::padded_length(longest, multiple);
@@ -911,6 +937,21 @@ mod tests {
         assert_eq!(RunConfig::load(None, &["data.max_length=8192".into()]).unwrap().data.max_length, 8192);
         let err = format!("{:#}", RunConfig::load(None, &["lora.bias=\"all\"".into()]).unwrap_err());
         assert!(err.contains("bias"), "{err}");
+    }
+
+    #[test]
+    fn a_gpu_pads_to_64_unless_told_otherwise() {
+        assert_eq!(padding_for(None, "cpu", 512, 512), 1);
+        assert_eq!(padding_for(None, "cuda:0", 512, 512), 64);
+        assert_eq!(padding_for(None, "wgpu no-fusion", 128, 512), 64);
+        assert_eq!(padding_for(Some(1), "cuda:0", 512, 512), 1, "given is kept");
+        assert_eq!(padding_for(Some(8), "cpu", 512, 512), 8);
+        // A model of 40 positions: 64 would pad past them; 8 fits (40 = 5 x 8).
+        assert_eq!(padding_for(None, "wgpu", 40, 40), 8);
+        assert_eq!(padding_for(None, "wgpu", 30, 30), 1, "30 has no multiple of 8 within it");
+        assert_eq!(padding_for(None, "wgpu", 16, 40), 32, "16 tokens pad to 32, within 40");
+        assert!(padding_note(None, 64, "--pad-to-multiple-of").unwrap().contains("multiples of 64"));
+        assert!(padding_note(Some(64), 64, "x").is_none() && padding_note(None, 1, "x").is_none());
     }
 
     #[test]

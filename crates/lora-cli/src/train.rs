@@ -550,7 +550,12 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let data = tokenize_data(&config, subsets, labels, tokenizer, output)?;
     let batch_size = config.training.per_device_train_batch_size;
     let steps_per_epoch = data.train.items().len().div_ceil(batch_size);
-    let batcher = config.data.batcher(data.tokenizer.pad_id());
+    let given = config.data.pad_to_multiple_of;
+    let pad = crate::config::padding_for(given, &options.device, config.data.max_length, positions);
+    if let Some(note) = crate::config::padding_note(given, pad, "data.pad_to_multiple_of =") {
+        say(output, &note);
+    }
+    let batcher = textdata::TextBatcher { pad_id: data.tokenizer.pad_id(), pad_to_multiple_of: pad };
     let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone())?;
     trainer.labels = data.labels.clone();
     let fingerprint = DataFingerprint {

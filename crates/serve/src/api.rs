@@ -159,6 +159,129 @@ pub struct PredictRequest {
     /// The adapter to classify with (optional when one is loaded or `--default-adapter` is set).
     #[serde(default)]
     pub adapter_id: Option<String>,
+    /// The Hugging Face inference clients' options (huggingface_hub's `text_classification`,
+    /// huggingface.js): a body with `parameters` is answered as the Hugging Face Inference API
+    /// answers, one list of classes per input (`[[...]]` for one text).
+    #[serde(default)]
+    pub parameters: Option<Parameters>,
+}
+
+/// `parameters` of the Hugging Face inference clients' text-classification request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    /// Only the `top_k` highest classes (at least 1); all of them when absent.
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    /// What turns the logits into scores; the adapter's task decides when absent (softmax for
+    /// single-label classification, sigmoid for multi-label, none for regression).
+    #[serde(default)]
+    pub function_to_apply: Option<FunctionToApply>,
+}
+
+/// transformers' `ClassificationFunction`: `softmax`, `sigmoid` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionToApply {
+    Softmax,
+    Sigmoid,
+    None,
+}
+
+impl FunctionToApply {
+    pub fn apply(self, logits: &[f32]) -> Vec<f32> {
+        match self {
+            Self::Softmax => textdata::ProblemType::SingleLabelClassification.scores(logits),
+            Self::Sigmoid => textdata::ProblemType::MultiLabelClassification.scores(logits),
+            Self::None => logits.to_vec(),
+        }
+    }
+}
+
+/// `POST /rerank`: TEI's, with `adapter_id` (the adapter must have one output).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerankRequest {
+    pub query: String,
+    pub texts: Vec<String>,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: TruncationDirection,
+    /// The logit instead of its sigmoid.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// Each answer carries its text.
+    #[serde(default)]
+    pub return_text: bool,
+    #[serde(default)]
+    pub adapter_id: Option<String>,
+}
+
+/// One text's rank: where it was in `texts`, its score, and (with `return_text`) the text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rank {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub score: f32,
+}
+
+/// A string or a list of strings (`/tokenize`'s `inputs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string or a list of strings")]
+pub enum TextOrTexts {
+    Single(String),
+    Batch(Vec<String>),
+}
+
+/// `POST /tokenize`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeRequest {
+    pub inputs: TextOrTexts,
+    #[serde(default = "yes")]
+    pub add_special_tokens: bool,
+    /// TEI's sentence-transformers prompt; this server has none, so only `null` is taken.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One token, as TEI's `SimpleToken`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimpleToken {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
+}
+
+impl From<encoders::Token> for SimpleToken {
+    fn from(t: encoders::Token) -> Self {
+        Self { id: t.id, text: t.text, special: t.special, start: t.start, stop: t.stop }
+    }
+}
+
+/// Token ids: one list, or a list of lists (`/decode`'s `ids`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a list of token ids or a list of such lists")]
+pub enum Ids {
+    Single(Vec<u32>),
+    Batch(Vec<Vec<u32>>),
+}
+
+/// `POST /decode`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeRequest {
+    pub ids: Ids,
+    #[serde(default = "yes")]
+    pub skip_special_tokens: bool,
 }
 
 /// One class and its score, as TEI's `Prediction`.

@@ -31,7 +31,20 @@ pub struct BatchLimits {
 pub struct Job<B: Backend> {
     pub rows: Vec<(Encoded, Arc<AdapterWeights<B>>)>,
     /// Each row's logits (its adapter's labels), in row order; or why there are none.
-    pub reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    pub reply: oneshot::Sender<Result<Answer, String>>,
+    /// When it was queued (for its queue time).
+    pub queued: Instant,
+}
+
+/// A job's logits, and how long it waited and computed (TEI's `x-queue-time` and
+/// `x-inference-time`).
+#[derive(Debug)]
+pub struct Answer {
+    pub logits: Vec<Vec<f32>>,
+    /// From being queued to the start of the first forward holding one of its rows.
+    pub queue: Duration,
+    /// The forwards that held its rows, in all.
+    pub inference: Duration,
 }
 
 /// The queue's sending end: requests submit jobs through it. Dropping every clone ends the
@@ -100,10 +113,13 @@ struct Worker<B: Backend> {
 /// A job being answered: its rows' logits as they come.
 struct Pending<B: Backend> {
     rows: Vec<(Encoded, Arc<AdapterWeights<B>>)>,
-    reply: Option<oneshot::Sender<Result<Vec<Vec<f32>>, String>>>,
+    reply: Option<oneshot::Sender<Result<Answer, String>>>,
     logits: Vec<Option<Vec<f32>>>,
     left: usize,
     failed: Option<String>,
+    queued: Instant,
+    started: Option<Instant>,
+    inference: Duration,
 }
 
 impl<B: Backend> Worker<B> {
@@ -132,7 +148,16 @@ impl<B: Backend> Worker<B> {
             .map(|job| {
                 let n = job.rows.len();
                 self.metrics.queue_rows.dec_by(n as i64);
-                Pending { rows: job.rows, reply: Some(job.reply), logits: vec![None; n], left: n, failed: None }
+                Pending {
+                    rows: job.rows,
+                    reply: Some(job.reply),
+                    logits: vec![None; n],
+                    left: n,
+                    failed: None,
+                    queued: job.queued,
+                    started: None,
+                    inference: Duration::ZERO,
+                }
             })
             .collect();
         // (padded length, job, row) of every row, shortest first.
@@ -156,7 +181,18 @@ impl<B: Backend> Worker<B> {
             start = end;
             // Rows of one adapter side by side: one run each in the mixed forward.
             batch.sort_by_key(|&(j, r)| (Arc::as_ptr(&pending[j].rows[r].1) as usize, j, r));
-            match self.forward(&pending, &batch) {
+            let started = Instant::now();
+            let result = self.forward(&pending, &batch);
+            let took = started.elapsed();
+            let mut jobs: Vec<usize> = batch.iter().map(|&(j, _)| j).collect();
+            jobs.sort_unstable();
+            jobs.dedup();
+            for j in jobs {
+                let p = &mut pending[j];
+                p.started.get_or_insert(started);
+                p.inference += took;
+            }
+            match result {
                 Ok(rows) => {
                     for (&(j, r), logits) in batch.iter().zip(rows) {
                         let p = &mut pending[j];
@@ -177,7 +213,11 @@ impl<B: Backend> Worker<B> {
                 let Some(reply) = p.reply.take() else { continue };
                 let answer = match p.failed.take() {
                     Some(message) => Err(message),
-                    None => Ok(std::mem::take(&mut p.logits).into_iter().map(Option::unwrap_or_default).collect()),
+                    None => Ok(Answer {
+                        logits: std::mem::take(&mut p.logits).into_iter().map(Option::unwrap_or_default).collect(),
+                        queue: p.started.unwrap_or(p.queued).saturating_duration_since(p.queued),
+                        inference: p.inference,
+                    }),
                 };
                 // A client that went away no longer waits for its answer.
                 let _ = reply.send(answer);

@@ -19,10 +19,16 @@ macro_rules! say {
 mod adapters;
 mod api;
 mod batcher;
+mod classify;
 mod metrics;
+mod openapi;
 mod server;
+mod tokens;
 
 pub use adapters::adapter_name;
-pub use api::{ApiError, ErrorType, LoadRequest, PredictInput, PredictRequest, PredictResponse, Prediction, Sequence};
+pub use api::{
+    ApiError, DecodeRequest, ErrorType, FunctionToApply, Ids, LoadRequest, Parameters, PredictInput, PredictRequest,
+    PredictResponse, Prediction, Rank, RerankRequest, Sequence, SimpleToken, TextOrTexts, TokenizeRequest,
+};
 pub use batcher::BatchLimits;
 pub use server::{Base, ServeError, ServeOptions, serve};

@@ -17,17 +17,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use burn::tensor::backend::Backend;
-use encoders::{AutoModel, Encoded, EncoderTokenizer, Truncation};
+use encoders::{AutoModel, EncoderTokenizer, Truncation};
 use serde_json::json;
-use textdata::LabelSpace;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 use crate::adapters::{Served, adapter_json, list_adapters, load, load_adapter, names, unload};
-use crate::api::{
-    ApiError, ErrorType, PredictInput, PredictRequest, PredictResponse, Prediction, Sequence, TruncationDirection,
-};
-use crate::batcher::{BatchLimits, Job, Queue};
+use crate::api::{ApiError, ErrorType};
+use crate::batcher::{BatchLimits, Queue};
+use crate::classify::{predict, rerank};
 use crate::metrics::Metrics;
+use crate::tokens::{decode, tokenize};
 
 /// What the server runs over: the base model with its tokenizer, and how to name it in `/info`.
 pub struct Base<B: Backend> {
@@ -70,6 +69,9 @@ pub struct ServeOptions {
     /// Connections held at once; past it, new ones wait in the kernel's backlog (`None`: the
     /// process's open-file limit less 64, so that accepting never fails for want of files).
     pub max_connections: Option<usize>,
+    /// TEI's `--cors-allow-origin`: origins whose pages may call the API (`*`: any); none: no
+    /// CORS headers.
+    pub cors_allow_origin: Option<Vec<String>>,
 }
 
 impl Default for ServeOptions {
@@ -88,6 +90,7 @@ impl Default for ServeOptions {
             idle_timeout: Duration::from_secs(30),
             request_timeout: None,
             max_connections: None,
+            cors_allow_origin: None,
         }
     }
 }
@@ -111,6 +114,8 @@ pub enum ServeError {
     TooManyConnections { given: usize, limit: usize },
     #[error("--api-key is empty: give the key clients must send as `Authorization: Bearer KEY`")]
     EmptyApiKey,
+    #[error("--cors-allow-origin {0:?}: expected `*` or an origin, scheme://host[:port] (e.g. http://localhost:3000)")]
+    Origin(String),
     #[error("--default-adapter {name} is not among the adapters ({loaded})")]
     UnknownDefault { name: String, loaded: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -131,11 +136,12 @@ pub(crate) struct Tokenizers {
     /// `truncate: false`: cuts at one token past the model's, so that a text too long to
     /// answer is read only that far (in pieces past the tokenizer's window) before it is refused:
     /// a refused text costs no more than an accepted one.
-    probe: EncoderTokenizer,
-    /// Counts the tokens of a refused text that is short enough to read whole, for the error.
-    whole: EncoderTokenizer,
-    right: EncoderTokenizer,
-    left: EncoderTokenizer,
+    pub(crate) probe: EncoderTokenizer,
+    /// Never cuts: counts the tokens of a refused text that is short enough to read whole, for
+    /// the error, and answers `/tokenize` and `/decode`.
+    pub(crate) whole: EncoderTokenizer,
+    pub(crate) right: EncoderTokenizer,
+    pub(crate) left: EncoderTokenizer,
 }
 
 pub(crate) struct AppState<B: Backend> {
@@ -146,6 +152,8 @@ pub(crate) struct AppState<B: Backend> {
     pub(crate) adapters: RwLock<BTreeMap<String, Arc<Served<B>>>>,
     pub(crate) queue: Queue<B>,
     pub(crate) permits: Arc<Semaphore>,
+    /// `/tokenize` requests tokenizing at once (one a core): each may build a large answer.
+    pub(crate) tokenizing: Arc<Semaphore>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) options: ServeOptions,
     pub(crate) model_id: String,
@@ -205,6 +213,7 @@ pub fn serve<B: Backend>(
     if options.api_key.as_deref().is_some_and(str::is_empty) {
         return Err(ServeError::EmptyApiKey);
     }
+    check_origins(options.cors_allow_origin.as_deref().unwrap_or_default())?;
     if let Some(root) = &options.adapter_root {
         let resolved =
             root.canonicalize().map_err(|e| ServeError::AdapterRoot { path: root.clone(), message: e.to_string() })?;
@@ -237,6 +246,7 @@ pub fn serve<B: Backend>(
         adapters: RwLock::new(loaded),
         queue,
         permits: Arc::new(Semaphore::new(options.max_concurrent_requests.max(1))),
+        tokenizing: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         metrics,
         options: options.clone(),
         model_id: base.model_id,
@@ -333,30 +343,115 @@ async fn signal_received() {
     }
 }
 
+/// The routes every client may reach without `--api-key`'s header (TEI's public routes, and
+/// the API's description).
+const PUBLIC: [&str; 5] = ["/health", "/", "/ping", "/docs", "/api-doc/openapi.json"];
+
 fn router<B: Backend>(state: Arc<AppState<B>>) -> Router {
     let limit = state.options.payload_limit;
     let mut router = Router::new()
+        // TEI serves a classifier's `/predict` at `/` too (the Hugging Face inference clients
+        // post there) and at SageMaker's `/invocations`; `GET /` and `/ping` are health checks.
+        .route("/", post(predict::<B>).get(health::<B>))
+        .route("/invocations", post(predict::<B>))
         .route("/predict", post(predict::<B>))
+        .route("/rerank", post(rerank::<B>))
+        .route("/tokenize", post(tokenize::<B>))
+        .route("/decode", post(decode::<B>))
         .route("/health", get(health::<B>))
+        .route("/ping", get(health::<B>))
+        .route("/docs", get(crate::openapi::page))
+        .route("/api-doc/openapi.json", get(crate::openapi::document::<B>))
         .route("/info", get(info::<B>))
         .route("/metrics", get(metrics::<B>))
         .route("/adapters", get(list_adapters::<B>));
     if state.options.adapter_api {
         router = router.route("/adapters", post(load::<B>)).route("/adapters/{name}", delete(unload::<B>));
     }
-    router
+    let router = router
         .method_not_allowed_fallback(|| async {
-            ApiError::validation("this route does not take that method (POST /predict; GET /health, /info, /metrics)")
-                .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            ApiError::validation(
+                "this route does not take that method (POST /predict, /rerank, /tokenize, /decode; GET /health, \
+                 /info, /metrics, /docs; the whole API: GET /api-doc/openapi.json)",
+            )
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
         })
         .fallback(|| async {
-            ApiError::validation("no such route: the API is POST /predict, GET /health, /info, /metrics, /adapters")
-                .with_status(StatusCode::NOT_FOUND)
+            ApiError::validation(
+                "no such route: the API is POST /predict, /rerank, /tokenize, /decode; GET /health, /info, \
+                 /metrics, /adapters, /docs (GET /api-doc/openapi.json describes every route)",
+            )
+            .with_status(StatusCode::NOT_FOUND)
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(json_bodies))
         .layer(axum::middleware::from_fn_with_state(state.clone(), deadline::<B>))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::<B>))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::<B>));
+    // Outermost: a browser's preflight is answered before the key is asked for.
+    match cors(state.options.cors_allow_origin.as_deref()) {
+        Some(layer) => router.layer(layer).with_state(state),
+        None => router.with_state(state),
+    }
+}
+
+/// `--cors-allow-origin`: the origins whose pages may call the API from a browser (`*`: any).
+/// None given: no CORS headers, so browsers keep other sites' pages from reading answers or
+/// sending JSON (this server also loads adapters from paths; TEI allows every origin).
+fn cors(origins: Option<&[String]>) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = origins.filter(|o| !o.is_empty())?;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked at start (`check_origins`): every one is a valid header value.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .allow_origin(allow),
+    )
+}
+
+/// Refuses an origin that is not `*` nor `scheme://host[:port]`, naming it.
+pub(crate) fn check_origins(origins: &[String]) -> Result<(), ServeError> {
+    for origin in origins {
+        let ok = origin == "*"
+            || (origin.split_once("://").is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                    && !rest.is_empty()
+                    && !rest.contains(['/', ' ', '?', '#'])
+            }) && axum::http::HeaderValue::from_str(origin).is_ok());
+        if !ok {
+            return Err(ServeError::Origin(origin.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A request with a body must say it is JSON (`Content-Type: application/json`), as TEI's
+/// routes require: else a 415. This also keeps a web page's plain form posts (which need no
+/// CORS permission) away from the API.
+async fn json_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{Method, header};
+    if request.method() == Method::POST {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")));
+        if !json {
+            return ApiError::validation("the request body must be JSON, sent with `Content-Type: application/json`")
+                .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the connections held
@@ -445,8 +540,9 @@ async fn authorize<B: Backend>(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let open = request.method() == axum::http::Method::GET && PUBLIC.contains(&request.uri().path());
     if let Some(key) = &state.options.api_key
-        && request.uri().path() != "/health"
+        && !open
     {
         use sha2::Digest;
         use subtle::ConstantTimeEq;
@@ -516,187 +612,6 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-async fn predict<B: Backend>(State(state): State<Arc<AppState<B>>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let started = Instant::now();
-    let (adapter, outcome) = match state.permits.clone().try_acquire_owned() {
-        Ok(permit) => {
-            let (adapter, outcome) = predict_checked(&state, body).await;
-            drop(permit);
-            (adapter, outcome)
-        }
-        Err(_) => (
-            "-".to_string(),
-            Err(ApiError::new(
-                ErrorType::Overloaded,
-                format!(
-                    "Model is overloaded: {} requests at once (--max-concurrent-requests)",
-                    state.options.max_concurrent_requests
-                ),
-            )),
-        ),
-    };
-    match outcome {
-        Ok((inputs, answer)) => {
-            state.answered.fetch_add(1, Ordering::Relaxed);
-            state.metrics.observe_request(&adapter, 200, None, inputs, started.elapsed());
-            Json(answer).into_response()
-        }
-        Err(e) => {
-            let kind = format!("{:?}", e.error_type);
-            state.metrics.observe_request(&adapter, e.status.as_u16(), Some(&kind), 0, started.elapsed());
-            e.into_response()
-        }
-    }
-}
-
-/// The adapter's name (for the metrics; `-` before it is known) and the answer.
-async fn predict_checked<B: Backend>(
-    state: &Arc<AppState<B>>,
-    body: Result<Bytes, BytesRejection>,
-) -> (String, Result<(usize, PredictResponse), ApiError>) {
-    let request: PredictRequest = match parse(body, state.options.payload_limit) {
-        Ok(r) => r,
-        Err(e) => return ("-".into(), Err(e)),
-    };
-    let served = match choose_adapter(state, request.adapter_id.as_deref()) {
-        Ok(s) => s,
-        // Not the requested name: a client's made-up names must not grow the metrics' labels.
-        Err(e) => return ("-".into(), Err(e)),
-    };
-    let name = served.name.clone();
-    (name, run_predict(state, served, request).await)
-}
-
-fn choose_adapter<B: Backend>(state: &AppState<B>, requested: Option<&str>) -> Result<Arc<Served<B>>, ApiError> {
-    let adapters = state.adapters.read().unwrap_or_else(|p| p.into_inner());
-    let loaded = names(&adapters);
-    match requested.or(state.options.default_adapter.as_deref()) {
-        Some(name) => adapters.get(name).cloned().ok_or_else(|| {
-            let which = if requested.is_some() { "`adapter_id`" } else { "the default adapter" };
-            ApiError::validation(format!("{which} {name:?} is not loaded (adapters: {loaded})"))
-        }),
-        None => match adapters.values().next() {
-            Some(only) if adapters.len() == 1 => Ok(only.clone()),
-            None => Err(ApiError::new(ErrorType::Unhealthy, "no adapter is loaded: POST /adapters loads one")),
-            Some(_) => Err(ApiError::validation(format!(
-                "`adapter_id` is required: {} adapters are loaded ({loaded}) and no --default-adapter is set",
-                adapters.len()
-            ))),
-        },
-    }
-}
-
-async fn run_predict<B: Backend>(
-    state: &Arc<AppState<B>>,
-    served: Arc<Served<B>>,
-    request: PredictRequest,
-) -> Result<(usize, PredictResponse), ApiError> {
-    let single = matches!(request.inputs, PredictInput::Single(_));
-    let sequences: Vec<Sequence> = request.inputs.sequences().into_iter().cloned().collect();
-    if sequences.is_empty() {
-        return Err(ApiError::new(ErrorType::Empty, "`inputs` cannot be empty"));
-    }
-    let max = state.options.max_client_batch_size;
-    if sequences.len() > max {
-        return Err(ApiError::validation(format!(
-            "batch size {} > maximum allowed batch size {max} (--max-client-batch-size)",
-            sequences.len()
-        )));
-    }
-    let n = sequences.len();
-    let tokenizers = state.tokenizers.clone();
-    let limit = state.max_input_length;
-    let truncate = request.truncate.unwrap_or(false);
-    let direction = request.truncation_direction;
-    let encoded =
-        tokio::task::spawn_blocking(move || tokenize(&tokenizers, &sequences, truncate, direction, limit, single))
-            .await
-            .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization stopped: {e}")))??;
-
-    let (reply, answer) = oneshot::channel();
-    let rows = encoded.into_iter().map(|e| (e, served.weights.clone())).collect();
-    if !state.queue.submit(Job { rows, reply }) {
-        return Err(ApiError::new(ErrorType::Unhealthy, "the server is stopping"));
-    }
-    let logits = answer
-        .await
-        .map_err(|_| ApiError::new(ErrorType::Backend, "the batching thread stopped"))?
-        .map_err(|message| ApiError::new(ErrorType::Backend, message))?;
-    let mut answers = Vec::with_capacity(n);
-    for (i, row) in logits.iter().enumerate() {
-        if !row.iter().all(|v| v.is_finite()) {
-            return Err(ApiError::new(
-                ErrorType::Backend,
-                format!("adapter {}: non-finite logits for inputs[{i}]", served.name),
-            ));
-        }
-        answers.push(predictions(row, &served.labels, request.raw_scores));
-    }
-    let answer = if single {
-        PredictResponse::Single(answers.pop().unwrap_or_default())
-    } else {
-        PredictResponse::Batch(answers)
-    };
-    Ok((n, answer))
-}
-
-/// Each sequence's tokens; a text longer than the model takes is cut (`truncate`) or refused.
-fn tokenize(
-    tokenizers: &Tokenizers,
-    sequences: &[Sequence],
-    truncate: bool,
-    direction: TruncationDirection,
-    limit: usize,
-    single: bool,
-) -> Result<Vec<Encoded>, ApiError> {
-    let tokenizer = match (truncate, direction) {
-        (false, _) => &tokenizers.probe,
-        (true, TruncationDirection::Right) => &tokenizers.right,
-        (true, TruncationDirection::Left) => &tokenizers.left,
-    };
-    let pairs: Vec<(&str, Option<&str>)> = sequences
-        .iter()
-        .map(|s| match s {
-            Sequence::Single(a) => (a.as_str(), None),
-            Sequence::Pair(a, b) => (a.as_str(), Some(b.as_str())),
-        })
-        .collect();
-    let encoded =
-        tokenizer.encode_batch_pairs(&pairs).map_err(|e| ApiError::new(ErrorType::Tokenizer, e.to_string()))?;
-    for (i, e) in encoded.iter().enumerate() {
-        if e.len() > limit {
-            let which = if single { "`inputs`".to_string() } else { format!("`inputs[{i}]`") };
-            // The exact count where the text is short enough to read whole.
-            let window = tokenizers.whole.window();
-            let (a, b) = pairs[i];
-            let count = if a.len() <= window && b.is_none_or(|b| b.len() <= window) {
-                let whole = tokenizers.whole.encode_batch_pairs(&pairs[i..=i]);
-                whole.ok().and_then(|w| w.first().map(|w| w.len().to_string()))
-            } else {
-                None
-            };
-            let says = match count {
-                Some(n) => format!("has {n} tokens, more than the model's {limit}"),
-                None => format!("has more tokens than the model's {limit}"),
-            };
-            return Err(ApiError::validation(format!("{which} {says}; send \"truncate\": true to cut it")));
-        }
-    }
-    Ok(encoded)
-}
-
-/// TEI's answer for one row, every class highest first: softmax probabilities (or the logits
-/// with `raw_scores`). Multi-label adapters give each class's sigmoid (or logit); regression
-/// adapters the value itself.
-fn predictions(row: &[f32], labels: &LabelSpace, raw_scores: bool) -> Vec<Prediction> {
-    let name = |i: usize| labels.names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
-    let scores = if raw_scores { row.to_vec() } else { labels.problem_type.scores(row) };
-    let mut out: Vec<Prediction> =
-        scores.into_iter().enumerate().map(|(i, score)| Prediction { score, label: name(i) }).collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score));
-    out
-}
-
 async fn info<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<serde_json::Value> {
     let adapters: Vec<serde_json::Value> =
         state.adapters.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| adapter_json(s)).collect();
@@ -725,32 +640,4 @@ async fn metrics<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response 
         state.metrics.render(),
     )
         .into_response()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use textdata::ProblemType;
-
-    #[test]
-    fn predictions_per_task() {
-        let classes = LabelSpace {
-            problem_type: ProblemType::SingleLabelClassification,
-            names: vec!["neg".into(), "pos".into()],
-        };
-        let p = predictions(&[0.0, 1.0], &classes, false);
-        assert_eq!(p[0].label, "pos");
-        assert!((p[0].score - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
-        assert!((p[0].score + p[1].score - 1.0).abs() < 1e-6);
-        let raw = predictions(&[0.0, 1.0], &classes, true);
-        assert_eq!((raw[0].score, raw[1].score), (1.0, 0.0));
-        let multi = LabelSpace { problem_type: ProblemType::MultiLabelClassification, names: vec![] };
-        let m = predictions(&[2.0, -1.0, 0.5], &multi, false);
-        assert_eq!(m.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["LABEL_0", "LABEL_2", "LABEL_1"]);
-        assert!((m[1].score - 1.0 / (1.0 + (-0.5f32).exp())).abs() < 1e-6);
-        let regression = LabelSpace::unnamed(1);
-        assert_eq!(regression.problem_type, ProblemType::Regression);
-        assert_eq!(predictions(&[3.25], &regression, false), vec![Prediction { score: 3.25, label: "LABEL_0".into() }]);
-    }
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // tests: a failed unwrap is a failed test; not every test file uses every helper
 
+pub mod adapters;
 pub mod server;
 
 use std::path::{Path, PathBuf};

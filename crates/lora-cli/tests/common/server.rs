@@ -64,13 +64,33 @@ impl Server {
 
     /// `call` with `Authorization: VALUE` when given.
     pub fn call_as(&self, authorization: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut headers = Vec::new();
+        if let Some(value) = authorization {
+            headers.push(("Authorization", value));
+        }
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let (status, _, answer) = self.exchange(method, path, body, &headers);
+        (status, answer)
+    }
+
+    /// (status, headers with lower-case names, body as JSON or text): `body` sent as is, with
+    /// the headers given and no others (no `Content-Type` unless given).
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, std::collections::BTreeMap<String, String>, Value) {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
         let mut request = agent.request(method, &self.url(path));
-        if let Some(value) = authorization {
-            request = request.set("Authorization", value);
+        for (name, value) in headers {
+            request = request.set(name, value);
         }
         let result = match body {
-            Some(b) => request.set("Content-Type", "application/json").send_string(b),
+            Some(b) => request.send_bytes(b.as_bytes()),
             None => request.call(),
         };
         let response = match result {
@@ -79,8 +99,11 @@ impl Server {
             Err(e) => panic!("{method} {path}: {e}"),
         };
         let status = response.status();
+        let names = response.headers_names();
+        let headers =
+            names.iter().filter_map(|n| response.header(n).map(|v| (n.to_ascii_lowercase(), v.to_string()))).collect();
         let text = response.into_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub fn predict(&self, body: Value) -> (u16, Value) {
