@@ -101,7 +101,9 @@ impl KernelReport {
         let kernels_compiled = || crate::device::kernels_compiled().unwrap_or(0);
         let cache = match cache {
             Some(dir) => format!("cached in {}", dir.display()),
-            None => "not cached (LORA_KERNEL_CACHE=off or a CubeCL config without a cache)".to_string(),
+            None => "not cached (LORA_KERNEL_CACHE=off, a cache directory that cannot be written, or a CubeCL \
+                     config without a cache)"
+                .to_string(),
         };
         crate::console::err(format!("compiled {what} kernels are {cache}"));
         let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));

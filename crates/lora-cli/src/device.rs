@@ -384,7 +384,11 @@ pub mod wgpu {
         let Some(chosen) = chosen else {
             return Err(match index {
                 Some(n) if !adapters.is_empty() => {
-                    format!("--device wgpu:{n}: there are {} {backend} adapters: {listed}", adapters.len())
+                    let count = match adapters.len() {
+                        1 => format!("there is only 1 {backend} adapter"),
+                        k => format!("there are {k} {backend} adapters"),
+                    };
+                    format!("--device wgpu:{n}: {count}: {listed}")
                 }
                 _ => format!(
                     "no {backend} adapter found for --device wgpu: no GPU driver answered{}",

@@ -314,7 +314,9 @@ fn a_missing_adapter_is_one_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && !stderr.contains("panicked"), "{stderr}");
     assert!(
-        stderr.contains("--device wgpu:9: there are") || stderr.contains("adapter found"),
+        stderr.contains("--device wgpu:9: there is only 1 ")
+            || stderr.contains("--device wgpu:9: there are ")
+            || stderr.contains("adapter found"),
         "names the index and the adapters found: {stderr}"
     );
 
