@@ -78,6 +78,10 @@ pub enum EncoderError {
     },
     #[error("tokenization failed: {0}")]
     Encode(#[source] tokenizers::Error),
+    #[error("token id {id} is not in the vocabulary (ids 0 to {last})")]
+    UnknownId { id: u32, last: usize },
+    #[error("decoding failed: {0}")]
+    Decode(#[source] tokenizers::Error),
     #[error("model `{model_id}`: {source}")]
     Hub {
         model_id: String,

@@ -331,12 +331,10 @@ impl EncoderTokenizer {
     /// silently shorter text.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         let size = self.vocab_size();
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= size) {
-            return Err(EncoderError::Encode(
-                format!("token id {bad} is not in the vocabulary (ids 0 to {})", size.saturating_sub(1)).into(),
-            ));
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= size) {
+            return Err(EncoderError::UnknownId { id, last: size.saturating_sub(1) });
         }
-        self.inner.decode(ids, skip_special_tokens).map_err(EncoderError::Encode)
+        self.inner.decode(ids, skip_special_tokens).map_err(EncoderError::Decode)
     }
 
     /// Pads to the longest item of this batch.
