@@ -8,7 +8,7 @@ same run.
   cargo build --release -p lora-cli
   .venv-modern/bin/python scripts/bench_serve.py --lora target/release/lora \
       --model ../shared/assets/all-MiniLM-L6-v2 --texts ../shared/assets/imdb/test_500.jsonl \
-      --work /tmp/bench-serve [--seconds 20] [--threads 2]
+      --work /tmp/bench-serve [--seconds 20] [--threads 2] [--dtype bfloat16]
 
 Steps: (1) write 16 PEFT adapters for the model (r 8 on query/value, classifier saved, random
 B so that each classifies differently; seeds 0..15); (2) check that the server's logits equal
@@ -17,6 +17,10 @@ PEFT's mixed batch for 16 texts over all 16 adapters; (3) for each (adapters, cl
 per request, with an adapter drawn in turn, and waits for the answer), then stop it and read
 its peak memory (VmHWM); PyTorch + PEFT runs batches of `clients` texts with the same adapter
 draw for as long. Texts are the first 600 characters of IMDb reviews (about 130 tokens).
+
+With `--dtype bfloat16` the server runs `lora serve --dtype bfloat16` (its base linears in bf16),
+the parity check compares it with PEFT's fp32 logits, and each row also times PyTorch + PEFT
+under `torch.autocast("cpu", dtype=torch.bfloat16)` (PyTorch's bf16 inference), same batches.
 
 Prints one JSON line per row and a Markdown table. Only the standard library is used for the
 HTTP clients (threads + http.client), the same client for every row.
@@ -131,14 +135,14 @@ def run_clients(server, texts, n_adapters, clients, seconds):
     return latencies, errors, time.perf_counter() - t0
 
 
-def run_pytorch(model, tokenizer, texts, n_adapters, batch, seconds):
+def run_pytorch(model, tokenizer, texts, n_adapters, batch, seconds, bf16=False):
     import torch
 
     latencies = []
     k = 0
     stop_at = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         while time.perf_counter() < stop_at:
             rows = [texts[(k + j) % len(texts)] for j in range(batch)]
             names = [f"a{(k + j) % n_adapters}" for j in range(batch)]
@@ -166,7 +170,10 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--adapters", default="1,4,16")
     p.add_argument("--clients", default="1,8,64")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     a = p.parse_args()
+    bf16 = a.dtype == "bfloat16"
+    extra = ["--dtype", a.dtype]
 
     import torch
     from transformers import AutoTokenizer
@@ -181,7 +188,7 @@ def main():
 
     # Parity: the server's logits against PEFT's mixed batch, 16 texts over every adapter.
     model = peft_model(a.model, dirs)
-    server = Server(a.lora, a.model, dirs, a.port)
+    server = Server(a.lora, a.model, dirs, a.port, extra)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
     rows = texts[:16]
     names = [f"a{i % len(dirs)}" for i in range(16)]
@@ -194,13 +201,14 @@ def main():
         for j in range(2):
             worst = max(worst, abs(ours[f"LABEL_{j}"] - float(theirs[i, j])))
     server.stop()
-    print(json.dumps({"parity_max_abs_logit_diff": worst, "texts": 16, "adapters": len(dirs)}), flush=True)
+    print(json.dumps({"parity_max_abs_logit_diff": worst, "texts": 16, "adapters": len(dirs), "dtype": a.dtype,
+                      "against": "PEFT fp32"}), flush=True)
 
     results = []
     for n in counts:
         model = peft_model(a.model, dirs[:n])
         for clients in [int(x) for x in a.clients.split(",")]:
-            server = Server(a.lora, a.model, dirs[:n], a.port)
+            server = Server(a.lora, a.model, dirs[:n], a.port, extra)
             # Warm-up: one round of requests.
             run_clients(server, texts, n, clients, 1.0)
             lat, errors, took = run_clients(server, texts, n, clients, a.seconds)
@@ -217,15 +225,23 @@ def main():
                 "pytorch_batch_p50_ms": 1e3 * percentile(plat, 0.5), "pytorch_batch_p99_ms": 1e3 * percentile(plat, 0.99),
             }
             row["speedup"] = row["ours_texts_per_s"] / row["pytorch_texts_per_s"]
+            row["dtype"] = a.dtype
+            if bf16:
+                run_pytorch(model, tokenizer, texts, n, clients, 1.0, bf16=True)
+                blat, btook = run_pytorch(model, tokenizer, texts, n, clients, a.seconds, bf16=True)
+                row["pytorch_bf16_texts_per_s"] = len(blat) * clients / btook
+                row["speedup_bf16"] = row["ours_texts_per_s"] / row["pytorch_bf16_texts_per_s"]
             results.append(row)
             print(json.dumps(row), flush=True)
 
-    print("\n| adapters | clients | ours req/s = texts/s | ours p50 / p99 ms | PyTorch+PEFT texts/s (batch = clients) | PyTorch batch p50 / p99 ms | ours / PyTorch | ours peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    extra_head = " PyTorch bf16 autocast texts/s | ours / PyTorch bf16 |" if bf16 else ""
+    print(f"\n| adapters | clients | ours ({a.dtype}) req/s = texts/s | ours p50 / p99 ms | PyTorch+PEFT fp32 texts/s (batch = clients) | PyTorch batch p50 / p99 ms | ours / PyTorch fp32 |{extra_head} ours peak RSS MB |")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if bf16 else "") + "---|")
     for r in results:
+        extra_cells = f" {r['pytorch_bf16_texts_per_s']:.1f} | {r['speedup_bf16']:.2f} |" if bf16 else ""
         print(f"| {r['adapters']} | {r['clients']} | {r['ours_texts_per_s']:.1f} | {r['ours_p50_ms']:.0f} / {r['ours_p99_ms']:.0f} | "
               f"{r['pytorch_texts_per_s']:.1f} | {r['pytorch_batch_p50_ms']:.0f} / {r['pytorch_batch_p99_ms']:.0f} | "
-              f"{r['speedup']:.2f} | {r['ours_peak_rss_mb']:.0f} |")
+              f"{r['speedup']:.2f} |{extra_cells} {r['ours_peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 //! kernel and recording it as one autodiff op.
 
 mod attention;
+pub mod bf16;
 mod dropout;
 mod gather;
 mod gelu;

@@ -25,7 +25,7 @@ use burn::tensor::{DType, Shape};
 use rayon::prelude::*;
 
 use crate::dropout::{Dropout, Mask};
-use crate::host::{Host, HostTrain, dispatch, dispatch_train, primitive, record, tensor};
+use crate::host::{Host, HostTrain, dispatch, dispatch_train, primitive, record, same, tensor};
 
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
@@ -40,11 +40,30 @@ pub fn linear<B: Backend, const D: usize>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    let mut dtypes = vec![x.dtype(), weight.dtype()];
-    dtypes.extend(bias.as_ref().map(Tensor::dtype));
     // Shapes that do not fit go to Burn, which reports them; the kernel trusts them.
     let [k, n] = weight.dims();
     let fits = D >= 2 && x.dims()[D - 1] == k && bias.as_ref().is_none_or(|b| b.dims() == [n]);
+    // A weight held in bf16 (`crate::bf16`): the bf16 product on the CPU inference backend,
+    // elsewhere (training, other backends) the layer of its values in the input's dtype.
+    let weight = match (weight.dtype(), x.dtype()) {
+        (DType::BF16, DType::F32)
+            if fits
+                && Host::of::<B>() == Some(Host::Infer)
+                && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32) =>
+        {
+            let bias = bias.map(primitive);
+            return dispatch(
+                Host::Infer,
+                [primitive(x), primitive(weight)],
+                |[x, weight]| crate::bf16::linear_bf16(&x, &weight, bias.map(same::<_, FlexTensor>).as_ref()),
+                |_| unreachable!("the inference backend was checked"),
+            );
+        }
+        (w, dtype) if w != dtype => weight.cast(dtype),
+        _ => weight,
+    };
+    let mut dtypes = vec![x.dtype(), weight.dtype()];
+    dtypes.extend(bias.as_ref().map(Tensor::dtype));
     let Some(host) = Host::of_f32::<B>(&dtypes).filter(|_| fits) else {
         return burn::tensor::module::linear(x, weight, bias);
     };

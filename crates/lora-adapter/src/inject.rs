@@ -50,7 +50,7 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
             let mut adapter = fresh_adapter(linear.dims(), name, config, device);
             // PiSSA / OLoRA: factors from the base weight, which keeps the residual.
             if let Some(method) = mutating {
-                match mutated_init(linear.weight.val(), adapter.rank(), adapter.scaling, method) {
+                match mutated_init(linear.base_weight(), adapter.rank(), adapter.scaling, method) {
                     Ok((a, b, residual)) => {
                         adapter.lora_A = Param::from_tensor(a.require_grad());
                         adapter.lora_B = Param::from_tensor(b.require_grad());
@@ -68,7 +68,7 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
             }
             // PEFT's DoRA init, after the LoRA pair's: `||W + scaling B A||` per output.
             if config.use_dora {
-                let norm = adapter.weight_norm(linear.weight.val());
+                let norm = adapter.weight_norm(linear.base_weight());
                 adapter.lora_magnitude_vector = Some(Param::from_tensor(norm.require_grad()));
             }
             linear.adapter = Some(adapter);
@@ -236,8 +236,8 @@ pub fn merge<B: Backend, M: AdaptableModel<B>>(mut model: M) -> Result<M> {
         }
         if let Some(adapter) = &linear.adapter {
             let delta = adapter.lora_A.val().matmul(adapter.lora_B.val()) * adapter.scaling; // [in, out]
-            let weight = linear.weight.val() + delta;
-            let weight = match adapter.dora_factor(linear.weight.val()) {
+            let weight = linear.base_weight() + delta;
+            let weight = match adapter.dora_factor(linear.base_weight()) {
                 Some(factor) => weight * factor.unsqueeze_dim::<2>(0),
                 None => weight,
             };

@@ -16,5 +16,5 @@ pub mod peft;
 pub use config::{AdapterShape, InitLoraWeights, Layers, LoraConfig, Patterns, TargetModules};
 pub use error::{LoraError, Result};
 pub use inject::{Injected, ParameterCount, fresh_adapter, inject, merge};
-pub use linear::{AdaptableModel, LoraAdapter, LoraLinear};
+pub use linear::{AdaptableModel, LoraAdapter, LoraLinear, hold_in_bf16};
 pub use mixed::{AdapterWeights, MixedBatch, with_adapters};

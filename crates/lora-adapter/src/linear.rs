@@ -65,6 +65,15 @@ impl<B: Backend> LoraLinear<B> {
         self.weight.shape().dims()
     }
 
+    /// The base weight in the backend's float dtype, for arithmetic beside the adapter's
+    /// tensors (merging, DoRA's norms, PiSSA's factors, saving): a weight held in bf16 for
+    /// serving ([`hold_in_bf16`]) is widened back; any other is itself.
+    pub fn base_weight(&self) -> Tensor<B, 2> {
+        let weight = self.weight.val();
+        let dtype = <B::FloatElem as burn::tensor::Element>::dtype();
+        if weight.dtype() == dtype { weight } else { weight.cast(dtype) }
+    }
+
     pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
         // Serving: the adapters of a mixed batch, lent for this forward (`crate::mixed`).
         if let Some(out) = crate::mixed::lent_forward(self, &input) {
@@ -93,7 +102,7 @@ impl<B: Backend> LoraLinear<B> {
         magnitude: Tensor<B, 1>,
         input: Tensor<B, D>,
     ) -> Tensor<B, D> {
-        let weight = self.weight.val();
+        let weight = self.base_weight();
         let factor = broadcast_last::<B, D>(magnitude / adapter.weight_norm(weight.clone()));
         let bias = self.bias.as_ref().map(|b| b.val());
         let dropped = adapter.dropout.forward(input.clone());
@@ -153,6 +162,25 @@ impl<B: Backend> LoraAdapter<B> {
 pub fn column_norms<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 1> {
     let cols = w.dims()[1];
     w.powf_scalar(2.0).sum_dim(0).sqrt().reshape([cols])
+}
+
+/// Holds the base weights of `model`'s linears in bf16 (each the nearest bf16 value), for
+/// inference on a CPU with bf16 products ([`kernels::bf16`]): the products of those layers
+/// then take bf16 inputs and accumulate in f32. The output layer (small, and what the scores
+/// are read from) and linears with a DoRA adapter (whose norms are taken from the weight at
+/// every forward) stay as they are; so do the adapters. Returns how many weights it converted.
+pub fn hold_in_bf16<B: Backend, M: AdaptableModel<B>>(model: &mut M) -> usize {
+    let mut converted = 0;
+    model.each_linear(&mut |linear| {
+        let dora = linear.adapter.as_ref().is_some_and(|a| a.lora_magnitude_vector.is_some());
+        if linear.output || dora || linear.weight.val().dtype() == burn::tensor::DType::BF16 {
+            return;
+        }
+        let narrowed = kernels::bf16::narrow(linear.weight.val());
+        linear.weight = Param::initialized(linear.weight.id, narrowed);
+        converted += 1;
+    });
+    converted
 }
 
 /// A model (or part of one) whose linears can take adapters. Each module implements

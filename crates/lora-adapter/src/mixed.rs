@@ -70,7 +70,7 @@ impl<B: Backend> AdapterWeights<B> {
         if let Some(method) = MutatingInit::of(&config.init_lora_weights) {
             let mut base_weights = HashMap::new();
             base.clone().visit_linears(&mut |name, linear| {
-                base_weights.insert(name.to_string(), linear.weight.val());
+                base_weights.insert(name.to_string(), linear.base_weight());
             });
             let mut failure = None;
             applied.visit_linears(&mut |name, linear| {
@@ -95,9 +95,9 @@ impl<B: Backend> AdapterWeights<B> {
                 }
                 None => (a.lora_A.val(), a.lora_B.val(), a.scaling),
             });
-            let dora = linear.adapter.as_ref().and_then(|a| a.dora_factor(linear.weight.val()));
+            let dora = linear.adapter.as_ref().and_then(|a| a.dora_factor(linear.base_weight()));
             let replaced =
-                config.saves_module(name).then(|| (linear.weight.val(), linear.bias.as_ref().map(|b| b.val())));
+                config.saves_module(name).then(|| (linear.base_weight(), linear.bias.as_ref().map(|b| b.val())));
             if linear.output {
                 num_labels = Some(linear.dims()[1]);
             }

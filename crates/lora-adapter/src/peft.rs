@@ -57,7 +57,7 @@ pub fn adapter_tensors<B: Backend, M: AdaptableModel<B>>(
                 }
             }
             if config.saves_module(name) {
-                tensors.insert(format!("{PREFIX}{name}.weight"), transposed(linear.weight.val())?);
+                tensors.insert(format!("{PREFIX}{name}.weight"), transposed(linear.base_weight())?);
                 if let Some(bias) = &linear.bias {
                     let data = kernels::read::f32s(bias.val())?;
                     tensors.insert(format!("{PREFIX}{name}.bias"), RawTensor { shape: vec![data.len()], data });

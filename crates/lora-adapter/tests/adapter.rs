@@ -289,3 +289,36 @@ fn a_target_that_matches_nothing_says_why() {
         assert!(err.contains("matched no linear") && err.contains(says), "{err}");
     }
 }
+
+/// Serving in bf16: the base weights of the linears that are not the output layer and carry
+/// no DoRA adapter are held as their nearest bf16 values; the adapters stay f32; the output
+/// stays close to f32's; `base_weight` (what merging, DoRA and saving read) is f32 again.
+#[test]
+fn base_weights_held_in_bf16() {
+    use burn::tensor::{DType, bf16};
+    let device = Default::default();
+    B::seed(&device, 9);
+    let lora = LoraConfig { init_lora_weights: InitLoraWeights::Flag(false), ..config(&["up"]) };
+    let (model, _) = inject(Mlp::<B>::new(&device), &lora, &device).unwrap();
+    let x = input::<B>(&device);
+    let f32s = model.forward(x.clone()).into_data().into_vec::<f32>().unwrap();
+    let mut held = model.clone();
+    assert_eq!(lora_adapter::hold_in_bf16(&mut held), 1, "the output layer stays f32");
+    assert_eq!(held.up.weight.val().dtype(), DType::BF16);
+    assert_eq!(held.down.weight.val().dtype(), DType::F32);
+    let adapter = held.up.adapter.as_ref().unwrap();
+    assert_eq!(adapter.lora_A.val().dtype(), DType::F32);
+    let rounded: Vec<f32> = model.up.weight.val().into_data().into_vec::<f32>().unwrap();
+    let rounded: Vec<f32> = rounded.iter().map(|v| bf16::from_f32(*v).to_f32()).collect();
+    assert_eq!(held.up.base_weight().into_data().into_vec::<f32>().unwrap(), rounded);
+    let bf16s = held.forward(x).into_data().into_vec::<f32>().unwrap();
+    let worst = f32s.iter().zip(&bf16s).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst > 0.0 && worst < 2e-2, "{worst}");
+    // Merging reads the f32 weight back.
+    assert_eq!(merge(held).unwrap().up.weight.val().dtype(), DType::F32);
+
+    // A DoRA linear keeps its f32 weight (its norms are taken from it at every forward).
+    let dora = LoraConfig { use_dora: true, ..config(&["up"]) };
+    let (mut model, _) = inject(Mlp::<B>::new(&device), &dora, &device).unwrap();
+    assert_eq!(lora_adapter::hold_in_bf16(&mut model), 0);
+}

@@ -13,6 +13,7 @@ use encoders::ModelConfig;
 use serde::Serialize;
 use textdata::{TextBatcher, TokenizedExample};
 
+use crate::cli::Dtype;
 use crate::config::RunConfig;
 use crate::report::peak_rss_bytes;
 use crate::trainer::Trainer;
@@ -32,6 +33,8 @@ pub struct BenchOptions {
     pub mix: Option<Vec<Vec<TokenizedExample>>>,
     /// LoRA targets; unset: the family's PEFT default.
     pub target_modules: Option<lora_adapter::TargetModules>,
+    /// The evaluation forward's dtype (`crate::commands::in_dtype`).
+    pub dtype: Dtype,
 }
 
 /// One row of the table.
@@ -40,6 +43,9 @@ pub struct BenchRow {
     pub row: String,
     pub model: String,
     pub device: String,
+    /// What the row computed in: `float32`, or `bfloat16` (an evaluation forward with bf16
+    /// linears, or a training step on `Cuda<bf16>`).
+    pub dtype: String,
     pub batch_size: usize,
     pub seq_len: usize,
     pub repeats: usize,
@@ -62,7 +68,7 @@ pub struct BenchRow {
 fn row(
     name: &str,
     options: &BenchOptions,
-    device: &str,
+    (device, dtype): (&str, Dtype),
     timed: Vec<(f64, [usize; 2])>,
     kernels_compiled: Option<usize>,
 ) -> BenchRow {
@@ -75,6 +81,7 @@ fn row(
         row: name.to_string(),
         model: options.model_config.display().to_string(),
         device: device.to_string(),
+        dtype: dtype.name().to_string(),
         batch_size: options.batch_size,
         seq_len: tokens.checked_div(samples).unwrap_or(0),
         repeats: times.len(),
@@ -177,14 +184,19 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let train = time(&mut |items| trainer.step(items.to_vec()).map(|_| ()))?;
     let after_train = compiled();
     let since = |start: Option<usize>, end: Option<usize>| Some(end? - start?);
-    let train_row = row(names[0], options, device_name, train, since(before, after_train));
-    let model = trainer.model.valid();
+    let trained_in = if device_name.contains("bf16") { Dtype::Bfloat16 } else { Dtype::Float32 };
+    let train_row = row(names[0], options, (device_name, trained_in), train, since(before, after_train));
+    let mut model = trainer.model.valid();
+    let dtype = match options.dtype {
+        Dtype::Float32 => trained_in,
+        Dtype::Bfloat16 => crate::commands::in_dtype(&mut model, Dtype::Bfloat16, device_name),
+    };
     let eval = time(&mut |items| {
         let logits = crate::eval::logits(&model, items, options.batch_size, batcher, device)?;
         anyhow::ensure!(logits.len() == items.len(), "evaluation returned {} rows", logits.len());
         Ok(())
     })?;
-    let eval_row = row(names[1], options, device_name, eval, since(after_train, compiled()));
+    let eval_row = row(names[1], options, (device_name, dtype), eval, since(after_train, compiled()));
     Ok(vec![train_row, eval_row])
 }
 
@@ -192,9 +204,12 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
 pub fn table(rows: &[BenchRow]) -> String {
     // GPU rows say how many kernels they compiled.
     let kernels = rows.iter().any(|r| r.kernels_compiled.is_some());
+    // Rows not all in float32 say what each computed in.
+    let dtypes = rows.iter().any(|r| r.dtype != Dtype::Float32.name());
     let mut out = format!(
-        "{:<13} {:>6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9}{}\n",
+        "{:<13}{} {:>6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9}{}\n",
         "row",
+        if dtypes { format!(" {:<9}", "dtype") } else { String::new() },
         "batch",
         "seq",
         "median s",
@@ -211,8 +226,9 @@ pub fn table(rows: &[BenchRow]) -> String {
             (true, n) => format!(" {:>9}", n.map_or("-".into(), |n| n.to_string())),
         };
         out += &format!(
-            "{:<13} {:>6} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>11.0} {:>9}{compiled}\n",
+            "{:<13}{} {:>6} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>11.0} {:>9}{compiled}\n",
             r.row,
+            if dtypes { format!(" {:<9}", r.dtype) } else { String::new() },
             r.batch_size,
             r.seq_len,
             r.median_seconds,

@@ -8,8 +8,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::cli::{
-    BenchArgs, DeviceArg, EvalArgs, ExportDataArgs, InferenceArgs, InputFormat, MergeArgs, PredictArgs, ServeArgs,
-    TrainArgs,
+    BenchArgs, DeviceArg, Dtype, EvalArgs, ExportDataArgs, InferenceArgs, InputFormat, MergeArgs, PredictArgs,
+    ServeArgs, TrainArgs,
 };
 use crate::config::RunConfig;
 use crate::device::{DeviceSpec, check_available};
@@ -79,6 +79,46 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
         #[cfg(not(feature = "wgpu"))]
         DeviceSpec::Wgpu(_) => bail!("this binary was built without the `wgpu` feature"),
     }
+}
+
+/// Runs an inference `job` (eval, predict, serve) on `device` in `dtype`: bfloat16 is the
+/// `Cuda<bf16>` backend on CUDA; on the CPU the job holds its base linears in bf16
+/// ([`in_dtype`]); the wgpu backend has no bf16.
+fn dispatch_inference(device: &DeviceArg, dtype: Dtype, job: impl Job) -> Result<()> {
+    let spec: DeviceSpec = device.device.parse().map_err(anyhow::Error::msg)?;
+    match (dtype, spec) {
+        (Dtype::Bfloat16, DeviceSpec::Wgpu(_)) => {
+            bail!(
+                "--dtype bfloat16 runs on --device cpu (with AVX512-BF16) or cuda: the wgpu backend computes in float32"
+            )
+        }
+        (Dtype::Bfloat16, DeviceSpec::Cuda(_)) => dispatch(device, true, job),
+        _ => dispatch(device, false, job),
+    }
+}
+
+/// `model` ready to run in `dtype` on `device_name`, and the dtype it runs in. On the CPU,
+/// bfloat16 holds the base model's linear weights in bf16 where the CPU multiplies bf16
+/// natively (AVX512-BF16); on one without, it stays float32 and says so once on standard error
+/// (bf16 there would be slower than float32, as PyTorch's autocast is). On CUDA the backend
+/// itself is bf16 ([`dispatch_inference`]).
+pub(crate) fn in_dtype<B: Backend, M: lora_adapter::AdaptableModel<B>>(
+    model: &mut M,
+    dtype: Dtype,
+    device_name: &str,
+) -> Dtype {
+    if dtype == Dtype::Float32 || !device_name.starts_with("cpu") {
+        return dtype;
+    }
+    if !kernels::bf16::available() {
+        crate::console::err(
+            "warning: --dtype bfloat16: this CPU has no AVX512-BF16 (bf16 products would be slower than float32); \
+             computing in float32",
+        );
+        return Dtype::Float32;
+    }
+    lora_adapter::hold_in_bf16(model);
+    Dtype::Bfloat16
 }
 
 /// While a GPU job runs: says where compiled kernels are kept, then every few seconds how many
@@ -207,9 +247,10 @@ impl InferenceArgs {
             crate::console::err(note);
         }
         let batcher = textdata::TextBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: pad };
-        let (model, _) = adapter.apply(pretrained.model, device)?;
+        let (mut model, _) = adapter.apply(pretrained.model, device)?;
         let labels = adapter_labels(&self.adapter, model.num_labels())?;
-        Ok(Inference { model, tokenizer, batcher, labels })
+        let dtype = in_dtype(&mut model, self.dtype, device_name);
+        Ok(Inference { model, tokenizer, batcher, labels, dtype })
     }
 }
 
@@ -219,6 +260,8 @@ struct Inference<B: Backend> {
     tokenizer: encoders::EncoderTokenizer,
     batcher: textdata::TextBatcher,
     labels: LabelSpace,
+    /// What the model computes in (`--dtype`, or float32 where bf16 is not available).
+    dtype: Dtype,
 }
 
 /// The task and class names of the adapter in `dir` ([`LabelSpace::for_adapter`]).
@@ -266,10 +309,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 );
             }
             crate::console::err(format!(
-                "{}  ({} examples, {}, {name})",
+                "{}  ({} examples, {}, {name}, {})",
                 metrics.headline(),
                 metrics.eval_samples,
-                run.labels.problem_type
+                run.labels.problem_type,
+                run.dtype.name()
             ));
             if let Some(matrix) = &metrics.confusion_matrix {
                 crate::console::err(confusion_table(matrix, &run.labels.names));
@@ -284,7 +328,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
     }
     let device = args.device.clone();
-    dispatch(&device, false, EvalJob(args))
+    let dtype = args.run.dtype;
+    dispatch_inference(&device, dtype, EvalJob(args))
 }
 
 /// A confusion matrix as text: rows the true class, columns the predicted one.
@@ -564,7 +609,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         }
     }
     let device = args.device.clone();
-    dispatch(&device, false, PredictJob(args))
+    let dtype = args.run.dtype;
+    dispatch_inference(&device, dtype, PredictJob(args))
 }
 
 /// One prediction as a JSON object, per task: the class name, its id, its probability and
@@ -734,8 +780,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             if let Some(note) = crate::config::padding_note(a.pad_to_multiple_of, pad, "--pad-to-multiple-of") {
                 crate::console::err(note);
             }
+            let mut model = pretrained.model;
+            let dtype = in_dtype(&mut model, a.dtype, name);
             let base = lora_serve::Base {
-                model: pretrained.model,
+                model,
+                dtype: dtype.name().to_string(),
                 tokenizer,
                 model_id: a.model.clone(),
                 model_type: pretrained.config.family.model_type.to_string(),
@@ -765,8 +814,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             Ok(lora_serve::serve(base, &adapters, options)?)
         }
     }
-    let device = args.device.clone();
-    dispatch(&device, false, ServeJob(args))
+    let (device, dtype) = (args.device.clone(), args.dtype);
+    dispatch_inference(&device, dtype, ServeJob(args))
 }
 
 /// A held lock file, removed (while still locked) and released when dropped.
@@ -838,6 +887,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 mix,
                 target_modules: (!a.target_modules.is_empty())
                     .then(|| lora_adapter::TargetModules::Names(a.target_modules.clone())),
+                dtype: a.dtype,
             };
             let rows = crate::bench::run::<B>(&options, device, name)?;
             if a.json {
@@ -851,6 +901,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     let (device, bf16) = (args.device.clone(), args.bf16);
+    if args.dtype == Dtype::Bfloat16 && !device.device.starts_with("cpu") {
+        bail!("--dtype bfloat16 is the CPU's bf16 evaluation forward: on cuda, --bf16 computes both rows in bf16");
+    }
     dispatch(&device, bf16, BenchJob(args))
 }
 

@@ -105,6 +105,30 @@ fn train_eval_predict_merge_end_to_end() {
     let err = failure(lora(&[&text[..], &["--pad-to-multiple-of", "1000"]].concat()));
     assert!(err.contains("--pad-to-multiple-of 1000") && err.contains("positions"), "{err}");
 
+    // --dtype bfloat16: the base linears in bf16 where the CPU has AVX512-BF16, close to
+    // float32 but not equal to it; elsewhere float32, the same numbers, and one warning.
+    let bf16 = lora(&[&text[..], &["--dtype", "bfloat16"]].concat());
+    let stderr = String::from_utf8_lossy(&bf16.stderr).to_string();
+    let in_bf16 = ok(bf16);
+    let logits = |l: &str| -> Vec<f64> {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let worst = in_bf16
+        .lines()
+        .zip(lines.lines())
+        .flat_map(|(p, q)| logits(p).into_iter().zip(logits(q)).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f64, f64::max);
+    if kernels::bf16::available() {
+        assert!(worst > 0.0 && worst < 2e-2, "bf16 logits differ from float32's by up to {worst}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+    } else {
+        assert_eq!(worst, 0.0);
+        assert!(stderr.contains("no AVX512-BF16") && stderr.contains("float32"), "{stderr}");
+    }
+    let err = failure(lora(&[&text[..], &["--dtype", "bf16"]].concat()));
+    assert!(err.contains("bfloat16") && err.contains("float32"), "{err}");
+
     // merge: a plain Hugging Face model that predicts what the adapter did.
     let merged = tmp.path().join("merged");
     ok(lora(&["merge", "--model", m, "--adapter", a, "--output", merged.to_str().unwrap()]));
@@ -276,6 +300,27 @@ fn bench_reports_both_rows_as_json() {
         assert_eq!(r["repeats"], 2);
         assert!(r["median_seconds"].as_f64().unwrap() > 0.0 && r["tokens_per_second"].as_f64().unwrap() > 0.0);
     }
+    // The evaluation forward in bf16 says so (or, on a CPU without bf16 products, float32).
+    let out = ok(lora(&[
+        "bench",
+        "--model-config",
+        config,
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--dtype",
+        "bfloat16",
+        "--json",
+    ]));
+    let dtypes: Vec<String> =
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["dtype"].to_string()).collect();
+    let eval = if kernels::bf16::available() { "\"bfloat16\"" } else { "\"float32\"" };
+    assert_eq!(dtypes, ["\"float32\"", eval]);
     let err = failure(lora(&["bench", "--model-config", config, "--seq-len", "100"]));
     assert!(err.contains("max_position_embeddings"), "{err}");
 }

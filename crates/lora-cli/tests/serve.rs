@@ -182,6 +182,48 @@ fn answers_equal_lora_predict_for_every_adapter_in_mixed_batches() {
     assert_eq!(info["max_input_length"], 64);
 }
 
+/// `--dtype bfloat16`: `/info` and the start line say what the model computes in, and every
+/// adapter's raw scores are within 2e-2 of float32's `lora predict` (on a CPU without
+/// AVX512-BF16 the server stays in float32 and answers float32's scores).
+#[test]
+fn serving_in_bfloat16_stays_close_to_float32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let topic = generated_adapter(
+        &tmp.path().join("topic"),
+        4,
+        &["query", "key", "value"],
+        "single_label_classification",
+        &["sport", "music", "news"],
+        1,
+    );
+    let rating = generated_adapter(&tmp.path().join("rating"), 8, &["value"], "regression", &["LABEL_0"], 2);
+    let adapters = [("topic", &topic), ("rating", &rating)];
+    let specs: Vec<String> = adapters.iter().map(|(n, d)| format!("{n}={}", d.display())).collect();
+    let server = Server::start(&model, &["--adapter", &specs[0], "--adapter", &specs[1], "--dtype", "bfloat16"]);
+    let dtype = if kernels::bf16::available() { "bfloat16" } else { "float32" };
+    let (_, info) = server.call("GET", "/info", None);
+    assert_eq!(info["model_dtype"], dtype, "{info}");
+    assert!(server.log().contains(&format!("on cpu, {dtype};")), "{}", server.log());
+    let mut worst = 0.0f32;
+    for (name, dir) in adapters {
+        let expected = predicted(&model, dir);
+        let names = names_of(dir);
+        for (text, logits) in TEXTS.iter().zip(&expected) {
+            let (status, body) = server.predict(json!({"inputs": text, "adapter_id": name, "raw_scores": true}));
+            assert_eq!(status, 200, "{body}");
+            let scores = by_label(&body);
+            for (label, logit) in names.iter().zip(logits) {
+                worst = worst.max((scores[label] - logit).abs());
+            }
+        }
+    }
+    match dtype {
+        "bfloat16" => assert!(worst > 0.0 && worst < 2e-2, "bf16 scores differ from float32's by up to {worst}"),
+        _ => assert!(worst < 1e-5, "{worst}"),
+    }
+}
+
 #[test]
 fn bad_requests_are_4xx_with_tei_errors_and_the_server_goes_on() {
     let tmp = tempfile::tempdir().unwrap();

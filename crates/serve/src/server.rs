@@ -31,6 +31,8 @@ use crate::tokens::{decode, tokenize};
 /// What the server runs over: the base model with its tokenizer, and how to name it in `/info`.
 pub struct Base<B: Backend> {
     pub model: AutoModel<B>,
+    /// What the model computes in (`float32`, `bfloat16`), for `/info` and the start line.
+    pub dtype: String,
     /// Truncating at the model's positions (`max_length`).
     pub tokenizer: EncoderTokenizer,
     pub model_id: String,
@@ -158,6 +160,7 @@ pub(crate) struct AppState<B: Backend> {
     pub(crate) options: ServeOptions,
     pub(crate) model_id: String,
     pub(crate) model_type: String,
+    pub(crate) dtype: String,
     pub(crate) device_name: String,
     pub(crate) answered: AtomicU64,
 }
@@ -250,6 +253,7 @@ pub fn serve<B: Backend>(
         metrics,
         options: options.clone(),
         model_id: base.model_id,
+        dtype: base.dtype,
         device_name: base.device_name,
         answered: AtomicU64::new(0),
     });
@@ -262,9 +266,10 @@ pub fn serve<B: Backend>(
             .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
         let local: SocketAddr = listener.local_addr()?;
         say!(
-            "listening on http://{local} ({} on {}; adapters: {})",
+            "listening on http://{local} ({} on {}, {}; adapters: {})",
             state.model_id,
             state.device_name,
+            state.dtype,
             names(&state.adapters.read().unwrap_or_else(|p| p.into_inner()))
         );
         let app = router(state.clone());
@@ -619,7 +624,7 @@ async fn info<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<serde_j
     Json(json!({
         "model_id": state.model_id,
         "model_type": state.model_type,
-        "model_dtype": "float32",
+        "model_dtype": state.dtype,
         "device": state.device_name,
         "max_input_length": state.max_input_length,
         "max_concurrent_requests": o.max_concurrent_requests,
