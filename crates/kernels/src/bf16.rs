@@ -22,7 +22,7 @@ use gemmkit::{MatMut, MatRef, Parallelism};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::host::{Host, primitive, same, tensor};
+use crate::host::{Host, HostTrain, primitive, same, tensor};
 
 /// Rows of the input narrowed (and of the output widened) by one task.
 const ROWS_PER_TASK: usize = 64;
@@ -50,8 +50,14 @@ pub fn available() -> bool {
 /// multiply in bf16. On other backends, Burn's cast (Burn's own cast on the CPU goes through
 /// f64 and does not always give the nearest bf16).
 pub fn narrow<B: Backend, const D: usize>(weight: Tensor<B, D>) -> Tensor<B, D> {
-    if Host::of::<B>() != Some(Host::Infer) || weight.dtype() != DType::F32 {
-        return weight.cast(DType::BF16);
+    match (Host::of::<B>(), weight.dtype()) {
+        (Some(Host::Infer), DType::F32) => {}
+        // Training: the frozen weight's values, untracked (a base weight gets no gradient).
+        (Some(Host::Train), DType::F32) => {
+            let weight: Tensor<HostTrain, D> = same(weight);
+            return same(Tensor::<HostTrain, D>::from_inner(narrow(weight.inner())));
+        }
+        _ => return weight.cast(DType::BF16),
     }
     let t = same::<_, FlexTensor>(primitive(weight)).to_contiguous();
     let src = t.storage::<f32>();
@@ -65,10 +71,21 @@ pub fn narrow<B: Backend, const D: usize>(weight: Tensor<B, D>) -> Tensor<B, D> 
 /// bf16: `x` rounded to bf16, the products accumulated in f32, the result rounded to bf16 and
 /// widened back to f32 with the bias added. Output `[..., n]`, f32.
 pub(crate) fn linear_bf16(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>) -> FlexTensor {
+    product_bf16(x, weight, false, bias)
+}
+
+/// `grad @ weightᵀ` (`[..., n]` by `[k, n]` transposed: `[..., k]`), the input's gradient of
+/// [`linear_bf16`], the same way: `grad` rounded to bf16, f32 accumulation, rounded once.
+pub(crate) fn input_grad_bf16(grad: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
+    product_bf16(grad, weight, true, None)
+}
+
+/// `x @ w (+ bias)`, or `x @ wᵀ` when `transposed`, for a bf16 `[k, n]` weight `w`.
+fn product_bf16(x: &FlexTensor, weight: &FlexTensor, transposed: bool, bias: Option<&FlexTensor>) -> FlexTensor {
     let rank = x.layout().num_dims();
     let shape = x.layout().shape().clone();
-    let k = shape[rank - 1];
-    let n = weight.layout().shape()[1];
+    let [rows, cols] = [weight.layout().shape()[0], weight.layout().shape()[1]];
+    let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
     let m: usize = (0..rank - 1).map(|d| shape[d]).product();
     let mut out_shape: Vec<usize> = (0..rank - 1).map(|d| shape[d]).collect();
     out_shape.push(n);
@@ -81,7 +98,10 @@ pub(crate) fn linear_bf16(x: &FlexTensor, weight: &FlexTensor, bias: Option<&Fle
     let mut product = vec![bf16::ZERO; m * n];
     if k > 0 && m * n > 0 {
         let weight = weight.to_contiguous();
-        let rhs = MatRef::from_row_major(weight.storage::<bf16>(), k, n);
+        let rhs = match transposed {
+            false => MatRef::from_row_major(weight.storage::<bf16>(), k, n),
+            true => MatRef::from_col_major(weight.storage::<bf16>(), k, n),
+        };
         let threads = if parallel { Parallelism::Rayon(0) } else { Parallelism::Serial };
         gemmkit::gemm(
             bf16::ONE,
@@ -165,7 +185,7 @@ mod tests {
     use super::*;
     use crate::host::HostTrain;
     use crate::linear;
-    use crate::testing::values;
+    use crate::testing::{assert_close as close, values};
     use burn::backend::Flex;
     use burn::tensor::Distribution;
 
@@ -249,15 +269,52 @@ mod tests {
         assert!(worst > 0.0 && worst < 0.05, "largest difference {worst}");
     }
 
-    /// Under autodiff (training) and for an empty contraction, a bf16 weight is cast to f32
-    /// and the layer is the f32 layer of the rounded weight.
+    /// Training: the same forward as inference, one recorded op whose input gradient is
+    /// `grad @ weightᵀ` of the bf16-rounded gradient and weight, rounded once (within one bf16
+    /// step of the exact sum); the bias's gradient is the f32 sum of the gradient's rows, as
+    /// f32's; the frozen weight gets none. Narrowing under autodiff gives an untracked weight.
+    #[test]
+    fn training_takes_the_input_gradient_in_bf16() {
+        let _generator = crate::testing::generator();
+        let (x, w, b) = (random([3, 7, 40]).swap_dims(0, 1), random([40, 24]), random([24]));
+        let upstream = random([7, 3, 24]);
+        let held = narrow(w.clone());
+        let x_t = Tensor::<HostTrain, 3>::from_inner(x.clone()).require_grad();
+        let b_t = Tensor::<HostTrain, 1>::from_inner(b.clone()).require_grad();
+        let w_t = narrow(Tensor::<HostTrain, 2>::from_inner(w.clone()));
+        assert!(!w_t.is_require_grad() && w_t.dtype() == DType::BF16);
+        assert_eq!(values(w_t.clone().inner().cast(DType::F32)), values(held.clone().cast(DType::F32)));
+        let y = linear(x_t.clone(), w_t.clone(), Some(b_t.clone()));
+        assert_eq!(values(y.clone().inner()), values(linear(x.clone(), held, Some(b))));
+        let grads = (y * Tensor::from_inner(upstream.clone())).sum().backward();
+        assert!(w_t.grad(&grads).is_none());
+        let dx = values(x_t.grad(&grads).unwrap());
+        let (gs, ws) = (values(upstream.clone()), values(w));
+        let (k, n) = (40, 24);
+        for (row, (g, out)) in gs.chunks(n).zip(dx.chunks(k)).enumerate() {
+            for (i, &got) in out.iter().enumerate() {
+                let terms: Vec<f64> = (0..n).map(|j| round(g[j]) * round(ws[i * n + j])).collect();
+                let exact: f64 = terms.iter().sum();
+                let magnitude: f64 = terms.iter().map(|t| t.abs()).sum();
+                let step = exact.abs() as f32 * 2f32.powi(-7) + magnitude as f32 * 2f32.powi(-20);
+                let expected = bf16::from_f64(exact).to_f32();
+                assert!((got - expected).abs() <= step, "row {row}, input {i}: {got} but {expected}");
+            }
+        }
+        let db = values(b_t.grad(&grads).unwrap());
+        close(&db, &values(upstream.sum_dim(0).sum_dim(1).reshape([24])), 1e-5);
+    }
+
+    /// Under autodiff with a trained (tracked) bf16 weight, on other backends and for an empty
+    /// contraction, a bf16 weight is cast to f32 and the layer is the f32 layer of its values.
     #[test]
     fn elsewhere_a_bf16_weight_is_the_f32_layer_of_its_values() {
         let _generator = crate::testing::generator();
         let (x, w) = (random([2, 3, 8]), narrow(random([8, 5])));
         let as_f32 = w.clone().cast(DType::F32);
         let train = |w: Tensor<Flex, 2>| {
-            values(linear(Tensor::<HostTrain, 3>::from_inner(x.clone()), Tensor::from_inner(w), None).inner())
+            let w = Tensor::<HostTrain, 2>::from_inner(w).require_grad();
+            values(linear(Tensor::<HostTrain, 3>::from_inner(x.clone()), w, None).inner())
         };
         assert_eq!(train(w), train(as_f32));
         let empty = linear(random([2, 0]), narrow(random([0, 3])), Some(random([3])));

@@ -25,7 +25,7 @@ use burn::tensor::{DType, Shape};
 use rayon::prelude::*;
 
 use crate::dropout::{Dropout, Mask};
-use crate::host::{Host, HostTrain, dispatch, dispatch_train, primitive, record, same, tensor};
+use crate::host::{Host, HostTrain, dispatch, dispatch_train, primitive, record, tensor};
 
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
@@ -45,21 +45,16 @@ pub fn linear<B: Backend, const D: usize>(
     let fits = D >= 2 && x.dims()[D - 1] == k && bias.as_ref().is_none_or(|b| b.dims() == [n]);
     // A weight held in bf16 (`crate::bf16`): the bf16 product on the CPU inference backend,
     // elsewhere (training, other backends) the layer of its values in the input's dtype.
-    let weight = match (weight.dtype(), x.dtype()) {
-        (DType::BF16, DType::F32)
-            if fits
-                && Host::of::<B>() == Some(Host::Infer)
-                && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32) =>
+    // A frozen weight held in bf16 (`crate::bf16`): the bf16 product on the CPU backends (under
+    // autodiff one recorded op whose backward takes the input's gradient in bf16 too);
+    // elsewhere, or for a weight that is trained, the layer of its values in the input's dtype.
+    let weight = match (weight.dtype(), x.dtype(), Host::of::<B>()) {
+        (DType::BF16, DType::F32, Some(host))
+            if fits && !weight.is_require_grad() && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32) =>
         {
-            let bias = bias.map(primitive);
-            return dispatch(
-                Host::Infer,
-                [primitive(x), primitive(weight)],
-                |[x, weight]| crate::bf16::linear_bf16(&x, &weight, bias.map(same::<_, FlexTensor>).as_ref()),
-                |_| unreachable!("the inference backend was checked"),
-            );
+            return bf16_linear(host, x, weight, bias);
         }
-        (w, dtype) if w != dtype => weight.cast(dtype),
+        (w, dtype, _) if w != dtype => weight.cast(dtype),
         _ => weight,
     };
     let mut dtypes = vec![x.dtype(), weight.dtype()];
@@ -90,6 +85,86 @@ pub fn linear<B: Backend, const D: usize>(
             |[x, weight]| product(&x, &weight, None),
             |inputs| recorded_product(inputs, |lhs, rhs| product(lhs, rhs, None)),
         ),
+    }
+}
+
+/// `x @ weight + bias` for a bf16 `weight` on the CPU backend `host` (see [`linear`]).
+fn bf16_linear<B: Backend, const D: usize>(
+    host: Host,
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    use crate::bf16::linear_bf16;
+    let (x, weight) = (primitive(x), primitive(weight));
+    // The weight is kept for the input's gradient; it is the model's own (shared) tensor.
+    let kept =
+        |x: &FloatTensor<HostTrain>, weight: &FloatTensor<HostTrain>| x.is_tracked().then(|| weight.primitive.clone());
+    match bias {
+        Some(bias) => dispatch(
+            host,
+            [x, weight, primitive(bias)],
+            |[x, weight, bias]| linear_bf16(&x, &weight, Some(&bias)),
+            |inputs| {
+                record(
+                    Bf16LinearOp,
+                    inputs,
+                    |[x, weight, bias]| {
+                        (linear_bf16(&x.primitive, &weight.primitive, Some(&bias.primitive)), kept(&x, &weight))
+                    },
+                    |[x, weight, bias]| linear_bf16(&x.primitive, &weight.primitive, Some(&bias.primitive)),
+                )
+            },
+        ),
+        None => dispatch(
+            host,
+            [x, weight],
+            |[x, weight]| linear_bf16(&x, &weight, None),
+            |inputs| {
+                record(
+                    Bf16LinearOp,
+                    inputs,
+                    |[x, weight]| (linear_bf16(&x.primitive, &weight.primitive, None), kept(&x, &weight)),
+                    |[x, weight]| linear_bf16(&x.primitive, &weight.primitive, None),
+                )
+            },
+        ),
+    }
+}
+
+/// `x @ weight (+ bias)` with a frozen bf16 weight, recorded as one op: the input's gradient is
+/// `grad @ weightᵀ` in bf16 (as autocast's backward of a bf16 product), the bias's the f32 sum
+/// of the gradient's rows; the weight gets none.
+#[derive(Debug)]
+struct Bf16LinearOp;
+
+impl Bf16LinearOp {
+    fn gradients<const N: usize>(ops: Ops<Option<FlexTensor>, N>, grads: &mut Gradients) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [x_node, weight_node, bias_node] = std::array::from_fn(|i| ops.parents.get(i).cloned().flatten());
+        debug_assert!(weight_node.is_none(), "a bf16 weight is frozen");
+        if let (Some(node), Some(weight)) = (x_node, &ops.state) {
+            grads.register::<Flex>(node.id, crate::bf16::input_grad_bf16(&grad, weight));
+        }
+        if let Some(node) = bias_node {
+            grads.register::<Flex>(node.id, column_sums(&grad));
+        }
+    }
+}
+
+impl Backward<Flex, 2> for Bf16LinearOp {
+    type State = Option<FlexTensor>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        Self::gradients(ops, grads);
+    }
+}
+
+impl Backward<Flex, 3> for Bf16LinearOp {
+    type State = Option<FlexTensor>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        Self::gradients(ops, grads);
     }
 }
 

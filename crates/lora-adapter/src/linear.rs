@@ -164,16 +164,19 @@ pub fn column_norms<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 1> {
     w.powf_scalar(2.0).sum_dim(0).sqrt().reshape([cols])
 }
 
-/// Holds the base weights of `model`'s linears in bf16 (each the nearest bf16 value), for
-/// inference on a CPU with bf16 products ([`kernels::bf16`]): the products of those layers
-/// then take bf16 inputs and accumulate in f32. The output layer (small, and what the scores
-/// are read from) and linears with a DoRA adapter (whose norms are taken from the weight at
-/// every forward) stay as they are; so do the adapters. Returns how many weights it converted.
+/// Holds the frozen base weights of `model`'s linears in bf16 (each the nearest bf16 value),
+/// for inference or training on a CPU with bf16 products ([`kernels::bf16`]): the products of
+/// those layers then take bf16 inputs and accumulate in f32 (and, training, so does the
+/// input's gradient). The output layer (small, and what the scores are read from), linears
+/// with a DoRA adapter (whose norms are taken from the weight at every forward) and weights
+/// that are trained (modules to save) stay as they are; so do the adapters. Returns how many
+/// weights it converted.
 pub fn hold_in_bf16<B: Backend, M: AdaptableModel<B>>(model: &mut M) -> usize {
     let mut converted = 0;
     model.each_linear(&mut |linear| {
         let dora = linear.adapter.as_ref().is_some_and(|a| a.lora_magnitude_vector.is_some());
-        if linear.output || dora || linear.weight.val().dtype() == burn::tensor::DType::BF16 {
+        let weight = linear.weight.val();
+        if linear.output || dora || weight.is_require_grad() || weight.dtype() == burn::tensor::DType::BF16 {
             return;
         }
         let narrowed = kernels::bf16::narrow(linear.weight.val());

@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub target_modules: Option<lora_adapter::TargetModules>,
     /// The evaluation forward's dtype (`crate::commands::in_dtype`).
     pub dtype: Dtype,
+    /// `--bf16`: the training step in bf16 too (on the CPU, the frozen base linears).
+    pub bf16: bool,
 }
 
 /// One row of the table.
@@ -139,7 +141,12 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let mut run_config = RunConfig::default();
     run_config.lora.target_modules = options.target_modules.clone();
     let lora = run_config.lora.to_peft("random", &config.family)?;
-    let (model, _) = lora_adapter::inject(model, &lora, device)?;
+    let (mut model, _) = lora_adapter::inject(model, &lora, device)?;
+    let trained_in = match (device_name.contains("bf16"), options.bf16) {
+        (true, _) => Dtype::Bfloat16,
+        (false, true) => crate::commands::in_dtype(&mut model, Dtype::Bfloat16, device_name, "--bf16"),
+        (false, false) => Dtype::Float32,
+    };
     anyhow::ensure!(
         config.vocab_size() > 2,
         "{}: vocab_size {} is too small to bench",
@@ -184,12 +191,12 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let train = time(&mut |items| trainer.step(items.to_vec()).map(|_| ()))?;
     let after_train = compiled();
     let since = |start: Option<usize>, end: Option<usize>| Some(end? - start?);
-    let trained_in = if device_name.contains("bf16") { Dtype::Bfloat16 } else { Dtype::Float32 };
     let train_row = row(names[0], options, (device_name, trained_in), train, since(before, after_train));
     let mut model = trainer.model.valid();
-    let dtype = match options.dtype {
-        Dtype::Float32 => trained_in,
-        Dtype::Bfloat16 => crate::commands::in_dtype(&mut model, Dtype::Bfloat16, device_name),
+    let dtype = match (options.dtype, trained_in) {
+        (_, Dtype::Bfloat16) => Dtype::Bfloat16,
+        (Dtype::Bfloat16, _) => crate::commands::in_dtype(&mut model, Dtype::Bfloat16, device_name, "--dtype bfloat16"),
+        (Dtype::Float32, _) => Dtype::Float32,
     };
     let eval = time(&mut |items| {
         let logits = crate::eval::logits(&model, items, options.batch_size, batcher, device)?;

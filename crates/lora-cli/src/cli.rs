@@ -146,7 +146,9 @@ pub struct BenchArgs {
     /// JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Compute in bfloat16 (CUDA only): weights, activations and optimiser state.
+    /// The training step (and the evaluation forward) in bfloat16: on the CPU the frozen base
+    /// linears in bf16 with f32 accumulation (AVX512-BF16), as `training.bf16 = true`; on
+    /// cuda, weights, activations and optimiser state.
     #[arg(long)]
     pub bf16: bool,
     /// The evaluation forward's dtype (`bfloat16`: the base linears in bf16, as `lora eval

@@ -26,19 +26,20 @@ trait Job {
     fn run<B: AutodiffBackend>(self, device: &B::Device, name: &str) -> Result<()>;
 }
 
-/// Runs `job` on the backend of `device`, in fp32, or in bfloat16 where `bf16` asks for it (CUDA only).
+/// Runs `job` on the backend of `device`, in fp32, or in bfloat16 where `bf16` asks for it: on
+/// CUDA the `Cuda<bf16>` backend; on the CPU the f32 backend, where the job holds its frozen
+/// base linears in bf16 itself ([`in_dtype`]).
 fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
     let spec: DeviceSpec = device.device.parse().map_err(anyhow::Error::msg)?;
     check_available(spec).map_err(anyhow::Error::msg)?;
     let mut name = spec.to_string();
-    if bf16 {
+    if bf16 && spec != DeviceSpec::Cpu {
         name.push_str(" bf16");
     }
     if device.no_fusion {
         name.push_str(" no-fusion");
     }
     match spec {
-        DeviceSpec::Cpu if bf16 => bail!("bf16 needs --device cuda: the CPU backend computes in fp32"),
         DeviceSpec::Cpu if device.no_fusion => {
             bail!("--no-fusion is for --device cuda or wgpu: the CPU backend does not fuse")
         }
@@ -60,7 +61,9 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
         }
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => bail!("this binary was built without the `cuda` feature"),
-        DeviceSpec::Wgpu(_) if bf16 => bail!("bf16 needs --device cuda: the wgpu backend computes in fp32"),
+        DeviceSpec::Wgpu(_) if bf16 => {
+            bail!("bf16 runs on --device cpu (with AVX512-BF16) or cuda: the wgpu backend computes in fp32")
+        }
         #[cfg(feature = "wgpu")]
         DeviceSpec::Wgpu(n) => {
             use crate::device::wgpu::WgpuUnfused;
@@ -102,19 +105,21 @@ fn dispatch_inference(device: &DeviceArg, dtype: Dtype, job: impl Job) -> Result
 /// natively (AVX512-BF16); on one without, it stays float32 and says so once on standard error
 /// (bf16 there would be slower than float32, as PyTorch's autocast is). On CUDA the backend
 /// itself is bf16 ([`dispatch_inference`]).
+/// `asked` names the setting in the warning (`--dtype bfloat16`, `training.bf16 = true`).
 pub(crate) fn in_dtype<B: Backend, M: lora_adapter::AdaptableModel<B>>(
     model: &mut M,
     dtype: Dtype,
     device_name: &str,
+    asked: &str,
 ) -> Dtype {
     if dtype == Dtype::Float32 || !device_name.starts_with("cpu") {
         return dtype;
     }
     if !kernels::bf16::available() {
-        crate::console::err(
-            "warning: --dtype bfloat16: this CPU has no AVX512-BF16 (bf16 products would be slower than float32); \
-             computing in float32",
-        );
+        crate::console::err(format!(
+            "warning: {asked}: this CPU has no AVX512-BF16 (bf16 products would be slower than float32); \
+             computing in float32"
+        ));
         return Dtype::Float32;
     }
     lora_adapter::hold_in_bf16(model);
@@ -249,7 +254,7 @@ impl InferenceArgs {
         let batcher = textdata::TextBatcher { pad_id: tokenizer.pad_id(), pad_to_multiple_of: pad };
         let (mut model, _) = adapter.apply(pretrained.model, device)?;
         let labels = adapter_labels(&self.adapter, model.num_labels())?;
-        let dtype = in_dtype(&mut model, self.dtype, device_name);
+        let dtype = in_dtype(&mut model, self.dtype, device_name, "--dtype bfloat16");
         Ok(Inference { model, tokenizer, batcher, labels, dtype })
     }
 }
@@ -781,7 +786,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 crate::console::err(note);
             }
             let mut model = pretrained.model;
-            let dtype = in_dtype(&mut model, a.dtype, name);
+            let dtype = in_dtype(&mut model, a.dtype, name, "--dtype bfloat16");
             let base = lora_serve::Base {
                 model,
                 dtype: dtype.name().to_string(),
@@ -888,6 +893,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 target_modules: (!a.target_modules.is_empty())
                     .then(|| lora_adapter::TargetModules::Names(a.target_modules.clone())),
                 dtype: a.dtype,
+                bf16: a.bf16,
             };
             let rows = crate::bench::run::<B>(&options, device, name)?;
             if a.json {

@@ -348,8 +348,11 @@ pub struct TrainingSection {
     /// With LoRA+, the decay of every group but biases and LayerNorm weights, in place of
     /// `weight_decay` (PEFT's groups each set their own, and this is theirs: 0 unless given).
     pub loraplus_weight_decay: f64,
-    /// Train in bfloat16 on CUDA. Burn 0.21 has no mixed precision, so weights, activations and
-    /// optimiser state are all bf16 (Hugging Face's `bf16 = true` autocasts and keeps fp32 masters).
+    /// Train in bfloat16. On the CPU (with AVX512-BF16; elsewhere float32 and a warning), as
+    /// Hugging Face's `bf16 = true` autocasts: the frozen base linears' products and their
+    /// input gradients in bf16 with f32 accumulation, the adapters, classifier, optimizer state
+    /// and saved adapter in f32. On CUDA, Burn 0.21 has no mixed precision: weights, activations
+    /// and optimiser state are all bf16.
     pub bf16: bool,
 }
 

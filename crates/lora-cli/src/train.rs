@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use textdata::{LabelSpace, ProblemType, TextDataset};
 
 use crate::checkpoint::{self, Checkpoint, DataFingerprint, SplitFingerprint};
+use crate::cli::Dtype;
 use crate::config::RunConfig;
 use crate::report::{EpochRecord, Evaluation, curves_svg, peak_rss_bytes, write_atomic};
 use crate::run_dir::{Holds, RunDir};
@@ -544,6 +545,17 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         lora.modules_to_save.get_or_insert_with(Vec::new).extend(fresh);
     }
     let (mut model, _) = lora_adapter::inject(pretrained.model, &lora, device)?;
+    if config.training.bf16 && options.device.starts_with("cpu") {
+        // Autocast's share of Trainer's `bf16=True` on the CPU: the frozen base products (and
+        // their input gradients) in bf16; adapters, optimizer state and the saved adapter f32.
+        let dtype = crate::commands::in_dtype(&mut model, Dtype::Bfloat16, &options.device, "training.bf16 = true");
+        if dtype == Dtype::Bfloat16 {
+            say(
+                output,
+                "bf16: the frozen base linears compute in bfloat16 (f32 accumulation); adapters, classifier and optimizer state stay float32",
+            );
+        }
+    }
     let parameters = ParameterCount::of(&mut model, &lora);
     say(output, &parameters.to_string());
 
