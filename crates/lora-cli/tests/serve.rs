@@ -183,8 +183,9 @@ fn answers_equal_lora_predict_for_every_adapter_in_mixed_batches() {
 }
 
 /// `--dtype bfloat16`: `/info` and the start line say what the model computes in, and every
-/// adapter's raw scores are within 2e-2 of float32's `lora predict` (on a CPU without
-/// AVX512-BF16 the server stays in float32 and answers float32's scores).
+/// adapter's raw scores (plain LoRA, regression, DoRA on PiSSA on every linear) are within 2e-2
+/// of float32's `lora predict` (on a CPU without AVX512-BF16 the server stays in float32 and
+/// answers float32's scores).
 #[test]
 fn serving_in_bfloat16_stays_close_to_float32() {
     let tmp = tempfile::tempdir().unwrap();
@@ -198,9 +199,27 @@ fn serving_in_bfloat16_stays_close_to_float32() {
         1,
     );
     let rating = generated_adapter(&tmp.path().join("rating"), 8, &["value"], "regression", &["LABEL_0"], 2);
-    let adapters = [("topic", &topic), ("rating", &rating)];
+    // DoRA on PiSSA's residual, on every linear: the paths that read the base weight in f32
+    // (DoRA's norms, PiSSA's factors) while the served base is held in bf16.
+    let data = tiny_data(tmp.path());
+    let run = tmp.path().join("dora");
+    let variants = [
+        "--set",
+        "lora.use_dora=true",
+        "--set",
+        "lora.init_lora_weights=\"pissa\"",
+        "--set",
+        "lora.target_modules=\"all-linear\"",
+    ];
+    ok(lora(&train_args(model.to_str().unwrap(), data.to_str().unwrap(), run.to_str().unwrap(), &variants)));
+    let dora = run.join("adapter");
+    let adapters = [("topic", &topic), ("rating", &rating), ("dora", &dora)];
     let specs: Vec<String> = adapters.iter().map(|(n, d)| format!("{n}={}", d.display())).collect();
-    let server = Server::start(&model, &["--adapter", &specs[0], "--adapter", &specs[1], "--dtype", "bfloat16"]);
+    let mut args = vec!["--dtype", "bfloat16"];
+    for spec in &specs {
+        args.extend(["--adapter", spec.as_str()]);
+    }
+    let server = Server::start(&model, &args);
     let dtype = if kernels::bf16::available() { "bfloat16" } else { "float32" };
     let (_, info) = server.call("GET", "/info", None);
     assert_eq!(info["model_dtype"], dtype, "{info}");
