@@ -24,8 +24,11 @@ use rayon::prelude::*;
 
 use crate::host::{Host, HostTrain, primitive, same, tensor};
 
-/// Rows of the input narrowed (and of the output widened) by one task.
+/// Rows of the output widened by one task.
 const ROWS_PER_TASK: usize = 64;
+
+/// Values narrowed by one task.
+const NARROW_BLOCK: usize = 1 << 15;
 
 /// Below this many multiply-adds a product runs on one thread (as the f32 kernels).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
@@ -59,11 +62,8 @@ pub fn narrow<B: Backend, const D: usize>(weight: Tensor<B, D>) -> Tensor<B, D> 
         }
         _ => return weight.cast(DType::BF16),
     }
-    let t = same::<_, FlexTensor>(primitive(weight)).to_contiguous();
-    let src = t.storage::<f32>();
-    let mut values = vec![bf16::ZERO; src.len()];
-    values.par_chunks_mut(1 << 16).zip(src.par_chunks(1 << 16)).for_each(|(d, s)| narrow_slice(d, s));
-    let narrowed = bf16_tensor(values, t.layout().shape().clone());
+    let t = same::<_, FlexTensor>(primitive(weight));
+    let narrowed = bf16_tensor(narrowed(&t, true), t.layout().shape().clone());
     Tensor::from_primitive(TensorPrimitive::Float(same(narrowed)))
 }
 
@@ -94,7 +94,7 @@ fn product_bf16(x: &FlexTensor, weight: &FlexTensor, transposed: bool, bias: Opt
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
     let work = m * n * k;
     let parallel = work >= PARALLEL_WORK;
-    let lhs = narrowed_rows(x, m, k, parallel);
+    let lhs = narrowed(x, parallel);
     let mut product = vec![bf16::ZERO; m * n];
     if k > 0 && m * n > 0 {
         let weight = weight.to_contiguous();
@@ -135,14 +135,13 @@ fn product_bf16(x: &FlexTensor, weight: &FlexTensor, transposed: bool, bias: Opt
     tensor(out, out_shape)
 }
 
-/// `x`'s `m` rows of `k` as one contiguous bf16 buffer.
-fn narrowed_rows(x: &FlexTensor, m: usize, k: usize, parallel: bool) -> Vec<bf16> {
+/// An f32 tensor's values, in its logical order, as one contiguous bf16 buffer.
+fn narrowed(x: &FlexTensor, parallel: bool) -> Vec<bf16> {
     let x = x.to_contiguous();
-    let src = &x.storage::<f32>()[..m * k];
-    let mut dst = vec![bf16::ZERO; m * k];
-    let block = ROWS_PER_TASK * k.max(1);
+    let src = &x.storage::<f32>()[..x.layout().num_elements()];
+    let mut dst = vec![bf16::ZERO; src.len()];
     if parallel {
-        dst.par_chunks_mut(block).zip(src.par_chunks(block)).for_each(|(d, s)| narrow_slice(d, s));
+        dst.par_chunks_mut(NARROW_BLOCK).zip(src.par_chunks(NARROW_BLOCK)).for_each(|(d, s)| narrow_slice(d, s));
     } else {
         narrow_slice(&mut dst, src);
     }

@@ -84,27 +84,11 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
     }
 }
 
-/// Runs an inference `job` (eval, predict, serve) on `device` in `dtype`: bfloat16 is the
-/// `Cuda<bf16>` backend on CUDA; on the CPU the job holds its base linears in bf16
-/// ([`in_dtype`]); the wgpu backend has no bf16.
-fn dispatch_inference(device: &DeviceArg, dtype: Dtype, job: impl Job) -> Result<()> {
-    let spec: DeviceSpec = device.device.parse().map_err(anyhow::Error::msg)?;
-    match (dtype, spec) {
-        (Dtype::Bfloat16, DeviceSpec::Wgpu(_)) => {
-            bail!(
-                "--dtype bfloat16 runs on --device cpu (with AVX512-BF16) or cuda: the wgpu backend computes in float32"
-            )
-        }
-        (Dtype::Bfloat16, DeviceSpec::Cuda(_)) => dispatch(device, true, job),
-        _ => dispatch(device, false, job),
-    }
-}
-
 /// `model` ready to run in `dtype` on `device_name`, and the dtype it runs in. On the CPU,
 /// bfloat16 holds the base model's linear weights in bf16 where the CPU multiplies bf16
 /// natively (AVX512-BF16); on one without, it stays float32 and says so once on standard error
 /// (bf16 there would be slower than float32, as PyTorch's autocast is). On CUDA the backend
-/// itself is bf16 ([`dispatch_inference`]).
+/// itself is bf16 ([`dispatch`]).
 /// `asked` names the setting in the warning (`--dtype bfloat16`, `training.bf16 = true`).
 pub(crate) fn in_dtype<B: Backend, M: lora_adapter::AdaptableModel<B>>(
     model: &mut M,
@@ -334,7 +318,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
     let device = args.device.clone();
     let dtype = args.run.dtype;
-    dispatch_inference(&device, dtype, EvalJob(args))
+    dispatch(&device, dtype == Dtype::Bfloat16, EvalJob(args))
 }
 
 /// A confusion matrix as text: rows the true class, columns the predicted one.
@@ -615,7 +599,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     }
     let device = args.device.clone();
     let dtype = args.run.dtype;
-    dispatch_inference(&device, dtype, PredictJob(args))
+    dispatch(&device, dtype == Dtype::Bfloat16, PredictJob(args))
 }
 
 /// One prediction as a JSON object, per task: the class name, its id, its probability and
@@ -820,7 +804,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
     }
     let (device, dtype) = (args.device.clone(), args.dtype);
-    dispatch_inference(&device, dtype, ServeJob(args))
+    dispatch(&device, dtype == Dtype::Bfloat16, ServeJob(args))
 }
 
 /// A held lock file, removed (while still locked) and released when dropped.

@@ -333,28 +333,13 @@ fn bench_reports_both_rows_as_json() {
     }
     // The evaluation forward in bf16 says so (or, on a CPU without bf16 products, float32);
     // --bf16 makes the training step bf16 too.
-    let out = ok(lora(&[
-        "bench",
-        "--model-config",
-        config,
-        "--batch-size",
-        "2",
-        "--seq-len",
-        "8",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--dtype",
-        "bfloat16",
-        "--json",
-    ]));
+    let args = ["bench", "--model-config", config, "--batch-size", "2", "--seq-len", "8", "--warmup", "0"];
+    let out = ok(lora(&[&args[..], &["--repeats", "1", "--dtype", "bfloat16", "--json"]].concat()));
     let dtypes = |out: &str| -> Vec<String> {
         out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["dtype"].to_string()).collect()
     };
     let bf16 = if kernels::bf16::available() { "\"bfloat16\"" } else { "\"float32\"" };
     assert_eq!(dtypes(&out), ["\"float32\"", bf16]);
-    let args = ["bench", "--model-config", config, "--batch-size", "2", "--seq-len", "8", "--warmup", "0"];
     let out = ok(lora(&[&args[..], &["--repeats", "1", "--bf16", "--json"]].concat()));
     assert_eq!(dtypes(&out), [bf16, bf16]);
     let err = failure(lora(&["bench", "--model-config", config, "--seq-len", "100"]));
