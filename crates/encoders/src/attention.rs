@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, LayerNorm, Window, attention, dropout_matmul_into_heads, masked_softmax_window, matmul};
+use kernels::{Dropout, LayerNorm, Window, add, attention, dropout_matmul_into_heads, masked_softmax_window, matmul};
 use lora_adapter::LoraLinear;
 
 use crate::config::BertConfig;
@@ -149,7 +149,7 @@ impl<B: Backend> BertSelfOutput<B> {
 
     pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         let hidden = self.dropout.forward(self.dense.forward(hidden));
-        self.layer_norm.forward(hidden + residual)
+        self.layer_norm.forward(add(hidden, residual))
     }
 }
 

@@ -14,7 +14,9 @@ use burn::module::Module;
 use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use kernels::{Dropout, LayerNorm, RelativeIndex, dropout_matmul_into_heads, masked_softmax, matmul, relative_gather};
+use kernels::{
+    Dropout, LayerNorm, RelativeIndex, add, dropout_matmul_into_heads, masked_softmax, matmul, relative_gather,
+};
 use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
@@ -485,10 +487,10 @@ impl<B: Backend> DebertaV2Model<B> {
         if let Some(positions) = &e.position_embeddings {
             let ids =
                 Tensor::<B, 1, Int>::arange(0..seq as i64, &embedded.device()).reshape([1, seq]).expand([batch, seq]);
-            embedded = embedded + positions.forward(ids);
+            embedded = add(embedded, positions.forward(ids));
         }
         if let Some(types) = &e.token_type_embeddings {
-            embedded = embedded + types.forward(input.token_type_ids);
+            embedded = add(embedded, types.forward(input.token_type_ids));
         }
         if let Some(project) = &e.embed_proj {
             embedded = project.forward(embedded);

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, LayerNorm};
+use kernels::{Dropout, LayerNorm, add};
 use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
@@ -172,10 +172,10 @@ impl<B: Backend> TransformerBlock<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let attended = self.sa_layer_norm.forward(self.attention.forward(x.clone(), mask_bias) + x);
+        let attended = self.sa_layer_norm.forward(add(self.attention.forward(x.clone(), mask_bias), x));
         let f = &self.ffn;
         let out = f.dropout.forward(f.lin2.forward(activate(f.activation, f.lin1.forward(attended.clone()))));
-        self.output_layer_norm.forward(out + attended)
+        self.output_layer_norm.forward(add(out, attended))
     }
 }
 

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use kernels::{Dropout, LayerNorm};
+use kernels::{Dropout, LayerNorm, add};
 
 use crate::config::BertConfig;
 use crate::error::Result;
@@ -118,10 +118,10 @@ impl<B: Backend> BertEmbeddings<B> {
         let words = self.word_embeddings.forward(input_ids);
         // The order of the sums is transformers' (words + types, then positions).
         let embeddings = match &self.token_type_embeddings {
-            Some(types) => words + types.forward(token_type_ids),
+            Some(types) => add(words, types.forward(token_type_ids)),
             None => words,
         };
-        let embeddings = embeddings + self.position_embeddings.forward(position_ids);
+        let embeddings = add(embeddings, self.position_embeddings.forward(position_ids));
         self.dropout.forward(self.layer_norm.forward(embeddings))
     }
 }

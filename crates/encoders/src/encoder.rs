@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, LayerNorm, gelu};
+use kernels::{Dropout, LayerNorm, add, gelu};
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::attention::BertAttention;
@@ -59,7 +59,7 @@ impl<B: Backend> BertOutput<B> {
 
     pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         let hidden = self.dropout.forward(self.dense.forward(hidden));
-        self.layer_norm.forward(hidden + residual)
+        self.layer_norm.forward(add(hidden, residual))
     }
 }
 

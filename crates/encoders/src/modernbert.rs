@@ -21,7 +21,7 @@ use burn::tensor::backend::Backend;
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use kernels::{Dropout, LayerNorm, RotaryTables, geglu, rotary};
+use kernels::{Dropout, LayerNorm, RotaryTables, add, geglu, rotary};
 use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
@@ -447,8 +447,8 @@ impl<B: Backend> ModernBertEncoderLayer<B> {
             Some(norm) => norm.forward(hidden.clone()),
             None => hidden.clone(),
         };
-        let hidden = hidden + self.attn.forward(normed, mask_bias, tables);
-        hidden.clone() + self.mlp.forward(self.mlp_norm.forward(hidden))
+        let hidden = add(hidden, self.attn.forward(normed, mask_bias, tables));
+        add(hidden.clone(), self.mlp.forward(self.mlp_norm.forward(hidden)))
     }
 }
 

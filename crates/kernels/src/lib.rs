@@ -8,6 +8,7 @@
 //! gradients). `host` holds what they share: recognising the CPU backend, dispatching to the
 //! kernel and recording it as one autodiff op.
 
+mod add;
 mod attention;
 pub mod bf16;
 mod dropout;
@@ -24,6 +25,7 @@ mod softmax;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use add::{add, add_scaled};
 pub use attention::attention;
 pub use dropout::Dropout;
 pub use gather::{RelativeIndex, relative_gather};

@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, linear};
+use kernels::{Dropout, add_scaled, linear};
 
 /// A linear layer with an optional LoRA adapter beside it.
 ///
@@ -85,8 +85,11 @@ impl<B: Backend> LoraLinear<B> {
                 self.dora_forward(adapter, m.val(), input)
             }
             Some(adapter) => {
-                let delta = adapter.forward(input.clone());
-                linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val())) + delta
+                // PEFT's `result + lora_B(lora_A(dropout(x))) * scaling`, the scaling and the sum
+                // one parallel pass on the CPU.
+                let delta = adapter.product(input.clone());
+                let base = linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+                add_scaled(base, delta, adapter.scaling)
             }
         }
     }
@@ -145,11 +148,11 @@ impl<B: Backend> LoraAdapter<B> {
         Some(m.val() / self.weight_norm(weight))
     }
 
-    /// The adapter's contribution, `dropout(x) A B * scaling`.
-    pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+    /// `dropout(x) A B`, the contribution before its scaling.
+    pub fn product<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
         let x = self.dropout.forward(input);
         let x = linear(x, self.lora_A.val(), None); // [..., r]
-        linear(x, self.lora_B.val(), None) * self.scaling
+        linear(x, self.lora_B.val(), None)
     }
 
     pub fn rank(&self) -> usize {
