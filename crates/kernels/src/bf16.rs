@@ -137,7 +137,7 @@ fn product_bf16(x: &FlexTensor, weight: &FlexTensor, transposed: bool, bias: Opt
 
 /// An f32 tensor's values, in its logical order, as one contiguous bf16 buffer.
 fn narrowed(x: &FlexTensor, parallel: bool) -> Vec<bf16> {
-    let x = x.to_contiguous();
+    let x = crate::host::contiguous(x);
     let src = &x.storage::<f32>()[..x.layout().num_elements()];
     let mut dst = vec![bf16::ZERO; src.len()];
     if parallel {

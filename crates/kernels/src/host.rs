@@ -129,7 +129,7 @@ pub fn is<T: 'static, U: 'static>() -> bool {
 /// shares is still copied by `storage_mut` when written (copy on write).
 pub fn owned_contiguous(t: FlexTensor) -> FlexTensor {
     let whole = t.layout().num_elements() * t.dtype().size() == t.bytes().len();
-    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { t.to_contiguous() }
+    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { contiguous(&t) }
 }
 
 /// `t` contiguous: `t` itself when it already is, else a copy made by rows in parallel for f32

@@ -30,6 +30,9 @@ use crate::host::{Host, HostTrain, dispatch, dispatch_train, primitive, record, 
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
+/// Output elements from which the bias is written in parallel (1 MiB of f32).
+const FILL_PARALLEL: usize = 1 << 18;
+
 /// `x @ weight + bias`, what `burn::tensor::module::linear` computes.
 ///
 /// # Shapes
@@ -437,10 +440,19 @@ fn product(lhs: &FlexTensor, rhs: &FlexTensor, bias: Option<&FlexTensor>) -> Fle
     if let Some(bias) = &bias {
         let bias = bias.storage::<f32>();
         assert_eq!(bias.len(), n, "a bias of {} for {n} outputs", bias.len());
-        for row in spare.chunks_exact_mut(n.max(1)) {
-            for (slot, value) in row.iter_mut().zip(bias) {
-                slot.write(*value);
+        let fill = |rows: &mut [MaybeUninit<f32>]| {
+            for row in rows.chunks_exact_mut(n.max(1)) {
+                for (slot, value) in row.iter_mut().zip(bias) {
+                    slot.write(*value);
+                }
             }
+        };
+        // In parallel when large: the first write to each fresh page is also where the kernel
+        // zeroes it, a serial share of a bert-base step when done on one thread.
+        if len >= FILL_PARALLEL {
+            spare.par_chunks_mut(n.max(1) * (FILL_PARALLEL / 16 / n.max(1)).max(1)).for_each(fill);
+        } else {
+            fill(spare);
         }
     } else if k == 0 {
         spare.iter_mut().for_each(|slot| {

@@ -209,7 +209,7 @@ impl<B: Backend> MixedBatch<B> {
     }
 }
 
-/// `out + (x A B) * scaling` where `weights` has a LoRA pair, as [`crate::LoraAdapter::forward`]
+/// `out + (x A B) * scaling` where `weights` has a LoRA pair, as [`LoraLinear::forward`]
 /// computes it (no dropout: serving is inference); with DoRA's factor `f`,
 /// `f (out - bias + (x A B) * scaling) + bias`, as [`LoraLinear::forward`] computes it.
 fn add_lora<B: Backend, const D: usize>(
@@ -219,10 +219,11 @@ fn add_lora<B: Backend, const D: usize>(
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
     let Some((a, b, scaling)) = weights.and_then(|w| w.lora.as_ref()) else { return out };
-    let lora = linear(linear(x, a.clone(), None), b.clone(), None) * *scaling;
+    let product = linear(linear(x, a.clone(), None), b.clone(), None);
     match weights.and_then(|w| w.dora.clone()) {
-        None => out + lora,
+        None => kernels::add_scaled(out, product, *scaling),
         Some(factor) => {
+            let lora = product * *scaling;
             let unbiased = match &bias {
                 Some(bias) => out - crate::linear::broadcast_last::<B, D>(bias.clone()),
                 None => out,
