@@ -16,10 +16,11 @@ use burn::tensor::backend::Backend;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::host::{Host, contiguous, dispatch, owned_contiguous, primitive, record, tensor};
+use crate::host::{Host, contiguous, dispatch, primitive, record, tensor};
 
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
+/// Elements per parallel task; a tensor of one task's size or less is done on the calling
+/// thread (a serving batch's per-adapter rows, where waking the pool costs more than the sum).
+const CHUNK: usize = 1 << 15;
 
 /// `a + b`: [`add_scaled`] with `scale` 1.
 pub fn add<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
@@ -69,19 +70,38 @@ impl Backward<Flex, 2> for AddOp {
 }
 
 /// `a + b * scale`, over `a`'s buffer when nothing else holds it.
-fn add_values(a: FlexTensor, b: &FlexTensor, scale: f32) -> FlexTensor {
+fn add_values(mut a: FlexTensor, b: &FlexTensor, scale: f32) -> FlexTensor {
+    let n = a.layout().num_elements();
     let b = contiguous(b);
-    let mut a = owned_contiguous(a);
-    if let Some(out) = a.try_storage_mut::<f32>() {
-        out.par_chunks_mut(CHUNK).zip(b.storage::<f32>().par_chunks(CHUNK)).for_each(|(o, b)| add_into(o, b, scale));
+    let b = elements(&b);
+    let whole = a.is_contiguous() && a.layout().start_offset() == 0 && a.bytes().len() == n * 4;
+    if whole && let Some(out) = a.try_storage_mut::<f32>() {
+        if n <= CHUNK {
+            add_into(out, b, scale);
+        } else {
+            out.par_chunks_mut(CHUNK).zip(b.par_chunks(CHUNK)).for_each(|(o, b)| add_into(o, b, scale));
+        }
         return a;
     }
-    let mut out = vec![0.0f32; a.layout().num_elements()];
-    out.par_chunks_mut(CHUNK)
-        .zip(a.storage::<f32>().par_chunks(CHUNK))
-        .zip(b.storage::<f32>().par_chunks(CHUNK))
-        .for_each(|((o, a), b)| sum_into(o, a, b, scale));
+    // A view (a serving run's rows of the batch's product) is read where it lies.
+    let a = if a.is_contiguous() { a } else { contiguous(&a) };
+    let a_values = elements(&a);
+    let mut out = vec![0.0f32; n];
+    if n <= CHUNK {
+        sum_into(&mut out, a_values, b, scale);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a_values.par_chunks(CHUNK))
+            .zip(b.par_chunks(CHUNK))
+            .for_each(|((o, a), b)| sum_into(o, a, b, scale));
+    }
     tensor(out, a.layout().shape().to_vec())
+}
+
+/// A contiguous tensor's elements (from its offset, however large its buffer).
+fn elements(t: &FlexTensor) -> &[f32] {
+    let start = t.layout().start_offset();
+    &t.storage::<f32>()[start..start + t.layout().num_elements()]
 }
 
 /// `grad * scale` into a new tensor (the output's gradient also goes to `a`).
@@ -161,14 +181,32 @@ mod tests {
     #[test]
     fn inference_in_place_only_when_unshared() {
         let _generator = crate::testing::generator();
-        let (a, b) = (random([2, 50, 300]), random([2, 50, 300]));
-        let expected = values(a.clone() + b.clone() * 3.0);
-        let before = values(a.clone());
-        assert_eq!(values(add_scaled(a.clone(), b.clone(), 3.0)), expected);
-        assert_eq!(values(a.clone()), before, "a shared input keeps its values");
-        let unique = Tensor::<Flex, 3>::from_data(a.to_data(), &Default::default());
-        assert_eq!(values(add_scaled(unique, b.clone(), 3.0)), expected);
-        assert_eq!(values(add(b.clone(), b.clone())), values(b.clone() + b));
+        // One task's size (on the calling thread) and several (in parallel).
+        for shape in [[2, 50, 300], [2, 50, 700]] {
+            let (a, b) = (random(shape), random(shape));
+            let expected = values(a.clone() + b.clone() * 3.0);
+            let before = values(a.clone());
+            assert_eq!(values(add_scaled(a.clone(), b.clone(), 3.0)), expected);
+            assert_eq!(values(a.clone()), before, "a shared input keeps its values");
+            let unique = Tensor::<Flex, 3>::from_data(a.to_data(), &Default::default());
+            assert_eq!(values(add_scaled(unique, b.clone(), 3.0)), expected);
+            assert_eq!(values(add(b.clone(), b.clone())), values(b.clone() + b));
+        }
+    }
+
+    /// A view of rows (as a serving run's share of the batch's product) and a transposed view
+    /// give Burn's values, below and above one task's size.
+    #[test]
+    fn views_give_burns_values() {
+        let _generator = crate::testing::generator();
+        for width in [30, 700] {
+            let base = random([4, 50, width]);
+            let rows = base.clone().narrow(0, 1, 2);
+            let b = random([2, 50, width]);
+            assert_eq!(values(add_scaled(rows.clone(), b.clone(), 0.25)), values(rows.clone() + b.clone() * 0.25));
+            let flipped = random([2, width, 50]).swap_dims(1, 2);
+            assert_eq!(values(add(flipped.clone(), b.clone())), values(flipped + b));
+        }
     }
 
     /// Shapes that broadcast are Burn's.
