@@ -19,7 +19,7 @@ pub use tensor_file::RawTensor;
 use tensor_file::TensorFileError;
 
 use crate::error::{EncoderError, Result};
-use crate::family::FamilyInfo;
+use crate::info::FamilyInfo;
 
 /// All tensors of one checkpoint file, keyed by their normalised name.
 #[derive(Debug, Clone)]
@@ -30,8 +30,10 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Reads a checkpoint of a family: `model.safetensors` or `pytorch_model.bin`, by
-    /// extension, its keys normalised by the table above.
-    pub fn read(path: impl AsRef<Path>, family: &FamilyInfo) -> Result<Self> {
+    /// extension, its keys normalised by the table above. `others` are the families it could
+    /// have been saved by instead (the loader's list): a base model's keys under one of their
+    /// prefixes is an error naming it.
+    pub fn read(path: impl AsRef<Path>, family: &FamilyInfo, others: &[FamilyInfo]) -> Result<Self> {
         let path = path.as_ref();
         let skip = |name: &str| is_dropped(name, family);
         let raw = if path.extension().is_some_and(|ext| ext == "safetensors") {
@@ -46,7 +48,7 @@ impl Checkpoint {
         // ... unless its keys are under another family's prefix: `bert.` weights under a
         // RoBERTa config would otherwise be "missing `roberta.embeddings...`".
         if base_only
-            && let Some(other) = crate::registry::families().into_iter().find(|f| {
+            && let Some(other) = others.iter().find(|f| {
                 f.base_model_prefix != family.base_model_prefix
                     && raw.keys().any(|k| k.starts_with(&format!("{}.", f.base_model_prefix)))
             })

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::embeddings::Positions;
+use crate::embeddings::{EmbeddingSpec, Positions};
 use crate::error::ConfigError;
 use crate::family::{FamilyConfig, HeadConfig};
 
@@ -187,6 +187,23 @@ impl Activation {
             other => Err(format!(
                 "{key} {other:?} is not supported; expected one of \"gelu\", \"gelu_new\", \"relu\", \"silu\""
             )),
+        }
+    }
+}
+
+impl BertConfig {
+    /// The embeddings of BERT, RoBERTa and ELECTRA, `width` wide (ELECTRA's `embedding_size`).
+    pub fn embedding_spec(&self, width: usize) -> EmbeddingSpec {
+        EmbeddingSpec {
+            vocab_size: self.vocab_size,
+            width,
+            max_position_embeddings: self.max_position_embeddings,
+            type_vocab_size: self.type_vocab_size,
+            pad_token_id: self.pad_token_id,
+            positions: self.positions,
+            sinusoidal: false,
+            layer_norm_eps: self.layer_norm_eps,
+            dropout: self.hidden_dropout_prob,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::config::{Activation, check_dropouts};
 use crate::encoder::{BertIntermediate, BertOutput, activate};
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
-use crate::model::{EncoderInput, attention_bias, first_token};
+use crate::input::{EncoderInput, attention_bias, first_token};
 use crate::weights::{Key, Weights};
 
 /// `pos_att_type`: a list (`["p2c", "c2p"]`) or, in older configs, a string (`"p2c|c2p"`).

@@ -18,7 +18,7 @@ use crate::embeddings::{BertEmbeddings, EmbeddingSpec, Positions};
 use crate::encoder::activate;
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
-use crate::model::{EncoderInput, attention_bias, first_token};
+use crate::input::{EncoderInput, attention_bias, first_token};
 use crate::weights::{Key, Weights};
 
 /// `DistilBertConfig`, with transformers' names and defaults (distilbert-base-uncased's).

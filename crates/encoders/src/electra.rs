@@ -9,11 +9,12 @@ use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
 use crate::config::BertConfig;
-use crate::embeddings::{BertEmbeddings, EmbeddingSpec};
+use crate::embeddings::BertEmbeddings;
 use crate::encoder::BertEncoder;
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
-use crate::model::{ClassificationHead, EncoderInput, HeadActivation, attention_bias};
+use crate::head::{ClassificationHead, HeadActivation};
+use crate::input::{EncoderInput, attention_bias};
 use crate::weights::{Key, Weights};
 
 /// `ElectraConfig`: BERT's keys and `embedding_size`, with ELECTRA's defaults (the small
@@ -84,7 +85,7 @@ pub struct ElectraModel<B: Backend> {
 impl<B: Backend> ElectraModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &ElectraConfig) -> Result<Self> {
         let (width, h) = (config.embedding_size, config.bert.hidden_size);
-        let embeddings = BertEmbeddings::load(w, &at.pp("embeddings"), &EmbeddingSpec::bert(&config.bert, width))?;
+        let embeddings = BertEmbeddings::load(w, &at.pp("embeddings"), &config.bert.embedding_spec(width))?;
         let embeddings_project =
             if width != h { Some(w.linear(&at.pp("embeddings_project"), width, h)?) } else { None };
         Ok(Self { embeddings, embeddings_project, encoder: BertEncoder::load(w, &at.pp("encoder"), &config.bert)? })
@@ -112,7 +113,13 @@ impl<B: Backend> ElectraForSequenceClassification<B> {
     pub fn load(w: &mut Weights<B>, config: &ElectraConfig) -> Result<Self> {
         Ok(Self {
             electra: ElectraModel::load(w, &Key::root().pp("electra"), config)?,
-            classifier: ClassificationHead::load(w, &Key::root().pp("classifier"), &config.bert, HeadActivation::Gelu)?,
+            classifier: ClassificationHead::load(
+                w,
+                &Key::root().pp("classifier"),
+                (config.bert.hidden_size, config.bert.num_labels()),
+                config.bert.classifier_dropout(),
+                HeadActivation::Gelu,
+            )?,
         })
     }
 }

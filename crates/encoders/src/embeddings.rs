@@ -8,7 +8,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use kernels::{Dropout, LayerNorm, add};
 
-use crate::config::BertConfig;
 use crate::error::Result;
 use crate::weights::{Key, Weights};
 
@@ -37,23 +36,6 @@ pub struct EmbeddingSpec {
     pub sinusoidal: bool,
     pub layer_norm_eps: f64,
     pub dropout: f64,
-}
-
-impl EmbeddingSpec {
-    /// BERT's, RoBERTa's and ELECTRA's, `width` wide (ELECTRA's `embedding_size`).
-    pub fn bert(config: &BertConfig, width: usize) -> Self {
-        Self {
-            vocab_size: config.vocab_size,
-            width,
-            max_position_embeddings: config.max_position_embeddings,
-            type_vocab_size: config.type_vocab_size,
-            pad_token_id: config.pad_token_id,
-            positions: config.positions,
-            sinusoidal: false,
-            layer_norm_eps: config.layer_norm_eps,
-            dropout: config.hidden_dropout_prob,
-        }
-    }
 }
 
 #[derive(Module, Debug)]

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use hf_hub::api::sync::ApiError;
+
 pub type Result<T, E = EncoderError> = std::result::Result<T, E>;
 
 /// What is wrong with a model config's text: its JSON (serde's error, kept as the source), or a
@@ -86,7 +88,7 @@ pub enum EncoderError {
     Hub {
         model_id: String,
         #[source]
-        source: crate::hub::FetchError,
+        source: FetchError,
     },
     #[error(transparent)]
     Read(#[from] kernels::ReadError),
@@ -99,4 +101,27 @@ impl EncoderError {
     pub(crate) fn invalid_config(message: String) -> Self {
         Self::Config { path: "config.json".into(), source: ConfigError::Invalid(message) }
     }
+}
+
+/// Why a file could not be fetched from the Hub or its cache.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{file} is not in the local Hugging Face cache ({}) and HF_HUB_OFFLINE is set", cache.display())]
+    NotCached { file: String, cache: PathBuf },
+    #[error("cannot fetch {file} from {endpoint}: not found (HTTP 404)")]
+    NotOnHub { file: String, endpoint: String },
+    #[error("cannot fetch {file} from {endpoint}: {source}")]
+    Api {
+        file: String,
+        endpoint: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("cannot fetch {file} from {endpoint}: no answer for {seconds:.0} s (HF_HUB_DOWNLOAD_TIMEOUT)")]
+    Stalled { file: String, endpoint: String, seconds: f64 },
+    #[error("cannot fetch {file} from {endpoint}: the download stopped without a result")]
+    Stopped { file: String, endpoint: String },
+    /// The last attempt's error is said in the message (not as a source, which would say it twice).
+    #[error("{last} (gave up after {attempts} attempts)")]
+    GaveUp { last: Box<FetchError>, attempts: usize },
 }

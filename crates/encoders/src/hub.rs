@@ -20,7 +20,7 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::checkpoint::Checkpoint;
-use crate::error::{EncoderError, Result};
+use crate::error::{EncoderError, FetchError, Result};
 use crate::family::HeadSpec;
 use crate::model_config::ModelConfig;
 use crate::registry::AutoModel;
@@ -185,29 +185,6 @@ impl Attempt {
         let error = FetchError::Api { file, endpoint, source };
         if transient { Self::Retry(error) } else { Self::Final(error) }
     }
-}
-
-/// Why a file could not be fetched from the Hub or its cache.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("{file} is not in the local Hugging Face cache ({}) and HF_HUB_OFFLINE is set", cache.display())]
-    NotCached { file: String, cache: PathBuf },
-    #[error("cannot fetch {file} from {endpoint}: not found (HTTP 404)")]
-    NotOnHub { file: String, endpoint: String },
-    #[error("cannot fetch {file} from {endpoint}: {source}")]
-    Api {
-        file: String,
-        endpoint: String,
-        #[source]
-        source: ApiError,
-    },
-    #[error("cannot fetch {file} from {endpoint}: no answer for {seconds:.0} s (HF_HUB_DOWNLOAD_TIMEOUT)")]
-    Stalled { file: String, endpoint: String, seconds: f64 },
-    #[error("cannot fetch {file} from {endpoint}: the download stopped without a result")]
-    Stopped { file: String, endpoint: String },
-    /// The last attempt's error is said in the message (not as a source, which would say it twice).
-    #[error("{last} (gave up after {attempts} attempts)")]
-    GaveUp { last: Box<FetchError>, attempts: usize },
 }
 
 /// The time of the last byte received, for the watchdog: hf-hub reports progress per chunk.
@@ -378,7 +355,7 @@ pub fn from_pretrained<B: Backend>(name: &str, options: &LoadOptions, device: &B
         .get()
         .validate()
         .map_err(|message| EncoderError::Config { path: files.config.clone(), source: message.into() })?;
-    let checkpoint = Checkpoint::read(&files.weights, &config.family)?;
+    let checkpoint = Checkpoint::read(&files.weights, &config.family, &crate::registry::families())?;
     let (model, report) = Weights::build_from_checkpoint(
         checkpoint,
         config.get().initializer_range(),

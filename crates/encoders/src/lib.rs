@@ -18,6 +18,7 @@
 #[cfg(feature = "testing")]
 pub mod assets;
 mod attention;
+mod bert;
 mod checkpoint;
 mod config;
 mod deberta;
@@ -27,8 +28,10 @@ mod embeddings;
 mod encoder;
 mod error;
 mod family;
+mod head;
 mod hub;
-mod model;
+mod info;
+mod input;
 mod model_config;
 mod modernbert;
 mod registry;
@@ -40,14 +43,15 @@ pub mod testing;
 mod tokenizer;
 mod weights;
 
+pub use bert::{BertForSequenceClassification, BertModel, BertModelOutput};
 pub use config::BertConfig;
 pub use deberta::{DebertaV2Config, DebertaV2ForSequenceClassification};
 pub use distilbert::{DistilBertConfig, DistilBertForSequenceClassification};
 pub use electra::{ElectraConfig, ElectraForSequenceClassification};
-pub use error::{ConfigError, EncoderError, Result};
+pub use error::{ConfigError, EncoderError, FetchError, Result};
 pub use family::{Classifier, FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
-pub use hub::{FetchError, HubOptions, LoadOptions, ModelFiles, Pretrained, adapter_dir, from_pretrained, random};
-pub use model::{BertForSequenceClassification, BertModel, BertModelOutput, EncoderInput};
+pub use hub::{HubOptions, LoadOptions, ModelFiles, Pretrained, adapter_dir, from_pretrained, random};
+pub use input::EncoderInput;
 pub use model_config::ModelConfig;
 pub use modernbert::{ModernBertConfig, ModernBertForSequenceClassification, Pooling};
 pub use registry::{AutoModel, families};

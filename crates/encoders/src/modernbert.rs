@@ -30,7 +30,7 @@ use crate::config::{Activation, check_dropouts, check_heads};
 use crate::encoder::activate;
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
-use crate::model::{EncoderInput, attention_bias, first_token};
+use crate::input::{EncoderInput, attention_bias, first_token};
 use crate::weights::{Key, Weights};
 
 /// `ModernBertConfig`, with transformers' names and defaults (ModernBERT-base's).

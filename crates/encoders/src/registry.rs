@@ -8,13 +8,14 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
+use crate::bert::{Bert, BertForSequenceClassification};
 use crate::config::BertConfig;
 use crate::deberta::{DebertaV2, DebertaV2Config, DebertaV2ForSequenceClassification};
 use crate::distilbert::{DistilBert, DistilBertConfig, DistilBertForSequenceClassification};
 use crate::electra::{Electra, ElectraConfig, ElectraForSequenceClassification};
 use crate::error::{ConfigError, Result};
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo};
-use crate::model::{Bert, BertForSequenceClassification, EncoderInput};
+use crate::input::EncoderInput;
 use crate::modernbert::{ModernBert, ModernBertConfig, ModernBertForSequenceClassification};
 use crate::roberta::{Roberta, RobertaForSequenceClassification, XlmRoberta};
 use crate::weights::Weights;

@@ -9,11 +9,12 @@ use burn::tensor::backend::Backend;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::config::BertConfig;
-use crate::embeddings::{BertEmbeddings, EmbeddingSpec, Positions};
+use crate::embeddings::{BertEmbeddings, Positions};
 use crate::encoder::BertEncoder;
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyInfo};
-use crate::model::{ClassificationHead, EncoderInput, HeadActivation, attention_bias};
+use crate::head::{ClassificationHead, HeadActivation};
+use crate::input::{EncoderInput, attention_bias};
 use crate::weights::{Key, Weights};
 
 /// `RobertaModel` without its pooler (`add_pooling_layer=False`, as the classifier builds it).
@@ -26,11 +27,7 @@ pub struct RobertaModel<B: Backend> {
 impl<B: Backend> RobertaModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         Ok(Self {
-            embeddings: BertEmbeddings::load(
-                w,
-                &at.pp("embeddings"),
-                &EmbeddingSpec::bert(config, config.hidden_size),
-            )?,
+            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &config.embedding_spec(config.hidden_size))?,
             encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
         })
     }
@@ -54,7 +51,13 @@ impl<B: Backend> RobertaForSequenceClassification<B> {
     pub fn load(w: &mut Weights<B>, config: &BertConfig) -> Result<Self> {
         Ok(Self {
             roberta: RobertaModel::load(w, &Key::root().pp("roberta"), config)?,
-            classifier: ClassificationHead::load(w, &Key::root().pp("classifier"), config, HeadActivation::Tanh)?,
+            classifier: ClassificationHead::load(
+                w,
+                &Key::root().pp("classifier"),
+                (config.hidden_size, config.num_labels()),
+                config.classifier_dropout(),
+                HeadActivation::Tanh,
+            )?,
         })
     }
 }

@@ -103,10 +103,10 @@ mod tests {
 
     use burn::backend::Flex;
 
+    use crate::bert::Bert;
     use crate::checkpoint::{Checkpoint, normalise_key, read_safetensors};
     use crate::family::Family;
     use crate::hub::{LoadOptions, from_pretrained};
-    use crate::model::Bert;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -117,7 +117,7 @@ mod tests {
         let tiny = fixture("tiny-bert");
         let loaded =
             from_pretrained::<Flex>(tiny.to_str().unwrap(), &LoadOptions::default(), &Default::default()).unwrap();
-        let original = Checkpoint::read(tiny.join("model.safetensors"), &Bert::INFO).unwrap();
+        let original = Checkpoint::read(tiny.join("model.safetensors"), &Bert::INFO, &[]).unwrap();
         let saved = super::state_dict(&loaded.model).unwrap();
         // Same names (after the loader's normalisation) and bit-identical values.
         let renamed: std::collections::BTreeMap<String, _> =

@@ -20,7 +20,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{EncoderError, Result};
-use crate::model::EncoderInput;
+use crate::input::EncoderInput;
 
 /// One tokenized text, truncated, with its special tokens and without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]

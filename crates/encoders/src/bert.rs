@@ -1,30 +1,19 @@
 //! BERT: `BertModel` (embeddings, encoder, pooler) and `BertForSequenceClassification`, the
-//! family's plug-in ([`Bert`]); and what the families share: the batch ([`EncoderInput`]), the
-//! additive attention mask, first-token pooling and the two-layer head of RoBERTa and ELECTRA.
+//! family's plug-in ([`Bert`]).
 
 use burn::module::Module;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
 use kernels::Dropout;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::config::BertConfig;
-use crate::embeddings::{BertEmbeddings, EmbeddingSpec};
+use crate::embeddings::BertEmbeddings;
 use crate::encoder::BertEncoder;
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyInfo};
+use crate::input::{EncoderInput, attention_bias, first_token};
 use crate::weights::{Key, Weights};
-
-/// A padded batch, with Hugging Face's field names.
-///
-/// # Shapes
-/// - each field: `[batch, seq]`; `attention_mask` is 1 for real tokens and 0 for padding
-#[derive(Debug, Clone)]
-pub struct EncoderInput<B: Backend> {
-    pub input_ids: Tensor<B, 2, Int>,
-    pub attention_mask: Tensor<B, 2, Int>,
-    pub token_type_ids: Tensor<B, 2, Int>,
-}
 
 /// What `BertModel` computes.
 #[derive(Debug, Clone)]
@@ -51,63 +40,6 @@ impl<B: Backend> BertPooler<B> {
     }
 }
 
-/// The two-layer head of RoBERTa (`RobertaClassificationHead`: tanh) and ELECTRA
-/// (`ElectraClassificationHead`: GELU, the exact one whatever `hidden_act` says, as
-/// transformers builds it): dropout, dense, the activation, dropout, out_proj, on the first token.
-#[derive(Module, Debug)]
-pub struct ClassificationHead<B: Backend> {
-    pub dense: LoraLinear<B>,
-    pub dropout: Dropout,
-    pub out_proj: LoraLinear<B>,
-    pub activation: HeadActivation,
-}
-
-/// The activation between a [`ClassificationHead`]'s two linears.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadActivation {
-    Tanh,
-    Gelu,
-}
-
-impl<B: Backend> ClassificationHead<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: HeadActivation) -> Result<Self> {
-        let h = config.hidden_size;
-        Ok(Self {
-            dense: w.linear(&at.pp("dense"), h, h)?,
-            dropout: Dropout::new(config.classifier_dropout()),
-            out_proj: w.output_linear(&at.pp("out_proj"), h, config.num_labels(), true)?,
-            activation,
-        })
-    }
-
-    /// # Shapes
-    /// - hidden: `[batch, seq, hidden]`, output: `[batch, num_labels]`
-    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-        let x = self.dense.forward(self.dropout.forward(first_token(hidden)));
-        let x = match self.activation {
-            HeadActivation::Tanh => x.tanh(),
-            HeadActivation::Gelu => kernels::gelu(x),
-        };
-        self.out_proj.forward(self.dropout.forward(x))
-    }
-}
-
-impl<B: Backend> AdaptableModel<B> for ClassificationHead<B> {
-    fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
-        f(&mut self.dense);
-        f(&mut self.out_proj);
-    }
-}
-
-/// The first token's hidden state (`[CLS]`, `<s>`), as the heads read it: `hidden[:, 0]`.
-///
-/// # Shapes
-/// - hidden: `[batch, seq, hidden]`, output: `[batch, hidden]`
-pub fn first_token<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-    let [batch, _, width] = hidden.dims();
-    hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width])
-}
-
 /// `BertModel`.
 #[derive(Module, Debug)]
 pub struct BertModel<B: Backend> {
@@ -121,7 +53,7 @@ impl<B: Backend> BertModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &EmbeddingSpec::bert(config, h))?,
+            embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &config.embedding_spec(h))?,
             encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
             pooler: BertPooler { dense: w.linear(&at.pp("pooler").pp("dense"), h, h)? },
         })
@@ -137,17 +69,6 @@ impl<B: Backend> BertModel<B> {
 }
 
 /// The additive attention mask of transformers' `get_extended_attention_mask`:
-/// `(1 - mask) * finfo(float32).min`, shaped to broadcast over heads and query positions (the
-/// attention's softmax adds it; see [`kernels::masked_softmax`]).
-///
-/// # Shapes
-/// - attention_mask: `[batch, seq]`, output: `[batch, 1, 1, seq]`
-pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
-    let [batch, seq] = attention_mask.dims();
-    let mask = attention_mask.float();
-    (mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])
-}
-
 impl<B: Backend> AdaptableModel<B> for BertModel<B> {
     fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
         self.encoder.each_linear(f);
