@@ -59,3 +59,68 @@ pub use roberta::{RobertaForSequenceClassification, RobertaModel};
 pub use save::save_pretrained;
 pub use tokenizer::{Encoded, EncoderTokenizer, PaddedBatch, Token, Truncation, pad_batch, padded_length};
 pub use weights::LoadReport;
+
+#[cfg(test)]
+mod layout {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Each module's `crate::` dependencies in its code (comments and test modules left out).
+    fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let modules: BTreeMap<String, String> = std::fs::read_dir(&dir)
+            .expect("the crate's src directory")
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let name = path.file_stem()?.to_str()?.to_string();
+                let text = std::fs::read_to_string(&path).ok()?;
+                (path.extension()? == "rs" && name != "lib").then_some((name, text))
+            })
+            .collect();
+        modules
+            .iter()
+            .map(|(name, text)| {
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                let code: Vec<&str> = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+                let deps = code
+                    .iter()
+                    .flat_map(|line| line.split("crate::").skip(1))
+                    .map(|rest| rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
+                    .filter(|dep| dep != name && modules.contains_key(dep))
+                    .collect();
+                (name.clone(), deps)
+            })
+            .collect()
+    }
+
+    /// Issue #44: the modules form no import cycle (they were one cycle of 18), so that a
+    /// family's file, a shared block or the loader can be read and changed on its own.
+    #[test]
+    fn the_modules_form_no_import_cycle() {
+        let deps = dependencies();
+        assert!(deps.len() > 20 && deps["bert"].contains("input"), "the source was read: {deps:?}");
+        // Depth-first search; a module met again while still on the path closes a cycle.
+        fn visit<'a>(
+            m: &'a str,
+            deps: &'a BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) {
+            if done.contains(m) {
+                return;
+            }
+            if let Some(at) = path.iter().position(|p| *p == m) {
+                panic!("import cycle: {} -> {m}", path[at..].join(" -> "));
+            }
+            path.push(m);
+            for d in &deps[m] {
+                visit(d, deps, path, done);
+            }
+            path.pop();
+            done.insert(m);
+        }
+        let mut done = BTreeSet::new();
+        for m in deps.keys() {
+            visit(m, &deps, &mut Vec::new(), &mut done);
+        }
+    }
+}

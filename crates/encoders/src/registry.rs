@@ -20,8 +20,8 @@ use crate::modernbert::{ModernBert, ModernBertConfig, ModernBertForSequenceClass
 use crate::roberta::{Roberta, RobertaForSequenceClassification, XlmRoberta};
 use crate::weights::Weights;
 
-/// Every family, in the order `architectures` prefixes are tried (longest first where one
-/// prefix holds another: `XLMRoberta` before `Roberta`, `DistilBert` before `Bert`).
+/// Every family. Their order does not matter: a config without `model_type` is detected by the
+/// longest `architectures` prefix that matches.
 pub fn families() -> [FamilyInfo; 7] {
     [XlmRoberta::INFO, DistilBert::INFO, Roberta::INFO, Electra::INFO, ModernBert::INFO, DebertaV2::INFO, Bert::INFO]
 }
@@ -111,9 +111,11 @@ pub fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, S
     }
     let architecture = config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
     let Some(architecture) = architecture else { return Ok(Bert::INFO.model_type) };
+    // The longest matching prefix, so that no family's place in the list decides.
     families()
         .iter()
-        .find(|f| architecture.starts_with(f.architecture))
+        .filter(|f| architecture.starts_with(f.architecture))
+        .max_by_key(|f| f.architecture.len())
         .map(|f| f.model_type)
         .ok_or_else(|| format!("architecture {architecture:?} is not a supported encoder; expected one of {}", list()))
 }
@@ -254,6 +256,13 @@ mod tests {
         assert_eq!(detect(&json!({"architectures": ["ModernBertForMaskedLM"]})), Ok("modernbert"));
         assert_eq!(detect(&json!({"architectures": ["DebertaV2ForMaskedLM"]})), Ok("deberta-v2"));
         assert_eq!(detect(&json!({"hidden_size": 8})), Ok("bert"));
+        // Every family's own class names detect as that family, whichever prefixes others have.
+        for family in families() {
+            for class in ["ForSequenceClassification", "ForMaskedLM", "Model"] {
+                let name = format!("{}{class}", family.architecture);
+                assert_eq!(detect(&json!({"architectures": [name]})), Ok(family.model_type), "{name}");
+            }
+        }
         let err = detect(&json!({"model_type": "gpt2"})).unwrap_err();
         assert!(err.contains("gpt2") && err.contains("\"distilbert\""), "{err}");
     }
