@@ -70,7 +70,7 @@ pub enum EncoderError {
         path.display()
     )]
     HeadSize { path: PathBuf, module: String, rows: usize, asked: usize },
-    #[error("{} holds {} tensor(s) this BERT model has no place for: {}", path.display(), keys.len(), keys.join(", "))]
+    #[error("{} holds {} tensor(s) the model has no place for: {}", path.display(), keys.len(), keys.join(", "))]
     UnexpectedTensors { path: PathBuf, keys: Vec<String> },
     #[error("cannot load tokenizer {}: {source}", path.display())]
     Tokenizer {

@@ -24,7 +24,7 @@ pub enum DataError {
     EmptySplit { path: PathBuf, split: String },
     #[error("cannot draw {requested} {what} from the {split} split, which has {available}")]
     TooLarge { split: String, what: String, requested: usize, available: usize },
-    #[error("{}: not a recognised IMDb source ({hint})", path.display())]
+    #[error("{}: not a recognised data source ({hint})", path.display())]
     Unrecognised { path: PathBuf, hint: String },
     /// Data that could be read more than one way (two files for one split, ...).
     #[error("{}: {message}", path.display())]
