@@ -33,6 +33,12 @@ const NARROW_BLOCK: usize = 1 << 15;
 /// Below this many multiply-adds a product runs on one thread (as the f32 kernels).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
+/// Rows of a product done by one task when there are at least four such blocks: each task
+/// rounds its rows of the input, multiplies them on its thread and widens its rows of the
+/// output, so the bf16 copies of the input and output are a block's, not the whole batch's
+/// (which the allocator kept after a 64-client serving burst).
+const BLOCK_ROWS: usize = 256;
+
 /// Whether this CPU computes bf16 products natively (AVX512-BF16), so that a model held in
 /// bf16 runs faster than in f32. Detected once, at run time.
 pub fn available() -> bool {
@@ -92,6 +98,9 @@ fn product_bf16(x: &FlexTensor, weight: &FlexTensor, transposed: bool, bias: Opt
 
     let bias = bias.map(FlexTensor::to_contiguous);
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
+    if k > 0 && n > 0 && m >= 4 * BLOCK_ROWS {
+        return tensor(product_by_blocks(x, weight, transposed, bias, (m, k, n)), out_shape);
+    }
     let work = m * n * k;
     let parallel = work >= PARALLEL_WORK;
     let lhs = narrowed(x, parallel);
@@ -133,6 +142,46 @@ fn product_bf16(x: &FlexTensor, weight: &FlexTensor, transposed: bool, bias: Opt
         out.set_len(m * n)
     };
     tensor(out, out_shape)
+}
+
+/// [`product_bf16`] in blocks of [`BLOCK_ROWS`] rows, one task each: the output's `m x n` f32s.
+fn product_by_blocks(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    transposed: bool,
+    bias: Option<&[f32]>,
+    (m, k, n): (usize, usize, usize),
+) -> Vec<f32> {
+    let x = crate::host::contiguous(x);
+    let start = x.layout().start_offset();
+    let xs = &x.storage::<f32>()[start..start + m * k];
+    let weight = weight.to_contiguous();
+    let weight = weight.storage::<bf16>();
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    out.spare_capacity_mut()[..m * n].par_chunks_mut(BLOCK_ROWS * n).zip(xs.par_chunks(BLOCK_ROWS * k)).for_each(
+        |(out, rows_in)| {
+            let rows = out.len() / n;
+            let mut lhs = vec![bf16::ZERO; rows * k];
+            narrow_slice(&mut lhs, rows_in);
+            let rhs = match transposed {
+                false => MatRef::from_row_major(weight, k, n),
+                true => MatRef::from_col_major(weight, k, n),
+            };
+            let mut product = vec![bf16::ZERO; rows * n];
+            let dst = MatMut::from_row_major(&mut product, rows, n);
+            gemmkit::gemm(bf16::ONE, MatRef::from_row_major(&lhs, rows, k), rhs, bf16::ZERO, dst, Parallelism::Serial);
+            for (o, p) in out.chunks_exact_mut(n).zip(product.chunks_exact(n)) {
+                widen(o, p, bias);
+            }
+        },
+    );
+    // SAFETY: each task widened every row of its block into `out` (the blocks tile the `m`
+    // rows of `n`, and `n > 0`).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(m * n)
+    };
+    out
 }
 
 /// An f32 tensor's values, in its logical order, as one contiguous bf16 buffer.
@@ -232,6 +281,8 @@ mod tests {
         check(random([3, 7, 40]).swap_dims(0, 1), random([40, 24]), Some(random([24])));
         check(random([2, 5, 33]), random([33, 17]), None);
         check(random([4, 100, 96]), random([96, 200]), Some(random([200])));
+        // In row blocks (at least four of 256), a strided input and a last short block.
+        check(random([3, 350, 40]).swap_dims(0, 1), random([40, 24]), Some(random([24])));
     }
 
     /// Each weight is the nearest bf16 (ties to even), as PyTorch's `.to(torch.bfloat16)`.
@@ -275,33 +326,36 @@ mod tests {
     #[test]
     fn training_takes_the_input_gradient_in_bf16() {
         let _generator = crate::testing::generator();
-        let (x, w, b) = (random([3, 7, 40]).swap_dims(0, 1), random([40, 24]), random([24]));
-        let upstream = random([7, 3, 24]);
-        let held = narrow(w.clone());
-        let x_t = Tensor::<HostTrain, 3>::from_inner(x.clone()).require_grad();
-        let b_t = Tensor::<HostTrain, 1>::from_inner(b.clone()).require_grad();
-        let w_t = narrow(Tensor::<HostTrain, 2>::from_inner(w.clone()));
-        assert!(!w_t.is_require_grad() && w_t.dtype() == DType::BF16);
-        assert_eq!(values(w_t.clone().inner().cast(DType::F32)), values(held.clone().cast(DType::F32)));
-        let y = linear(x_t.clone(), w_t.clone(), Some(b_t.clone()));
-        assert_eq!(values(y.clone().inner()), values(linear(x.clone(), held, Some(b))));
-        let grads = (y * Tensor::from_inner(upstream.clone())).sum().backward();
-        assert!(w_t.grad(&grads).is_none());
-        let dx = values(x_t.grad(&grads).unwrap());
-        let (gs, ws) = (values(upstream.clone()), values(w));
-        let (k, n) = (40, 24);
-        for (row, (g, out)) in gs.chunks(n).zip(dx.chunks(k)).enumerate() {
-            for (i, &got) in out.iter().enumerate() {
-                let terms: Vec<f64> = (0..n).map(|j| round(g[j]) * round(ws[i * n + j])).collect();
-                let exact: f64 = terms.iter().sum();
-                let magnitude: f64 = terms.iter().map(|t| t.abs()).sum();
-                let step = exact.abs() as f32 * 2f32.powi(-7) + magnitude as f32 * 2f32.powi(-20);
-                let expected = bf16::from_f64(exact).to_f32();
-                assert!((got - expected).abs() <= step, "row {row}, input {i}: {got} but {expected}");
+        // 21 rows (one product) and 1,050 (in row blocks).
+        for rows in [7, 350] {
+            let (x, w, b) = (random([3, rows, 40]).swap_dims(0, 1), random([40, 24]), random([24]));
+            let upstream = random([rows, 3, 24]);
+            let held = narrow(w.clone());
+            let x_t = Tensor::<HostTrain, 3>::from_inner(x.clone()).require_grad();
+            let b_t = Tensor::<HostTrain, 1>::from_inner(b.clone()).require_grad();
+            let w_t = narrow(Tensor::<HostTrain, 2>::from_inner(w.clone()));
+            assert!(!w_t.is_require_grad() && w_t.dtype() == DType::BF16);
+            assert_eq!(values(w_t.clone().inner().cast(DType::F32)), values(held.clone().cast(DType::F32)));
+            let y = linear(x_t.clone(), w_t.clone(), Some(b_t.clone()));
+            assert_eq!(values(y.clone().inner()), values(linear(x.clone(), held, Some(b))));
+            let grads = (y * Tensor::from_inner(upstream.clone())).sum().backward();
+            assert!(w_t.grad(&grads).is_none());
+            let dx = values(x_t.grad(&grads).unwrap());
+            let (gs, ws) = (values(upstream.clone()), values(w));
+            let (k, n) = (40, 24);
+            for (row, (g, out)) in gs.chunks(n).zip(dx.chunks(k)).enumerate() {
+                for (i, &got) in out.iter().enumerate() {
+                    let terms: Vec<f64> = (0..n).map(|j| round(g[j]) * round(ws[i * n + j])).collect();
+                    let exact: f64 = terms.iter().sum();
+                    let magnitude: f64 = terms.iter().map(|t| t.abs()).sum();
+                    let step = exact.abs() as f32 * 2f32.powi(-7) + magnitude as f32 * 2f32.powi(-20);
+                    let expected = bf16::from_f64(exact).to_f32();
+                    assert!((got - expected).abs() <= step, "row {row}, input {i}: {got} but {expected}");
+                }
             }
+            let db = values(b_t.grad(&grads).unwrap());
+            close(&db, &values(upstream.sum_dim(0).sum_dim(1).reshape([24])), 1e-5);
         }
-        let db = values(b_t.grad(&grads).unwrap());
-        close(&db, &values(upstream.sum_dim(0).sum_dim(1).reshape([24])), 1e-5);
     }
 
     /// Under autodiff with a trained (tracked) bf16 weight, on other backends and for an empty
