@@ -41,15 +41,17 @@ pub enum FamilyConfigs {
 impl FamilyConfigs {
     /// The config of the family `model_type` names, from the text of its `config.json`.
     pub fn parse(model_type: &str, json: &serde_json::Value) -> std::result::Result<Self, ConfigError> {
-        Ok(match model_type {
-            "bert" => Self::Bert(Bert::config(json)?),
-            "roberta" => Self::Roberta(Roberta::config(json)?),
-            "xlm-roberta" => Self::XlmRoberta(XlmRoberta::config(json)?),
-            "distilbert" => Self::DistilBert(DistilBert::config(json)?),
-            "electra" => Self::Electra(Electra::config(json)?),
-            "modernbert" => Self::ModernBert(ModernBert::config(json)?),
-            "deberta-v2" => Self::DebertaV2(DebertaV2::config(json)?),
-            other => return Err(unsupported(other).into()),
+        // Each `model_type` is written once, in its family's `FamilyInfo`.
+        let is = |info: FamilyInfo| info.model_type == model_type;
+        Ok(match () {
+            () if is(Bert::INFO) => Self::Bert(Bert::config(json)?),
+            () if is(Roberta::INFO) => Self::Roberta(Roberta::config(json)?),
+            () if is(XlmRoberta::INFO) => Self::XlmRoberta(XlmRoberta::config(json)?),
+            () if is(DistilBert::INFO) => Self::DistilBert(DistilBert::config(json)?),
+            () if is(Electra::INFO) => Self::Electra(Electra::config(json)?),
+            () if is(ModernBert::INFO) => Self::ModernBert(ModernBert::config(json)?),
+            () if is(DebertaV2::INFO) => Self::DebertaV2(DebertaV2::config(json)?),
+            () => return Err(unsupported(model_type).into()),
         })
     }
 
@@ -256,6 +258,11 @@ mod tests {
         assert_eq!(detect(&json!({"architectures": ["ModernBertForMaskedLM"]})), Ok("modernbert"));
         assert_eq!(detect(&json!({"architectures": ["DebertaV2ForMaskedLM"]})), Ok("deberta-v2"));
         assert_eq!(detect(&json!({"hidden_size": 8})), Ok("bert"));
+        // Every listed family parses under its model_type, as itself.
+        for family in families() {
+            let parsed = FamilyConfigs::parse(family.model_type, &json!({})).unwrap();
+            assert_eq!(parsed.info(), family, "{}", family.model_type);
+        }
         // Every family's own class names detect as that family, whichever prefixes others have.
         for family in families() {
             for class in ["ForSequenceClassification", "ForMaskedLM", "Model"] {
