@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::host::{Host, contiguous, dispatch, primitive, record, tensor};
+use crate::host::{Host, contiguous, dispatch, elements, is_whole, primitive, record, tensor};
 
 /// Elements per parallel task; a tensor of one task's size or less is done on the calling
 /// thread (a serving batch's per-adapter rows, where waking the pool costs more than the sum).
@@ -74,8 +74,9 @@ fn add_values(mut a: FlexTensor, b: &FlexTensor, scale: f32) -> FlexTensor {
     let n = a.layout().num_elements();
     let b = contiguous(b);
     let b = elements(&b);
-    let whole = a.is_contiguous() && a.layout().start_offset() == 0 && a.bytes().len() == n * 4;
-    if whole && let Some(out) = a.try_storage_mut::<f32>() {
+    if is_whole(&a)
+        && let Some(out) = a.try_storage_mut::<f32>()
+    {
         if n <= CHUNK {
             add_into(out, b, scale);
         } else {
@@ -96,12 +97,6 @@ fn add_values(mut a: FlexTensor, b: &FlexTensor, scale: f32) -> FlexTensor {
             .for_each(|((o, a), b)| sum_into(o, a, b, scale));
     }
     tensor(out, a.layout().shape().to_vec())
-}
-
-/// A contiguous tensor's elements (from its offset, however large its buffer).
-fn elements(t: &FlexTensor) -> &[f32] {
-    let start = t.layout().start_offset();
-    &t.storage::<f32>()[start..start + t.layout().num_elements()]
 }
 
 /// `grad * scale` into a new tensor (the output's gradient also goes to `a`).

@@ -153,8 +153,7 @@ fn product_by_blocks(
     (m, k, n): (usize, usize, usize),
 ) -> Vec<f32> {
     let x = crate::host::contiguous(x);
-    let start = x.layout().start_offset();
-    let xs = &x.storage::<f32>()[start..start + m * k];
+    let xs = crate::host::elements(&x);
     let weight = weight.to_contiguous();
     let weight = weight.storage::<bf16>();
     let mut out: Vec<f32> = Vec::with_capacity(m * n);

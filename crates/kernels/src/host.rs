@@ -128,8 +128,21 @@ pub fn is<T: 'static, U: 'static>() -> bool {
 /// itself when it already is (no copy), else a contiguous copy. A buffer that another tensor
 /// shares is still copied by `storage_mut` when written (copy on write).
 pub fn owned_contiguous(t: FlexTensor) -> FlexTensor {
-    let whole = t.layout().num_elements() * t.dtype().size() == t.bytes().len();
-    if t.is_contiguous() && t.layout().start_offset() == 0 && whole { t } else { contiguous(&t) }
+    if is_whole(&t) { t } else { contiguous(&t) }
+}
+
+/// Whether `t` is contiguous and covers its whole buffer from the start (`storage` is its
+/// elements, in order).
+pub fn is_whole(t: &FlexTensor) -> bool {
+    t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.layout().num_elements() * t.dtype().size() == t.bytes().len()
+}
+
+/// A contiguous f32 tensor's elements, from its offset (however large its buffer).
+pub fn elements(t: &FlexTensor) -> &[f32] {
+    let start = t.layout().start_offset();
+    &t.storage::<f32>()[start..start + t.layout().num_elements()]
 }
 
 /// `t` contiguous: `t` itself when it already is; for an f32 view whose rows are runs (a last
