@@ -1,7 +1,11 @@
 //! The one list of families, keyed by `model_type` as transformers' Auto mappings are: a
-//! family's config ([`ModelConfig`]) and its model ([`AutoModel`]), whichever `config.json`
-//! names. Adding a family is a file of its own and one line in each `match` here; no other
-//! file names a family.
+//! family's config ([`FamilyConfigs`]) and its model ([`AutoModel`]), whichever `config.json`
+//! names. Adding a family is a file of its own and one line of the list in [`families!`]'s
+//! invocation below; every `match` over the families is generated from that list.
+
+// One model per process, held once (and its record, which the `Module` derive writes beside
+// it): boxing the larger variants would save nothing.
+#![allow(clippy::large_enum_variant)]
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -9,96 +13,111 @@ use burn::tensor::backend::Backend;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::bert::{Bert, BertForSequenceClassification};
-use crate::config::BertConfig;
-use crate::deberta::{DebertaV2, DebertaV2Config, DebertaV2ForSequenceClassification};
-use crate::distilbert::{DistilBert, DistilBertConfig, DistilBertForSequenceClassification};
-use crate::electra::{Electra, ElectraConfig, ElectraForSequenceClassification};
+use crate::deberta::DebertaV2;
+use crate::distilbert::DistilBert;
+use crate::electra::Electra;
 use crate::error::{ConfigError, Result};
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo};
 use crate::input::EncoderInput;
-use crate::modernbert::{ModernBert, ModernBertConfig, ModernBertForSequenceClassification};
-use crate::roberta::{Roberta, RobertaForSequenceClassification, XlmRoberta};
+use crate::modernbert::ModernBert;
+use crate::roberta::{Roberta, XlmRoberta};
 use crate::weights::Weights;
 
-/// Every family. Their order does not matter: a config without `model_type` is detected by the
-/// longest `architectures` prefix that matches.
-pub fn families() -> [FamilyInfo; 7] {
-    [XlmRoberta::INFO, DistilBert::INFO, Roberta::INFO, Electra::INFO, ModernBert::INFO, DebertaV2::INFO, Bert::INFO]
+/// Writes, from one list of `Variant => FamilyType` lines, everything that names every family:
+/// [`families`], the [`FamilyConfigs`] and [`AutoModel`] enums (a variant per family, holding
+/// the family's `Config` and `Model`) and each `match` over them. Burn's `Module` derive needs a
+/// concrete enum (no `Box<dyn Module>`), hence a macro rather than a trait object.
+macro_rules! families {
+    ($($variant:ident => $family:ty),+ $(,)?) => {
+        /// Every family. Their order does not matter: a config without `model_type` is detected
+        /// by the longest `architectures` prefix that matches.
+        pub fn families() -> [FamilyInfo; [$(stringify!($variant)),+].len()] {
+            [$(<$family as Family>::INFO),+]
+        }
+
+        /// A family's parsed config, as the family reads it.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum FamilyConfigs {
+            $($variant(<$family as Family>::Config)),+
+        }
+
+        impl FamilyConfigs {
+            /// The config of the family `model_type` names, from the text of its `config.json`.
+            pub fn parse(model_type: &str, json: &serde_json::Value) -> std::result::Result<Self, ConfigError> {
+                $(
+                    if model_type == <$family as Family>::INFO.model_type {
+                        return Ok(Self::$variant(<$family as Family>::config(json)?));
+                    }
+                )+
+                Err(unsupported(model_type).into())
+            }
+
+            pub fn info(&self) -> FamilyInfo {
+                match self {
+                    $(Self::$variant(_) => <$family as Family>::INFO),+
+                }
+            }
+
+            /// What every family's config answers.
+            pub fn get(&self) -> &dyn FamilyConfig {
+                match self {
+                    $(Self::$variant(c) => c),+
+                }
+            }
+
+            pub fn get_mut(&mut self) -> &mut dyn FamilyConfig {
+                match self {
+                    $(Self::$variant(c) => c),+
+                }
+            }
+
+            /// The config as JSON with the family's own key names (what a change made to it shows).
+            pub fn to_value(&self) -> serde_json::Value {
+                let value = match self {
+                    $(Self::$variant(c) => serde_json::to_value(c)),+
+                };
+                value.unwrap_or_default()
+            }
+        }
+
+        /// The `...ForSequenceClassification` of whichever family a config names: the type the
+        /// program holds, since the family is known only at run time.
+        #[derive(Module, Debug)]
+        pub enum AutoModel<B: Backend> {
+            $($variant(<$family as Family>::Model<B>)),+
+        }
+
+        impl<B: Backend> AutoModel<B> {
+            /// The model `config` describes, its tensors from `w`.
+            pub fn load(w: &mut Weights<B>, config: &FamilyConfigs) -> Result<Self> {
+                Ok(match config {
+                    $(FamilyConfigs::$variant(c) => Self::$variant(<$family as Family>::load(w, c)?)),+
+                })
+            }
+
+            fn get(&self) -> &dyn ClassifierRef<B> {
+                match self {
+                    $(Self::$variant(m) => m),+
+                }
+            }
+
+            fn get_mut(&mut self) -> &mut dyn AdaptableModel<B> {
+                match self {
+                    $(Self::$variant(m) => m),+
+                }
+            }
+        }
+    };
 }
 
-/// A family's parsed config, as the family reads it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FamilyConfigs {
-    Bert(BertConfig),
-    Roberta(BertConfig),
-    XlmRoberta(BertConfig),
-    DistilBert(DistilBertConfig),
-    Electra(ElectraConfig),
-    ModernBert(ModernBertConfig),
-    DebertaV2(DebertaV2Config),
-}
-
-impl FamilyConfigs {
-    /// The config of the family `model_type` names, from the text of its `config.json`.
-    pub fn parse(model_type: &str, json: &serde_json::Value) -> std::result::Result<Self, ConfigError> {
-        // Each `model_type` is written once, in its family's `FamilyInfo`.
-        let is = |info: FamilyInfo| info.model_type == model_type;
-        Ok(match () {
-            () if is(Bert::INFO) => Self::Bert(Bert::config(json)?),
-            () if is(Roberta::INFO) => Self::Roberta(Roberta::config(json)?),
-            () if is(XlmRoberta::INFO) => Self::XlmRoberta(XlmRoberta::config(json)?),
-            () if is(DistilBert::INFO) => Self::DistilBert(DistilBert::config(json)?),
-            () if is(Electra::INFO) => Self::Electra(Electra::config(json)?),
-            () if is(ModernBert::INFO) => Self::ModernBert(ModernBert::config(json)?),
-            () if is(DebertaV2::INFO) => Self::DebertaV2(DebertaV2::config(json)?),
-            () => return Err(unsupported(model_type).into()),
-        })
-    }
-
-    pub fn info(&self) -> FamilyInfo {
-        match self {
-            Self::Bert(_) => Bert::INFO,
-            Self::Roberta(_) => Roberta::INFO,
-            Self::XlmRoberta(_) => XlmRoberta::INFO,
-            Self::DistilBert(_) => DistilBert::INFO,
-            Self::Electra(_) => Electra::INFO,
-            Self::ModernBert(_) => ModernBert::INFO,
-            Self::DebertaV2(_) => DebertaV2::INFO,
-        }
-    }
-
-    /// What every family's config answers.
-    pub fn get(&self) -> &dyn FamilyConfig {
-        match self {
-            Self::Bert(c) | Self::Roberta(c) | Self::XlmRoberta(c) => c,
-            Self::DistilBert(c) => c,
-            Self::Electra(c) => c,
-            Self::ModernBert(c) => c,
-            Self::DebertaV2(c) => c,
-        }
-    }
-
-    pub fn get_mut(&mut self) -> &mut dyn FamilyConfig {
-        match self {
-            Self::Bert(c) | Self::Roberta(c) | Self::XlmRoberta(c) => c,
-            Self::DistilBert(c) => c,
-            Self::Electra(c) => c,
-            Self::ModernBert(c) => c,
-            Self::DebertaV2(c) => c,
-        }
-    }
-
-    /// The config as JSON with the family's own key names (what a change made to it shows).
-    pub fn to_value(&self) -> serde_json::Value {
-        let value = match self {
-            Self::Bert(c) | Self::Roberta(c) | Self::XlmRoberta(c) => serde_json::to_value(c),
-            Self::DistilBert(c) => serde_json::to_value(c),
-            Self::Electra(c) => serde_json::to_value(c),
-            Self::ModernBert(c) => serde_json::to_value(c),
-            Self::DebertaV2(c) => serde_json::to_value(c),
-        };
-        value.unwrap_or_default()
-    }
+families! {
+    Bert => Bert,
+    Roberta => Roberta,
+    XlmRoberta => XlmRoberta,
+    DistilBert => DistilBert,
+    Electra => Electra,
+    ModernBert => ModernBert,
+    DebertaV2 => DebertaV2,
 }
 
 /// The family's `model_type`: from `model_type`, else the first of `architectures`
@@ -132,46 +151,7 @@ fn list() -> String {
     types.join(", ")
 }
 
-/// The `...ForSequenceClassification` of whichever family a config names: the type the program
-/// holds, since the family is known only at run time.
-// One model per process, held once: boxing the larger variants would save nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum AutoModel<B: Backend> {
-    Bert(BertForSequenceClassification<B>),
-    /// RoBERTa and XLM-RoBERTa.
-    Roberta(RobertaForSequenceClassification<B>),
-    DistilBert(DistilBertForSequenceClassification<B>),
-    Electra(ElectraForSequenceClassification<B>),
-    ModernBert(ModernBertForSequenceClassification<B>),
-    DebertaV2(DebertaV2ForSequenceClassification<B>),
-}
-
 impl<B: Backend> AutoModel<B> {
-    /// The model `config` describes, its tensors from `w`.
-    pub fn load(w: &mut Weights<B>, config: &FamilyConfigs) -> Result<Self> {
-        Ok(match config {
-            FamilyConfigs::Bert(c) => Self::Bert(Bert::load(w, c)?),
-            FamilyConfigs::Roberta(c) => Self::Roberta(Roberta::load(w, c)?),
-            FamilyConfigs::XlmRoberta(c) => Self::Roberta(XlmRoberta::load(w, c)?),
-            FamilyConfigs::DistilBert(c) => Self::DistilBert(DistilBert::load(w, c)?),
-            FamilyConfigs::Electra(c) => Self::Electra(Electra::load(w, c)?),
-            FamilyConfigs::ModernBert(c) => Self::ModernBert(ModernBert::load(w, c)?),
-            FamilyConfigs::DebertaV2(c) => Self::DebertaV2(DebertaV2::load(w, c)?),
-        })
-    }
-
-    fn get(&self) -> &dyn ClassifierRef<B> {
-        match self {
-            Self::Bert(m) => m,
-            Self::Roberta(m) => m,
-            Self::DistilBert(m) => m,
-            Self::Electra(m) => m,
-            Self::ModernBert(m) => m,
-            Self::DebertaV2(m) => m,
-        }
-    }
-
     /// `[batch, num_labels]` logits ([`Classifier::forward`], without the trait in scope).
     pub fn forward(&self, input: EncoderInput<B>) -> Tensor<B, 2> {
         self.get().forward(input)
@@ -219,14 +199,7 @@ impl<B: Backend, M: Classifier<B>> ClassifierRef<B> for M {
 
 impl<B: Backend> AdaptableModel<B> for AutoModel<B> {
     fn each_linear(&mut self, f: &mut dyn FnMut(&mut LoraLinear<B>)) {
-        match self {
-            Self::Bert(m) => m.each_linear(f),
-            Self::Roberta(m) => m.each_linear(f),
-            Self::DistilBert(m) => m.each_linear(f),
-            Self::Electra(m) => m.each_linear(f),
-            Self::ModernBert(m) => m.each_linear(f),
-            Self::DebertaV2(m) => m.each_linear(f),
-        }
+        self.get_mut().each_linear(f);
     }
 }
 

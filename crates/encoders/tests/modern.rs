@@ -6,143 +6,20 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use burn::backend::Flex;
-use burn::tensor::{Int, Tensor, TensorData};
-use encoders::{EncoderInput, LoadOptions};
-
-type B = Flex;
-
-const FIXTURES: [(&str, &str); 4] = [
-    ("modernbert", "modernbert"),
-    ("modernbert-cls", "modernbert"),
-    ("deberta-v3", "deberta-v2"),
-    ("deberta-v2", "deberta-v2"),
-];
+use common::B;
+use common::fixture::{Golden, assert_close, golden, real_positions, values};
+use encoders::LoadOptions;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/modern").join(name)
 }
 
-struct Golden {
-    input: EncoderInput<B>,
-    mask: Vec<i64>,
-    floats: std::collections::BTreeMap<String, Vec<f32>>,
-}
-
-fn golden(dir: &Path) -> Golden {
-    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ints = |k: &str| -> (Vec<i64>, Vec<usize>) {
-        let t = file.tensor(k).unwrap();
-        (t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(), t.shape().to_vec())
-    };
-    let mut floats = std::collections::BTreeMap::new();
-    for (key, view) in file.tensors() {
-        if view.dtype() == safetensors::Dtype::F32 {
-            floats
-                .insert(key, view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect());
-        }
-    }
-    let device = Default::default();
-    let (ids, shape) = ints("input_ids");
-    let shape = [shape[0], shape[1]];
-    let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, shape), &device);
-    let mask = ints("attention_mask").0;
-    Golden {
-        input: EncoderInput {
-            input_ids: int(ids),
-            attention_mask: int(mask.clone()),
-            token_type_ids: int(ints("token_type_ids").0),
-        },
-        mask,
-        floats,
-    }
-}
-
-fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().into_vec::<f32>().unwrap()
-}
-
-#[track_caller]
-fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tol: f32) {
-    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
-    // Relative to the largest value (at least 1): f32 rounding through the encoder is ~1e-6 of
-    // the values it passes through, whatever their scale (DeBERTa's hidden states reach ~4); a
-    // wrong position term, scale, mask or activation moves outputs by ~1e-2 of them.
-    let scale = theirs.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let worst = encoders::testing::max_abs_diff(ours, theirs) / f64::from(scale);
-    encoders::testing::within(&format!("{what}, relative to {scale:.2}"), worst, f64::from(tol));
-}
-
-/// The hidden states of real tokens only: transformers' values at padded positions come from
-/// rows whose every key is masked, which no output reads.
-fn real_positions(hidden: &[f32], mask: &[i64]) -> Vec<f32> {
-    let width = hidden.len() / mask.len();
-    mask.iter()
-        .enumerate()
-        .filter(|(_, m)| **m == 1)
-        .flat_map(|(i, _)| hidden[i * width..(i + 1) * width].to_vec())
-        .collect()
-}
-
 fn load(dir: &Path, options: &LoadOptions) -> encoders::Pretrained<B> {
     encoders::from_pretrained::<B>(dir.to_str().unwrap(), options, &Default::default()).unwrap()
-}
-
-#[test]
-fn each_is_detected_and_loads_with_its_head() {
-    for (name, model_type) in FIXTURES {
-        let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
-        assert_eq!(pretrained.config.family.model_type, model_type);
-        assert!(pretrained.report.initialized.is_empty(), "{name}: {:?}", pretrained.report.initialized);
-        assert_eq!(pretrained.model.num_labels(), 3);
-        let positions = if model_type == "modernbert" { 1024 } else { 512 };
-        assert_eq!(pretrained.config.max_text_positions(), positions, "{name}");
-    }
-}
-
-/// Token ids (and DeBERTa's token types) equal the fast tokenizers': ModernBERT's byte-level
-/// BPE past 512 tokens, DeBERTa's Unigram truncated at its 512 positions.
-#[test]
-fn token_ids_equal_the_fast_tokenizer() {
-    for (name, longest_expected) in [("modernbert", 595), ("deberta-v3", 512)] {
-        let pretrained = load(&fixture(name).join("model"), &LoadOptions::default());
-        let tokenizer = pretrained.tokenizer(8192).unwrap();
-        let warnings = pretrained.tokenizer_warnings(&tokenizer);
-        assert!(warnings.is_empty(), "the family's own tokenizer fits it: {warnings:?}");
-        let text = std::fs::read_to_string(fixture(name).join("tokens.jsonl")).unwrap();
-        let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
-        assert_eq!(tokenizer.max_length(), lines.next().unwrap()["max_length"].as_u64().unwrap() as usize);
-        let ids = |v: &serde_json::Value| -> Vec<u32> {
-            v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-        };
-        let mut longest = 0;
-        for line in lines {
-            let expected = ids(&line["input_ids"]);
-            let ours = match line.get("text") {
-                Some(text) => tokenizer.encode(text.as_str().unwrap()).unwrap(),
-                None => tokenizer.encode_pair(line["a"].as_str().unwrap(), line["b"].as_str().unwrap()).unwrap(),
-            };
-            assert_eq!(ours.input_ids, expected, "{name}: {line}");
-            if let Some(types) = line.get("token_type_ids") {
-                assert_eq!(ours.token_type_ids, ids(types), "{name}: token types of {line}");
-            }
-            longest = longest.max(expected.len());
-        }
-        assert_eq!(longest, longest_expected, "{name}: the long text");
-    }
-}
-
-/// Hidden states and logits within 1e-5 of transformers (eager attention) on a padded batch
-/// holding a pair and a text of about 600 tokens, for mean and first-token pooling, with and
-/// without biases.
-#[test]
-fn forward_matches_transformers() {
-    for (name, _) in FIXTURES {
-        matches_golden(name);
-    }
 }
 
 /// The fixture `name`'s model gives its golden hidden states (at real tokens) and logits
@@ -183,39 +60,6 @@ fn base_and_masked_lm_checkpoints_load() {
     let hidden = values(mlm.model.last_hidden_state(g.input));
     let theirs = &g.floats["mlm_last_hidden_state"];
     assert_close("mlm", &real_positions(&hidden, &g.mask), &real_positions(theirs, &g.mask), 1e-5);
-}
-
-/// PEFT's adapter on `Wqkv` and both `Wo`s loads here with PEFT's logits; merged, it gives
-/// PEFT's merged logits; saved here, it has PEFT's tensor names.
-#[test]
-fn peft_adapters_load_merge_and_save_under_peft_names() {
-    let device = Default::default();
-    for (name, _) in FIXTURES {
-        let dir = fixture(name);
-        let g = golden(&dir);
-        let model = load(&dir.join("model"), &LoadOptions::default()).model;
-        let (mut model, lora) = lora_adapter::peft::load_adapter(model, &dir.join("adapter"), &device).unwrap();
-        assert_close(
-            &format!("{name} with PEFT's adapter"),
-            &values(model.forward(g.input.clone())),
-            &g.floats["peft_logits"],
-            1e-5,
-        );
-
-        let out = tempfile::tempdir().unwrap();
-        lora_adapter::peft::save_adapter(&mut model, &lora, out.path()).unwrap();
-        let names = |path: &Path| -> Vec<String> {
-            let bytes = std::fs::read(path.join("adapter_model.safetensors")).unwrap();
-            let mut keys: Vec<String> =
-                safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
-            keys.sort();
-            keys
-        };
-        assert_eq!(names(out.path()), names(&dir.join("adapter")), "{name}: PEFT's key names");
-
-        let merged = lora_adapter::merge(model).unwrap();
-        assert_close(&format!("{name} merged"), &values(merged.forward(g.input)), &g.floats["merged_logits"], 1e-5);
-    }
 }
 
 /// DeBERTa's base model alone (`pytorch_model.bin`, no `deberta.` prefix, no head): the same

@@ -9,6 +9,8 @@ use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use encoders::EncoderInput;
 
+pub mod fixture;
+
 pub type B = Flex;
 
 pub type Floats = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
