@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the encoders of the newer transformers: ModernBERT and DeBERTa-v3
-(crates/encoders/tests/modern.rs).
+"""Golden fixtures for the encoders of the newer transformers: ModernBERT, DeBERTa-v3, CamemBERT
+and MPNet (crates/encoders/tests/families.rs, modern.rs).
 
 Under crates/encoders/tests/fixtures/modern/<name>/, for
   modernbert       ModernBERT, mean pooling, no biases (ModernBERT-base's choices), global
@@ -14,6 +14,11 @@ Under crates/encoders/tests/fixtures/modern/<name>/, for
                    [CLS] $A [SEP] $B [SEP] template
   deberta-v2       the other branches: own position projections (pos_key_proj, pos_query_proj),
                    pos_att_type as "c2p|p2c", no buckets, absolute positions and token types
+  camembert        CamemBERT: RoBERTa's model with a SentencePiece-style Unigram, <pad> = 1,
+                   RoBERTa's template; 64 text positions, a text truncated at them
+  mpnet            MPNet (all-mpnet-base-v2's architecture): a lower-cased WordPiece with <s>,
+                   <pad>, </s> and RoBERTa's template; relative position buckets shared by the
+                   layers; 512 text positions, so distances past the buckets' 128
 each holds:
   model/               a tiny random <Family>ForSequenceClassification saved by transformers
                        (safetensors, eager attention), with a tiny byte-level BPE tokenizer with
@@ -129,9 +134,57 @@ def deberta_config(tokenizer, v3):
                                         position_biased_input=True, type_vocab_size=2, **common)
 
 
+def roberta_template(tok):
+    """RoBERTa's template, which CamemBERT and MPNet share: <s> $A </s>, <s> $A </s></s> $B </s>."""
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s>:0 $A:0 </s>:0",
+                                                       pair="<s>:0 $A:0 </s>:0 </s>:0 $B:0 </s>:0",
+                                                       special_tokens=[("<s>", bos), ("</s>", eos)])
+
+
+SPECIALS = dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+                pad_token="<pad>", mask_token="<mask>")
+
+
+def camembert_tokenizer():
+    """A SentencePiece-style Unigram with Metaspace (camembert-base's kind), <pad> = 1."""
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.Strip(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.train_from_iterator(CORPUS, trainers.UnigramTrainer(vocab_size=250, special_tokens=special, unk_token="<unk>"))
+    roberta_template(tok)
+    return transformers.CamembertTokenizerFast(tokenizer_object=tok, **SPECIALS)
+
+
+def mpnet_tokenizer():
+    """A lower-cased WordPiece with MPNet's specials (<s>, <pad> = 1, </s>) and RoBERTa's template."""
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.WordPiece(unk_token="<unk>"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    roberta_template(tok)
+    return transformers.MPNetTokenizerFast(tokenizer_object=tok, **SPECIALS)
+
+
+def roberta_like_config(config_class, tokenizer, positions):
+    return config_class(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=positions, pad_token_id=1, bos_token_id=0,
+                        eos_token_id=2, num_labels=3, initializer_range=0.2)
+
+
 def fixtures():
     t = transformers
     return {
+        # 66 positions, 64 for text (RoBERTa's padding offset); a text truncated at them.
+        "camembert": (camembert_tokenizer, lambda tok: roberta_like_config(t.CamembertConfig, tok, 66),
+                      t.CamembertForSequenceClassification, ["query", "value"], None),
+        # 514 positions (all-mpnet-base-v2's): distances past the relative buckets' 128.
+        "mpnet": (mpnet_tokenizer, lambda tok: roberta_like_config(t.MPNetConfig, tok, 514),
+                  t.MPNetForSequenceClassification, ["q", "v"], None),
         "modernbert": (modernbert_tokenizer, lambda tok: modernbert_config(tok, "mean", False),
                        t.ModernBertForSequenceClassification, ["Wqkv", "Wo"], t.ModernBertForMaskedLM),
         "modernbert-cls": (modernbert_tokenizer, lambda tok: modernbert_config(tok, "cls", True),
@@ -185,6 +238,8 @@ def main(only):
                 tensors.setdefault(word, base.embeddings.word_embeddings.weight.detach().clone().contiguous())
                 save_file(tensors, out / "mlm" / "model.safetensors", metadata={"format": "pt"})
         positions = config.max_position_embeddings
+        if config.model_type in ("camembert", "mpnet"):
+            positions -= config.pad_token_id + 1  # positions count from padding_idx + 1
 
         long = long_text(tokenizer)
         enc = lambda *a: tokenizer(*a, truncation=True, max_length=positions)  # noqa: E731

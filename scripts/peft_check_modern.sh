@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Our ModernBERT and DeBERTa-v3 adapters, read by PEFT 0.17.1: for the tiny models of
-# scripts/golden_modern.py (ModernBERT as its masked-LM checkpoint, DeBERTa as its base model with
-# the tokenizer beside it: the shapes the Hub has), `lora train` an adapter on tiny sentiment data,
+# Our ModernBERT, DeBERTa-v3 and CamemBERT adapters, read by PEFT 0.17.1: for the tiny models of
+# scripts/golden_modern.py (ModernBERT as its masked-LM checkpoint, the others as their base model
+# with the tokenizer beside it: the shapes the Hub has), `lora train` an adapter on tiny sentiment data,
 # `lora predict` 8 texts, `lora merge`; then scripts/peft_check.py loads the adapter with
 # PeftModel.from_pretrained and the merged directory with transformers, and compares the logits
 # with ours (tolerance 1e-5). Results: docs/peft-compatibility.md. Not part of CI.
 #
-#   PYTHON=.venv-modern/bin/python scripts/peft_check_modern.sh [WORKDIR]   (a built lora)
+#   PYTHON=.venv-modern/bin/python [FAMILIES="camembert ..."] scripts/peft_check_modern.sh [WORKDIR]   (a built lora)
 set -euo pipefail
 W="$(cd "$(dirname "$0")/.." && pwd)"
 LORA="${LORA:-$W/target/debug/lora}"
@@ -30,10 +30,19 @@ for split, n in [("train", 40), ("test", 20)]:
             f.write(json.dumps({"text": f"the film was {w}, a {w} plot.", "label": label}) + "\n")
 PY
 rm -rf base-* run-* merged-* ours-*.jsonl
-cp -r "$F/modernbert/mlm" base-modernbert
-mkdir base-deberta-v3 && cp "$F/deberta-v3/base-bin/"* "$F/deberta-v3/model/"tok* "$F/deberta-v3/model/special_tokens_map.json" base-deberta-v3/
-for fam in modernbert deberta-v3; do
-  targets='["Wqkv","attn.Wo"]'; [ $fam = deberta-v3 ] && targets='["query_proj","value_proj"]'
+for fam in ${FAMILIES:-modernbert deberta-v3 camembert}; do
+  case $fam in
+    modernbert) targets='["Wqkv","attn.Wo"]' ;;
+    deberta-v3) targets='["query_proj","value_proj"]' ;;
+    camembert) targets='["query","value"]' ;;
+    mpnet) targets='["q","v"]' ;;
+    *) echo "unknown family $fam" >&2; exit 2 ;;
+  esac
+  if [ $fam = modernbert ]; then
+    cp -r "$F/modernbert/mlm" base-modernbert
+  else
+    mkdir base-$fam && cp "$F/$fam/base-bin/"* "$F/$fam/model/"tok* "$F/$fam/model/special_tokens_map.json" base-$fam/
+  fi
   "$LORA" train --config "$W"/configs/imdb-minilm-lora.toml --model base-$fam --data data --output-dir run-$fam --quiet \
     --set data.train_size=16 --set data.eval_size=8 --set data.max_length=32 --set training.num_train_epochs=2 \
     --set training.per_device_train_batch_size=4 --set training.learning_rate=1e-2 --set "lora.target_modules=$targets"

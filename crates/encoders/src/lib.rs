@@ -19,6 +19,7 @@
 pub mod assets;
 mod attention;
 mod bert;
+mod camembert;
 mod checkpoint;
 mod config;
 mod deberta;

@@ -13,14 +13,9 @@ use burn::tensor::backend::Backend;
 use lora_adapter::{AdaptableModel, LoraLinear};
 
 use crate::bert::{Bert, BertForSequenceClassification};
-use crate::deberta::DebertaV2;
-use crate::distilbert::DistilBert;
-use crate::electra::Electra;
 use crate::error::{ConfigError, Result};
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo};
 use crate::input::EncoderInput;
-use crate::modernbert::ModernBert;
-use crate::roberta::{Roberta, XlmRoberta};
 use crate::weights::Weights;
 
 /// Writes, from one list of `Variant => FamilyType` lines, everything that names every family:
@@ -111,13 +106,14 @@ macro_rules! families {
 }
 
 families! {
-    Bert => Bert,
-    Roberta => Roberta,
-    XlmRoberta => XlmRoberta,
-    DistilBert => DistilBert,
-    Electra => Electra,
-    ModernBert => ModernBert,
-    DebertaV2 => DebertaV2,
+    Bert => crate::bert::Bert,
+    Roberta => crate::roberta::Roberta,
+    XlmRoberta => crate::roberta::XlmRoberta,
+    DistilBert => crate::distilbert::DistilBert,
+    Electra => crate::electra::Electra,
+    ModernBert => crate::modernbert::ModernBert,
+    DebertaV2 => crate::deberta::DebertaV2,
+    Camembert => crate::camembert::Camembert,
 }
 
 /// The family's `model_type`: from `model_type`, else the first of `architectures`

@@ -1,6 +1,7 @@
-//! `lora train` on each BERT-family model: RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA (tiny
-//! random models from `scripts/golden_families.py`, their heads removed as a base checkpoint
-//! comes), trained, resumed bit for bit, and their adapters in PEFT's names for the family.
+//! `lora train` on each BERT-family model: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and
+//! CamemBERT (tiny random models from `scripts/golden_families.py` and `golden_modern.py`, their
+//! heads removed as a base checkpoint comes), trained, resumed bit for bit, and their adapters in
+//! PEFT's names for the family.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -13,10 +14,9 @@ use common::*;
 /// The family's fixture model without its classification head (`classifier.*`, and DistilBERT's
 /// `pre_classifier.*`), as `roberta-base` or `distilbert-base-uncased` come from the Hub.
 fn base_model(tmp: &Path, model_type: &str) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../encoders/tests/fixtures/families")
-        .join(model_type)
-        .join("model");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../encoders/tests/fixtures");
+    let group = if fixtures.join("families").join(model_type).is_dir() { "families" } else { "modern" };
+    let fixture = fixtures.join(group).join(model_type).join("model");
     let out = tmp.join(model_type);
     std::fs::create_dir_all(&out).unwrap();
     for entry in std::fs::read_dir(&fixture).unwrap() {
@@ -78,6 +78,14 @@ fn each_family_trains_resumes_bit_for_bit_and_saves_peft_names() {
             [
                 "base_model.model.electra.encoder.layer.0.attention.self.value.lora_B.weight",
                 "base_model.model.classifier.out_proj.bias",
+            ],
+        ),
+        (
+            "camembert",
+            "[\"query\", \"value\"]",
+            [
+                "base_model.model.roberta.encoder.layer.1.attention.self.query.lora_B.weight",
+                "base_model.model.classifier.dense.weight",
             ],
         ),
     ] {
