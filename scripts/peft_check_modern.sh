@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our ModernBERT, DeBERTa-v3 and CamemBERT adapters, read by PEFT 0.17.1: for the tiny models of
+# Our ModernBERT, DeBERTa-v3, CamemBERT and MPNet adapters, read by PEFT 0.17.1: for the tiny models of
 # scripts/golden_modern.py (ModernBERT as its masked-LM checkpoint, the others as their base model
 # with the tokenizer beside it: the shapes the Hub has), `lora train` an adapter on tiny sentiment data,
 # `lora predict` 8 texts, `lora merge`; then scripts/peft_check.py loads the adapter with
@@ -30,7 +30,7 @@ for split, n in [("train", 40), ("test", 20)]:
             f.write(json.dumps({"text": f"the film was {w}, a {w} plot.", "label": label}) + "\n")
 PY
 rm -rf base-* run-* merged-* ours-*.jsonl
-for fam in ${FAMILIES:-modernbert deberta-v3 camembert}; do
+for fam in ${FAMILIES:-modernbert deberta-v3 camembert mpnet}; do
   case $fam in
     modernbert) targets='["Wqkv","attn.Wo"]' ;;
     deberta-v3) targets='["query_proj","value_proj"]' ;;

@@ -35,7 +35,9 @@ mod info;
 mod input;
 mod model_config;
 mod modernbert;
+mod mpnet;
 mod registry;
+mod relative_position;
 mod roberta;
 mod save;
 mod spm;
@@ -55,6 +57,7 @@ pub use hub::{HubOptions, LoadOptions, ModelFiles, Pretrained, adapter_dir, from
 pub use input::EncoderInput;
 pub use model_config::ModelConfig;
 pub use modernbert::{ModernBertConfig, ModernBertForSequenceClassification, Pooling};
+pub use mpnet::{MPNetConfig, MPNetForSequenceClassification};
 pub use registry::{AutoModel, families};
 pub use roberta::{RobertaForSequenceClassification, RobertaModel};
 pub use save::save_pretrained;

@@ -114,6 +114,7 @@ families! {
     ModernBert => crate::modernbert::ModernBert,
     DebertaV2 => crate::deberta::DebertaV2,
     Camembert => crate::camembert::Camembert,
+    MPNet => crate::mpnet::MPNet,
 }
 
 /// The family's `model_type`: from `model_type`, else the first of `architectures`

@@ -20,25 +20,21 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// (model directory, adapter directory, golden file) of each family's fixture.
+/// (name, model directory, adapter directory, golden file): BERT's, and every golden fixture
+/// directory with a PEFT adapter (each family's, as `tests/families.rs` finds them).
 fn cases() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {
     let f = fixtures();
     let mut cases =
         vec![("bert".to_string(), f.join("tiny-bert"), f.join("peft/adapter"), f.join("peft/golden.safetensors"))];
-    // (fixture, the fixture whose adapter it takes)
-    for (group, name, adapter) in [
-        ("families", "roberta", "roberta"),
-        ("families", "distilbert", "distilbert"),
-        ("families", "electra", "electra"),
-        ("modern", "modernbert", "modernbert"),
-        ("modern", "modernbert-cls", "modernbert"),
-        ("modern", "deberta-v3", "deberta-v3"),
-        ("modern", "deberta-v2", "deberta-v2"),
-    ] {
-        let dir = f.join(group).join(name);
-        let adapter = f.join(group).join(adapter).join("adapter");
-        cases.push((name.to_string(), dir.join("model"), adapter, dir.join("golden.safetensors")));
+    for group in ["families", "modern"] {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(f.join(group)).unwrap().map(|e| e.unwrap().path()).collect();
+        dirs.sort();
+        for dir in dirs.into_iter().filter(|d| d.join("adapter").is_dir() && d.join("golden.safetensors").is_file()) {
+            let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+            cases.push((name, dir.join("model"), dir.join("adapter"), dir.join("golden.safetensors")));
+        }
     }
+    assert!(cases.len() >= 11, "{cases:?}");
     cases
 }
 

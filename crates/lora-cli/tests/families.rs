@@ -1,5 +1,5 @@
-//! `lora train` on each BERT-family model: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and
-//! CamemBERT (tiny random models from `scripts/golden_families.py` and `golden_modern.py`, their
+//! `lora train` on each BERT-family model: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, CamemBERT
+//! and MPNet (tiny random models from `scripts/golden_families.py` and `golden_modern.py`, their
 //! heads removed as a base checkpoint comes), trained, resumed bit for bit, and their adapters in
 //! PEFT's names for the family.
 
@@ -86,6 +86,14 @@ fn each_family_trains_resumes_bit_for_bit_and_saves_peft_names() {
             [
                 "base_model.model.roberta.encoder.layer.1.attention.self.query.lora_B.weight",
                 "base_model.model.classifier.dense.weight",
+            ],
+        ),
+        (
+            "mpnet",
+            "[\"q\", \"v\"]",
+            [
+                "base_model.model.mpnet.encoder.layer.1.attention.attn.v.lora_B.weight",
+                "base_model.model.classifier.out_proj.weight",
             ],
         ),
     ] {
