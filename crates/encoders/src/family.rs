@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 pub use crate::info::FamilyInfo;
 use crate::input::EncoderInput;
+use crate::labels::LabelSpace;
 use crate::weights::Weights;
 
 /// One encoder family: a unit type in the family's file, listed once in [`crate::registry`].
@@ -94,21 +95,10 @@ impl HeadConfig {
 
     /// The head a task asks for, as `from_pretrained(..., num_labels=, id2label=, label2id=,
     /// problem_type=)` sets it.
-    pub fn set(&mut self, spec: &HeadSpec) {
-        self.num_labels = Some(spec.num_labels);
-        self.id2label = Some(spec.names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect());
+    pub fn set(&mut self, labels: &LabelSpace) {
+        self.num_labels = Some(labels.num_labels());
+        self.id2label = Some(labels.id2label());
         self.label2id = None;
-        self.problem_type = Some(spec.problem_type.clone());
+        self.problem_type = Some(labels.problem_type.to_string());
     }
-}
-
-/// The classification head a task needs: what the data crate hands the program, and what
-/// [`crate::from_pretrained`] builds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeadSpec {
-    pub num_labels: usize,
-    /// Class names in id order (empty for regression).
-    pub names: Vec<String>,
-    /// transformers' `problem_type`.
-    pub problem_type: String,
 }

@@ -21,7 +21,7 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{EncoderError, FetchError, Result};
-use crate::family::HeadSpec;
+use crate::labels::LabelSpace;
 use crate::model_config::ModelConfig;
 use crate::registry::AutoModel;
 use crate::tokenizer::EncoderTokenizer;
@@ -318,7 +318,7 @@ pub struct Pretrained<B: Backend> {
 pub struct LoadOptions {
     pub hub: HubOptions,
     /// The head to build (the task's labels); `None`: the one `config.json` describes.
-    pub head: Option<HeadSpec>,
+    pub head: Option<LabelSpace>,
     /// A checkpoint whose classifier has another number of labels: refused (false) or its
     /// output layer initialised anew (true), as `ignore_mismatched_sizes=True`.
     pub ignore_mismatched_sizes: bool,

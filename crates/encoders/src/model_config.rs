@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{ConfigError, EncoderError, Result};
-use crate::family::{FamilyConfig, FamilyInfo, HeadConfig, HeadSpec};
+use crate::family::{FamilyConfig, FamilyInfo, HeadConfig};
+use crate::labels::LabelSpace;
 use crate::registry::{FamilyConfigs, detect, families};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +91,7 @@ impl ModelConfig {
     }
 
     /// Sets the head a task asks for.
-    pub fn set_head(&mut self, spec: &HeadSpec) {
+    pub fn set_head(&mut self, spec: &LabelSpace) {
         self.parsed.get_mut().labels_mut().set(spec);
     }
 

@@ -255,7 +255,7 @@ struct Inference<B: Backend> {
 
 /// The task and class names of the adapter in `dir` ([`LabelSpace::for_adapter`]).
 fn adapter_labels(dir: &Path, rows: usize) -> Result<LabelSpace> {
-    LabelSpace::for_adapter(dir, rows).map_err(anyhow::Error::msg)
+    Ok(LabelSpace::for_adapter(dir, rows)?)
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
@@ -671,7 +671,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             let merged = lora_adapter::merge(model)?;
             // The adapter's labels (checked against its head's rows) name the merged head.
             let mut config = pretrained.config.clone();
-            config.set_head(&labels.head());
+            config.set_head(&labels);
 
             // Written whole beside the output, then renamed into place.
             let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -36,7 +36,7 @@ impl ModelSection {
     /// `ignore_mismatched_sizes`.
     pub fn load_options(&self, labels: &textdata::LabelSpace) -> encoders::LoadOptions {
         let mut options = encoders::LoadOptions {
-            head: Some(labels.head()),
+            head: Some(labels.clone()),
             ignore_mismatched_sizes: self.ignore_mismatched_sizes,
             ..Default::default()
         };

@@ -14,13 +14,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use burn::tensor::backend::Backend;
 use encoders::AutoModel;
+use encoders::LabelSpace;
 use lora_adapter::AdapterWeights;
 use lora_adapter::peft::Adapter;
 use serde_json::json;
-use textdata::LabelSpace;
 
 use crate::api::{ApiError, ErrorType, LoadRequest};
-use crate::server::{AppState, parse};
+use crate::routes::{AppState, parse};
 
 /// One adapter being served.
 pub(crate) struct Served<B: Backend> {
@@ -67,7 +67,7 @@ pub(crate) fn load_adapter<B: Backend>(
         &encoders::adapter_dir(&dir.to_string_lossy(), &encoders::HubOptions::from_env()).map_err(|e| e.to_string())?;
     let adapter = Adapter::read(dir).map_err(|e| e.to_string())?;
     let weights = AdapterWeights::new(model, adapter, device).map_err(|e| e.to_string())?;
-    let labels = LabelSpace::for_adapter(dir, weights.num_labels)?;
+    let labels = LabelSpace::for_adapter(dir, weights.num_labels).map_err(|e| e.to_string())?;
     Ok(Served { name: name.to_string(), path: dir.to_path_buf(), weights: Arc::new(weights), labels })
 }
 

@@ -191,8 +191,8 @@ pub enum FunctionToApply {
 impl FunctionToApply {
     pub fn apply(self, logits: &[f32]) -> Vec<f32> {
         match self {
-            Self::Softmax => textdata::ProblemType::SingleLabelClassification.scores(logits),
-            Self::Sigmoid => textdata::ProblemType::MultiLabelClassification.scores(logits),
+            Self::Softmax => encoders::ProblemType::SingleLabelClassification.scores(logits),
+            Self::Sigmoid => encoders::ProblemType::MultiLabelClassification.scores(logits),
             Self::None => logits.to_vec(),
         }
     }

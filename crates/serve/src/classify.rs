@@ -15,17 +15,18 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use burn::tensor::backend::Backend;
 use encoders::Encoded;
+use encoders::LabelSpace;
 use serde::Serialize;
-use textdata::LabelSpace;
 use tokio::sync::oneshot;
 
 use crate::adapters::{Served, names};
 use crate::api::{
     ApiError, ErrorType, FunctionToApply, PredictInput, PredictRequest, PredictResponse, Prediction, Rank,
-    RerankRequest, Sequence, TruncationDirection,
+    RerankRequest, Sequence,
 };
 use crate::batcher::Job;
-use crate::server::{AppState, Tokenizers, parse};
+use crate::routes::{AppState, parse};
+use crate::tokenization::{RowOptions, tokenize};
 
 /// What TEI's timing and size headers report of one request.
 #[derive(Debug, Default)]
@@ -320,17 +321,6 @@ impl Rows {
     }
 }
 
-/// How a request's rows are tokenized and named in errors.
-#[derive(Debug, Clone, Copy)]
-struct RowOptions {
-    truncate: bool,
-    direction: TruncationDirection,
-    /// The request field the rows come from (`inputs`, `texts`).
-    field: &'static str,
-    /// One input, named `inputs` rather than `inputs[0]` in errors.
-    single: bool,
-}
-
 /// Each row's logits (checked finite) and the request's timings, and the rows back.
 async fn score_rows<B: Backend>(
     state: &Arc<AppState<B>>,
@@ -373,7 +363,7 @@ async fn score_rows<B: Backend>(
     let answer = answer
         .await
         .map_err(|_| ApiError::new(ErrorType::Backend, "the batching thread stopped"))?
-        .map_err(|message| ApiError::new(ErrorType::Backend, message))?;
+        .map_err(|error| ApiError::new(ErrorType::Backend, error.to_string()))?;
     for (i, row) in answer.logits.iter().enumerate() {
         if !row.iter().all(|v| v.is_finite()) {
             return Err(ApiError::new(
@@ -385,44 +375,6 @@ async fn score_rows<B: Backend>(
     timings.queue = answer.queue;
     timings.inference = answer.inference;
     Ok(((answer.logits, rows), timings))
-}
-
-/// Each row's tokens; a text longer than the model takes is cut (`truncate`) or refused.
-fn tokenize(
-    tokenizers: &Tokenizers,
-    pairs: &[(&str, Option<&str>)],
-    options: RowOptions,
-    limit: usize,
-) -> Result<Vec<Encoded>, ApiError> {
-    let tokenizer = match (options.truncate, options.direction) {
-        (false, _) => &tokenizers.probe,
-        (true, TruncationDirection::Right) => &tokenizers.right,
-        (true, TruncationDirection::Left) => &tokenizers.left,
-    };
-    let encoded =
-        tokenizer.encode_batch_pairs(pairs).map_err(|e| ApiError::new(ErrorType::Tokenizer, e.to_string()))?;
-    for (i, e) in encoded.iter().enumerate() {
-        if e.len() > limit {
-            let field = options.field;
-            let which = if options.single { format!("`{field}`") } else { format!("`{field}[{i}]`") };
-            let which = if field == "texts" { format!("{which} with the query") } else { which };
-            // The exact count where the text is short enough to read whole.
-            let window = tokenizers.whole.window();
-            let (a, b) = pairs[i];
-            let count = if a.len() <= window && b.is_none_or(|b| b.len() <= window) {
-                let whole = tokenizers.whole.encode_batch_pairs(&pairs[i..=i]);
-                whole.ok().and_then(|w| w.first().map(|w| w.len().to_string()))
-            } else {
-                None
-            };
-            let says = match count {
-                Some(n) => format!("has {n} tokens, more than the model's {limit}"),
-                None => format!("has more tokens than the model's {limit}"),
-            };
-            return Err(ApiError::validation(format!("{which} {says}; send \"truncate\": true to cut it")));
-        }
-    }
-    Ok(encoded)
 }
 
 /// TEI's answer for one row, every class highest first: softmax probabilities (or the logits
@@ -445,7 +397,7 @@ fn predictions(row: &[f32], labels: &LabelSpace, scoring: Scoring) -> Vec<Predic
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use textdata::ProblemType;
+    use encoders::ProblemType;
 
     #[test]
     fn predictions_per_task() {

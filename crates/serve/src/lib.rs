@@ -22,7 +22,9 @@ mod batcher;
 mod classify;
 mod metrics;
 mod openapi;
+mod routes;
 mod server;
+mod tokenization;
 mod tokens;
 
 pub use adapters::adapter_name;

@@ -10,7 +10,7 @@ use axum::response::Html;
 use burn::tensor::backend::Backend;
 use serde_json::{Value, json};
 
-use crate::server::AppState;
+use crate::routes::AppState;
 
 /// `GET /api-doc/openapi.json`, with this server's model and limits in the description.
 pub(crate) async fn document<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Json<Value> {

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use burn::tensor::backend::Backend;
 
 use crate::api::{ApiError, DecodeRequest, ErrorType, Ids, SimpleToken, TextOrTexts, TokenizeRequest};
-use crate::server::{AppState, parse};
+use crate::routes::{AppState, parse};
 
 /// A list of at most `--max-client-batch-size` items, not empty.
 fn check_count(n: usize, field: &str, max: usize) -> Result<(), ApiError> {

@@ -8,9 +8,7 @@
 //! by code point for strings, as `datasets`' `class_encode_column`), and a class's id is its
 //! place in that list.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
+use encoders::{LabelSpace, ProblemType};
 use serde::{Deserialize, Serialize};
 
 /// A label as a source writes it.
@@ -80,52 +78,6 @@ impl RawLabel {
     }
 }
 
-/// transformers' `config.problem_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemType {
-    /// One class per example; cross-entropy.
-    #[default]
-    SingleLabelClassification,
-    /// Any number of classes per example; sigmoid and binary cross-entropy per class.
-    MultiLabelClassification,
-    /// One real value per example (`num_labels = 1`); mean squared error.
-    Regression,
-}
-
-impl ProblemType {
-    pub const NAMES: [&'static str; 3] = ["single_label_classification", "multi_label_classification", "regression"];
-
-    /// What this task reads from one row of logits: softmax probabilities (as `torch.softmax`,
-    /// the maximum subtracted first), each class's sigmoid, or the value itself.
-    pub fn scores(self, logits: &[f32]) -> Vec<f32> {
-        match self {
-            Self::SingleLabelClassification => {
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
-                let sum: f32 = exps.iter().sum();
-                exps.iter().map(|e| e / sum).collect()
-            }
-            Self::MultiLabelClassification => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-            Self::Regression => logits.to_vec(),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::SingleLabelClassification => Self::NAMES[0],
-            Self::MultiLabelClassification => Self::NAMES[1],
-            Self::Regression => Self::NAMES[2],
-        }
-    }
-}
-
-impl std::fmt::Display for ProblemType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// What the model learns from one example: its class id, its classes as a multi-hot row
 /// (transformers' float labels for multi-label classification), or its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,46 +98,29 @@ impl Target {
     }
 }
 
-/// The task and its classes: what `num_labels`, `id2label`, `label2id` and `problem_type`
-/// say in a transformers config.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabelSpace {
-    pub problem_type: ProblemType,
-    /// Class names by id; regression has the one name `LABEL_0`, as transformers gives it.
-    pub names: Vec<String>,
-}
-
-/// `labels.json`, written beside an adapter: the keyword arguments that give a base model this
-/// run's head in Python, `AutoModelForSequenceClassification.from_pretrained(base, **labels)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabelsFile {
-    pub num_labels: usize,
-    pub problem_type: ProblemType,
-    pub id2label: BTreeMap<String, String>,
-    pub label2id: BTreeMap<String, usize>,
-}
-
-pub const LABELS_FILE: &str = "labels.json";
-
-impl LabelSpace {
-    /// Classes named `LABEL_0`.. (transformers' defaults) for a head of `num_labels` rows:
-    /// regression when it has one, single-label classification otherwise.
-    pub fn unnamed(num_labels: usize) -> Self {
-        let problem_type =
-            if num_labels == 1 { ProblemType::Regression } else { ProblemType::SingleLabelClassification };
-        Self { problem_type, names: (0..num_labels.max(1)).map(|i| format!("LABEL_{i}")).collect() }
-    }
-
-    pub fn num_labels(&self) -> usize {
-        match self.problem_type {
-            ProblemType::Regression => 1,
-            _ => self.names.len(),
-        }
-    }
-
+/// What the data crate adds to [`LabelSpace`] (the workspace's one label type, in `encoders`):
+/// a space inferred from a training split's labels, and raw labels resolved against it.
+pub trait InferLabels: Sized {
     /// The space of a training split's `labels`: the task as given or inferred, the class names
     /// as given (in their order) or the distinct labels sorted.
-    pub fn infer<'a>(
+    fn infer<'a>(
+        labels: impl Iterator<Item = &'a RawLabel> + Clone,
+        problem_type: Option<ProblemType>,
+        names: Option<Vec<String>>,
+    ) -> Result<Self, String>;
+
+    /// The target of one raw label, or what is wrong with it (one label; many go through
+    /// [`Self::resolver`]).
+    fn target(&self, raw: &RawLabel) -> Result<Target, String>;
+
+    /// What resolves many labels: the names' ids looked up once.
+    fn resolver(&self) -> Resolver<'_>;
+}
+
+impl InferLabels for LabelSpace {
+    /// The space of a training split's `labels`: the task as given or inferred, the class names
+    /// as given (in their order) or the distinct labels sorted.
+    fn infer<'a>(
         labels: impl Iterator<Item = &'a RawLabel> + Clone,
         problem_type: Option<ProblemType>,
         names: Option<Vec<String>>,
@@ -259,96 +194,17 @@ impl LabelSpace {
 
     /// The target of one raw label, or what is wrong with it (one label; many go through
     /// [`Self::resolver`]).
-    pub fn target(&self, raw: &RawLabel) -> Result<Target, String> {
+    fn target(&self, raw: &RawLabel) -> Result<Target, String> {
         self.resolver().target(raw)
     }
 
     /// What resolves many labels: the names' ids looked up once.
-    pub fn resolver(&self) -> Resolver<'_> {
+    fn resolver(&self) -> Resolver<'_> {
         Resolver {
             space: self,
             ids: self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect(),
             numeric_names: self.names.iter().all(|n| n.trim().parse::<f64>().is_ok()),
         }
-    }
-
-    /// Gives a model config this task's head: `num_labels`, `id2label` (label2id follows from
-    /// it when saved) and `problem_type`, as `from_pretrained(..., **labels)`.
-    /// The classification head this task needs (`num_labels`, the names, `problem_type`), as
-    /// the program hands it to `from_pretrained`.
-    pub fn head(&self) -> encoders::HeadSpec {
-        encoders::HeadSpec {
-            num_labels: self.num_labels(),
-            names: self.names.clone(),
-            problem_type: self.problem_type.to_string(),
-        }
-    }
-
-    pub fn id2label(&self) -> BTreeMap<String, String> {
-        self.names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect()
-    }
-
-    pub fn to_file(&self) -> LabelsFile {
-        LabelsFile {
-            num_labels: self.num_labels(),
-            problem_type: self.problem_type,
-            id2label: self.id2label(),
-            label2id: self.names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
-        }
-    }
-
-    /// Writes `dir/labels.json` through a temporary file.
-    /// The error names the file (`cannot write DIR/labels.json: ...`).
-    pub fn write(&self, dir: &Path) -> Result<(), tensor_file::TensorFileError> {
-        let path = dir.join(LABELS_FILE);
-        let json = serde_json::to_string_pretty(&self.to_file()).map_err(|e| tensor_file::TensorFileError::Write {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        tensor_file::write_atomic(&path, json.as_bytes())
-    }
-
-    /// The task and class names of the adapter in `dir`: its `labels.json`, else transformers'
-    /// defaults for a head of `rows` (`LABEL_0`..; one row: regression). Refused when the two
-    /// disagree.
-    pub fn for_adapter(dir: &Path, rows: usize) -> Result<Self, String> {
-        match Self::read(dir)? {
-            Some(labels) if labels.num_labels() != rows => Err(format!(
-                "{} names {} labels, but the adapter's classifier has {rows} rows",
-                dir.join(LABELS_FILE).display(),
-                labels.num_labels()
-            )),
-            Some(labels) => Ok(labels),
-            None => Ok(Self::unnamed(rows)),
-        }
-    }
-
-    /// `dir/labels.json`, if there is one.
-    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
-        let path = dir.join(LABELS_FILE);
-        let text = match tensor_file::read_small_text(&path, tensor_file::SMALL_FILE_LIMIT) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let file: LabelsFile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut names = Vec::with_capacity(file.id2label.len());
-        for i in 0..file.id2label.len() {
-            let name = file.id2label.get(&i.to_string()).ok_or_else(|| {
-                format!("{}: id2label has no id {i} (expected ids 0..{})", path.display(), file.id2label.len())
-            })?;
-            names.push(name.clone());
-        }
-        let space = Self { problem_type: file.problem_type, names };
-        if space.num_labels() != file.num_labels {
-            return Err(format!(
-                "{}: num_labels = {} but id2label names {} classes",
-                path.display(),
-                file.num_labels,
-                space.names.len()
-            ));
-        }
-        Ok(Some(space))
     }
 }
 
@@ -467,21 +323,5 @@ mod tests {
         assert_eq!(RawLabel::from_field("nan"), RawLabel::Text("nan".into()));
         assert_eq!(RawLabel::from_field("positive"), RawLabel::Text("positive".into()));
         assert_eq!(RawLabel::Float(4.0).name(), "4");
-    }
-
-    #[test]
-    fn labels_file_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(LabelSpace::read(dir.path()).unwrap(), None);
-        let space =
-            LabelSpace { problem_type: ProblemType::MultiLabelClassification, names: vec!["x".into(), "y".into()] };
-        space.write(dir.path()).unwrap();
-        assert_eq!(LabelSpace::read(dir.path()).unwrap(), Some(space));
-        std::fs::write(
-            dir.path().join(LABELS_FILE),
-            r#"{"num_labels": 2, "problem_type": "regression", "id2label": {}, "label2id": {}}"#,
-        )
-        .unwrap();
-        assert!(LabelSpace::read(dir.path()).is_err());
     }
 }

@@ -10,7 +10,7 @@
 //!   -> TextBatcher (burn Batcher)
 //! ```
 //! The crate knows no model, only the encoders crate's tokenizer and the head a task needs
-//! ([`LabelSpace::head`], an `encoders::HeadSpec` the program hands to `from_pretrained`).
+//! (the [`LabelSpace`] the program hands to `from_pretrained` as the head).
 
 mod acl;
 mod batching;
@@ -25,10 +25,11 @@ mod subset;
 pub use batching::{
     PaddingStats, Targets, TextBatch, TextBatcher, TextDataset, TokenizedExample, epoch_batches, tokenize,
 };
+pub use encoders::{LABELS_FILE, LabelSpace, LabelsFile, ProblemType};
 pub use error::{DataError, Result};
 pub use example::{Example, Splits, class_counts};
 pub use formats::read_file;
-pub use labels::{LABELS_FILE, LabelSpace, ProblemType, RawLabel, Target};
+pub use labels::{InferLabels, RawLabel, Target};
 pub use records::{Columns, RawSplits};
 pub use source::{Labels, Source, SourceOptions, load_labelled};
 pub use subset::{SubsetConfig, Subsets, draw, write_jsonl};

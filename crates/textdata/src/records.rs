@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
 use crate::example::{Example, Splits};
-use crate::labels::{LabelSpace, RawLabel, Target};
+use crate::labels::{InferLabels, RawLabel, Target};
+use encoders::LabelSpace;
 
 /// Single-text columns, in the order they are looked for (`review`: the popular
 /// `IMDB Dataset.csv`).

@@ -8,8 +8,9 @@ use hf_hub::{Repo, RepoType};
 use crate::acl;
 use crate::error::{DataError, Result};
 use crate::formats::{Format, read_file};
-use crate::labels::{LabelSpace, ProblemType};
+use crate::labels::InferLabels;
 use crate::records::{Columns, RawSplit, RawSplits};
+use encoders::{LabelSpace, ProblemType};
 
 const SPLIT_EXTENSIONS: [&str; 5] = ["jsonl", "jsonl.gz", "csv", "csv.gz", "parquet"];
 /// The evaluation split's names, in the order they are looked for when none is given

@@ -15,7 +15,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{DataError, Result};
 use crate::example::{Example, Splits};
-use crate::labels::{LabelSpace, ProblemType, Target};
+use crate::labels::Target;
+use encoders::{LabelSpace, ProblemType};
 
 /// How to draw the subsets (the `[data]` keys of a run config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
