@@ -293,13 +293,13 @@ pub struct TrainingSection {
     #[serde(with = "full_u64")]
     pub seed: u64,
     /// `"no"`, `"steps"` (every `eval_steps`) or `"epoch"`.
-    pub eval_strategy: String,
+    pub eval_strategy: IntervalStrategy,
     /// Steps between evaluations (a fraction below 1: of the run's steps); only with
     /// `eval_strategy = "steps"`. Unset: `logging_steps`, as Trainer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_steps: Option<Interval>,
     /// `"no"`, `"steps"`, `"epoch"` or `"best"` (a checkpoint at each new best evaluation).
-    pub save_strategy: String,
+    pub save_strategy: SaveStrategy,
     /// Steps between checkpoints; only with `save_strategy = "steps"`. Unset: 500, as Trainer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_steps: Option<Interval>,
@@ -314,7 +314,7 @@ pub struct TrainingSection {
     /// How much better than the best an evaluation must be to count as an improvement.
     pub early_stopping_threshold: f64,
     /// `"no"`, `"steps"` (every `logging_steps`) or `"epoch"`.
-    pub logging_strategy: String,
+    pub logging_strategy: IntervalStrategy,
     pub logging_steps: Interval,
     /// Log the first step too.
     pub logging_first_step: bool,
@@ -376,15 +376,15 @@ impl Default for TrainingSection {
             gradient_accumulation_steps: 1,
             max_steps: -1,
             seed: 42,
-            eval_strategy: "epoch".into(),
+            eval_strategy: IntervalStrategy::Epoch,
             eval_steps: None,
-            save_strategy: "epoch".into(),
+            save_strategy: SaveStrategy::Epoch,
             save_steps: None,
             save_total_limit: None,
             load_best_model_at_end: false,
             early_stopping_patience: None,
             early_stopping_threshold: 0.0,
-            logging_strategy: "steps".into(),
+            logging_strategy: IntervalStrategy::Steps,
             logging_steps: Interval::Steps(10),
             logging_first_step: false,
             label_smoothing_factor: 0.0,
@@ -503,6 +503,59 @@ impl RunConfig {
     }
 }
 
+/// Trainer's `IntervalStrategy`: when to log or evaluate (`"no"`, `"steps"`, `"epoch"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntervalStrategy {
+    No,
+    Steps,
+    Epoch,
+}
+
+/// Trainer's `SaveStrategy`: when to write a checkpoint (`"no"`, `"steps"`, `"epoch"`, or
+/// `"best"`: at each new best evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaveStrategy {
+    No,
+    Steps,
+    Epoch,
+    Best,
+}
+
+impl SaveStrategy {
+    /// The same interval as an [`IntervalStrategy`] (`best` has none).
+    pub fn interval(self) -> Option<IntervalStrategy> {
+        match self {
+            Self::No => Some(IntervalStrategy::No),
+            Self::Steps => Some(IntervalStrategy::Steps),
+            Self::Epoch => Some(IntervalStrategy::Epoch),
+            Self::Best => None,
+        }
+    }
+}
+
+/// As the config writes it, quoted: `"steps"`.
+impl std::fmt::Display for IntervalStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Self::No => "no",
+            Self::Steps => "steps",
+            Self::Epoch => "epoch",
+        };
+        write!(f, "{name:?}")
+    }
+}
+
+impl std::fmt::Display for SaveStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.interval() {
+            Some(interval) => interval.fmt(f),
+            None => f.write_str("\"best\""),
+        }
+    }
+}
+
 /// Trainer's `report_to`: one integration's name or a list of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -617,34 +670,24 @@ impl TrainingSection {
 
     /// The checks `TrainingArguments` makes of its strategies (and `EarlyStoppingCallback` of its own).
     fn check_strategies(&self) -> Result<()> {
-        let one_of = |key: &str, value: &str, allowed: &[&str]| -> Result<()> {
-            if !allowed.contains(&value) {
-                let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
-                bail!("training.{key} {value:?} is not one of {}", list.join(", "));
-            }
-            Ok(())
-        };
-        one_of("eval_strategy", &self.eval_strategy, &["no", "steps", "epoch"])?;
-        one_of("save_strategy", &self.save_strategy, &["no", "steps", "epoch", "best"])?;
-        one_of("logging_strategy", &self.logging_strategy, &["no", "steps", "epoch"])?;
         self.logging_steps.check("logging_steps")?;
         if self.gradient_accumulation_steps == 0 {
             bail!("training.gradient_accumulation_steps must be at least 1");
         }
         if let Some(steps) = self.eval_steps {
             steps.check("eval_steps")?;
-            if self.eval_strategy != "steps" {
+            if self.eval_strategy != IntervalStrategy::Steps {
                 bail!(
-                    "training.eval_steps is set but training.eval_strategy = {:?}: eval_steps only applies with eval_strategy = \"steps\"",
+                    "training.eval_steps is set but training.eval_strategy = {}: eval_steps only applies with eval_strategy = \"steps\"",
                     self.eval_strategy
                 );
             }
         }
         if let Some(steps) = self.save_steps {
             steps.check("save_steps")?;
-            if self.save_strategy != "steps" {
+            if self.save_strategy != SaveStrategy::Steps {
                 bail!(
-                    "training.save_steps is set but training.save_strategy = {:?}: save_steps only applies with save_strategy = \"steps\"",
+                    "training.save_steps is set but training.save_strategy = {}: save_steps only applies with save_strategy = \"steps\"",
                     self.save_strategy
                 );
             }
@@ -652,33 +695,33 @@ impl TrainingSection {
         if self.save_total_limit == Some(0) {
             bail!("training.save_total_limit must be at least 1 (or left out to keep every checkpoint)");
         }
-        if self.save_strategy == "best" && self.metric_for_best_model.is_none() {
+        if self.save_strategy == SaveStrategy::Best && self.metric_for_best_model.is_none() {
             bail!(
                 "training.save_strategy = \"best\" needs training.metric_for_best_model (the metric that says which is best)"
             );
         }
-        if self.save_strategy == "best" && self.eval_strategy == "no" {
+        if self.save_strategy == SaveStrategy::Best && self.eval_strategy == IntervalStrategy::No {
             bail!(
                 "training.save_strategy = \"best\" needs an evaluation to say what is best; set training.eval_strategy"
             );
         }
         if self.load_best_model_at_end {
-            if self.eval_strategy == "no" {
+            if self.eval_strategy == IntervalStrategy::No {
                 bail!(
                     "training.load_best_model_at_end needs evaluation: set training.eval_strategy to \"epoch\" or \"steps\""
                 );
             }
-            if self.save_strategy != "best" {
-                if self.save_strategy != self.eval_strategy {
+            if self.save_strategy != SaveStrategy::Best {
+                if self.save_strategy.interval() != Some(self.eval_strategy) {
                     bail!(
-                        "training.load_best_model_at_end requires the save and eval strategy to match (as Trainer), but eval_strategy = {:?} and save_strategy = {:?}",
+                        "training.load_best_model_at_end requires the save and eval strategy to match (as Trainer), but eval_strategy = {} and save_strategy = {}",
                         self.eval_strategy,
                         self.save_strategy
                     );
                 }
                 if let (Some(Interval::Steps(save)), Interval::Steps(eval)) =
                     (self.save_steps.or(Some(Interval::Steps(500))), self.eval_steps.unwrap_or(self.logging_steps))
-                    && self.save_strategy == "steps"
+                    && self.save_strategy == SaveStrategy::Steps
                     && !save.is_multiple_of(eval)
                 {
                     bail!(
@@ -1009,6 +1052,20 @@ mod tests {
         assert!(err.contains("gradient_accumulation_steps"), "{err}");
         let err = format!("{:#}", RunConfig::load(None, &["training.save_total_limit=0".into()]).unwrap_err());
         assert!(err.contains("save_total_limit"), "{err}");
+        // Strategies are Trainer's enums: a typo names the key and what it takes.
+        let err = format!("{:#}", RunConfig::load(None, &["training.eval_strategy=\"sttps\"".into()]).unwrap_err());
+        assert!(err.contains("eval_strategy") && err.contains("`no`, `steps`, `epoch`"), "{err}");
+        let err = format!("{:#}", RunConfig::load(None, &["training.save_strategy=\"bestt\"".into()]).unwrap_err());
+        assert!(err.contains("save_strategy") && err.contains("`best`"), "{err}");
+        let config = RunConfig::load(
+            None,
+            &["training.save_strategy=\"best\"".into(), "training.metric_for_best_model=\"accuracy\"".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (config.training.save_strategy, config.training.eval_strategy),
+            (SaveStrategy::Best, IntervalStrategy::Epoch)
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tensor_file::RawTensor;
 use textdata::{LabelSpace, TextBatch, TextBatcher, TextDataset, TokenizedExample};
 
 use crate::checkpoint::{Checkpoint, DataFingerprint, OPTIMIZER_FILE, STATE_FILE, SplitFingerprint, write_manifest};
-use crate::config::RunConfig;
+use crate::config::{IntervalStrategy, RunConfig, SaveStrategy};
 use crate::eval::{EvalMetrics, evaluate};
 use crate::loss::smoothed_loss;
 use crate::optim::{AdamW, AdamWConfig, LoraPlus};
@@ -184,7 +184,10 @@ where
         // Trainer: warmup_steps wins over warmup_ratio when set.
         let warmup_steps =
             if t.warmup_steps > 0 { t.warmup_steps } else { (t.warmup_ratio * total_steps as f64).ceil() as usize };
-        if t.load_best_model_at_end && t.save_strategy == "steps" && t.eval_strategy == "steps" {
+        if t.load_best_model_at_end
+            && t.save_strategy == SaveStrategy::Steps
+            && t.eval_strategy == IntervalStrategy::Steps
+        {
             let (save, eval) = (t.save_every(total_steps), t.eval_every(total_steps));
             if !save.is_multiple_of(eval) {
                 bail!(
@@ -400,18 +403,18 @@ where
                 let end = gs >= total;
                 let epoch_end = i + 1 == steps.len() || end;
                 let mut control = Control {
-                    log: (t.logging_strategy == "steps" && gs.is_multiple_of(log_every))
+                    log: (t.logging_strategy == IntervalStrategy::Steps && gs.is_multiple_of(log_every))
                         || (gs == 1 && t.logging_first_step),
-                    evaluate: t.eval_strategy == "steps" && gs.is_multiple_of(eval_every),
-                    save: (t.save_strategy == "steps" && gs.is_multiple_of(save_every))
-                        || (end && ["steps", "epoch"].contains(&t.save_strategy.as_str())),
+                    evaluate: t.eval_strategy == IntervalStrategy::Steps && gs.is_multiple_of(eval_every),
+                    save: (t.save_strategy == SaveStrategy::Steps && gs.is_multiple_of(save_every))
+                        || (end && matches!(t.save_strategy, SaveStrategy::Steps | SaveStrategy::Epoch)),
                     epoch_end,
                     interrupted: INTERRUPTED.load(Ordering::SeqCst),
                 };
                 if epoch_end {
-                    control.log |= t.logging_strategy == "epoch";
-                    control.evaluate |= t.eval_strategy == "epoch";
-                    control.save |= t.save_strategy == "epoch";
+                    control.log |= t.logging_strategy == IntervalStrategy::Epoch;
+                    control.evaluate |= t.eval_strategy == IntervalStrategy::Epoch;
+                    control.save |= t.save_strategy == SaveStrategy::Epoch;
                 }
                 if epoch_end || control.interrupted {
                     bar.finish_and_clear();
@@ -468,7 +471,7 @@ where
                         format!("{} is the last good checkpoint", out.join("checkpoints").join(&c.name).display())
                     }
                 };
-                let at = match control.epoch_end && t.eval_strategy == "epoch" {
+                let at = match control.epoch_end && t.eval_strategy == IntervalStrategy::Epoch {
                     true => format!("after epoch {} (step {gs})", self.state.epoch + 1),
                     false => format!("at step {gs}"),
                 };
@@ -476,10 +479,10 @@ where
             }
             let evaluation = Evaluation { step: gs, epoch, metrics, eval_seconds: started.elapsed().as_secs_f64() };
             let new_best = self.track_best(&evaluation)?;
-            if t.save_strategy == "best" {
+            if t.save_strategy == SaveStrategy::Best {
                 control.save = new_best;
             }
-            if !control.epoch_end || t.eval_strategy != "epoch" {
+            if !control.epoch_end || t.eval_strategy != IntervalStrategy::Epoch {
                 self.log(serde_json::to_value(&evaluation)?, out, output)?;
                 say(output, &format!("step {gs}: {}", evaluation.metrics.headline()));
             }
@@ -488,7 +491,7 @@ where
         }
         if control.epoch_end {
             let done = self.state.epoch + 1;
-            let at_epoch = evaluated.filter(|_| t.eval_strategy == "epoch");
+            let at_epoch = evaluated.filter(|_| t.eval_strategy == IntervalStrategy::Epoch);
             let record = EpochRecord {
                 epoch: done,
                 train_loss: self.state.epoch_losses.mean(),
@@ -517,7 +520,7 @@ where
             s.epoch_seconds = 0.0;
         }
         // Named by what made it: `step-N` for save_steps, `epoch-N` at an epoch's end otherwise.
-        let name = match control.epoch_end && t.save_strategy != "steps" {
+        let name = match control.epoch_end && t.save_strategy != SaveStrategy::Steps {
             true => format!("epoch-{}", self.state.epoch),
             false => format!("step-{gs}"),
         };
