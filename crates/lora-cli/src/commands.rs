@@ -174,7 +174,8 @@ impl Drop for KernelReport {
     }
 }
 
-pub fn train(args: TrainArgs) -> Result<()> {
+/// `lora train`; `interrupt` stops it after its current step, with a checkpoint.
+pub fn train(args: TrainArgs, interrupt: crate::callbacks::Interrupt) -> Result<()> {
     let mut overrides = args.set.clone();
     if let Some(m) = &args.model {
         overrides.push(format!("model.name_or_path={}", toml_string(m)));
@@ -205,7 +206,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
             crate::train::train::<B>(self.0, &options, device).map(|_| ())
         }
     }
-    let options = TrainOptions { resume: args.resume, overwrite: args.overwrite, output, device: String::new() };
+    let options =
+        TrainOptions { resume: args.resume, overwrite: args.overwrite, output, device: String::new(), interrupt };
     let bf16 = config.training.bf16;
     dispatch(&args.device, bf16, TrainJob(config, options))
 }

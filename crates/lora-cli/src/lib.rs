@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod callbacks;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

@@ -9,14 +9,14 @@
 //! ```
 
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
+use lora_cli::callbacks::Interrupt;
 use lora_cli::cli::{Cli, Command};
-use lora_cli::trainer::{INTERRUPTED, Interrupted};
+use lora_cli::trainer::Interrupted;
 use lora_cli::{commands, console};
 
 /// The shell's status for a process ended by SIGINT.
@@ -29,8 +29,10 @@ fn main() -> ExitCode {
     // and writes a checkpoint; every other command stops at once (its files are written
     // atomically, so none is left half-written).
     let training = matches!(cli.command, Command::Train(_));
+    let interrupt = Interrupt::new();
+    let requests = interrupt.clone();
     let handler = move || {
-        if !training || INTERRUPTED.swap(true, Ordering::SeqCst) {
+        if !training || requests.request(None) {
             // `exit` runs no destructors: an unfinished --output's temporary goes here.
             tensor_file::remove_temporaries();
             console::err("\ninterrupted");
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
         console::err("warning: cannot install the Ctrl-C handler");
     }
     let result = match cli.command {
-        Command::Train(args) => commands::train(args),
+        Command::Train(args) => commands::train(args, interrupt),
         Command::Eval(args) => commands::eval(args),
         Command::Predict(args) => commands::predict(args),
         Command::Merge(args) => commands::merge(args),

@@ -6,7 +6,6 @@
 //! before that leaves an earlier run as it was.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -16,12 +15,14 @@ use lora_adapter::ParameterCount;
 use serde::{Deserialize, Serialize};
 use textdata::{LabelSpace, ProblemType, TextDataset};
 
+use crate::callbacks::{EarlyStopping, Interrupt, JsonLines, ProgressBars, TensorBoardLogs};
 use crate::checkpoint::{self, Checkpoint, DataFingerprint, SplitFingerprint};
 use crate::cli::Dtype;
 use crate::config::RunConfig;
 use crate::report::{EpochRecord, Evaluation, curves_svg, peak_rss_bytes, write_atomic};
 use crate::run_dir::{Holds, RunDir};
-use crate::trainer::{INTERRUPTED, Interrupted, Output, RunData, Trainer, TrainerState, progress_bar, say};
+use crate::tensorboard::TensorBoard;
+use crate::trainer::{Interrupted, Output, RunData, Trainer, TrainerState, progress_bar, say};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -29,6 +30,8 @@ pub struct TrainOptions {
     pub overwrite: bool,
     pub output: Output,
     pub device: String,
+    /// What stops the run after its current step (the program's Ctrl-C handler holds a clone).
+    pub interrupt: Interrupt,
 }
 
 /// Everything `summary.json` reports.
@@ -598,7 +601,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             .with_context(|| format!("cannot resume from {}; nothing was changed", dir.display()))?;
     }
     trainer.data = Some(fingerprint);
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    trainer.interrupt = options.interrupt.clone();
+    if trainer.interrupt.is_requested() {
         return Err(Interrupted(format!("interrupted before training started; {} is as it was", out.display())).into());
     }
 
@@ -622,7 +626,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let first_epoch =
         textdata::epoch_batches(&lengths, batch_size, config.training.seed, 0, config.training.group_by_length);
     let padding_waste = textdata::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
-    trainer.train(&data, &out, output)?;
+    let tensorboard = add_callbacks(&mut trainer, &logging_dir, output)?;
+    trainer.train(&data, &out)?;
     let loaded_best = load_best_model(&mut trainer, &out, output)?;
 
     let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;
@@ -654,12 +659,36 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             adapter.display().to_string(),
         ),
     );
-    if let Some(tb) = &trainer.tensorboard
-        && let Some(dir) = tb.path.parent()
-    {
+    if let Some(dir) = tensorboard.as_deref().and_then(Path::parent) {
         say(output, &format!("TensorBoard: tensorboard --logdir {}", dir.display()));
     }
     Ok(summary)
+}
+
+/// The program's callbacks, as its flags and config ask: progress bars, JSON lines
+/// (`--json`), TensorBoard's event file (`report_to`, opened now so that an unwritable
+/// `logging_dir` is said before the first step; its path is returned), early stopping.
+fn add_callbacks<B: AutodiffBackend>(
+    trainer: &mut Trainer<B>,
+    logging_dir: &Path,
+    output: Output,
+) -> Result<Option<std::path::PathBuf>> {
+    let t = trainer.config.training.clone();
+    trainer.callbacks.push(Box::new(ProgressBars::new(output)));
+    if output == Output::Json {
+        trainer.callbacks.push(Box::new(JsonLines { interrupt: trainer.interrupt.clone() }));
+    }
+    let mut tensorboard = None;
+    if t.report_to.tensorboard() {
+        let tb = TensorBoard::create(logging_dir)?;
+        tensorboard = Some(tb.path.clone());
+        trainer.callbacks.push(Box::new(TensorBoardLogs(tb)));
+    }
+    if let Some(patience) = t.early_stopping_patience {
+        let (_, greater) = t.best_metric(&trainer.labels)?;
+        trainer.callbacks.push(Box::new(EarlyStopping::new(patience, t.early_stopping_threshold, greater, output)));
+    }
+    Ok(tensorboard)
 }
 
 /// Creates `dir` (with its parents) and checks that a file can be made in it.

@@ -8,7 +8,6 @@
 //! bit-exact resume and a checkpoint on Ctrl-C are not things the `Learner` offers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tensor_file::RawTensor;
 use textdata::{LabelSpace, TextBatch, TextBatcher, TextDataset, TokenizedExample};
 
+use crate::callbacks::{Callback, Interrupt};
 use crate::checkpoint::{Checkpoint, DataFingerprint, OPTIMIZER_FILE, STATE_FILE, SplitFingerprint, write_manifest};
 use crate::config::{IntervalStrategy, RunConfig, SaveStrategy};
 use crate::eval::{EvalMetrics, evaluate};
@@ -29,13 +29,6 @@ use crate::loss::smoothed_loss;
 use crate::optim::{AdamW, AdamWConfig, LoraPlus};
 use crate::report::{EpochRecord, Evaluation, append_jsonl, write_atomic};
 use crate::schedule::Schedule;
-use crate::tensorboard::TensorBoard;
-
-/// Set by the signal handler (Ctrl-C, SIGTERM); the loop checks it after every step.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Why the run was stopped, when not by a signal (standard output closed).
-pub static STOPPED_BY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The run was stopped by a signal after writing a checkpoint (or before writing anything).
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +68,11 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     pub labels: LabelSpace,
     /// What the run trains on, recorded in each checkpoint's manifest.
     pub data: Option<DataFingerprint>,
-    /// With `report_to = "tensorboard"`, the run's event file, opened before the first step.
-    pub tensorboard: Option<TensorBoard>,
+    /// What reports the run and what may end it (progress bars, JSON lines, TensorBoard, early
+    /// stopping), called in order.
+    pub callbacks: Vec<Box<dyn Callback>>,
+    /// Stops the run after its current step, with a checkpoint.
+    pub interrupt: Interrupt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -218,7 +214,8 @@ where
             state: TrainerState::default(),
             labels,
             data: None,
-            tensorboard: None,
+            callbacks: Vec::new(),
+            interrupt: Interrupt::new(),
         })
     }
 
@@ -349,18 +346,20 @@ where
 
     /// The epochs from where the state stands to the run's end (its last epoch, `max_steps`,
     /// or early stopping), with Trainer's logging, evaluation and checkpoints; `out` is the run
-    /// directory.
-    pub fn train(&mut self, data: &RunData, out: &Path, output: Output) -> Result<()> {
-        let t = self.config.training.clone();
-        // TensorBoard's file before the first step: an unwritable logging_dir is said at once.
-        if t.report_to.tensorboard() && self.tensorboard.is_none() {
-            self.tensorboard = Some(TensorBoard::create(&self.logging_dir(out))?);
+    /// directory. The callbacks hear of every step, log line, evaluation, epoch and checkpoint,
+    /// and of the end, however the run ends.
+    pub fn train(&mut self, data: &RunData, out: &Path) -> Result<()> {
+        let result = self.train_epochs(data, out);
+        for callback in &mut self.callbacks {
+            callback.on_train_end();
         }
+        result
+    }
+
+    fn train_epochs(&mut self, data: &RunData, out: &Path) -> Result<()> {
+        let t = self.config.training.clone();
         let gas = t.gradient_accumulation_steps.max(1);
         let lengths = data.train.lengths();
-        let total = self.total_steps;
-        let (log_every, eval_every, save_every) =
-            (t.logging_steps.steps(total).max(1), t.eval_every(total), t.save_every(total));
         for epoch in self.state.epoch..self.epochs {
             if self.finished() {
                 break;
@@ -374,60 +373,63 @@ where
             );
             let steps: Vec<&[Vec<usize>]> = batches.chunks(gas).collect();
             let done = self.state.batch_in_epoch.div_ceil(gas);
-            let bar = progress_bar(output, steps.len() as u64, &format!("epoch {}/{}", epoch + 1, self.epochs));
-            bar.set_position(done as u64);
+            for callback in &mut self.callbacks {
+                callback.on_epoch_begin(epoch, self.epochs, steps.len(), done);
+            }
             for (i, chunk) in steps.iter().enumerate().skip(done) {
                 let started = Instant::now();
                 let samples: usize = chunk.iter().map(Vec::len).sum();
                 let step = self.accumulated_step(chunk.iter().map(|indices| data.train.select(indices)).collect())?;
                 let seconds = started.elapsed().as_secs_f64();
-                let s = &mut self.state;
-                s.global_step = self.optim.step;
-                s.batch_in_epoch = ((i + 1) * gas).min(batches.len());
-                s.train_seconds += seconds;
-                s.epoch_seconds += seconds;
-                s.train_samples += samples;
-                s.train_tokens += step.real_tokens;
-                s.window.add(step.loss);
-                s.epoch_losses.add(step.loss);
-                bar.set_message(format!(
-                    "loss {:.4} lr {:.2e} {:.1} samples/s",
-                    step.loss,
-                    step.learning_rate,
-                    samples as f64 / seconds.max(1e-9)
-                ));
-                bar.inc(1);
-                // DefaultFlowCallback's on_step_end, then on_epoch_end's at an epoch's last step
-                // (and at max_steps, where Trainer ends the epoch too).
-                let gs = s.global_step as usize;
-                let end = gs >= total;
-                let epoch_end = i + 1 == steps.len() || end;
-                let mut control = Control {
-                    log: (t.logging_strategy == IntervalStrategy::Steps && gs.is_multiple_of(log_every))
-                        || (gs == 1 && t.logging_first_step),
-                    evaluate: t.eval_strategy == IntervalStrategy::Steps && gs.is_multiple_of(eval_every),
-                    save: (t.save_strategy == SaveStrategy::Steps && gs.is_multiple_of(save_every))
-                        || (end && matches!(t.save_strategy, SaveStrategy::Steps | SaveStrategy::Epoch)),
-                    epoch_end,
-                    interrupted: INTERRUPTED.load(Ordering::SeqCst),
-                };
-                if epoch_end {
-                    control.log |= t.logging_strategy == IntervalStrategy::Epoch;
-                    control.evaluate |= t.eval_strategy == IntervalStrategy::Epoch;
-                    control.save |= t.save_strategy == SaveStrategy::Epoch;
-                }
-                if epoch_end || control.interrupted {
-                    bar.finish_and_clear();
-                }
+                self.record_step(&step, samples, seconds, ((i + 1) * gas).min(batches.len()));
+                let epoch_end = i + 1 == steps.len() || self.state.global_step as usize >= self.total_steps;
+                let control = self.control(epoch_end);
                 let fraction = epoch as f64 + (i + 1) as f64 / steps.len() as f64;
-                self.maybe_log_save_evaluate(control, &step, fraction, data, out, output)?;
+                self.maybe_log_save_evaluate(control, &step, fraction, data, out)?;
                 if self.finished() {
-                    bar.finish_and_clear();
                     return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// A step's figures into the state, and to the callbacks.
+    fn record_step(&mut self, step: &StepOutput, samples: usize, seconds: f64, batch_in_epoch: usize) {
+        let s = &mut self.state;
+        s.global_step = self.optim.step;
+        s.batch_in_epoch = batch_in_epoch;
+        s.train_seconds += seconds;
+        s.epoch_seconds += seconds;
+        s.train_samples += samples;
+        s.train_tokens += step.real_tokens;
+        s.window.add(step.loss);
+        s.epoch_losses.add(step.loss);
+        for callback in &mut self.callbacks {
+            callback.on_step_end(&self.state, step, samples, seconds);
+        }
+    }
+
+    /// DefaultFlowCallback's `on_step_end`, then `on_epoch_end`'s at an epoch's last step (and
+    /// at `max_steps`, where Trainer ends the epoch too): what to do after this step.
+    fn control(&self, epoch_end: bool) -> Control {
+        let t = &self.config.training;
+        let (gs, total) = (self.state.global_step as usize, self.total_steps);
+        let every = |steps: usize| gs.is_multiple_of(steps.max(1));
+        let end = gs >= total;
+        let (log, eval, save) = (t.logging_strategy, t.eval_strategy, t.save_strategy);
+        let at_epoch = |interval: IntervalStrategy| epoch_end && interval == IntervalStrategy::Epoch;
+        Control {
+            log: (log == IntervalStrategy::Steps && every(t.logging_steps.steps(total)))
+                || (gs == 1 && t.logging_first_step)
+                || at_epoch(log),
+            evaluate: (eval == IntervalStrategy::Steps && every(t.eval_every(total))) || at_epoch(eval),
+            save: (save == SaveStrategy::Steps && every(t.save_every(total)))
+                || (end && matches!(save, SaveStrategy::Steps | SaveStrategy::Epoch))
+                || (epoch_end && save == SaveStrategy::Epoch),
+            epoch_end,
+            interrupted: self.interrupt.is_requested(),
+        }
     }
 
     /// The run has reached its last step, or early stopping ended it.
@@ -436,8 +438,9 @@ where
     }
 
     /// What happens after a step, in Trainer's order: the log line; the evaluation (with the
-    /// best model's bookkeeping and early stopping); at an epoch's end its record; the
-    /// checkpoint and the rotation; on a signal, a checkpoint and a stop.
+    /// best model's bookkeeping and the callbacks' say, early stopping's among them); at an
+    /// epoch's end its record; the checkpoint and the rotation; on an interrupt, a checkpoint
+    /// and a stop.
     fn maybe_log_save_evaluate(
         &mut self,
         mut control: Control,
@@ -445,9 +448,7 @@ where
         epoch: f64,
         data: &RunData,
         out: &Path,
-        output: Output,
     ) -> Result<()> {
-        let t = self.config.training.clone();
         let gs = self.state.global_step;
         if control.log {
             let value = serde_json::json!({
@@ -457,70 +458,19 @@ where
                 "learning_rate": step.learning_rate,
                 "grad_norm": step.grad_norm,
             });
-            self.log(value, out, output)?;
+            self.log(value, out)?;
             self.state.window = LossSum::default();
         }
-        let mut evaluated = None;
-        if control.evaluate {
-            let started = Instant::now();
-            let metrics = self.evaluate(data.eval.items())?;
-            if !metrics.eval_loss.is_finite() {
-                let kept = match self.state.checkpoints.last() {
-                    None => "no checkpoint was written".to_string(),
-                    Some(c) => {
-                        format!("{} is the last good checkpoint", out.join("checkpoints").join(&c.name).display())
-                    }
-                };
-                let at = match control.epoch_end && t.eval_strategy == IntervalStrategy::Epoch {
-                    true => format!("after epoch {} (step {gs})", self.state.epoch + 1),
-                    false => format!("at step {gs}"),
-                };
-                bail!("the evaluation loss {at} is {}: the model diverged; stopping ({kept})", metrics.eval_loss);
-            }
-            let evaluation = Evaluation { step: gs, epoch, metrics, eval_seconds: started.elapsed().as_secs_f64() };
-            let new_best = self.track_best(&evaluation)?;
-            if t.save_strategy == SaveStrategy::Best {
-                control.save = new_best;
-            }
-            if !control.epoch_end || t.eval_strategy != IntervalStrategy::Epoch {
-                self.log(serde_json::to_value(&evaluation)?, out, output)?;
-                say(output, &format!("step {gs}: {}", evaluation.metrics.headline()));
-            }
-            self.state.evaluations.push(evaluation.clone());
-            evaluated = Some(evaluation);
-        }
+        let epoch_record = control.epoch_end && self.config.training.eval_strategy == IntervalStrategy::Epoch;
+        let evaluated = match control.evaluate {
+            true => Some(self.evaluate_and_track(&mut control, epoch, epoch_record, data, out)?),
+            false => None,
+        };
         if control.epoch_end {
-            let done = self.state.epoch + 1;
-            let at_epoch = evaluated.filter(|_| t.eval_strategy == IntervalStrategy::Epoch);
-            let record = EpochRecord {
-                epoch: done,
-                train_loss: self.state.epoch_losses.mean(),
-                eval_seconds: at_epoch.as_ref().map_or(0.0, |e| e.eval_seconds),
-                eval: at_epoch.map(|e| e.metrics),
-                train_seconds: self.state.epoch_seconds,
-            };
-            let mut value = serde_json::to_value(&record)?;
-            value["step"] = gs.into();
-            self.log(value, out, output)?;
-            let headline = record.eval.as_ref().map_or_else(|| "not evaluated".to_string(), |m| m.headline());
-            say(
-                output,
-                &format!(
-                    "epoch {}: train loss {:.4}, {headline} ({:.0} s)",
-                    record.epoch,
-                    record.train_loss,
-                    record.train_seconds + record.eval_seconds
-                ),
-            );
-            let s = &mut self.state;
-            s.epochs.push(record);
-            s.epoch = done;
-            s.batch_in_epoch = 0;
-            s.epoch_losses = LossSum::default();
-            s.epoch_seconds = 0.0;
+            self.end_epoch(evaluated.filter(|_| epoch_record), out)?;
         }
         // Named by what made it: `step-N` for save_steps, `epoch-N` at an epoch's end otherwise.
-        let name = match control.epoch_end && t.save_strategy != SaveStrategy::Steps {
+        let name = match control.epoch_end && self.config.training.save_strategy != SaveStrategy::Steps {
             true => format!("epoch-{}", self.state.epoch),
             false => format!("step-{gs}"),
         };
@@ -528,15 +478,11 @@ where
         if control.save || control.interrupted {
             saved = Some(self.save_named(out, &name)?);
         }
-        if let Some(at) = self.state.stopped_early_at_step.filter(|&at| at == gs) {
-            let patience = t.early_stopping_patience.unwrap_or_default();
-            say(output, &format!("early stopping at step {at}: no improvement in {patience} evaluation(s)"));
-        }
         if control.interrupted {
             let dir = saved.unwrap_or_else(|| out.join("checkpoints").join(&name));
-            let why = STOPPED_BY.get().map_or("interrupted", String::as_str);
             return Err(Interrupted(format!(
-                "{why}: wrote {}; continue with `lora train --resume --output-dir {}`",
+                "{}: wrote {}; continue with `lora train --resume --output-dir {}`",
+                self.interrupt.why(),
                 dir.display(),
                 shell_quoted(out)
             ))
@@ -545,27 +491,82 @@ where
         Ok(())
     }
 
-    /// Trainer's `_determine_best_metric` and EarlyStoppingCallback's `on_evaluate`: whether
-    /// `evaluation` is a new best (strictly better than the best so far), and the patience
-    /// counter moved (an improvement must beat the best by more than the threshold).
-    fn track_best(&mut self, evaluation: &Evaluation) -> Result<bool> {
-        let t = &self.config.training;
-        let (metric, greater) = t.best_metric(&self.labels)?;
+    /// An evaluation on the eval split: refused when its loss is not finite (naming the last
+    /// good checkpoint), told to the callbacks, taken into the best model's bookkeeping (with
+    /// `save_strategy = "best"`, a checkpoint when it is a new best) and logged.
+    fn evaluate_and_track(
+        &mut self,
+        control: &mut Control,
+        epoch: f64,
+        epoch_record: bool,
+        data: &RunData,
+        out: &Path,
+    ) -> Result<Evaluation> {
+        let gs = self.state.global_step;
+        let started = Instant::now();
+        let metrics = self.evaluate(data.eval.items())?;
+        if !metrics.eval_loss.is_finite() {
+            let kept = match self.state.checkpoints.last() {
+                None => "no checkpoint was written".to_string(),
+                Some(c) => format!("{} is the last good checkpoint", out.join("checkpoints").join(&c.name).display()),
+            };
+            let at = match epoch_record {
+                true => format!("after epoch {} (step {gs})", self.state.epoch + 1),
+                false => format!("at step {gs}"),
+            };
+            bail!("the evaluation loss {at} is {}: the model diverged; stopping ({kept})", metrics.eval_loss);
+        }
+        let evaluation = Evaluation { step: gs, epoch, metrics, eval_seconds: started.elapsed().as_secs_f64() };
+        let new_best = self.track_best(&evaluation, epoch_record)?;
+        if self.config.training.save_strategy == SaveStrategy::Best {
+            control.save = new_best;
+        }
+        if !epoch_record {
+            self.log(serde_json::to_value(&evaluation)?, out)?;
+        }
+        self.state.evaluations.push(evaluation.clone());
+        Ok(evaluation)
+    }
+
+    /// The epoch's record (with its evaluation, when it is the epoch's): logged, told to the
+    /// callbacks, and the state moved to the next epoch.
+    fn end_epoch(&mut self, evaluation: Option<Evaluation>, out: &Path) -> Result<()> {
+        let done = self.state.epoch + 1;
+        let record = EpochRecord {
+            epoch: done,
+            train_loss: self.state.epoch_losses.mean(),
+            eval_seconds: evaluation.as_ref().map_or(0.0, |e| e.eval_seconds),
+            eval: evaluation.map(|e| e.metrics),
+            train_seconds: self.state.epoch_seconds,
+        };
+        let mut value = serde_json::to_value(&record)?;
+        value["step"] = self.state.global_step.into();
+        self.log(value, out)?;
+        for callback in &mut self.callbacks {
+            callback.on_epoch_end(&self.state, &record);
+        }
+        let s = &mut self.state;
+        s.epochs.push(record);
+        s.epoch = done;
+        s.batch_in_epoch = 0;
+        s.epoch_losses = LossSum::default();
+        s.epoch_seconds = 0.0;
+        Ok(())
+    }
+
+    /// Trainer's `_determine_best_metric`: whether `evaluation` is a new best (strictly better
+    /// than the best so far). The callbacks see it first, with the best before it
+    /// (EarlyStoppingCallback's `on_evaluate` compares against that).
+    fn track_best(&mut self, evaluation: &Evaluation, epoch_record: bool) -> Result<bool> {
+        let (metric, greater) = self.config.training.best_metric(&self.labels)?;
         let Some(value) = evaluation.metrics.get(&metric) else {
             bail!("training.metric_for_best_model: the evaluation at step {} has no {metric}", evaluation.step);
         };
-        let better = |a: f64, b: f64| if greater { a > b } else { a < b };
-        let s = &mut self.state;
-        if let Some(patience) = t.early_stopping_patience {
-            let improved = s
-                .best_metric
-                .is_none_or(|best| better(value, best) && (value - best).abs() > t.early_stopping_threshold);
-            s.patience_counter = if improved { 0 } else { s.patience_counter + 1 };
-            if s.patience_counter >= patience {
-                s.stopped_early_at_step = Some(evaluation.step);
-            }
+        for callback in &mut self.callbacks {
+            callback.on_evaluate(&mut self.state, evaluation, value, epoch_record);
         }
-        let new_best = s.best_metric.is_none_or(|best| better(value, best));
+        let s = &mut self.state;
+        let new_best = s.best_metric.is_none_or(|best| if greater { value > best } else { value < best });
         if new_best {
             s.best_metric = Some(value);
             s.best_global_step = Some(evaluation.step);
@@ -585,6 +586,9 @@ where
         }
         let dir = self.save_checkpoint(&out.join("checkpoints").join(name))?;
         self.rotate(&out.join("checkpoints"))?;
+        for callback in &mut self.callbacks {
+            callback.on_save(&self.state, &dir);
+        }
         Ok(dir)
     }
 
@@ -623,29 +627,12 @@ where
         Ok(())
     }
 
-    fn logging_dir(&self, out: &Path) -> PathBuf {
-        self.config.training.logging_dir(out)
-    }
-
-    /// One line of the run's record: `metrics.jsonl`, the trainer state, stdout with `--json`,
-    /// and TensorBoard's event file with `report_to = "tensorboard"`.
-    fn log(&mut self, value: serde_json::Value, out: &Path, output: Output) -> Result<()> {
-        if output == Output::Json
-            && let Err(e) = crate::console::out(&value)
-        {
-            // As Ctrl-C: the step ends with a checkpoint, and `--resume` continues the run.
-            if !INTERRUPTED.swap(true, Ordering::SeqCst) {
-                let _ = STOPPED_BY.set(format!("{e}"));
-            }
-        }
+    /// One line of the run's record: `metrics.jsonl` and the trainer state (what a resumed run
+    /// reads back), then the callbacks (standard output with `--json`, TensorBoard).
+    fn log(&mut self, value: serde_json::Value, out: &Path) -> Result<()> {
         append_jsonl(&out.join("metrics.jsonl"), &value)?;
-        if self.config.training.report_to.tensorboard() {
-            if self.tensorboard.is_none() {
-                self.tensorboard = Some(TensorBoard::create(&self.logging_dir(out))?);
-            }
-            if let Some(tb) = self.tensorboard.as_mut() {
-                tb.log(&value, self.state.global_step)?;
-            }
+        for callback in &mut self.callbacks {
+            callback.on_log(&self.state, &value)?;
         }
         self.state.log_history.push(value);
         Ok(())
