@@ -460,6 +460,53 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let out = run.path.clone();
 
     // Every input, read and checked; the directory is not touched yet.
+    let checkpoint = checkpoint_to_resume(&run, &config, options)?;
+    check_local_paths(&config)?;
+    // The data before the model: its labels size the classifier.
+    let task = read_task(&config, output)?;
+    let built = build_model::<B>(&config, &task.labels, options, device)?;
+    let data = tokenize_data(&config, task.subsets, task.labels, built.tokenizer, output)?;
+    let (mut trainer, batcher) =
+        make_trainer(&config, built.model, built.lora, &data, built.positions, options, device)?;
+    let resumed = resume(&mut trainer, checkpoint, &data, &config)?;
+    trainer.interrupt = options.interrupt.clone();
+    if trainer.interrupt.is_requested() {
+        return Err(Interrupted(format!("interrupted before training started; {} is as it was", out.display())).into());
+    }
+    let logging_dir = prepare_run_dir(&mut run, &config, &trainer, resumed, output)?;
+
+    let lengths = data.train.lengths();
+    let t = &config.training;
+    let first_epoch = textdata::epoch_batches(&lengths, t.per_device_train_batch_size, t.seed, 0, t.group_by_length);
+    let padding_waste = textdata::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
+    let tensorboard = add_callbacks(&mut trainer, &logging_dir, output)?;
+    trainer.train(&data, &out)?;
+    let loaded_best = load_best_model(&mut trainer, &out, output)?;
+
+    let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;
+    data.labels.write(&out.join("adapter"))?;
+    let facts = RunFacts {
+        labels: data.labels.clone(),
+        class_counts: task.class_counts,
+        data_notes: task.notes,
+        total_seconds: started.elapsed().as_secs_f64(),
+        adapter_bytes: saved.bytes,
+        parameters: built.parameters,
+        padding_waste,
+        device: options.device.clone(),
+        loaded_best,
+    };
+    let summary = Summary::new(&trainer.state, &config, facts)?;
+    write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary)?)?;
+    write_atomic(&out.join("curves.svg"), &curves_svg(&trainer.state.log_history, &trainer.state.evaluations)?)?;
+    say_where_the_results_are(&out, saved.bytes, &config, data.labels.num_labels(), tensorboard.as_deref(), output);
+    Ok(summary)
+}
+
+/// The checkpoint `--resume` continues from (none: the run starts over), after the run
+/// directory's contents are checked against `--resume` / `--overwrite`.
+fn checkpoint_to_resume(run: &RunDir, config: &RunConfig, options: &TrainOptions) -> Result<Option<Checkpoint>> {
+    let out = &run.path;
     let holds = run.holds();
     match (holds, options.resume, options.overwrite) {
         (Holds::Nothing, _, _) | (_, true, _) | (_, _, true) => {}
@@ -471,14 +518,24 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             bail!("{} already holds a run; pass --resume to continue it or --overwrite to replace it", out.display())
         }
     }
-    let checkpoint = if options.resume { resume_point(&out, holds, &config)? } else { None };
+    let checkpoint = if options.resume { resume_point(out, holds, config)? } else { None };
     if options.resume && checkpoint.is_none() {
-        say(output, &format!("{} holds no checkpoint: starting the run from the beginning", out.display()));
+        say(options.output, &format!("{} holds no checkpoint: starting the run from the beginning", out.display()));
     }
+    Ok(checkpoint)
+}
 
-    check_local_paths(&config)?;
-    // The data before the model: its labels size the classifier.
-    let (subsets, labels) = read_data(&config)?;
+/// The run's data and what it says of the task: the subsets, their label space, the class
+/// counts and the notes shown whatever the output mode.
+struct Task {
+    subsets: textdata::Subsets,
+    labels: LabelSpace,
+    class_counts: Option<ClassCounts>,
+    notes: Vec<String>,
+}
+
+fn read_task(config: &RunConfig, output: Output) -> Result<Task> {
+    let (subsets, labels) = read_data(config)?;
     if config.training.label_smoothing_factor > 0.0 && labels.problem_type != ProblemType::SingleLabelClassification {
         bail!(
             "training.label_smoothing_factor smooths class targets, but {} is {}; set it to 0",
@@ -486,7 +543,7 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             labels.problem_type
         );
     }
-    let (task, notes) = label_report(&config, &subsets, &labels);
+    let (task, notes) = label_report(config, &subsets, &labels);
     say(output, &task);
     for note in &notes {
         // Shown whatever the output mode: they may mean the run is not the one intended.
@@ -496,32 +553,30 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         train: class_totals(&subsets.train, &labels),
         eval: class_totals(&subsets.eval, &labels),
     });
+    Ok(Task { subsets, labels, class_counts, notes })
+}
 
-    // Model: fresh weights (classifier, adapters) come from the run's seed, drawn on the host.
+/// The base model with the run's adapters on it, its tokenizer, its text positions and the
+/// parameters it trains.
+struct Built<B: AutodiffBackend> {
+    model: encoders::AutoModel<B>,
+    lora: lora_adapter::LoraConfig,
+    tokenizer: EncoderTokenizer,
+    positions: usize,
+    parameters: ParameterCount,
+}
+
+fn build_model<B: AutodiffBackend>(
+    config: &RunConfig,
+    labels: &LabelSpace,
+    options: &TrainOptions,
+    device: &B::Device,
+) -> Result<Built<B>> {
+    let output = options.output;
+    // Fresh weights (classifier, adapters) come from the run's seed, drawn on the host.
     kernels::random::seed::<B>(device, config.training.seed);
     let m = &config.model;
-    // A keyword the family's config lacks was set here, as `model.KEY`: the error says which.
-    let pretrained =
-        encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(&labels), device).map_err(|e| {
-            let setting = match &e {
-                encoders::EncoderError::UnknownConfigKey { key, .. } => Some(format!("model.{key}")),
-                _ => None,
-            };
-            match setting {
-                Some(setting) => anyhow::Error::new(e).context(setting),
-                None => e.into(),
-            }
-        })?;
-    if !pretrained.report.initialized.is_empty() {
-        say(
-            output,
-            &format!(
-                "{} has no classifier: initialised {} as transformers does",
-                m.name_or_path,
-                pretrained.report.initialized.join(", ")
-            ),
-        );
-    }
+    let mut pretrained = load_base::<B>(config, labels, output, device)?;
     let positions = pretrained.config.max_text_positions();
     if config.data.max_length > positions {
         say(
@@ -533,9 +588,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
         );
     }
     let tokenizer = crate::commands::tokenizer(&pretrained, config.data.max_length)?;
-    config.data.check_padding(pretrained.config.max_text_positions())?;
+    config.data.check_padding(positions)?;
     let mut lora = config.lora.to_peft(&m.name_or_path, &pretrained.config.family)?;
-    let mut pretrained = pretrained;
     let fresh = fresh_unsaved_linears(&mut pretrained.model, &pretrained.report, &lora);
     if !fresh.is_empty() {
         say(
@@ -561,18 +615,72 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     }
     let parameters = ParameterCount::of(&mut model, &lora);
     say(output, &parameters.to_string());
+    Ok(Built { model, lora, tokenizer, positions, parameters })
+}
 
-    let data = tokenize_data(&config, subsets, labels, tokenizer, output)?;
-    let batch_size = config.training.per_device_train_batch_size;
-    let steps_per_epoch = data.train.items().len().div_ceil(batch_size);
+/// `model.name_or_path` with the task's head; a keyword the family's config lacks, set here as
+/// `model.KEY`, is named as that setting.
+fn load_base<B: AutodiffBackend>(
+    config: &RunConfig,
+    labels: &LabelSpace,
+    output: Output,
+    device: &B::Device,
+) -> Result<encoders::Pretrained<B>> {
+    let m = &config.model;
+    let pretrained = encoders::from_pretrained::<B>(&m.name_or_path, &m.load_options(labels), device).map_err(|e| {
+        let setting = match &e {
+            encoders::EncoderError::UnknownConfigKey { key, .. } => Some(format!("model.{key}")),
+            _ => None,
+        };
+        match setting {
+            Some(setting) => anyhow::Error::new(e).context(setting),
+            None => e.into(),
+        }
+    })?;
+    if !pretrained.report.initialized.is_empty() {
+        say(
+            output,
+            &format!(
+                "{} has no classifier: initialised {} as transformers does",
+                m.name_or_path,
+                pretrained.report.initialized.join(", ")
+            ),
+        );
+    }
+    Ok(pretrained)
+}
+/// The trainer over the tokenized data, its batches padded as `data.pad_to_multiple_of` says
+/// (or as suits the device).
+fn make_trainer<B: AutodiffBackend>(
+    config: &RunConfig,
+    model: encoders::AutoModel<B>,
+    lora: lora_adapter::LoraConfig,
+    data: &RunData,
+    positions: usize,
+    options: &TrainOptions,
+    device: &B::Device,
+) -> Result<(Trainer<B>, textdata::TextBatcher)> {
+    let steps_per_epoch = data.train.items().len().div_ceil(config.training.per_device_train_batch_size);
     let given = config.data.pad_to_multiple_of;
     let pad = crate::config::padding_for(given, &options.device, config.data.max_length, positions);
     if let Some(note) = crate::config::padding_note(given, pad, "data.pad_to_multiple_of =") {
-        say(output, &note);
+        say(options.output, &note);
     }
     let batcher = textdata::TextBatcher { pad_id: data.tokenizer.pad_id(), pad_to_multiple_of: pad };
     let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone())?;
     trainer.labels = data.labels.clone();
+    Ok((trainer, batcher))
+}
+
+/// Where a resumed run was (its checkpoint, step and epoch), after its checkpoint is checked
+/// against this run's data and length and loaded; the data's fingerprint goes into the trainer
+/// either way, for the checkpoints it writes.
+fn resume<B: AutodiffBackend>(
+    trainer: &mut Trainer<B>,
+    checkpoint: Option<Checkpoint>,
+    data: &RunData,
+    config: &RunConfig,
+) -> Result<Option<(PathBuf, u64, usize)>> {
     let fingerprint = DataFingerprint {
         train: SplitFingerprint::of(data.train.items()),
         eval: SplitFingerprint::of(data.eval.items()),
@@ -601,18 +709,25 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
             .with_context(|| format!("cannot resume from {}; nothing was changed", dir.display()))?;
     }
     trainer.data = Some(fingerprint);
-    trainer.interrupt = options.interrupt.clone();
-    if trainer.interrupt.is_requested() {
-        return Err(Interrupted(format!("interrupted before training started; {} is as it was", out.display())).into());
-    }
+    Ok(resumed)
+}
 
-    // TensorBoard's directory must be writable before anything of an earlier run goes.
+/// The run directory's first writes: an earlier run's files go (when not continuing it), then
+/// `config.toml` and the checkpoint's `metrics.jsonl`. TensorBoard's directory (returned) is
+/// checked writable before anything goes.
+fn prepare_run_dir<B: AutodiffBackend>(
+    run: &mut RunDir,
+    config: &RunConfig,
+    trainer: &Trainer<B>,
+    resumed: Option<(PathBuf, u64, usize)>,
+    output: Output,
+) -> Result<PathBuf> {
+    let out = run.path.clone();
     let logging_dir = config.training.logging_dir(&out);
     if config.training.report_to.tensorboard() {
         check_writable_dir(&logging_dir)
             .with_context(|| format!("training.logging_dir {}: nothing was changed", logging_dir.display()))?;
     }
-    // The first write: an earlier run's files go only now (when not continuing it).
     run.prepare(resumed.is_none(), Some(&logging_dir))?;
     write_atomic(&out.join("config.toml"), &config.to_toml()?)?;
     // metrics.jsonl is the checkpoint's history: no line from a lost step.
@@ -621,48 +736,33 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     if let Some((dir, step, epoch)) = resumed {
         say(output, &format!("resuming from {} (step {step}, epoch {epoch})", dir.display()));
     }
+    Ok(logging_dir)
+}
 
-    let lengths = data.train.lengths();
-    let first_epoch =
-        textdata::epoch_batches(&lengths, batch_size, config.training.seed, 0, config.training.group_by_length);
-    let padding_waste = textdata::PaddingStats::of(&lengths, &first_epoch, &batcher).waste();
-    let tensorboard = add_callbacks(&mut trainer, &logging_dir, output)?;
-    trainer.train(&data, &out)?;
-    let loaded_best = load_best_model(&mut trainer, &out, output)?;
-
-    let saved = lora_adapter::peft::save_adapter(&mut trainer.model, &trainer.lora, &out.join("adapter"))?;
-    data.labels.write(&out.join("adapter"))?;
-    let facts = RunFacts {
-        labels: data.labels.clone(),
-        class_counts,
-        data_notes: notes,
-        total_seconds: started.elapsed().as_secs_f64(),
-        adapter_bytes: saved.bytes,
-        parameters,
-        padding_waste,
-        device: options.device.clone(),
-        loaded_best,
-    };
-    let summary = Summary::new(&trainer.state, &config, facts)?;
-    write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary)?)?;
-    write_atomic(&out.join("curves.svg"), &curves_svg(&trainer.state.log_history, &trainer.state.evaluations)?)?;
+/// The run's last lines: where the adapter and summary are, how to load the adapter in
+/// Python, and TensorBoard's command.
+fn say_where_the_results_are(
+    out: &Path,
+    bytes: u64,
+    config: &RunConfig,
+    num_labels: usize,
+    tensorboard: Option<&Path>,
+    output: Output,
+) {
     let adapter = out.join("adapter");
     say(
         output,
         &format!(
-            "adapter: {} ({} bytes); summary: {}\nload it in Python with PEFT:\n    model = AutoModelForSequenceClassification.from_pretrained({:?}, num_labels={})\n    model = PeftModel.from_pretrained(model, {:?})",
+            "adapter: {} ({bytes} bytes); summary: {}\nload it in Python with PEFT:\n    model = AutoModelForSequenceClassification.from_pretrained({:?}, num_labels={num_labels})\n    model = PeftModel.from_pretrained(model, {:?})",
             adapter.display(),
-            saved.bytes,
             out.join("summary.json").display(),
             config.model.name_or_path,
-            data.labels.num_labels(),
             adapter.display().to_string(),
         ),
     );
-    if let Some(dir) = tensorboard.as_deref().and_then(Path::parent) {
+    if let Some(dir) = tensorboard.and_then(Path::parent) {
         say(output, &format!("TensorBoard: tensorboard --logdir {}", dir.display()));
     }
-    Ok(summary)
 }
 
 /// The program's callbacks, as its flags and config ask: progress bars, JSON lines
