@@ -5,7 +5,7 @@ For each case, transformers' own `get_scheduler(name, optimizer, num_warmup_step
 num_training_steps, scheduler_specific_kwargs)` on a one-parameter AdamW at the case's base
 rate, and the learning rate each optimizer step uses (the scheduler's `get_last_lr()` before
 the step), for two steps past the end of the run. Writes
-crates/lora-cli/tests/fixtures/schedules.json.
+crates/lora-train/tests/fixtures/schedules.json.
 
 Rerun (pinned versions, see docs/golden-fixtures.md):
   .venv-modern/bin/python scripts/golden_schedules.py
@@ -18,7 +18,7 @@ import transformers
 from transformers import get_scheduler
 
 PINNED = {"torch": "2.8.0", "transformers": "4.57.1"}
-OUT = Path(__file__).resolve().parent.parent / "crates" / "lora-cli" / "tests" / "fixtures" / "schedules.json"
+OUT = Path(__file__).resolve().parent.parent / "crates" / "lora-train" / "tests" / "fixtures" / "schedules.json"
 
 # (name, base lr, total steps, warm-up steps, lr_scheduler_kwargs)
 CASES = [

@@ -168,7 +168,7 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
         batcher.pad_to_multiple_of,
         config.max_text_positions()
     );
-    let mut trainer = Trainer::new(model, lora, run_config, 1_000_000, batcher, device.clone())?;
+    let mut trainer = Trainer::new(model, lora, run_config.training, 1_000_000, batcher, device.clone())?;
 
     // Step i (warm-up first) takes batch i of the list, cycling.
     let time = |f: &mut dyn FnMut(&[TokenizedExample]) -> Result<()>| -> Result<Vec<(f64, [usize; 2])>> {

@@ -4,20 +4,14 @@
 
 pub mod alloc;
 pub mod bench;
-pub mod callbacks;
-pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod console;
 pub mod device;
-pub mod eval;
-pub mod loss;
-pub mod metrics;
-pub mod optim;
-pub mod report;
 pub mod run_dir;
-pub mod schedule;
-pub mod tensorboard;
 pub mod train;
-pub mod trainer;
+
+// The trainer is the lora-train crate; its modules keep their paths here (`lora_cli::trainer`).
+pub use lora_train::{
+    callbacks, checkpoint, console, eval, loss, metrics, optim, report, schedule, tensorboard, trainer,
+};

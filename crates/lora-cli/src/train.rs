@@ -667,7 +667,9 @@ fn make_trainer<B: AutodiffBackend>(
         say(options.output, &note);
     }
     let batcher = textdata::TextBatcher { pad_id: data.tokenizer.pad_id(), pad_to_multiple_of: pad };
-    let mut trainer = Trainer::new(model, lora, config.clone(), steps_per_epoch, batcher, device.clone())?;
+    let mut trainer = Trainer::new(model, lora, config.training.clone(), steps_per_epoch, batcher, device.clone())?;
+    // The manifest records the whole run's config, which `--resume` compares.
+    trainer.run_config = serde_json::to_value(config)?;
     trainer.labels = data.labels.clone();
     Ok((trainer, batcher))
 }
@@ -773,7 +775,7 @@ fn add_callbacks<B: AutodiffBackend>(
     logging_dir: &Path,
     output: Output,
 ) -> Result<Option<std::path::PathBuf>> {
-    let t = trainer.config.training.clone();
+    let t = trainer.args.clone();
     trainer.callbacks.push(Box::new(ProgressBars::new(output)));
     if output == Output::Json {
         trainer.callbacks.push(Box::new(JsonLines { interrupt: trainer.interrupt.clone() }));
@@ -836,7 +838,7 @@ fn check_local_paths(config: &RunConfig) -> Result<()> {
 /// is it. Whether it was loaded; a best checkpoint that is gone is an error, not the last
 /// step's adapter passed off as the best.
 fn load_best_model<B: AutodiffBackend>(trainer: &mut Trainer<B>, out: &Path, output: Output) -> Result<bool> {
-    if !trainer.config.training.load_best_model_at_end {
+    if !trainer.args.load_best_model_at_end {
         return Ok(false);
     }
     let Some(name) = trainer.state.best_model_checkpoint.clone() else {
@@ -853,7 +855,7 @@ fn load_best_model<B: AutodiffBackend>(trainer: &mut Trainer<B>, out: &Path, out
         adapter.tensors,
         &trainer.device,
     )?;
-    let (metric, _) = trainer.config.training.best_metric(&trainer.labels)?;
+    let (metric, _) = trainer.args.best_metric(&trainer.labels)?;
     say(
         output,
         &format!(

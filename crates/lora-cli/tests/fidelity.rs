@@ -97,7 +97,7 @@ fn trainer_from(init: &Path, settings: &[String]) -> Trainer<B> {
     items.extend_from_slice(settings);
     let config = RunConfig::load(None, &items).unwrap();
     let batches = 40usize.div_ceil(config.training.per_device_train_batch_size);
-    Trainer::new(model, lora, config, batches, textdata::TextBatcher::new(0), device).unwrap()
+    Trainer::new(model, lora, config.training, batches, textdata::TextBatcher::new(0), device).unwrap()
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn accumulation_schedules_and_label_smoothing_match_hugging_face_trainer() {
             })
             .collect();
         let mut trainer = trainer_with(&settings);
-        let t = trainer.config.training.clone();
+        let t = trainer.args.clone();
         let micro: Vec<Vec<TokenizedExample>> =
             items.chunks(t.per_device_train_batch_size).map(<[TokenizedExample]>::to_vec).collect();
         let steps: Vec<Vec<Vec<TokenizedExample>>> =

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use tensor_file::RawTensor;
 use textdata::{LabelSpace, TextBatch, TextBatcher, TextDataset, TokenizedExample};
 
+use crate::args::{IntervalStrategy, SaveStrategy, TrainingArguments};
 use crate::callbacks::{Callback, Interrupt};
 use crate::checkpoint::{Checkpoint, DataFingerprint, OPTIMIZER_FILE, STATE_FILE, SplitFingerprint, write_manifest};
-use crate::config::{IntervalStrategy, RunConfig, SaveStrategy};
 use crate::eval::{EvalMetrics, evaluate};
 use crate::loss::smoothed_loss;
 use crate::optim::{AdamW, AdamWConfig, LoraPlus};
@@ -52,7 +52,11 @@ pub struct Trainer<B: AutodiffBackend, M = AutoModel<B>> {
     pub model: M,
     pub lora: LoraConfig,
     pub optim: AdamW<B::InnerBackend>,
-    pub config: RunConfig,
+    /// How the run trains: Trainer's `TrainingArguments`.
+    pub args: TrainingArguments,
+    /// What each checkpoint's manifest records as the run's config (`--resume` compares it):
+    /// by default the arguments; the program gives its whole config.
+    pub run_config: serde_json::Value,
     /// Optimizer steps of the run (`max_steps`, else the epochs' steps).
     pub total_steps: usize,
     /// Epochs the run goes through (with `max_steps`, enough to reach it; the last may be cut).
@@ -164,12 +168,12 @@ where
     pub fn new(
         model: M,
         lora: LoraConfig,
-        config: RunConfig,
+        args: TrainingArguments,
         batches_per_epoch: usize,
         batcher: TextBatcher,
         device: B::Device,
     ) -> Result<Self> {
-        let t = &config.training;
+        let t = &args;
         let schedule = t.schedule()?;
         // Trainer: an epoch's last step takes the micro-batches that are left.
         let steps_per_epoch = batches_per_epoch.div_ceil(t.gradient_accumulation_steps.max(1)).max(1);
@@ -204,7 +208,8 @@ where
             model,
             lora,
             optim,
-            config,
+            run_config: serde_json::json!({ "training": &args }),
+            args,
             total_steps,
             epochs,
             warmup_steps,
@@ -230,7 +235,7 @@ where
     /// over all of them (transformers' normalisation, also when the last micro-batch is short).
     /// A non-finite loss, gradient norm or weight is an error and the update is not made.
     pub fn accumulated_step(&mut self, micro_batches: Vec<Vec<TokenizedExample>>) -> Result<StepOutput> {
-        let t = &self.config.training;
+        let t = &self.args;
         let lr = self.schedule.lr(t.learning_rate, self.optim.step as usize, self.total_steps, self.warmup_steps);
         let smoothing = t.label_smoothing_factor;
         // Dropout draws from a generator seeded per step, so a resumed run draws what the
@@ -279,8 +284,8 @@ where
     /// smoothed loss, as Trainer's (its label smoother computes evaluation's loss too).
     pub fn evaluate(&self, items: &[TokenizedExample]) -> Result<EvalMetrics> {
         let model = self.model.valid();
-        let batch_size = self.config.training.per_device_eval_batch_size;
-        let epsilon = self.config.training.label_smoothing_factor;
+        let batch_size = self.args.per_device_eval_batch_size;
+        let epsilon = self.args.label_smoothing_factor;
         if epsilon > 0.0 && self.labels.problem_type == textdata::ProblemType::SingleLabelClassification {
             let all = crate::eval::logits(&model, items, batch_size, self.batcher, &self.device)?;
             let targets: Vec<textdata::Target> = items.iter().map(|i| i.label.clone()).collect();
@@ -314,7 +319,7 @@ where
                 let none = SplitFingerprint::of(&[]);
                 DataFingerprint { train: none.clone(), eval: none }
             });
-            write_manifest(&tmp, &self.state, serde_json::to_value(&self.config)?, &data)
+            write_manifest(&tmp, &self.state, self.run_config.clone(), &data)
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -357,7 +362,7 @@ where
     }
 
     fn train_epochs(&mut self, data: &RunData, out: &Path) -> Result<()> {
-        let t = self.config.training.clone();
+        let t = self.args.clone();
         let gas = t.gradient_accumulation_steps.max(1);
         let lengths = data.train.lengths();
         for epoch in self.state.epoch..self.epochs {
@@ -413,7 +418,7 @@ where
     /// DefaultFlowCallback's `on_step_end`, then `on_epoch_end`'s at an epoch's last step (and
     /// at `max_steps`, where Trainer ends the epoch too): what to do after this step.
     fn control(&self, epoch_end: bool) -> Control {
-        let t = &self.config.training;
+        let t = &self.args;
         let (gs, total) = (self.state.global_step as usize, self.total_steps);
         let every = |steps: usize| gs.is_multiple_of(steps.max(1));
         let end = gs >= total;
@@ -461,7 +466,7 @@ where
             self.log(value, out)?;
             self.state.window = LossSum::default();
         }
-        let epoch_record = control.epoch_end && self.config.training.eval_strategy == IntervalStrategy::Epoch;
+        let epoch_record = control.epoch_end && self.args.eval_strategy == IntervalStrategy::Epoch;
         let evaluated = match control.evaluate {
             true => Some(self.evaluate_and_track(&mut control, epoch, epoch_record, data, out)?),
             false => None,
@@ -470,7 +475,7 @@ where
             self.end_epoch(evaluated.filter(|_| epoch_record), out)?;
         }
         // Named by what made it: `step-N` for save_steps, `epoch-N` at an epoch's end otherwise.
-        let name = match control.epoch_end && self.config.training.save_strategy != SaveStrategy::Steps {
+        let name = match control.epoch_end && self.args.save_strategy != SaveStrategy::Steps {
             true => format!("epoch-{}", self.state.epoch),
             false => format!("step-{gs}"),
         };
@@ -518,7 +523,7 @@ where
         }
         let evaluation = Evaluation { step: gs, epoch, metrics, eval_seconds: started.elapsed().as_secs_f64() };
         let new_best = self.track_best(&evaluation, epoch_record)?;
-        if self.config.training.save_strategy == SaveStrategy::Best {
+        if self.args.save_strategy == SaveStrategy::Best {
             control.save = new_best;
         }
         if !epoch_record {
@@ -558,7 +563,7 @@ where
     /// than the best so far). The callbacks see it first, with the best before it
     /// (EarlyStoppingCallback's `on_evaluate` compares against that).
     fn track_best(&mut self, evaluation: &Evaluation, epoch_record: bool) -> Result<bool> {
-        let (metric, greater) = self.config.training.best_metric(&self.labels)?;
+        let (metric, greater) = self.args.best_metric(&self.labels)?;
         let Some(value) = evaluation.metrics.get(&metric) else {
             bail!("training.metric_for_best_model: the evaluation at step {} has no {metric}", evaluation.step);
         };
@@ -597,7 +602,7 @@ where
     /// to a hidden name, so that a removal cut short leaves no half checkpoint); with a limit of
     /// 1 and a best checkpoint that is not the newest, two are kept.
     fn rotate(&mut self, root: &Path) -> Result<()> {
-        let Some(limit) = self.config.training.save_total_limit else { return Ok(()) };
+        let Some(limit) = self.args.save_total_limit else { return Ok(()) };
         let s = &mut self.state;
         s.checkpoints.retain(|c| root.join(&c.name).is_dir());
         let mut sorted = s.checkpoints.clone();
