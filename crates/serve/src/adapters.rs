@@ -42,15 +42,27 @@ pub fn adapter_name(dir: &Path) -> String {
     last
 }
 
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
+/// Why an adapter cannot be served; each keeps its source (the reader's, the loader's).
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("adapter name {0:?}: 1 to 128 characters among letters, digits, '-', '_' and '.'")]
+    Name(String),
+    /// The Hub id could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] encoders::EncoderError),
+    /// The files are not a PEFT adapter of this model.
+    #[error(transparent)]
+    Adapter(#[from] lora_adapter::LoraError),
+    /// Its `labels.json` is unreadable or disagrees with its head.
+    #[error(transparent)]
+    Labels(#[from] encoders::LabelsError),
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), AdapterError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("adapter name {name:?}: 1 to 128 characters among letters, digits, '-', '_' and '.'"))
-    }
+    if ok { Ok(()) } else { Err(AdapterError::Name(name.to_string())) }
 }
 
 /// Reads the adapter in `dir` (a directory, or a Hub id) and puts it on `model` with every check
@@ -60,14 +72,13 @@ pub(crate) fn load_adapter<B: Backend>(
     name: &str,
     dir: &Path,
     device: &B::Device,
-) -> Result<Served<B>, String> {
+) -> Result<Served<B>, AdapterError> {
     check_name(name)?;
     // A Hub id is fetched into the cache (huggingface_hub's variables: HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE).
-    let dir =
-        &encoders::adapter_dir(&dir.to_string_lossy(), &encoders::HubOptions::from_env()).map_err(|e| e.to_string())?;
-    let adapter = Adapter::read(dir).map_err(|e| e.to_string())?;
-    let weights = AdapterWeights::new(model, adapter, device).map_err(|e| e.to_string())?;
-    let labels = LabelSpace::for_adapter(dir, weights.num_labels).map_err(|e| e.to_string())?;
+    let dir = &encoders::adapter_dir(&dir.to_string_lossy(), &encoders::HubOptions::from_env())?;
+    let adapter = Adapter::read(dir)?;
+    let weights = AdapterWeights::new(model, adapter, device)?;
+    let labels = LabelSpace::for_adapter(dir, weights.num_labels)?;
     Ok(Served { name: name.to_string(), path: dir.to_path_buf(), weights: Arc::new(weights), labels })
 }
 
@@ -110,8 +121,8 @@ pub(crate) async fn load<B: Backend>(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    if let Err(message) = check_name(&request.name) {
-        return ApiError::validation(message).into_response();
+    if let Err(error) = check_name(&request.name) {
+        return ApiError::validation(error.to_string()).into_response();
     }
     let taken =
         |state: &AppState<B>| state.adapters.read().unwrap_or_else(|p| p.into_inner()).contains_key(&request.name);
@@ -141,8 +152,8 @@ pub(crate) async fn load<B: Backend>(
     let loaded = tokio::task::spawn_blocking(move || load_adapter(&model, &name, &dir, &device)).await;
     let served = match loaded {
         Ok(Ok(served)) => Arc::new(served),
-        Ok(Err(message)) => {
-            return ApiError::validation(format!("adapter {:?}: {message}", request.path)).into_response();
+        Ok(Err(error)) => {
+            return ApiError::validation(format!("adapter {:?}: {error}", request.path)).into_response();
         }
         Err(e) => return ApiError::new(ErrorType::Backend, format!("loading stopped: {e}")).into_response(),
     };

@@ -19,7 +19,7 @@ use lora_adapter::{AdapterWeights, MixedBatch, with_adapters};
 use tokio::sync::oneshot;
 
 /// What the batching thread runs: one forward over rows of token ids, each row with its adapter.
-pub trait BatchModel: Send + 'static {
+pub(crate) trait BatchModel: Send + 'static {
     /// What a row is run with; rows holding the same `Arc` are one adapter's.
     type Adapter: Send + Sync + 'static;
 
@@ -29,7 +29,7 @@ pub trait BatchModel: Send + 'static {
 
 /// Why a batch has no logits: every request with a row in it gets this.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ForwardError {
+pub(crate) enum ForwardError {
     /// The forward panicked (a bug, or an allocation the machine refused): the message.
     #[error("the forward failed: {0}")]
     Panicked(String),
@@ -55,7 +55,7 @@ pub struct BatchLimits {
 }
 
 /// One request's rows, each with its adapter, and where its logits go.
-pub struct Job<A> {
+pub(crate) struct Job<A> {
     pub rows: Vec<(Encoded, Arc<A>)>,
     /// Each row's logits (its adapter's labels), in row order; or why there are none.
     pub reply: oneshot::Sender<Result<Answer, ForwardError>>,
@@ -66,7 +66,7 @@ pub struct Job<A> {
 /// A job's logits, and how long it waited and computed (TEI's `x-queue-time` and
 /// `x-inference-time`).
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub logits: Vec<Vec<f32>>,
     /// From being queued to the start of the first forward holding one of its rows.
     pub queue: Duration,
@@ -76,7 +76,7 @@ pub struct Answer {
 
 /// The queue's sending end: requests submit jobs through it. Dropping every clone ends the
 /// thread once it has answered what was queued.
-pub struct Queue<A> {
+pub(crate) struct Queue<A> {
     sender: Sender<Job<A>>,
     metrics: Arc<Metrics>,
     running: Arc<AtomicBool>,
@@ -90,7 +90,7 @@ impl<A> Clone for Queue<A> {
 
 impl<A: Send + Sync + 'static> Queue<A> {
     /// Starts the thread that owns `model`'s forward.
-    pub fn start<M: BatchModel<Adapter = A>>(
+    pub(crate) fn start<M: BatchModel<Adapter = A>>(
         model: M,
         limits: BatchLimits,
         metrics: Arc<Metrics>,
@@ -107,12 +107,12 @@ impl<A: Send + Sync + 'static> Queue<A> {
     }
 
     /// Whether the thread still takes jobs.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
     }
 
     /// Queues `job`; `false` when the thread has stopped.
-    pub fn submit(&self, job: Job<A>) -> bool {
+    pub(crate) fn submit(&self, job: Job<A>) -> bool {
         let rows = job.rows.len() as i64;
         self.metrics.queue_rows.inc_by(rows);
         if self.sender.send(job).is_err() {
@@ -286,7 +286,7 @@ impl<M: BatchModel> Worker<M> {
 
 /// The server's [`BatchModel`]: the base model, every row's adapter applied to its own row in
 /// one mixed forward (`lora_adapter::with_adapters`).
-pub struct MixedModel<B: Backend> {
+pub(crate) struct MixedModel<B: Backend> {
     pub model: Arc<AutoModel<B>>,
     pub pad_id: u32,
     pub pad_to_multiple_of: usize,

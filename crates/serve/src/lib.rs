@@ -8,6 +8,8 @@
 //!
 //! The server is generic over the Burn backend; the program picks it (`--device`).
 
+#![warn(unreachable_pub)]
+
 /// A line on standard error; a closed or full stderr loses the line, never the server.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -27,7 +29,7 @@ mod server;
 mod tokenization;
 mod tokens;
 
-pub use adapters::adapter_name;
+pub use adapters::{AdapterError, adapter_name};
 pub use api::{
     ApiError, DecodeRequest, ErrorType, FunctionToApply, Ids, LoadRequest, Parameters, PredictInput, PredictRequest,
     PredictResponse, Prediction, Rank, RerankRequest, Sequence, SimpleToken, TextOrTexts, TokenizeRequest,

@@ -23,7 +23,7 @@ impl MetricConstructor<Histogram> for Buckets {
 }
 
 /// The server's metrics, updated by the handlers and the batching thread.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
@@ -50,7 +50,7 @@ fn latency_buckets() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("lora");
         let requests = Family::<Labels, Counter>::default();
         let errors = Family::<Labels, Counter>::default();
@@ -100,7 +100,14 @@ impl Metrics {
     }
 
     /// A predict request's end: its status, its error kind if it failed, and its time.
-    pub fn observe_request(&self, adapter: &str, status: u16, error_type: Option<&str>, inputs: usize, took: Duration) {
+    pub(crate) fn observe_request(
+        &self,
+        adapter: &str,
+        status: u16,
+        error_type: Option<&str>,
+        inputs: usize,
+        took: Duration,
+    ) {
         let adapter = adapter.to_string();
         self.requests.get_or_create(&vec![("adapter", adapter.clone()), ("status", status.to_string())]).inc();
         if let Some(kind) = error_type {
@@ -111,7 +118,7 @@ impl Metrics {
         self.latency.get_or_create(&vec![("adapter", adapter)]).observe(took.as_secs_f64());
     }
 
-    pub fn observe_batch(&self, rows: usize, padded_tokens: usize, adapters: usize, took: Duration) {
+    pub(crate) fn observe_batch(&self, rows: usize, padded_tokens: usize, adapters: usize, took: Duration) {
         self.batch_rows.observe(rows as f64);
         self.batch_adapters.observe(adapters as f64);
         self.batch_tokens.observe(padded_tokens as f64);
@@ -119,7 +126,7 @@ impl Metrics {
     }
 
     /// The text format Prometheus scrapes.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

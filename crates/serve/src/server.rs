@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use encoders::{AutoModel, EncoderTokenizer};
 use tokio::sync::Semaphore;
 
-use crate::adapters::{load_adapter, names};
+use crate::adapters::{AdapterError, Served, load_adapter, names};
 use crate::batcher::{BatchLimits, MixedModel, Queue};
 use crate::metrics::Metrics;
 use crate::routes::{AppState, check_origins, router};
@@ -92,8 +92,8 @@ impl Default for ServeOptions {
 /// Why the server did not start, or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("adapter {name} ({path}): {message}")]
-    Adapter { name: String, path: PathBuf, message: String },
+    #[error("adapter {name} ({path}): {source}")]
+    Adapter { name: String, path: PathBuf, source: Box<AdapterError> },
     #[error("--adapter {0} is given twice")]
     DuplicateAdapter(String),
     #[error("--adapter-root {path}: {message}")]
@@ -134,60 +134,8 @@ pub fn serve<B: Backend>(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
     let model = Arc::new(base.model);
-    let mut loaded = BTreeMap::new();
-    for (name, dir) in adapters {
-        if loaded.contains_key(name) {
-            return Err(ServeError::DuplicateAdapter(name.clone()));
-        }
-        let served = load_adapter(&model, name, dir, &base.device).map_err(|message| ServeError::Adapter {
-            name: name.clone(),
-            path: dir.clone(),
-            message,
-        })?;
-        say!(
-            "adapter {name}: {} ({}, {} labels, r {}, {:.1} MB)",
-            dir.display(),
-            served.labels.problem_type,
-            served.weights.num_labels,
-            served.weights.config.r,
-            served.weights.bytes as f64 / 1e6
-        );
-        loaded.insert(name.clone(), Arc::new(served));
-    }
-    if let Some(name) = &options.default_adapter
-        && !loaded.contains_key(name)
-    {
-        return Err(ServeError::UnknownDefault { name: name.clone(), loaded: names(&loaded) });
-    }
-    // One adapter at start is the default: loading a second later keeps requests without
-    // `adapter_id` working.
-    let mut options = options;
-    let positions = base.tokenizer.max_length();
-    let padded = encoders::padded_length(positions, options.batch.pad_to_multiple_of);
-    if padded > positions {
-        return Err(ServeError::PadPastPositions { pad: options.batch.pad_to_multiple_of, positions, padded });
-    }
-    let files = open_file_limit().map(|n| n.saturating_sub(64).max(1));
-    match (options.max_connections, files) {
-        (Some(given), Some(limit)) if given > limit => return Err(ServeError::TooManyConnections { given, limit }),
-        (None, limit) => options.max_connections = Some(limit.unwrap_or(1000).min(10_000)),
-        _ => {}
-    }
-    if options.api_key.as_deref().is_some_and(str::is_empty) {
-        return Err(ServeError::EmptyApiKey);
-    }
-    check_origins(options.cors_allow_origin.as_deref().unwrap_or_default())?;
-    if let Some(root) = &options.adapter_root {
-        let resolved =
-            root.canonicalize().map_err(|e| ServeError::AdapterRoot { path: root.clone(), message: e.to_string() })?;
-        if !resolved.is_dir() {
-            return Err(ServeError::AdapterRoot { path: root.clone(), message: "not a directory".into() });
-        }
-        options.adapter_root = Some(resolved);
-    }
-    if options.default_adapter.is_none() && loaded.len() == 1 {
-        options.default_adapter = loaded.keys().next().cloned();
-    }
+    let loaded = load_adapters(&model, adapters, &base.device)?;
+    let options = checked_options(options, &loaded, base.tokenizer.max_length())?;
     metrics.adapters.set(loaded.len() as i64);
     let tokenizers = Tokenizers::new(&base.tokenizer).map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     let mixed = MixedModel {
@@ -214,60 +162,8 @@ pub fn serve<B: Backend>(
         device_name: base.device_name,
         answered: AtomicU64::new(0),
     });
-
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("lora-serve").build()?;
-    let result = runtime.block_on(async {
-        let addr = format!("{}:{}", options.host, options.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
-        let local: SocketAddr = listener.local_addr()?;
-        say!(
-            "listening on http://{local} ({} on {}, {}; adapters: {})",
-            state.model_id,
-            state.device_name,
-            state.dtype,
-            names(&state.adapters.read().unwrap_or_else(|p| p.into_inner()))
-        );
-        let app = router(state.clone());
-        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-        let held = state.clone();
-        let signal = async move {
-            signal_received().await;
-            let in_flight = held.options.max_concurrent_requests.max(1) - held.permits.available_permits();
-            say!(
-                "shutting down: no new connections; answering the {in_flight} predict request(s) in flight, for as \
-                 long as answers keep coming (a connection with nothing answered for 30 s is cut; again to quit now)"
-            );
-            let _ = stopping.send(true);
-        };
-        let server = serve_connections(listener, app, &options, signal);
-        // After the signal: what was accepted is answered, however long the queue takes, as
-        // long as answers keep coming; once none has come for DRAIN (a client that never sends
-        // its body, a stuck connection), or at a second signal, what is left is cut.
-        let progress = state.clone();
-        let drain_limit = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-            let mut last = (progress.answered.load(Ordering::Relaxed), Instant::now());
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = signal_received() => return "still open at a second signal",
-                }
-                let answered = progress.answered.load(Ordering::Relaxed);
-                if answered != last.0 {
-                    last = (answered, Instant::now());
-                } else if last.1.elapsed() >= DRAIN {
-                    return "still open with nothing answered for 30 s";
-                }
-            }
-        };
-        tokio::select! {
-            served = server => served?,
-            why = drain_limit => return Err(ServeError::Drain(why)),
-        }
-        Ok::<(), ServeError>(())
-    });
+    let result = runtime.block_on(run(state.clone(), &options));
     let answered = state.answered.load(Ordering::Relaxed);
     // The queue's last sender goes with the state: the batching thread ends.
     drop(state);
@@ -277,6 +173,136 @@ pub fn serve<B: Backend>(
     result?;
     batcher.join().map_err(|_| ServeError::Batcher)?;
     say!("stopped after answering {answered} predict requests");
+    Ok(())
+}
+
+/// The start's adapters (`--adapter NAME=DIR`), each loaded with every check a lone load makes,
+/// and said.
+fn load_adapters<B: Backend>(
+    model: &Arc<AutoModel<B>>,
+    adapters: &[(String, PathBuf)],
+    device: &B::Device,
+) -> Result<BTreeMap<String, Arc<Served<B>>>, ServeError> {
+    let mut loaded = BTreeMap::new();
+    for (name, dir) in adapters {
+        if loaded.contains_key(name) {
+            return Err(ServeError::DuplicateAdapter(name.clone()));
+        }
+        let served = load_adapter(model, name, dir, device).map_err(|source| ServeError::Adapter {
+            name: name.clone(),
+            path: dir.clone(),
+            source: Box::new(source),
+        })?;
+        say!(
+            "adapter {name}: {} ({}, {} labels, r {}, {:.1} MB)",
+            dir.display(),
+            served.labels.problem_type,
+            served.weights.num_labels,
+            served.weights.config.r,
+            served.weights.bytes as f64 / 1e6
+        );
+        loaded.insert(name.clone(), Arc::new(served));
+    }
+    Ok(loaded)
+}
+
+/// The options checked against the machine and the model (padding within the positions, the
+/// connection limit within the open-file limit, the key, the origins, the adapter root), with
+/// what they leave unset filled in: one adapter at start is the default.
+fn checked_options<B: Backend>(
+    options: ServeOptions,
+    loaded: &BTreeMap<String, Arc<Served<B>>>,
+    positions: usize,
+) -> Result<ServeOptions, ServeError> {
+    if let Some(name) = &options.default_adapter
+        && !loaded.contains_key(name)
+    {
+        return Err(ServeError::UnknownDefault { name: name.clone(), loaded: names(loaded) });
+    }
+    let mut options = options;
+    let padded = encoders::padded_length(positions, options.batch.pad_to_multiple_of);
+    if padded > positions {
+        return Err(ServeError::PadPastPositions { pad: options.batch.pad_to_multiple_of, positions, padded });
+    }
+    let files = open_file_limit().map(|n| n.saturating_sub(64).max(1));
+    match (options.max_connections, files) {
+        (Some(given), Some(limit)) if given > limit => return Err(ServeError::TooManyConnections { given, limit }),
+        (None, limit) => options.max_connections = Some(limit.unwrap_or(1000).min(10_000)),
+        _ => {}
+    }
+    if options.api_key.as_deref().is_some_and(str::is_empty) {
+        return Err(ServeError::EmptyApiKey);
+    }
+    check_origins(options.cors_allow_origin.as_deref().unwrap_or_default())?;
+    if let Some(root) = &options.adapter_root {
+        let resolved =
+            root.canonicalize().map_err(|e| ServeError::AdapterRoot { path: root.clone(), message: e.to_string() })?;
+        if !resolved.is_dir() {
+            return Err(ServeError::AdapterRoot { path: root.clone(), message: "not a directory".into() });
+        }
+        options.adapter_root = Some(resolved);
+    }
+    // One adapter at start is the default: loading a second later keeps requests without
+    // `adapter_id` working.
+    if options.default_adapter.is_none() && loaded.len() == 1 {
+        options.default_adapter = loaded.keys().next().cloned();
+    }
+    Ok(options)
+}
+
+/// Serves on `options`' address until a signal, then drains: what was accepted is answered,
+/// however long the queue takes, as long as answers keep coming; once none has come for
+/// `DRAIN` (a client that never sends its body, a stuck connection), or at a second signal,
+/// what is left is cut.
+async fn run<B: Backend>(state: Arc<AppState<B>>, options: &ServeOptions) -> Result<(), ServeError> {
+    let addr = format!("{}:{}", options.host, options.port);
+    let listener =
+        tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+    let local: SocketAddr = listener.local_addr()?;
+    say!(
+        "listening on http://{local} ({} on {}, {}; adapters: {})",
+        state.model_id,
+        state.device_name,
+        state.dtype,
+        names(&state.adapters.read().unwrap_or_else(|p| p.into_inner()))
+    );
+    let app = router(state.clone());
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let held = state.clone();
+    let signal = async move {
+        signal_received().await;
+        let in_flight = held.options.max_concurrent_requests.max(1) - held.permits.available_permits();
+        say!(
+            "shutting down: no new connections; answering the {in_flight} predict request(s) in flight, for as \
+             long as answers keep coming (a connection with nothing answered for 30 s is cut; again to quit now)"
+        );
+        let _ = stopping.send(true);
+    };
+    let server = serve_connections(listener, app, options, signal);
+    // After the signal: what was accepted is answered, however long the queue takes, as
+    // long as answers keep coming; once none has come for DRAIN (a client that never sends
+    // its body, a stuck connection), or at a second signal, what is left is cut.
+    let progress = state.clone();
+    let drain_limit = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        let mut last = (progress.answered.load(Ordering::Relaxed), Instant::now());
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = signal_received() => return "still open at a second signal",
+            }
+            let answered = progress.answered.load(Ordering::Relaxed);
+            if answered != last.0 {
+                last = (answered, Instant::now());
+            } else if last.1.elapsed() >= DRAIN {
+                return "still open with nothing answered for 30 s";
+            }
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        why = drain_limit => return Err(ServeError::Drain(why)),
+    }
     Ok(())
 }
 
