@@ -56,8 +56,9 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {message}", path.display())]
-    Labels { path: PathBuf, message: String },
+    /// The training split's labels give no task (no labels, one class, names twice, ...).
+    #[error("{}: {source}", path.display())]
+    Labels { path: PathBuf, source: crate::labels::LabelError },
     /// The tokenizer's error, which says "tokenization failed" itself.
     #[error(transparent)]
     Tokenize(encoders::EncoderError),

@@ -98,6 +98,34 @@ impl Target {
     }
 }
 
+/// Why labels have no meaning in a label space: a task that cannot be inferred from them, or
+/// one label that fits none of its classes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LabelError {
+    #[error("label_names has {0} names, but a regression has one output (leave label_names out)")]
+    RegressionNames(usize),
+    #[error("label_names lists {0:?} twice")]
+    DuplicateName(String),
+    #[error("a label {0} is a list inside a list")]
+    NestedList(String),
+    #[error("the data has no labels")]
+    NoLabels,
+    #[error(
+        "the data has one class ({0:?}); classification needs at least two (for a numeric target set model.problem_type = \"regression\")"
+    )]
+    OneClass(String),
+    #[error("the label is empty")]
+    Empty,
+    #[error(
+        "label {0} is a list; lists are multi-label classification (model.problem_type = \"multi_label_classification\")"
+    )]
+    ListForSingleLabel(String),
+    #[error("label {0} is not a finite number, as a regression target must be")]
+    NotANumber(String),
+    #[error("label {label} is not one of the {} classes {classes:?}", classes.len())]
+    UnknownClass { label: String, classes: Vec<String> },
+}
+
 /// What the data crate adds to [`LabelSpace`] (the workspace's one label type, in `encoders`):
 /// a space inferred from a training split's labels, and raw labels resolved against it.
 pub trait InferLabels: Sized {
@@ -107,11 +135,11 @@ pub trait InferLabels: Sized {
         labels: impl Iterator<Item = &'a RawLabel> + Clone,
         problem_type: Option<ProblemType>,
         names: Option<Vec<String>>,
-    ) -> Result<Self, String>;
+    ) -> Result<Self, LabelError>;
 
     /// The target of one raw label, or what is wrong with it (one label; many go through
     /// [`Self::resolver`]).
-    fn target(&self, raw: &RawLabel) -> Result<Target, String>;
+    fn target(&self, raw: &RawLabel) -> Result<Target, LabelError>;
 
     /// What resolves many labels: the names' ids looked up once.
     fn resolver(&self) -> Resolver<'_>;
@@ -124,7 +152,7 @@ impl InferLabels for LabelSpace {
         labels: impl Iterator<Item = &'a RawLabel> + Clone,
         problem_type: Option<ProblemType>,
         names: Option<Vec<String>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LabelError> {
         let problem_type = problem_type.unwrap_or_else(|| {
             if labels.clone().any(|l| matches!(l, RawLabel::List(_))) {
                 ProblemType::MultiLabelClassification
@@ -136,10 +164,7 @@ impl InferLabels for LabelSpace {
         });
         if problem_type == ProblemType::Regression {
             return match names {
-                Some(names) if names.len() != 1 => Err(format!(
-                    "label_names has {} names, but a regression has one output (leave label_names out)",
-                    names.len()
-                )),
+                Some(names) if names.len() != 1 => Err(LabelError::RegressionNames(names.len())),
                 Some(names) => Ok(Self { problem_type, names }),
                 None => Ok(Self::unnamed(1)),
             };
@@ -148,7 +173,7 @@ impl InferLabels for LabelSpace {
             Some(names) => {
                 let mut seen = std::collections::HashSet::new();
                 if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-                    return Err(format!("label_names lists {dup:?} twice"));
+                    return Err(LabelError::DuplicateName(dup.clone()));
                 }
                 names
             }
@@ -157,7 +182,7 @@ impl InferLabels for LabelSpace {
                 let mut seen = std::collections::HashSet::new();
                 for label in labels.clone().flat_map(RawLabel::elements) {
                     if let RawLabel::List(_) = label {
-                        return Err(format!("a label {} is a list inside a list", label.shown()));
+                        return Err(LabelError::NestedList(label.shown()));
                     }
                     if seen.insert(label.name()) {
                         distinct.push(label);
@@ -183,18 +208,15 @@ impl InferLabels for LabelSpace {
             }
         };
         match (problem_type, names.len()) {
-            (_, 0) => Err("the data has no labels".into()),
-            (ProblemType::SingleLabelClassification, 1) => Err(format!(
-                "the data has one class ({:?}); classification needs at least two (for a numeric target set model.problem_type = \"regression\")",
-                names[0]
-            )),
+            (_, 0) => Err(LabelError::NoLabels),
+            (ProblemType::SingleLabelClassification, 1) => Err(LabelError::OneClass(names[0].clone())),
             _ => Ok(Self { problem_type, names }),
         }
     }
 
     /// The target of one raw label, or what is wrong with it (one label; many go through
     /// [`Self::resolver`]).
-    fn target(&self, raw: &RawLabel) -> Result<Target, String> {
+    fn target(&self, raw: &RawLabel) -> Result<Target, LabelError> {
         self.resolver().target(raw)
     }
 
@@ -218,16 +240,13 @@ pub struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// The target of one raw label, or what is wrong with it.
-    pub fn target(&self, raw: &RawLabel) -> Result<Target, String> {
+    pub fn target(&self, raw: &RawLabel) -> Result<Target, LabelError> {
         if raw.elements().iter().any(|l| matches!(l, RawLabel::Text(t) if t.is_empty())) {
-            return Err("the label is empty".into());
+            return Err(LabelError::Empty);
         }
         match self.space.problem_type {
             ProblemType::SingleLabelClassification => match raw {
-                RawLabel::List(_) => Err(format!(
-                    "label {} is a list; lists are multi-label classification (model.problem_type = \"multi_label_classification\")",
-                    raw.shown()
-                )),
+                RawLabel::List(_) => Err(LabelError::ListForSingleLabel(raw.shown())),
                 _ => self.class_of(raw).map(Target::Class),
             },
             ProblemType::MultiLabelClassification => {
@@ -240,7 +259,7 @@ impl Resolver<'_> {
             ProblemType::Regression => match raw {
                 RawLabel::Int(i) => Ok(Target::Value(*i as f32)),
                 RawLabel::Float(f) if f.is_finite() => Ok(Target::Value(*f as f32)),
-                _ => Err(format!("label {} is not a finite number, as a regression target must be", raw.shown())),
+                _ => Err(LabelError::NotANumber(raw.shown())),
             },
         }
     }
@@ -248,7 +267,7 @@ impl Resolver<'_> {
     /// A class by its name; an integer is the class of that name when the names are numbers
     /// (`run_glue.py`'s sorted integer labels), else an index into the names (`datasets`'
     /// `ClassLabel`: 0 and 1 with names `neg`, `pos`).
-    fn class_of(&self, raw: &RawLabel) -> Result<usize, String> {
+    fn class_of(&self, raw: &RawLabel) -> Result<usize, LabelError> {
         if let Some(&i) = self.ids.get(raw.name().as_str()) {
             return Ok(i);
         }
@@ -259,7 +278,7 @@ impl Resolver<'_> {
         {
             return Ok(i);
         }
-        Err(format!("label {} is not one of the {} classes {:?}", raw.shown(), names.len(), names))
+        Err(LabelError::UnknownClass { label: raw.shown(), classes: names.clone() })
     }
 }
 
@@ -278,7 +297,7 @@ mod tests {
         assert_eq!(space.problem_type, ProblemType::SingleLabelClassification);
         assert_eq!(space.names, ["1", "2", "7", "10"], "integers sorted as numbers");
         assert_eq!(space.target(&RawLabel::Int(7)).unwrap(), Target::Class(2));
-        assert!(space.target(&RawLabel::Int(5)).unwrap_err().contains("not one of the 4 classes"));
+        assert!(space.target(&RawLabel::Int(5)).unwrap_err().to_string().contains("not one of the 4 classes"));
 
         let strings: Vec<RawLabel> = ["pos", "neg", "Neutral"].iter().map(|s| RawLabel::Text(s.to_string())).collect();
         let space = LabelSpace::infer(strings.iter(), None, None).unwrap();
@@ -297,7 +316,7 @@ mod tests {
 
         let space = LabelSpace::infer(ints(&[1, 2, 3]).iter(), Some(ProblemType::Regression), None).unwrap();
         assert_eq!(space.num_labels(), 1);
-        assert!(LabelSpace::infer(ints(&[1, 1]).iter(), None, None).unwrap_err().contains("one class"));
+        assert!(LabelSpace::infer(ints(&[1, 1]).iter(), None, None).unwrap_err().to_string().contains("one class"));
     }
 
     #[test]
@@ -309,7 +328,7 @@ mod tests {
         assert!(space.target(&RawLabel::Int(2)).is_err());
         assert!(space.target(&RawLabel::Text("mixed".into())).is_err());
         let dup = Some(vec!["a".to_string(), "a".to_string()]);
-        assert!(LabelSpace::infer(ints(&[0]).iter(), None, dup).unwrap_err().contains("twice"));
+        assert!(LabelSpace::infer(ints(&[0]).iter(), None, dup).unwrap_err().to_string().contains("twice"));
     }
 
     #[test]

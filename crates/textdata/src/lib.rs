@@ -29,7 +29,7 @@ pub use encoders::{LABELS_FILE, LabelSpace, LabelsFile, ProblemType};
 pub use error::{DataError, Result};
 pub use example::{Example, Splits, class_counts};
 pub use formats::read_file;
-pub use labels::{InferLabels, RawLabel, Target};
+pub use labels::{InferLabels, LabelError, RawLabel, Target};
 pub use records::{Columns, RawSplits};
 pub use source::{Labels, Source, SourceOptions, load_labelled};
 pub use subset::{SubsetConfig, Subsets, draw, write_jsonl};

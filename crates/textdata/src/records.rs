@@ -169,7 +169,7 @@ impl RawSplit {
         self.records
             .into_iter()
             .map(|r| {
-                let label = resolver.target(&r.label).map_err(|m| r.at.error(&path, m))?;
+                let label = resolver.target(&r.label).map_err(|e| r.at.error(&path, e.to_string()))?;
                 Ok(Example { text: r.text, text_pair: r.text_pair, label })
             })
             .collect()

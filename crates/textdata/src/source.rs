@@ -202,7 +202,7 @@ pub fn load_labelled(
         Labels::Infer { problem_type, names } => {
             let names = names.or_else(|| raw.declared_names());
             LabelSpace::infer(raw.train_labels(), problem_type, names)
-                .map_err(|message| DataError::Labels { path: raw.train().path.clone(), message })?
+                .map_err(|source| DataError::Labels { path: raw.train().path.clone(), source })?
         }
     };
     Ok((raw.resolve(&space)?, space))
