@@ -92,7 +92,7 @@ impl BertConfig {
         self.head.num_labels()
     }
 
-    pub fn activation(&self) -> std::result::Result<Activation, String> {
+    pub fn activation(&self) -> std::result::Result<Activation, ConfigError> {
         Activation::named("hidden_act", &self.hidden_act)
     }
 }
@@ -130,13 +130,14 @@ impl FamilyConfig for BertConfig {
         }
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError> {
         check_heads(self.hidden_size, self.num_attention_heads, "hidden_size", "num_attention_heads")?;
         if self.position_embedding_type != "absolute" {
             return Err(format!(
                 "position_embedding_type {:?} is not supported; expected \"absolute\"",
                 self.position_embedding_type
-            ));
+            )
+            .into());
         }
         self.activation()?;
         check_dropouts(&[
@@ -148,18 +149,23 @@ impl FamilyConfig for BertConfig {
 }
 
 /// `width` must split into `heads` heads.
-pub fn check_heads(width: usize, heads: usize, width_key: &str, heads_key: &str) -> std::result::Result<(), String> {
+pub fn check_heads(
+    width: usize,
+    heads: usize,
+    width_key: &str,
+    heads_key: &str,
+) -> std::result::Result<(), ConfigError> {
     if heads == 0 || !width.is_multiple_of(heads) {
-        return Err(format!("{width_key} ({width}) must be a multiple of {heads_key} ({heads})"));
+        return Err(format!("{width_key} ({width}) must be a multiple of {heads_key} ({heads})").into());
     }
     Ok(())
 }
 
 /// Each dropout probability must be in [0, 1).
-pub fn check_dropouts(dropouts: &[(&str, f64)]) -> std::result::Result<(), String> {
+pub fn check_dropouts(dropouts: &[(&str, f64)]) -> std::result::Result<(), ConfigError> {
     for &(key, p) in dropouts {
         if !(0.0..1.0).contains(&p) {
-            return Err(format!("{key} must be in [0, 1), got {p}"));
+            return Err(format!("{key} must be in [0, 1), got {p}").into());
         }
     }
     Ok(())
@@ -178,7 +184,7 @@ pub enum Activation {
 
 impl Activation {
     /// The activation transformers' `ACT2FN[name]` gives; `key` is the config key that named it.
-    pub fn named(key: &str, name: &str) -> std::result::Result<Self, String> {
+    pub fn named(key: &str, name: &str) -> std::result::Result<Self, ConfigError> {
         match name {
             "gelu" => Ok(Self::Gelu),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
@@ -186,7 +192,8 @@ impl Activation {
             "silu" | "swish" => Ok(Self::Silu),
             other => Err(format!(
                 "{key} {other:?} is not supported; expected one of \"gelu\", \"gelu_new\", \"relu\", \"silu\""
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -223,18 +230,18 @@ mod tests {
         assert_eq!(config.layer_norm_eps, 1e-7);
         assert_eq!(config.num_labels(), 3);
         assert_eq!(config.vocab_size, 30522, "missing fields take transformers' defaults");
-        assert_eq!(config.validate(), Ok(()));
+        assert!(config.validate().is_ok());
     }
 
     #[test]
     fn rejects_heads_that_do_not_divide_hidden() {
         let config = BertConfig { hidden_size: 30, num_attention_heads: 4, ..Default::default() };
-        assert!(config.validate().unwrap_err().contains("num_attention_heads"));
+        assert!(config.validate().unwrap_err().to_string().contains("num_attention_heads"));
     }
 
     #[test]
     fn rejects_unknown_activation() {
         let config = BertConfig { hidden_act: "mish".into(), ..Default::default() };
-        assert!(config.validate().unwrap_err().contains("hidden_act"));
+        assert!(config.validate().unwrap_err().to_string().contains("hidden_act"));
     }
 }

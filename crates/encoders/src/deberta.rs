@@ -168,12 +168,12 @@ impl FamilyConfig for DebertaV2Config {
         self.max_position_embeddings
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError> {
         if self.conv_kernel_size > 0 {
             return Err(format!(
                 "conv_kernel_size = {} asks for DeBERTa-v2-xlarge's ConvLayer, which is not supported (DeBERTa-v3 has none)",
                 self.conv_kernel_size
-            ));
+            ).into());
         }
         if self.num_attention_heads == 0 || self.num_attention_heads * self.head_size() != self.hidden_size {
             return Err(format!(
@@ -181,14 +181,15 @@ impl FamilyConfig for DebertaV2Config {
                 self.num_attention_heads,
                 self.head_size(),
                 self.hidden_size
-            ));
+            )
+            .into());
         }
         if let Some(size) = self.pooler_hidden_size.filter(|&s| s != self.hidden_size) {
-            return Err(format!("pooler_hidden_size ({size}) must be hidden_size ({})", self.hidden_size));
+            return Err(format!("pooler_hidden_size ({size}) must be hidden_size ({})", self.hidden_size).into());
         }
         for name in self.pos_att_type.as_ref().map(PosAttType::names).unwrap_or_default() {
             if name != "c2p" && name != "p2c" {
-                return Err(format!("pos_att_type {name:?} is not supported; expected \"c2p\" and/or \"p2c\""));
+                return Err(format!("pos_att_type {name:?} is not supported; expected \"c2p\" and/or \"p2c\"").into());
             }
         }
         let rel_norm: Vec<String> = self.norm_rel_ebd.split('|').map(|n| n.trim().to_lowercase()).collect();
@@ -196,7 +197,8 @@ impl FamilyConfig for DebertaV2Config {
             return Err(format!(
                 "norm_rel_ebd {:?} is not supported; expected \"layer_norm\" or \"none\"",
                 self.norm_rel_ebd
-            ));
+            )
+            .into());
         }
         Activation::named("hidden_act", &self.hidden_act)?;
         Activation::named("pooler_hidden_act", &self.pooler_hidden_act)?;

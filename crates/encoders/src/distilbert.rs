@@ -86,7 +86,7 @@ impl FamilyConfig for DistilBertConfig {
         self.max_position_embeddings
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError> {
         check_heads(self.dim, self.n_heads, "dim", "n_heads")?;
         Activation::named("activation", &self.activation)?;
         check_dropouts(&[

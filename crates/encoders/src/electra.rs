@@ -68,7 +68,7 @@ impl FamilyConfig for ElectraConfig {
         self.bert.max_text_positions()
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError> {
         self.bert.validate()
     }
 }

@@ -98,8 +98,8 @@ pub enum EncoderError {
 
 impl EncoderError {
     /// A value of the model's `config.json` that its family cannot build, found while loading.
-    pub(crate) fn invalid_config(message: String) -> Self {
-        Self::Config { path: "config.json".into(), source: ConfigError::Invalid(message) }
+    pub(crate) fn invalid_config(source: impl Into<ConfigError>) -> Self {
+        Self::Config { path: "config.json".into(), source: source.into() }
     }
 }
 

@@ -45,7 +45,7 @@ pub trait FamilyConfig: Debug + Send + Sync {
         None
     }
     /// Checks what the model code relies on; the message names the offending key.
-    fn validate(&self) -> std::result::Result<(), String>;
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError>;
 }
 
 /// A `...ForSequenceClassification` of any family: what the trainer, evaluation, prediction

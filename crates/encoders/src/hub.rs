@@ -354,7 +354,7 @@ pub fn from_pretrained<B: Backend>(name: &str, options: &LoadOptions, device: &B
     config
         .get()
         .validate()
-        .map_err(|message| EncoderError::Config { path: files.config.clone(), source: message.into() })?;
+        .map_err(|source| EncoderError::Config { path: files.config.clone(), source })?;
     let checkpoint = Checkpoint::read(&files.weights, &config.family, &crate::registry::families())?;
     let (model, report) = Weights::build_from_checkpoint(
         checkpoint,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::attend_heads;
 use crate::config::{Activation, check_dropouts, check_heads};
 use crate::encoder::activate;
-use crate::error::Result;
+use crate::error::{ConfigError, Result};
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
 use crate::input::{EncoderInput, attention_bias, first_token};
 use crate::weights::{Key, Weights};
@@ -260,16 +260,17 @@ impl FamilyConfig for ModernBertConfig {
         self.max_position_embeddings
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError> {
         check_heads(self.hidden_size, self.num_attention_heads, "hidden_size", "num_attention_heads")?;
         if !self.head_dim().is_multiple_of(2) {
             return Err(format!(
                 "the rotary embedding needs an even head size, got {} (hidden_size / num_attention_heads)",
                 self.head_dim()
-            ));
+            )
+            .into());
         }
         if self.global_attn_every_n_layers == 0 {
-            return Err("global_attn_every_n_layers must be at least 1".into());
+            return Err(ConfigError::Invalid("global_attn_every_n_layers must be at least 1".into()));
         }
         for i in 0..self.num_hidden_layers {
             self.is_global(i)?;
@@ -280,7 +281,8 @@ impl FamilyConfig for ModernBertConfig {
             return Err(format!(
                 "classifier_pooling {:?} is not supported; expected \"cls\" or \"mean\"",
                 self.classifier_pooling
-            ));
+            )
+            .into());
         }
         Activation::named("hidden_activation", &self.hidden_activation)?;
         Activation::named("classifier_activation", &self.classifier_activation)?;

@@ -84,17 +84,18 @@ impl FamilyConfig for MPNetConfig {
         Some(PADDING_IDX)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), crate::error::ConfigError> {
         if self.relative_attention_num_buckets < BUCKETS {
             return Err(format!(
                 "relative_attention_num_buckets ({}) must be at least {BUCKETS}: MPNet sorts distances into {BUCKETS} buckets",
                 self.relative_attention_num_buckets
-            ));
+            ).into());
         }
         if let Some(p) = self.bert.classifier_dropout {
             return Err(format!(
                 "classifier_dropout ({p}) is not an MPNet key: its head's dropout is hidden_dropout_prob"
-            ));
+            )
+            .into());
         }
         self.bert.validate()
     }
