@@ -351,10 +351,7 @@ pub fn from_pretrained<B: Backend>(name: &str, options: &LoadOptions, device: &B
     if let Some(head) = &options.head {
         config.set_head(head);
     }
-    config
-        .get()
-        .validate()
-        .map_err(|source| EncoderError::Config { path: files.config.clone(), source })?;
+    config.get().validate().map_err(|source| EncoderError::Config { path: files.config.clone(), source })?;
     let checkpoint = Checkpoint::read(&files.weights, &config.family, &crate::registry::families())?;
     let (model, report) = Weights::build_from_checkpoint(
         checkpoint,
