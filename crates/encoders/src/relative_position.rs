@@ -35,11 +35,11 @@ impl<B: Backend> RelativePositionBias<B> {
     /// The bias for `seq` positions, `[1, heads, seq (query), seq (key)]`, added to the
     /// attention scores before the mask.
     pub fn forward(&self, seq: usize, device: &B::Device) -> Tensor<B, 4> {
-        let buckets: Vec<i64> = (0..seq)
-            .flat_map(|query| (0..seq).map(move |key| (key as i64 - query as i64, query)))
-            .map(|(relative, _)| bucket(relative, self.num_buckets, self.max_distance) as i64)
+        let (buckets, distance) = (self.num_buckets, self.max_distance);
+        let ids: Vec<i64> = (0..seq as i64)
+            .flat_map(|query| (0..seq as i64).map(move |key| bucket(key - query, buckets, distance) as i64))
             .collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(buckets, [seq * seq]), device);
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [seq * seq]), device);
         let [_, heads] = self.weight.dims();
         let values = self.weight.val().select(0, ids); // (T*T, nh)
         values.reshape([seq, seq, heads]).permute([2, 0, 1]).reshape([1, heads, seq, seq])
