@@ -353,7 +353,9 @@ mod tests {
                 }
             }
             let db = values(b_t.grad(&grads).unwrap());
-            close(&db, &values(upstream.sum_dim(0).sum_dim(1).reshape([24])), 1e-5);
+            // f32 sums of up to 1,050 terms in two orders (row blocks add their partial sums as
+            // their threads finish): ~1e-5 apart, so 1e-5 failed now and then (CI, 2026-12-07).
+            close(&db, &values(upstream.sum_dim(0).sum_dim(1).reshape([24])), 1e-4);
         }
     }
 
