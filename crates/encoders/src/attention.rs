@@ -6,8 +6,8 @@ use burn::tensor::backend::Backend;
 use kernels::{Dropout, LayerNorm, Window, add, attention, dropout_matmul_into_heads, masked_softmax_window, matmul};
 use lora_adapter::LoraLinear;
 
-use crate::config::BertConfig;
 use crate::error::Result;
+use crate::spec::EncoderSpec;
 use crate::weights::{Key, Weights};
 
 /// `BertSelfAttention`. The projections are [`LoraLinear`]s, so that any of them can take an
@@ -22,14 +22,14 @@ pub struct BertSelfAttention<B: Backend> {
 }
 
 impl<B: Backend> BertSelfAttention<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
+        let h = spec.hidden_size;
         Ok(Self {
             query: w.linear(&at.pp("query"), h, h)?,
             key: w.linear(&at.pp("key"), h, h)?,
             value: w.linear(&at.pp("value"), h, h)?,
-            dropout: Dropout::new(config.attention_probs_dropout_prob),
-            num_attention_heads: config.num_attention_heads,
+            dropout: Dropout::new(spec.attention_dropout),
+            num_attention_heads: spec.num_attention_heads,
         })
     }
 
@@ -138,12 +138,12 @@ pub struct BertSelfOutput<B: Backend> {
 }
 
 impl<B: Backend> BertSelfOutput<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
+        let h = spec.hidden_size;
         Ok(Self {
             dense: w.linear(&at.pp("dense"), h, h)?,
-            layer_norm: w.layer_norm(&at.pp("LayerNorm"), h, config.layer_norm_eps)?,
-            dropout: Dropout::new(config.hidden_dropout_prob),
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), h, spec.layer_norm_eps)?,
+            dropout: Dropout::new(spec.hidden_dropout),
         })
     }
 
@@ -162,10 +162,10 @@ pub struct BertAttention<B: Backend> {
 }
 
 impl<B: Backend> BertAttention<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
         Ok(Self {
-            self_attention: BertSelfAttention::load(w, &at.pp("self"), config)?,
-            output: BertSelfOutput::load(w, &at.pp("output"), config)?,
+            self_attention: BertSelfAttention::load(w, &at.pp("self"), spec)?,
+            output: BertSelfOutput::load(w, &at.pp("output"), spec)?,
         })
     }
 

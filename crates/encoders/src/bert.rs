@@ -54,7 +54,7 @@ impl<B: Backend> BertModel<B> {
         let h = config.hidden_size;
         Ok(Self {
             embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &config.embedding_spec(h))?,
-            encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
+            encoder: BertEncoder::load(w, &at.pp("encoder"), &config.encoder_spec()?)?,
             pooler: BertPooler { dense: w.linear(&at.pp("pooler").pp("dense"), h, h)? },
         })
     }

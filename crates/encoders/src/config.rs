@@ -1,12 +1,14 @@
 //! `BertConfig`: the `config.json` of BERT and of the families that use BERT's keys (RoBERTa,
-//! XLM-RoBERTa, ELECTRA), read straight from Hugging Face's file; and [`Activation`], the
-//! feed-forward activations every family names by transformers' `ACT2FN` keys.
+//! XLM-RoBERTa, ELECTRA, CamemBERT, and MPNet's flattened keys), read straight from Hugging
+//! Face's file; the shared blocks' specs it gives; and the checks every family's config uses.
 
 use serde::{Deserialize, Serialize};
 
+use crate::activation::Activation;
 use crate::embeddings::{EmbeddingSpec, Positions};
 use crate::error::ConfigError;
 use crate::family::{FamilyConfig, HeadConfig};
+use crate::spec::EncoderSpec;
 
 /// A BERT configuration with Hugging Face's field names and defaults (`BertConfig` in
 /// transformers). Unknown fields are ignored, as transformers keeps them as attributes.
@@ -171,33 +173,6 @@ pub fn check_dropouts(dropouts: &[(&str, f64)]) -> std::result::Result<(), Confi
     Ok(())
 }
 
-/// The activation of the intermediate (feed-forward) layer, by transformers' `ACT2FN` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// Exact GELU, `x * Φ(x)` with erf (transformers' `"gelu"`).
-    Gelu,
-    /// The tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`).
-    GeluTanh,
-    Relu,
-    Silu,
-}
-
-impl Activation {
-    /// The activation transformers' `ACT2FN[name]` gives; `key` is the config key that named it.
-    pub fn named(key: &str, name: &str) -> std::result::Result<Self, ConfigError> {
-        match name {
-            "gelu" => Ok(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
-            "relu" => Ok(Self::Relu),
-            "silu" | "swish" => Ok(Self::Silu),
-            other => Err(format!(
-                "{key} {other:?} is not supported; expected one of \"gelu\", \"gelu_new\", \"relu\", \"silu\""
-            )
-            .into()),
-        }
-    }
-}
-
 impl BertConfig {
     /// The embeddings of BERT, RoBERTa and ELECTRA, `width` wide (ELECTRA's `embedding_size`).
     pub fn embedding_spec(&self, width: usize) -> EmbeddingSpec {
@@ -212,6 +187,20 @@ impl BertConfig {
             layer_norm_eps: self.layer_norm_eps,
             dropout: self.hidden_dropout_prob,
         }
+    }
+
+    /// The sizes and rates of BERT's layers under these keys (an unknown `hidden_act` refused).
+    pub fn encoder_spec(&self) -> crate::Result<EncoderSpec> {
+        Ok(EncoderSpec {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_attention_heads: self.num_attention_heads,
+            num_hidden_layers: self.num_hidden_layers,
+            layer_norm_eps: self.layer_norm_eps,
+            hidden_dropout: self.hidden_dropout_prob,
+            attention_dropout: self.attention_probs_dropout_prob,
+            activation: self.activation().map_err(crate::EncoderError::invalid_config)?,
+        })
     }
 }
 

@@ -20,12 +20,14 @@ use kernels::{
 use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
+use crate::activation::{Activation, activate};
 use crate::attention::BertSelfOutput;
-use crate::config::{Activation, check_dropouts};
-use crate::encoder::{BertIntermediate, BertOutput, activate};
+use crate::config::check_dropouts;
+use crate::encoder::{BertIntermediate, BertOutput};
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
 use crate::input::{EncoderInput, attention_bias, first_token};
+use crate::spec::EncoderSpec;
 use crate::weights::{Key, Weights};
 
 /// `pos_att_type`: a list (`["p2c", "c2p"]`) or, in older configs, a string (`"p2c|c2p"`).
@@ -144,6 +146,22 @@ impl DebertaV2Config {
 
     fn head_size(&self) -> usize {
         self.attention_head_size.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// BERT's output, intermediate and output blocks around the disentangled attention, under
+    /// the same keys (the attention's own sizes are read by it: `attention_head_size`).
+    fn encoder_spec(&self) -> Result<EncoderSpec> {
+        Ok(EncoderSpec {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_attention_heads: self.num_attention_heads,
+            num_hidden_layers: self.num_hidden_layers,
+            layer_norm_eps: self.layer_norm_eps,
+            hidden_dropout: self.hidden_dropout_prob,
+            attention_dropout: self.attention_probs_dropout_prob,
+            activation: Activation::named("hidden_act", &self.hidden_act)
+                .map_err(crate::EncoderError::invalid_config)?,
+        })
     }
 }
 
@@ -376,26 +394,12 @@ pub struct DebertaV2Layer<B: Backend> {
 }
 
 impl<B: Backend> DebertaV2Layer<B> {
-    fn load(w: &mut Weights<B>, at: &Key, config: &DebertaV2Config, activation: Activation) -> Result<Self> {
-        let (h, eps, p) = (config.hidden_size, config.layer_norm_eps, config.hidden_dropout_prob);
+    fn load(w: &mut Weights<B>, at: &Key, config: &DebertaV2Config, spec: &EncoderSpec) -> Result<Self> {
         let attention = at.pp("attention");
         let self_attention = DisentangledSelfAttention::load(w, &attention.pp("self"), config)?;
-        let output = attention.pp("output");
-        let output = BertSelfOutput {
-            dense: w.linear(&output.pp("dense"), h, h)?,
-            layer_norm: w.layer_norm(&output.pp("LayerNorm"), h, eps)?,
-            dropout: Dropout::new(p),
-        };
-        let intermediate = BertIntermediate {
-            dense: w.linear(&at.pp("intermediate").pp("dense"), h, config.intermediate_size)?,
-            activation,
-        };
-        let out = at.pp("output");
-        let out = BertOutput {
-            dense: w.linear(&out.pp("dense"), config.intermediate_size, h)?,
-            layer_norm: w.layer_norm(&out.pp("LayerNorm"), h, eps)?,
-            dropout: Dropout::new(p),
-        };
+        let output = BertSelfOutput::load(w, &attention.pp("output"), spec)?;
+        let intermediate = BertIntermediate::load(w, &at.pp("intermediate"), spec)?;
+        let out = BertOutput::load(w, &at.pp("output"), spec)?;
         Ok(Self { attention: DebertaV2Attention { self_attention, output }, intermediate, output: out })
     }
 
@@ -464,11 +468,10 @@ impl<B: Backend> DebertaV2Model<B> {
             layer_norm: w.layer_norm(&e.pp("LayerNorm"), h, eps)?,
             dropout: Dropout::new(config.hidden_dropout_prob),
         };
-        let activation =
-            Activation::named("hidden_act", &config.hidden_act).map_err(crate::EncoderError::invalid_config)?;
+        let spec = config.encoder_spec()?;
         let enc = at.pp("encoder");
         let layer = (0..config.num_hidden_layers)
-            .map(|i| DebertaV2Layer::load(w, &enc.pp("layer").pp(i), config, activation))
+            .map(|i| DebertaV2Layer::load(w, &enc.pp("layer").pp(i), config, &spec))
             .collect::<Result<_>>()?;
         let rel_embeddings = if config.relative_attention {
             Some(w.embedding(&enc.pp("rel_embeddings"), 2 * config.span(), h, None)?)

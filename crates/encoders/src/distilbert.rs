@@ -12,10 +12,10 @@ use kernels::{Dropout, LayerNorm, add};
 use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
+use crate::activation::{Activation, activate};
 use crate::attention::attend;
-use crate::config::{Activation, check_dropouts, check_heads};
+use crate::config::{check_dropouts, check_heads};
 use crate::embeddings::{BertEmbeddings, EmbeddingSpec, Positions};
-use crate::encoder::activate;
 use crate::error::Result;
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
 use crate::input::{EncoderInput, attention_bias, first_token};

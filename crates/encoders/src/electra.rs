@@ -88,7 +88,11 @@ impl<B: Backend> ElectraModel<B> {
         let embeddings = BertEmbeddings::load(w, &at.pp("embeddings"), &config.bert.embedding_spec(width))?;
         let embeddings_project =
             if width != h { Some(w.linear(&at.pp("embeddings_project"), width, h)?) } else { None };
-        Ok(Self { embeddings, embeddings_project, encoder: BertEncoder::load(w, &at.pp("encoder"), &config.bert)? })
+        Ok(Self {
+            embeddings,
+            embeddings_project,
+            encoder: BertEncoder::load(w, &at.pp("encoder"), &config.bert.encoder_spec()?)?,
+        })
     }
 
     /// `[batch, seq, hidden]`.

@@ -2,14 +2,14 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
-use kernels::{Dropout, LayerNorm, add, gelu};
+use kernels::{Dropout, LayerNorm, add};
 use lora_adapter::{AdaptableModel, LoraLinear};
 
+use crate::activation::{Activation, activate};
 use crate::attention::BertAttention;
-use crate::config::{Activation, BertConfig};
 use crate::error::Result;
+use crate::spec::EncoderSpec;
 use crate::weights::{Key, Weights};
 
 /// `BertIntermediate`: dense to `intermediate_size`, then the activation.
@@ -20,22 +20,13 @@ pub struct BertIntermediate<B: Backend> {
 }
 
 impl<B: Backend> BertIntermediate<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: Activation) -> Result<Self> {
-        Ok(Self { dense: w.linear(&at.pp("dense"), config.hidden_size, config.intermediate_size)?, activation })
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
+        let dense = w.linear(&at.pp("dense"), spec.hidden_size, spec.intermediate_size)?;
+        Ok(Self { dense, activation: spec.activation })
     }
 
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         activate(self.activation, self.dense.forward(hidden))
-    }
-}
-
-/// `ACT2FN[hidden_act](x)`.
-pub fn activate<B: Backend, const D: usize>(activation: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
-    match activation {
-        Activation::Gelu => gelu(x),
-        Activation::GeluTanh => burn::tensor::activation::gelu_approximate(x),
-        Activation::Relu => relu(x),
-        Activation::Silu => silu(x),
     }
 }
 
@@ -49,11 +40,11 @@ pub struct BertOutput<B: Backend> {
 }
 
 impl<B: Backend> BertOutput<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
         Ok(Self {
-            dense: w.linear(&at.pp("dense"), config.intermediate_size, config.hidden_size)?,
-            layer_norm: w.layer_norm(&at.pp("LayerNorm"), config.hidden_size, config.layer_norm_eps)?,
-            dropout: Dropout::new(config.hidden_dropout_prob),
+            dense: w.linear(&at.pp("dense"), spec.intermediate_size, spec.hidden_size)?,
+            layer_norm: w.layer_norm(&at.pp("LayerNorm"), spec.hidden_size, spec.layer_norm_eps)?,
+            dropout: Dropout::new(spec.hidden_dropout),
         })
     }
 
@@ -72,11 +63,11 @@ pub struct BertLayer<B: Backend> {
 }
 
 impl<B: Backend> BertLayer<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig, activation: Activation) -> Result<Self> {
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
         Ok(Self {
-            attention: BertAttention::load(w, &at.pp("attention"), config)?,
-            intermediate: BertIntermediate::load(w, &at.pp("intermediate"), config, activation)?,
-            output: BertOutput::load(w, &at.pp("output"), config)?,
+            attention: BertAttention::load(w, &at.pp("attention"), spec)?,
+            intermediate: BertIntermediate::load(w, &at.pp("intermediate"), spec)?,
+            output: BertOutput::load(w, &at.pp("output"), spec)?,
         })
     }
 
@@ -96,10 +87,9 @@ pub struct BertEncoder<B: Backend> {
 }
 
 impl<B: Backend> BertEncoder<B> {
-    pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let activation = config.activation().map_err(crate::EncoderError::invalid_config)?;
-        let layer = (0..config.num_hidden_layers)
-            .map(|i| BertLayer::load(w, &at.pp("layer").pp(i), config, activation))
+    pub fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
+        let layer = (0..spec.num_hidden_layers)
+            .map(|i| BertLayer::load(w, &at.pp("layer").pp(i), spec))
             .collect::<Result<_>>()?;
         Ok(Self { layer })
     }

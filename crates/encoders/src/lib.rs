@@ -15,6 +15,7 @@
 //! The `testing` feature adds what other crates' tests use: [`testing::FakeHub`], a local
 //! stand-in for the Hugging Face Hub, and [`assets`], where the shared real assets are.
 
+mod activation;
 #[cfg(feature = "testing")]
 pub mod assets;
 mod attention;
@@ -40,7 +41,9 @@ mod mpnet;
 mod registry;
 mod relative_position;
 mod roberta;
+mod rotary;
 mod save;
+mod spec;
 mod spm;
 #[cfg(feature = "testing")]
 pub mod testing;

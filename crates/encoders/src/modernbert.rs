@@ -18,19 +18,19 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use kernels::{Dropout, LayerNorm, RotaryTables, add, geglu, rotary};
 use lora_adapter::{AdaptableModel, LoraLinear};
 use serde::{Deserialize, Serialize};
 
+use crate::activation::{Activation, activate};
 use crate::attention::attend_heads;
-use crate::config::{Activation, check_dropouts, check_heads};
-use crate::encoder::activate;
+use crate::config::{check_dropouts, check_heads};
 use crate::error::{ConfigError, Result};
 use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
 use crate::input::{EncoderInput, attention_bias, first_token};
+use crate::rotary::Rotary;
 use crate::weights::{Key, Weights};
 
 /// `ModernBertConfig`, with transformers' names and defaults (ModernBERT-base's).
@@ -122,23 +122,23 @@ impl ModernBertConfig {
 
     /// Whether layer `i` attends globally (else through the sliding window): its entry of
     /// `layer_types`, else every `global_attn_every_n_layers`-th layer from the first.
-    fn is_global(&self, i: usize) -> std::result::Result<bool, String> {
+    fn is_global(&self, i: usize) -> std::result::Result<bool, ConfigError> {
         let Some(types) = &self.layer_types else {
             return Ok(i.is_multiple_of(self.global_attn_every_n_layers));
         };
         if types.len() != self.num_hidden_layers {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "layer_types has {} entries for num_hidden_layers {}",
                 types.len(),
                 self.num_hidden_layers
-            ));
+            )));
         }
         match types[i].as_str() {
             "full_attention" => Ok(true),
             "sliding_attention" => Ok(false),
-            other => {
-                Err(format!("layer_types[{i}] is {other:?}; expected \"full_attention\" or \"sliding_attention\""))
-            }
+            other => Err(ConfigError::Invalid(format!(
+                "layer_types[{i}] is {other:?}; expected \"full_attention\" or \"sliding_attention\""
+            ))),
         }
     }
 
@@ -147,17 +147,17 @@ impl ModernBertConfig {
     /// legacy `rope_scaling` over it, `rope_theta` defaulting to `global_rope_theta` (global)
     /// or `local_rope_theta` (local; unset: the global one). A rope type or key that would
     /// change the numbers and is not implemented is an error naming it.
-    pub fn rope(&self, global: bool) -> std::result::Result<Rope, String> {
+    pub fn rope(&self, global: bool) -> std::result::Result<Rope, ConfigError> {
         let kind = if global { "full_attention" } else { "sliding_attention" };
         let mut params = serde_json::Map::new();
-        let mut from = |value: &serde_json::Value, key: &str| -> std::result::Result<(), String> {
+        let mut from = |value: &serde_json::Value, key: &str| -> std::result::Result<(), ConfigError> {
             match value {
                 serde_json::Value::Object(map) => {
                     params.extend(map.clone());
                     Ok(())
                 }
                 serde_json::Value::Null => Ok(()),
-                other => Err(format!("{key} must be an object, got {other}")),
+                other => Err(ConfigError::Invalid(format!("{key} must be an object, got {other}"))),
             }
         };
         if let Some(rope) = &self.rope_parameters {
@@ -166,17 +166,17 @@ impl ModernBertConfig {
                     if let Some(key) =
                         by_type.keys().find(|k| !["full_attention", "sliding_attention"].contains(&k.as_str()))
                     {
-                        return Err(format!(
+                        return Err(ConfigError::Invalid(format!(
                             "rope_parameters.{key}: ModernBERT's rope_parameters are given per layer type, \
                              under \"full_attention\" and \"sliding_attention\""
-                        ));
+                        )));
                     }
                     if let Some(value) = by_type.get(kind) {
                         from(value, &format!("rope_parameters.{kind}"))?;
                     }
                 }
                 serde_json::Value::Null => {}
-                other => return Err(format!("rope_parameters must be an object, got {other}")),
+                other => return Err(ConfigError::Invalid(format!("rope_parameters must be an object, got {other}"))),
             }
         }
         if let Some(scaling) = &self.rope_scaling {
@@ -187,14 +187,14 @@ impl ModernBertConfig {
         } else {
             format!("rope_parameters.{kind}")
         };
-        let number = |key: &str| -> std::result::Result<Option<f64>, String> {
+        let number = |key: &str| -> std::result::Result<Option<f64>, ConfigError> {
             match params.get(key) {
                 None | Some(serde_json::Value::Null) => Ok(None),
                 Some(v) => v
                     .as_f64()
                     .filter(|x| x.is_finite() && *x > 0.0)
                     .map(Some)
-                    .ok_or_else(|| format!("{at}.{key} must be a positive number, got {v}")),
+                    .ok_or_else(|| ConfigError::Invalid(format!("{at}.{key} must be a positive number, got {v}"))),
             }
         };
         let theta = match number("rope_theta")? {
@@ -205,26 +205,29 @@ impl ModernBertConfig {
         if let (Some(a), Some(b)) = (params.get("rope_type"), params.get("type"))
             && a != b
         {
-            return Err(format!("{at}: rope_type {a} and type {b} disagree"));
+            return Err(ConfigError::Invalid(format!("{at}: rope_type {a} and type {b} disagree")));
         }
         let rope_type = match params.get("rope_type").or_else(|| params.get("type")) {
             None | Some(serde_json::Value::Null) => "default".to_string(),
             Some(serde_json::Value::String(t)) => t.clone(),
-            Some(other) => return Err(format!("{at}.rope_type must be a string, got {other}")),
+            Some(other) => return Err(ConfigError::Invalid(format!("{at}.rope_type must be a string, got {other}"))),
         };
         if let Some(p) = number("partial_rotary_factor")?
             && p != 1.0
         {
-            return Err(format!("{at}.partial_rotary_factor {p} is not supported (only 1: the whole head rotates)"));
+            return Err(ConfigError::Invalid(format!(
+                "{at}.partial_rotary_factor {p} is not supported (only 1: the whole head rotates)"
+            )));
         }
         let factor = match rope_type.as_str() {
             "default" => 1.0,
-            "linear" => number("factor")?.ok_or_else(|| format!("{at}: rope_type \"linear\" needs a factor"))?,
+            "linear" => number("factor")?
+                .ok_or_else(|| ConfigError::Invalid(format!("{at}: rope_type \"linear\" needs a factor")))?,
             other => {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}.rope_type {other:?} is not supported: \"default\" and \"linear\" are (transformers' \
                      dynamic, yarn, longrope, llama3 and proportional scalings are not implemented here)"
-                ));
+                )));
             }
         };
         Ok(Rope { theta, factor })
@@ -302,43 +305,6 @@ pub struct ModernBertEmbeddings<B: Backend> {
     pub tok_embeddings: burn::nn::Embedding<B>,
     pub norm: LayerNorm<B>,
     pub drop: Dropout,
-}
-
-/// Rotary position embeddings of one layer: `theta` is its base.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rotary {
-    pub theta: f64,
-    /// Linear scaling (`rope_type: "linear"`): `inv_freq` divided by it, as transformers does.
-    pub factor: f64,
-    pub head_dim: usize,
-}
-
-impl Rotary {
-    /// `cos` and `sin` of `[seq, head_dim]`, computed in f32 as transformers computes them
-    /// (`inv_freq` from `theta ** (2i / d)`, `freqs = pos * inv_freq` repeated twice), so that
-    /// long positions round the same way.
-    pub fn tables(&self, seq: usize) -> RotaryTables {
-        let d = self.head_dim;
-        let factor = self.factor as f32;
-        let inv_freq: Vec<f32> = (0..d / 2)
-            .map(|i| {
-                let f = 1.0f32 / (self.theta as f32).powf((2 * i) as f32 / d as f32);
-                if factor == 1.0 { f } else { f / factor }
-            })
-            .collect();
-        let mut cos = vec![0.0f32; seq * d];
-        let mut sin = vec![0.0f32; seq * d];
-        for pos in 0..seq {
-            for (i, f) in inv_freq.iter().enumerate() {
-                let angle = pos as f32 * f;
-                for j in [i, i + d / 2] {
-                    cos[pos * d + j] = angle.cos();
-                    sin[pos * d + j] = angle.sin();
-                }
-            }
-        }
-        RotaryTables { seq, head_dim: d, cos: Arc::new(cos), sin: Arc::new(sin) }
-    }
 }
 
 /// `ModernBertAttention`: the fused `Wqkv`, rotary embeddings, scaled dot-product attention
@@ -626,23 +592,5 @@ impl Family for ModernBert {
 
     fn load<B: Backend>(w: &mut Weights<B>, config: &ModernBertConfig) -> Result<Self::Model<B>> {
         ModernBertForSequenceClassification::load(w, config)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Rotary;
-
-    /// Linear scaling divides the positions by its factor: position 2p with factor 2 is
-    /// position p without (exactly: halving a frequency rounds nothing).
-    #[test]
-    fn linear_scaling_divides_the_positions() {
-        let plain = Rotary { theta: 10000.0, factor: 1.0, head_dim: 8 }.tables(16);
-        let scaled = Rotary { theta: 10000.0, factor: 2.0, head_dim: 8 }.tables(32);
-        for p in 0..16 {
-            assert_eq!(plain.cos[p * 8..(p + 1) * 8], scaled.cos[2 * p * 8..(2 * p + 1) * 8], "cos at {p}");
-            assert_eq!(plain.sin[p * 8..(p + 1) * 8], scaled.sin[2 * p * 8..(2 * p + 1) * 8], "sin at {p}");
-        }
-        assert_ne!(plain.cos[8..16], scaled.cos[8..16], "position 1 differs");
     }
 }

@@ -19,6 +19,7 @@ use crate::family::{Classifier, Family, FamilyConfig, FamilyInfo, HeadConfig};
 use crate::head::{ClassificationHead, HeadActivation};
 use crate::input::{EncoderInput, attention_bias};
 use crate::relative_position::RelativePositionBias;
+use crate::spec::EncoderSpec;
 use crate::weights::{Key, Weights};
 
 /// MPNet's padding index: fixed in its embeddings, whatever `pad_token_id` says.
@@ -114,15 +115,15 @@ pub struct MPNetSelfAttention<B: Backend> {
 }
 
 impl<B: Backend> MPNetSelfAttention<B> {
-    fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+    fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
+        let h = spec.hidden_size;
         Ok(Self {
             q: w.linear(&at.pp("q"), h, h)?,
             k: w.linear(&at.pp("k"), h, h)?,
             v: w.linear(&at.pp("v"), h, h)?,
             o: w.linear(&at.pp("o"), h, h)?,
-            dropout: Dropout::new(config.attention_probs_dropout_prob),
-            num_attention_heads: config.num_attention_heads,
+            dropout: Dropout::new(spec.attention_dropout),
+            num_attention_heads: spec.num_attention_heads,
         })
     }
 
@@ -163,17 +164,16 @@ pub struct MPNetLayer<B: Backend> {
 }
 
 impl<B: Backend> MPNetLayer<B> {
-    fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
-        let activation = config.activation().map_err(crate::EncoderError::invalid_config)?;
+    fn load(w: &mut Weights<B>, at: &Key, spec: &EncoderSpec) -> Result<Self> {
         let attention = at.pp("attention");
         Ok(Self {
             attention: MPNetAttention {
-                attn: MPNetSelfAttention::load(w, &attention.pp("attn"), config)?,
-                layer_norm: w.layer_norm(&attention.pp("LayerNorm"), config.hidden_size, config.layer_norm_eps)?,
-                dropout: Dropout::new(config.hidden_dropout_prob),
+                attn: MPNetSelfAttention::load(w, &attention.pp("attn"), spec)?,
+                layer_norm: w.layer_norm(&attention.pp("LayerNorm"), spec.hidden_size, spec.layer_norm_eps)?,
+                dropout: Dropout::new(spec.hidden_dropout),
             },
-            intermediate: BertIntermediate::load(w, &at.pp("intermediate"), config, activation)?,
-            output: BertOutput::load(w, &at.pp("output"), config)?,
+            intermediate: BertIntermediate::load(w, &at.pp("intermediate"), spec)?,
+            output: BertOutput::load(w, &at.pp("output"), spec)?,
         })
     }
 
@@ -195,11 +195,11 @@ pub struct MPNetEncoder<B: Backend> {
 
 impl<B: Backend> MPNetEncoder<B> {
     fn load(w: &mut Weights<B>, at: &Key, config: &MPNetConfig) -> Result<Self> {
-        let bert = &config.bert;
-        let layer = (0..bert.num_hidden_layers)
-            .map(|i| MPNetLayer::load(w, &at.pp("layer").pp(i), bert))
+        let spec = config.bert.encoder_spec()?;
+        let layer = (0..spec.num_hidden_layers)
+            .map(|i| MPNetLayer::load(w, &at.pp("layer").pp(i), &spec))
             .collect::<Result<_>>()?;
-        let table = (config.relative_attention_num_buckets, bert.num_attention_heads);
+        let table = (config.relative_attention_num_buckets, spec.num_attention_heads);
         let relative_attention_bias = RelativePositionBias::load(w, &at.pp("relative_attention_bias"), table, BUCKETS)?;
         Ok(Self { layer, relative_attention_bias })
     }

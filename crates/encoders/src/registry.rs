@@ -119,13 +119,13 @@ families! {
 
 /// The family's `model_type`: from `model_type`, else the first of `architectures`
 /// (`RobertaForMaskedLM` -> `roberta`), else BERT (old BERT configs name neither).
-pub fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, String> {
+pub fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, ConfigError> {
     if let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) {
         return families()
             .iter()
             .map(|f| f.model_type)
             .find(|t| *t == model_type)
-            .ok_or_else(|| unsupported(model_type));
+            .ok_or_else(|| unsupported(model_type).into());
     }
     let architecture = config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
     let Some(architecture) = architecture else { return Ok(Bert::INFO.model_type) };
@@ -135,7 +135,12 @@ pub fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, S
         .filter(|f| architecture.starts_with(f.architecture))
         .max_by_key(|f| f.architecture.len())
         .map(|f| f.model_type)
-        .ok_or_else(|| format!("architecture {architecture:?} is not a supported encoder; expected one of {}", list()))
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "architecture {architecture:?} is not a supported encoder; expected one of {}",
+                list()
+            ))
+        })
 }
 
 fn unsupported(model_type: &str) -> String {
@@ -222,12 +227,12 @@ mod tests {
 
     #[test]
     fn detects_by_model_type_then_architecture() {
-        assert_eq!(detect(&json!({"model_type": "xlm-roberta"})), Ok("xlm-roberta"));
-        assert_eq!(detect(&json!({"architectures": ["DistilBertForMaskedLM"]})), Ok("distilbert"));
-        assert_eq!(detect(&json!({"architectures": ["RobertaModel"]})), Ok("roberta"));
-        assert_eq!(detect(&json!({"architectures": ["ModernBertForMaskedLM"]})), Ok("modernbert"));
-        assert_eq!(detect(&json!({"architectures": ["DebertaV2ForMaskedLM"]})), Ok("deberta-v2"));
-        assert_eq!(detect(&json!({"hidden_size": 8})), Ok("bert"));
+        assert_eq!(detect(&json!({"model_type": "xlm-roberta"})).ok(), Some("xlm-roberta"));
+        assert_eq!(detect(&json!({"architectures": ["DistilBertForMaskedLM"]})).ok(), Some("distilbert"));
+        assert_eq!(detect(&json!({"architectures": ["RobertaModel"]})).ok(), Some("roberta"));
+        assert_eq!(detect(&json!({"architectures": ["ModernBertForMaskedLM"]})).ok(), Some("modernbert"));
+        assert_eq!(detect(&json!({"architectures": ["DebertaV2ForMaskedLM"]})).ok(), Some("deberta-v2"));
+        assert_eq!(detect(&json!({"hidden_size": 8})).ok(), Some("bert"));
         // Every listed family parses under its model_type, as itself.
         for family in families() {
             let parsed = FamilyConfigs::parse(family.model_type, &json!({})).unwrap();
@@ -237,10 +242,10 @@ mod tests {
         for family in families() {
             for class in ["ForSequenceClassification", "ForMaskedLM", "Model"] {
                 let name = format!("{}{class}", family.architecture);
-                assert_eq!(detect(&json!({"architectures": [name]})), Ok(family.model_type), "{name}");
+                assert_eq!(detect(&json!({"architectures": [name]})).ok(), Some(family.model_type), "{name}");
             }
         }
-        let err = detect(&json!({"model_type": "gpt2"})).unwrap_err();
+        let err = detect(&json!({"model_type": "gpt2"})).unwrap_err().to_string();
         assert!(err.contains("gpt2") && err.contains("\"distilbert\""), "{err}");
     }
 

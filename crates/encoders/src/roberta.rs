@@ -28,7 +28,7 @@ impl<B: Backend> RobertaModel<B> {
     pub fn load(w: &mut Weights<B>, at: &Key, config: &BertConfig) -> Result<Self> {
         Ok(Self {
             embeddings: BertEmbeddings::load(w, &at.pp("embeddings"), &config.embedding_spec(config.hidden_size))?,
-            encoder: BertEncoder::load(w, &at.pp("encoder"), config)?,
+            encoder: BertEncoder::load(w, &at.pp("encoder"), &config.encoder_spec()?)?,
         })
     }
 

@@ -19,6 +19,27 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
+/// Why an `spm.model` cannot be converted (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum SpmError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The protobuf does not decode as a `ModelProto`: what was wrong, where it was found.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("its model type is {0} (not Unigram, 1): only Unigram models are converted")]
+    NotUnigram(u64),
+    #[error("it has no {0} piece")]
+    MissingPiece(&'static str),
+    /// `tokenizers` refused a part of the pipeline built from the model.
+    #[error(transparent)]
+    Pipeline(tokenizers::Error),
+}
+
+fn malformed(message: impl Into<String>) -> SpmError {
+    SpmError::Malformed(message.into())
+}
+
 /// What the converter reads of a `ModelProto`.
 #[derive(Debug, Default)]
 struct SpmModel {
@@ -43,29 +64,29 @@ enum Value<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn varint(&mut self) -> Result<u64, String> {
+    fn varint(&mut self) -> Result<u64, SpmError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let (&byte, rest) = self.bytes.split_first().ok_or("a varint runs past the end")?;
+            let (&byte, rest) = self.bytes.split_first().ok_or_else(|| malformed("a varint runs past the end"))?;
             self.bytes = rest;
             value |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err("a varint longer than 10 bytes".into())
+        Err(malformed("a varint longer than 10 bytes"))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SpmError> {
         if n > self.bytes.len() {
-            return Err("a field runs past the end".into());
+            return Err(malformed("a field runs past the end"));
         }
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
         Ok(head)
     }
 
-    fn next(&mut self) -> Option<Result<(u64, Value<'a>), String>> {
+    fn next(&mut self) -> Option<Result<(u64, Value<'a>), SpmError>> {
         if self.bytes.is_empty() {
             return None;
         }
@@ -78,21 +99,21 @@ impl<'a> Fields<'a> {
                     Value::Fixed64
                 }
                 2 => {
-                    let n = usize::try_from(self.varint()?).map_err(|e| e.to_string())?;
+                    let n = usize::try_from(self.varint()?).map_err(|_| malformed("a field longer than memory"))?;
                     Value::Bytes(self.take(n)?)
                 }
                 5 => {
                     let b = self.take(4)?;
                     Value::Fixed32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 }
-                other => return Err(format!("wire type {other} is not one a SentencePiece model uses")),
+                other => return Err(malformed(format!("wire type {other} is not one a SentencePiece model uses"))),
             };
             Ok((key >> 3, value))
         })())
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<SpmModel, String> {
+fn parse(bytes: &[u8]) -> Result<SpmModel, SpmError> {
     let mut model = SpmModel { model_type: 1, ..Default::default() };
     let mut fields = Fields { bytes };
     while let Some(field) = fields.next() {
@@ -102,7 +123,10 @@ fn parse(bytes: &[u8]) -> Result<SpmModel, String> {
                 let mut inner = Fields { bytes: piece };
                 while let Some(field) = inner.next() {
                     match field? {
-                        (1, Value::Bytes(b)) => text = String::from_utf8(b.to_vec()).map_err(|e| e.to_string())?,
+                        (1, Value::Bytes(b)) => {
+                            text = String::from_utf8(b.to_vec())
+                                .map_err(|e| malformed(format!("a piece is not UTF-8: {e}")))?
+                        }
                         (2, Value::Fixed32(bits)) => score = f32::from_bits(bits),
                         (3, Value::Varint(v)) => kind = v,
                         _ => {}
@@ -132,7 +156,7 @@ fn parse(bytes: &[u8]) -> Result<SpmModel, String> {
         }
     }
     if model.pieces.is_empty() {
-        return Err("no pieces: not a SentencePiece model".into());
+        return Err(malformed("no pieces: not a SentencePiece model"));
     }
     Ok(model)
 }
@@ -142,14 +166,11 @@ fn parse(bytes: &[u8]) -> Result<SpmModel, String> {
 /// converts it: a Unigram over the pieces, [lower-casing,] strip, the precompiled character
 /// map, runs of spaces to one, [punctuation split,] Metaspace; control and user-defined pieces
 /// as added tokens; `[CLS] $A [SEP]` / `[CLS] $A [SEP] $B:1 [SEP]:1`.
-pub fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+pub fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, SpmError> {
+    let bytes = std::fs::read(path)?;
     let spm = parse(&bytes)?;
     if spm.model_type != 1 {
-        return Err(format!(
-            "its model type is {} (not Unigram, 1): only Unigram models are converted",
-            spm.model_type
-        ));
+        return Err(SpmError::NotUnigram(spm.model_type));
     }
     let config = path
         .parent()
@@ -159,8 +180,8 @@ pub fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, String> {
         .unwrap_or_default();
     let flag = |key: &str| config.get(key).and_then(serde_json::Value::as_bool).unwrap_or(false);
     let vocab: Vec<(String, f64)> = spm.pieces.iter().map(|(p, s, _)| (p.clone(), f64::from(*s))).collect();
-    let unk = usize::try_from(spm.unk_id).map_err(|e| e.to_string())?;
-    let unigram = Unigram::from(vocab, Some(unk), false).map_err(|e| e.to_string())?;
+    let unk = usize::try_from(spm.unk_id).map_err(|_| malformed(format!("unk_id {} is out of range", spm.unk_id)))?;
+    let unigram = Unigram::from(vocab, Some(unk), false).map_err(SpmError::Pipeline)?;
     let mut tokenizer = Tokenizer::new(unigram);
 
     let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
@@ -169,9 +190,10 @@ pub fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, String> {
     }
     normalizers.push(Strip::new(true, true).into());
     if !spm.precompiled_charsmap.is_empty() {
-        normalizers.push(Precompiled::from(&spm.precompiled_charsmap).map_err(|e| e.to_string())?.into());
+        normalizers
+            .push(Precompiled::from(&spm.precompiled_charsmap).map_err(|e| SpmError::Pipeline(e.into()))?.into());
     }
-    let spaces = Replace::new(ReplacePattern::Regex(" {2,}".into()), " ").map_err(|e| e.to_string())?;
+    let spaces = Replace::new(ReplacePattern::Regex(" {2,}".into()), " ").map_err(SpmError::Pipeline)?;
     normalizers.push(spaces.into());
     tokenizer.with_normalizer(Some(NormalizerSequence::new(normalizers)));
 
@@ -197,15 +219,15 @@ pub fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, String> {
     let specials: Vec<AddedToken> =
         ["[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"].iter().map(|t| AddedToken::from(*t, true)).collect();
     tokenizer.add_special_tokens(&specials);
-    let id = |t: &str| tokenizer.token_to_id(t).ok_or_else(|| format!("it has no {t} piece"));
+    let id = |t: &'static str| tokenizer.token_to_id(t).ok_or(SpmError::MissingPiece(t));
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
     let template = TemplateProcessing::builder()
         .try_single("[CLS]:0 $A:0 [SEP]:0")
         .and_then(|b| b.try_pair("[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SpmError::Pipeline(e.into()))?
         .special_tokens(vec![("[CLS]", cls), ("[SEP]", sep)])
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SpmError::Pipeline(e.into()))?;
     tokenizer.with_post_processor(Some(template));
     Ok(tokenizer)
 }

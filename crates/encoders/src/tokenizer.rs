@@ -96,7 +96,7 @@ impl EncoderTokenizer {
         let mut inner = if path.extension().is_some_and(|e| e == "txt") {
             from_vocab(path).map_err(fail)?
         } else if path.extension().is_some_and(|e| e == "model") {
-            crate::spm::deberta_tokenizer(path).map_err(|message| fail(message.into()))?
+            crate::spm::deberta_tokenizer(path).map_err(|e| fail(Box::new(e)))?
         } else {
             Tokenizer::from_file(path).map_err(fail)?
         };

@@ -123,6 +123,20 @@ impl Default for LoraConfig {
     }
 }
 
+/// What is wrong with a LoRA config's values: one this crate does not implement (the message
+/// names the key and what it takes), or a pattern that is not a regex (`regex`'s error kept).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoraConfigError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{what} is not a valid regex: {source}")]
+    Regex {
+        what: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
 /// The rank, alpha and scaling of one wrapped module.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdapterShape {
@@ -133,33 +147,44 @@ pub struct AdapterShape {
 
 impl LoraConfig {
     /// Refuses what this crate does not implement, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LoraConfigError> {
         if self.peft_type != "LORA" {
-            return Err(format!("peft_type is {:?}; only \"LORA\" is supported", self.peft_type));
+            return Err(LoraConfigError::Unsupported(format!(
+                "peft_type is {:?}; only \"LORA\" is supported",
+                self.peft_type
+            )));
         }
         if self.r == 0 {
-            return Err("r must be at least 1".into());
+            return Err(LoraConfigError::Unsupported("r must be at least 1".into()));
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {
-            return Err(format!("lora_dropout must be in [0, 1), got {}", self.lora_dropout));
+            return Err(LoraConfigError::Unsupported(format!(
+                "lora_dropout must be in [0, 1), got {}",
+                self.lora_dropout
+            )));
         }
         if self.bias != "none" {
-            return Err(format!("bias = {:?} is not supported; expected \"none\"", self.bias));
+            return Err(LoraConfigError::Unsupported(format!(
+                "bias = {:?} is not supported; expected \"none\"",
+                self.bias
+            )));
         }
         if self.fan_in_fan_out {
-            return Err("fan_in_fan_out = true is for GPT-2's Conv1D; BERT's linears need false".into());
+            return Err(LoraConfigError::Unsupported(
+                "fan_in_fan_out = true is for GPT-2's Conv1D; BERT's linears need false".into(),
+            ));
         }
         if self.layer_replication.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err("layer_replication is not supported".into());
+            return Err(LoraConfigError::Unsupported("layer_replication is not supported".into()));
         }
         match &self.init_lora_weights {
             InitLoraWeights::Flag(_) => {}
             InitLoraWeights::Method(m)
                 if m == "gaussian" || crate::init::MutatingInit::of(&self.init_lora_weights).is_some() => {}
             InitLoraWeights::Method(m) => {
-                return Err(format!(
+                return Err(LoraConfigError::Unsupported(format!(
                     "init_lora_weights = {m:?} is not supported; expected true, false, \"gaussian\", \"pissa\", \"pissa_niter_N\" (N a number of iterations) or \"olora\""
-                ));
+                )));
             }
         }
         if crate::init::MutatingInit::of(&self.init_lora_weights).is_some()
@@ -168,21 +193,22 @@ impl LoraConfig {
                 .find(|a| !(*a > 0.0 && a.is_finite()))
         {
             // PiSSA and OLoRA divide the factors by the scaling (lora_alpha / r): NaN at 0.
-            return Err(format!(
+            return Err(LoraConfigError::Unsupported(format!(
                 "lora_alpha {bad} with init_lora_weights = {:?}: PiSSA and OLoRA divide by lora_alpha / r, so it must be above 0",
                 self.init_lora_weights
-            ));
+            )));
         }
         if self.target_modules.is_none() {
-            return Err("target_modules must name the linears to adapt".into());
+            return Err(LoraConfigError::Unsupported("target_modules must name the linears to adapt".into()));
         }
         if let Some(TargetModules::Regex(re)) = &self.target_modules
             && re != "all-linear"
         {
-            regex::Regex::new(re).map_err(|e| format!("target_modules is not a valid regex: {e}"))?;
+            regex::Regex::new(re).map_err(|source| LoraConfigError::Regex { what: "target_modules".into(), source })?;
         }
         for key in self.rank_pattern.keys().chain(self.alpha_pattern.keys()) {
-            regex::Regex::new(key).map_err(|e| format!("rank/alpha pattern {key:?} is not a valid regex: {e}"))?;
+            regex::Regex::new(key)
+                .map_err(|source| LoraConfigError::Regex { what: format!("rank/alpha pattern {key:?}"), source })?;
         }
         Ok(())
     }
@@ -387,9 +413,9 @@ mod tests {
     #[test]
     fn refuses_what_it_does_not_implement() {
         let config = LoraConfig { bias: "all".into(), ..Default::default() };
-        assert!(config.validate().unwrap_err().contains("bias"));
+        assert!(config.validate().unwrap_err().to_string().contains("bias"));
         let config = LoraConfig { init_lora_weights: InitLoraWeights::Method("loftq".into()), ..Default::default() };
-        assert!(config.validate().unwrap_err().contains("\"loftq\" is not supported"));
+        assert!(config.validate().unwrap_err().to_string().contains("\"loftq\" is not supported"));
         let config =
             LoraConfig { init_lora_weights: InitLoraWeights::Method("pissa_niter_".into()), ..Default::default() };
         assert!(config.validate().is_err(), "PEFT's int() of an empty N fails too");
@@ -408,7 +434,7 @@ mod tests {
                 lora_alpha: alpha,
                 ..Default::default()
             };
-            let err = pissa.validate().unwrap_err();
+            let err = pissa.validate().unwrap_err().to_string();
             assert!(err.contains("must be above 0") && err.contains("lora_alpha"), "{alpha}: {err}");
             if alpha.is_finite() {
                 assert_eq!(LoraConfig { lora_alpha: alpha, ..Default::default() }.validate(), Ok(()), "{alpha}");

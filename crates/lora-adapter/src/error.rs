@@ -6,8 +6,12 @@ pub type Result<T, E = LoraError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
-    #[error("invalid LoRA config{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
-    Config { path: Option<PathBuf>, message: String },
+    #[error("invalid LoRA config{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Config {
+        path: Option<PathBuf>,
+        #[source]
+        source: crate::config::LoraConfigError,
+    },
     #[error("invalid LoRA config {}: {source}", path.display())]
     ConfigJson {
         path: PathBuf,

@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use nalgebra::DMatrix;
 
-use crate::config::InitLoraWeights;
+use crate::config::{InitLoraWeights, LoraConfigError};
 use crate::error::{LoraError, Result};
 
 /// Which of the weight-changing initialisations an `init_lora_weights` is.
@@ -54,10 +54,10 @@ pub fn mutated_init<B: Backend>(
     if r > d_in.min(d_out) {
         return Err(LoraError::Config {
             path: None,
-            message: format!(
+            source: LoraConfigError::Unsupported(format!(
                 "r = {r} is more than the {d_in} x {d_out} weight's rank can give PiSSA/OLoRA (at most {}); lower r",
                 d_in.min(d_out)
-            ),
+            )),
         });
     }
     let values = kernels::read::f32s(weight.clone())?;

@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use kernels::Dropout;
 
-use crate::config::{InitLoraWeights, LoraConfig};
+use crate::config::{InitLoraWeights, LoraConfig, LoraConfigError};
 use crate::error::{LoraError, Result};
 use crate::init::{MutatingInit, mutated_init};
 use crate::linear::{AdaptableModel, LoraAdapter, LoraLinear};
@@ -32,7 +32,7 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
     config: &LoraConfig,
     device: &B::Device,
 ) -> Result<(M, Injected)> {
-    config.validate().map_err(|message| LoraError::Config { path: None, message })?;
+    config.validate().map_err(|source| LoraError::Config { path: None, source })?;
     let mut model = model.no_grad();
     let mut injected = Injected::default();
     let mut names = Vec::new();
@@ -56,8 +56,9 @@ pub fn inject<B: Backend, M: Module<B> + AdaptableModel<B>>(
                         adapter.lora_B = Param::from_tensor(b.require_grad());
                         linear.weight = Param::initialized(linear.weight.id, residual.detach());
                     }
-                    Err(LoraError::Config { path, message }) => {
-                        failure = Some(LoraError::Config { path, message: format!("{name}: {message}") });
+                    Err(LoraError::Config { path, source }) => {
+                        let source = LoraConfigError::Unsupported(format!("{name}: {source}"));
+                        failure = Some(LoraError::Config { path, source });
                         return;
                     }
                     Err(e) => {

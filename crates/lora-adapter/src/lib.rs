@@ -13,7 +13,7 @@ mod linear;
 mod mixed;
 pub mod peft;
 
-pub use config::{AdapterShape, InitLoraWeights, Layers, LoraConfig, Patterns, TargetModules};
+pub use config::{AdapterShape, InitLoraWeights, Layers, LoraConfig, LoraConfigError, Patterns, TargetModules};
 pub use error::{LoraError, Result};
 pub use inject::{Injected, ParameterCount, fresh_adapter, inject, merge};
 pub use linear::{AdaptableModel, LoraAdapter, LoraLinear, hold_in_bf16};

@@ -27,7 +27,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use kernels::linear;
 
-use crate::config::LoraConfig;
+use crate::config::{LoraConfig, LoraConfigError};
 use crate::error::{LoraError, Result};
 use crate::init::{MutatingInit, mutated_init};
 use crate::linear::{AdaptableModel, LoraLinear};
@@ -113,7 +113,9 @@ impl<B: Backend> AdapterWeights<B> {
         });
         let num_labels = num_labels.ok_or_else(|| LoraError::Config {
             path: None,
-            message: "the model has no output layer to read the adapter's labels from".into(),
+            source: LoraConfigError::Unsupported(
+                "the model has no output layer to read the adapter's labels from".into(),
+            ),
         })?;
         Ok(Self { linears, config, num_labels, bytes })
     }

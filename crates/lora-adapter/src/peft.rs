@@ -123,7 +123,7 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
         .map_err(|source| LoraError::Io { path: path.clone(), source })?;
     let config: LoraConfig =
         serde_json::from_str(&text).map_err(|source| LoraError::ConfigJson { path: path.clone(), source })?;
-    config.validate().map_err(|message| LoraError::Config { path: Some(path), message })?;
+    config.validate().map_err(|source| LoraError::Config { path: Some(path), source })?;
     Ok(config)
 }
 

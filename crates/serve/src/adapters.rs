@@ -190,19 +190,32 @@ pub(crate) async fn unload<B: Backend>(
 /// The adapter directory `path` names under `--adapter-root` (`root` already resolved): a
 /// relative path is taken from the root; symlinks and `..` are resolved before the check, so
 /// the directory must really be inside it. Hub ids are refused: with a root, adapters are local.
-fn under_root(root: &Path, path: &str) -> Result<PathBuf, String> {
+fn under_root(root: &Path, path: &str) -> Result<PathBuf, RootError> {
     let given = Path::new(path);
     let joined = if given.is_absolute() { given.to_path_buf() } else { root.join(given) };
-    let resolved = joined
-        .canonicalize()
-        .map_err(|e| format!("{e}; with --adapter-root, adapters load from directories under {}", root.display()))?;
+    let resolved = joined.canonicalize().map_err(|source| RootError::Unresolved { root: root.into(), source })?;
     if !resolved.starts_with(root) {
-        return Err(format!("is outside --adapter-root {} (resolved: {})", root.display(), resolved.display()));
+        return Err(RootError::Outside { root: root.into(), resolved });
     }
     if !resolved.is_dir() {
-        return Err("is not a directory".into());
+        return Err(RootError::NotADirectory);
     }
     Ok(resolved)
+}
+
+/// Why `POST /adapters` refuses a `path` under `--adapter-root` (said after the path).
+#[derive(Debug, thiserror::Error)]
+enum RootError {
+    #[error("{source}; with --adapter-root, adapters load from directories under {}", root.display())]
+    Unresolved {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("is outside --adapter-root {} (resolved: {})", root.display(), resolved.display())]
+    Outside { root: PathBuf, resolved: PathBuf },
+    #[error("is not a directory")]
+    NotADirectory,
 }
 
 #[cfg(test)]

@@ -114,6 +114,8 @@ pub enum ServeError {
     UnknownDefault { name: String, loaded: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("the model's tokenizer cannot be set up for serving: {0}")]
+    Tokenizer(#[source] encoders::EncoderError),
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("the batching thread stopped with a panic")]
@@ -137,7 +139,7 @@ pub fn serve<B: Backend>(
     let loaded = load_adapters(&model, adapters, &base.device)?;
     let options = checked_options(options, &loaded, base.tokenizer.max_length())?;
     metrics.adapters.set(loaded.len() as i64);
-    let tokenizers = Tokenizers::new(&base.tokenizer).map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
+    let tokenizers = Tokenizers::new(&base.tokenizer).map_err(ServeError::Tokenizer)?;
     let mixed = MixedModel {
         model: model.clone(),
         pad_id: base.tokenizer.pad_id(),

@@ -21,9 +21,9 @@ pub(crate) struct Tokenizers {
 
 impl Tokenizers {
     /// The four tokenizers from the model's, which truncates at its `positions`.
-    pub(crate) fn new(tokenizer: &EncoderTokenizer) -> Result<Self, String> {
+    pub(crate) fn new(tokenizer: &EncoderTokenizer) -> encoders::Result<Self> {
         let positions = tokenizer.max_length();
-        let cut = |truncation, at| tokenizer.truncating_at(truncation, at).map_err(|e| e.to_string());
+        let cut = |truncation, at| tokenizer.truncating_at(truncation, at);
         Ok(Self {
             probe: cut(Truncation::Right, positions + 1)?,
             whole: cut(Truncation::None, positions)?,
