@@ -1,7 +1,7 @@
 //! `lora bench`: time the real code paths (a LoRA training step: forward, backward, optimizer;
 //! an evaluation forward) for a model shape from a `config.json`, random weights (a shape costs
 //! the same with any weights), a batch size and a sequence length; or, with a length mix, on
-//! real reviews: consecutive batches of a JSON Lines file, tokenized and padded to each batch's
+//! real examples: consecutive batches of a JSON Lines file, tokenized and padded to each batch's
 //! longest (or a multiple, `--pad-to-multiple-of`), as training pads them.
 
 use std::time::Instant;
@@ -103,22 +103,22 @@ fn size(batch: &[TokenizedExample], batcher: &TextBatcher) -> [usize; 2] {
     [batch.len(), batch.len() * batcher.padded_length(batch.iter().map(|r| r.encoded.len()).max().unwrap_or(0))]
 }
 
-/// The reviews of a JSON Lines (or any `textdata` format) file, tokenized with the tokenizer beside
+/// The examples of a JSON Lines (or any `textdata` format) file, tokenized with the tokenizer beside
 /// the model's `config.json` (or `tokenizer`), in consecutive batches of `batch_size`.
 pub fn mix_batches(
-    reviews: &std::path::Path,
+    examples: &std::path::Path,
     tokenizer: &std::path::Path,
     batch_size: usize,
     max_length: usize,
 ) -> Result<Vec<Vec<TokenizedExample>>> {
-    let reviews = textdata::read_file(reviews, &Default::default())?.unlabelled();
-    anyhow::ensure!(!reviews.is_empty(), "the length mix has no reviews");
+    let examples = textdata::read_file(examples, &Default::default())?.unlabelled();
+    anyhow::ensure!(!examples.is_empty(), "the length mix has no texts");
     let tokenizer = encoders::EncoderTokenizer::from_file(tokenizer, max_length)?;
-    let items = textdata::tokenize(&reviews, &tokenizer, false, |_| {})?;
+    let items = textdata::tokenize(&examples, &tokenizer, false, |_| {})?;
     Ok(items.chunks(batch_size.max(1)).map(<[TokenizedExample]>::to_vec).collect())
 }
 
-/// A full batch of `batch_size` reviews of exactly `seq_len` tokens, no padding.
+/// A full batch of `batch_size` examples of exactly `seq_len` tokens, no padding.
 fn batch(options: &BenchOptions, vocab: usize) -> Vec<TokenizedExample> {
     (0..options.batch_size)
         .map(|i| {
@@ -188,7 +188,10 @@ pub fn run<B: AutodiffBackend>(options: &BenchOptions, device: &B::Device, devic
     let names = if options.mix.is_some() { ["train_mix", "eval_mix"] } else { ["train_step", "eval_forward"] };
     let compiled = crate::device::kernels_compiled;
     let before = compiled();
-    let train = time(&mut |items| trainer.step(items.to_vec()).map(|_| ()))?;
+    let train = time(&mut |items| {
+        trainer.step(items.to_vec())?;
+        Ok(())
+    })?;
     let after_train = compiled();
     let since = |start: Option<usize>, end: Option<usize>| Some(end? - start?);
     let train_row = row(names[0], options, (device_name, trained_in), train, since(before, after_train));

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "lora",
     version = crate::device::VERSION,
-    about = "LoRA fine-tuning of BERT encoders, with adapters in Hugging Face PEFT's format"
+    about = "LoRA fine-tuning of encoder classifiers (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ModernBERT, DeBERTa-v3, CamemBERT, MPNet), with adapters in Hugging Face PEFT's format"
 )]
 pub struct Cli {
     #[command(subcommand)]

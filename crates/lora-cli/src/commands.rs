@@ -286,15 +286,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 balanced,
                 ..Default::default()
             };
-            let reviews = textdata::draw(splits, &subset, &run.labels)?.eval;
-            if reviews.is_empty() {
+            let examples = textdata::draw(splits, &subset, &run.labels)?.eval;
+            if examples.is_empty() {
                 bail!("{}: no examples to evaluate (--eval-size 0?)", a.data);
             }
-            let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+            let items = textdata::tokenize(&examples, &run.tokenizer, false, |_| {})?;
             let metrics = evaluate(&run.model, &items, &run.labels, a.run.batch_size, run.batcher, device)?;
             if !metrics.eval_loss.is_finite() {
                 bail!(
-                    "the adapter {} gives a non-finite loss ({}) on these reviews: its logits overflow; no result is written",
+                    "the adapter {} gives a non-finite loss ({}) on these examples: its logits overflow; no result is written",
                     a.run.adapter.display(),
                     metrics.eval_loss
                 );
@@ -546,14 +546,14 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 if chunk.len() < window && inputs.peek().is_some() {
                     continue;
                 }
-                let reviews: Vec<textdata::Example> = chunk
+                let examples: Vec<textdata::Example> = chunk
                     .iter()
                     .map(|t| textdata::Example {
                         text_pair: t.text_pair.clone(),
                         ..textdata::Example::new(t.text.clone(), 0)
                     })
                     .collect();
-                let items = textdata::tokenize(&reviews, &run.tokenizer, false, |_| {})?;
+                let items = textdata::tokenize(&examples, &run.tokenizer, false, |_| {})?;
                 for (input, item) in chunk.iter().zip(&items) {
                     if input.cut && item.encoded.len() < run.tokenizer.max_length() {
                         crate::console::err(format!(
@@ -858,13 +858,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let a = self.0;
             let mix = match &a.length_mix {
                 None => None,
-                Some(reviews) => {
+                Some(examples) => {
                     let json = a.model_config.with_file_name("tokenizer.json");
                     let beside = if json.exists() { json } else { a.model_config.with_file_name("vocab.txt") };
                     let tokenizer = a.tokenizer.clone().unwrap_or(beside);
                     // Truncated as training truncates (max_length 512), or shorter for a shorter model.
                     let positions = encoders::ModelConfig::from_file(&a.model_config)?.max_text_positions();
-                    Some(crate::bench::mix_batches(reviews, &tokenizer, a.batch_size, positions.min(512))?)
+                    Some(crate::bench::mix_batches(examples, &tokenizer, a.batch_size, positions.min(512))?)
                 }
             };
             let options = crate::bench::BenchOptions {

@@ -194,7 +194,7 @@ pub struct DataSection {
     /// `<br />` to spaces before tokenizing (off: the Hub copy keeps them).
     pub strip_html_breaks: bool,
     /// Pad each batch to a multiple of this (`DataCollatorWithPadding(pad_to_multiple_of=...)`);
-    /// unset: to the batch's longest review. On a GPU, a few lengths mean few kernels to compile.
+    /// unset: to the batch's longest example. On a GPU, a few lengths mean few kernels to compile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pad_to_multiple_of: Option<usize>,
 }
@@ -230,7 +230,7 @@ impl DataSection {
         textdata::TextBatcher { pad_id, pad_to_multiple_of: self.pad_to_multiple_of.unwrap_or(1) }
     }
 
-    /// Refuses a `pad_to_multiple_of` that would pad a review of `max_length` tokens (capped at
+    /// Refuses a `pad_to_multiple_of` that would pad a example of `max_length` tokens (capped at
     /// `positions`) past the model's `positions` position embeddings.
     pub fn check_padding(&self, positions: usize) -> Result<()> {
         let multiple = self.pad_to_multiple_of.unwrap_or(1);
@@ -347,7 +347,7 @@ impl RunConfig {
             bail!("data.max_length must be at least 2 (room for the two special tokens), got {}", self.data.max_length);
         }
         if self.data.pad_to_multiple_of == Some(0) {
-            bail!("data.pad_to_multiple_of must be at least 1 (or left out to pad to the longest review)");
+            bail!("data.pad_to_multiple_of must be at least 1 (or left out to pad to the longest example)");
         }
         self.data.check_padding(512)?;
         // The targets are checked against the model once it is loaded.
@@ -398,7 +398,7 @@ pub fn check_padding(what: &str, multiple: usize, max_length: usize, positions: 
     let padded = encoders::padded_length(longest, multiple);
     if padded > positions {
         bail!(
-            "{what} {multiple} would pad a {longest}-token review to {padded}, past the model's {positions} positions"
+            "{what} {multiple} would pad a {longest}-token example to {padded}, past the model's {positions} positions"
         );
     }
     Ok(())
@@ -583,7 +583,7 @@ mod tests {
             RunConfig::load(None, &["data.pad_to_multiple_of=48".into(), "data.max_length=96".into()]).unwrap();
         assert!(config.data.check_padding(512).is_ok());
         let err = format!("{:#}", config.data.check_padding(64).unwrap_err());
-        assert!(err.contains("64-token review to 96"), "{err}");
+        assert!(err.contains("64-token example to 96"), "{err}");
     }
 
     #[test]

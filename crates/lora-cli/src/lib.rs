@@ -13,5 +13,5 @@ pub mod train;
 
 // The trainer is the lora-train crate; its modules keep their paths here (`lora_cli::trainer`).
 pub use lora_train::{
-    callbacks, checkpoint, console, eval, loss, metrics, optim, report, schedule, tensorboard, trainer,
+    TrainError, callbacks, checkpoint, console, eval, loss, metrics, optim, report, schedule, tensorboard, trainer,
 };

@@ -1,4 +1,4 @@
-//! `lora`: LoRA fine-tuning of BERT encoders with Hugging Face PEFT-compatible adapters.
+//! `lora`: LoRA fine-tuning of encoder classifiers with Hugging Face PEFT-compatible adapters.
 //!
 //! ```text
 //! lora train   --config configs/imdb-minilm-lora.toml [--set training.learning_rate=1e-4 ...]
@@ -14,9 +14,9 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
+use lora_cli::TrainError;
 use lora_cli::callbacks::Interrupt;
 use lora_cli::cli::{Cli, Command};
-use lora_cli::trainer::Interrupted;
 use lora_cli::{commands, console};
 
 /// The shell's status for a process ended by SIGINT.
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<Interrupted>() => {
+        Err(e) if e.downcast_ref::<TrainError>().is_some_and(TrainError::is_interrupt) => {
             console::err(&e);
             ExitCode::from(INTERRUPTED_STATUS)
         }

@@ -22,7 +22,7 @@ use crate::config::RunConfig;
 use crate::report::{EpochRecord, Evaluation, curves_svg, peak_rss_bytes, write_atomic};
 use crate::run_dir::{Holds, RunDir};
 use crate::tensorboard::TensorBoard;
-use crate::trainer::{Interrupted, Output, RunData, Trainer, TrainerState, progress_bar, say};
+use crate::trainer::{Output, RunData, Trainer, TrainerState, progress_bar, say};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -471,7 +471,8 @@ pub fn train<B: AutodiffBackend>(config: RunConfig, options: &TrainOptions, devi
     let resumed = resume(&mut trainer, checkpoint, &data, &config)?;
     trainer.interrupt = options.interrupt.clone();
     if trainer.interrupt.is_requested() {
-        return Err(Interrupted(format!("interrupted before training started; {} is as it was", out.display())).into());
+        let why = format!("interrupted before training started; {} is as it was", out.display());
+        return Err(lora_train::TrainError::Interrupted(why).into());
     }
     let logging_dir = prepare_run_dir(&mut run, &config, &trainer, resumed, output)?;
 

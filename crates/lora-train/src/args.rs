@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use crate::error::{Result, invalid};
 use serde::{Deserialize, Serialize};
 
 /// `TrainingArguments` names and defaults, where they apply.
@@ -224,11 +224,11 @@ impl ReportTo {
             match name {
                 "none" | "all" | "tensorboard" => {}
                 "wandb" | "mlflow" | "comet_ml" | "neptune" | "clearml" | "dvclive" | "codecarbon" | "azure_ml"
-                | "aim" | "swanlab" | "trackio" | "dagshub" | "flyte" => bail!(
+                | "aim" | "swanlab" | "trackio" | "dagshub" | "flyte" => invalid!(
                     "training.report_to = {name:?}: only \"tensorboard\" is built into this program (or \"none\"); every log line is also in the run's metrics.jsonl, for other tools to read"
                 ),
                 other => {
-                    bail!("training.report_to = {other:?} is unknown; expected \"none\", \"tensorboard\" or \"all\"")
+                    invalid!("training.report_to = {other:?} is unknown; expected \"none\", \"tensorboard\" or \"all\"")
                 }
             }
         }
@@ -278,9 +278,11 @@ impl Interval {
 
     fn check(self, key: &str) -> Result<()> {
         match self {
-            Self::Steps(0) => bail!("training.{key} must be at least 1 (or a fraction of the run's steps, e.g. 0.1)"),
+            Self::Steps(0) => {
+                invalid!("training.{key} must be at least 1 (or a fraction of the run's steps, e.g. 0.1)")
+            }
             Self::Ratio(r) if !(r > 0.0 && r < 1.0) => {
-                bail!(
+                invalid!(
                     "training.{key} = {r}: a fraction of the run's steps must be above 0 and below 1 (or give whole steps)"
                 )
             }
@@ -314,12 +316,12 @@ impl TrainingArguments {
     pub fn check_strategies(&self) -> Result<()> {
         self.logging_steps.check("logging_steps")?;
         if self.gradient_accumulation_steps == 0 {
-            bail!("training.gradient_accumulation_steps must be at least 1");
+            invalid!("training.gradient_accumulation_steps must be at least 1");
         }
         if let Some(steps) = self.eval_steps {
             steps.check("eval_steps")?;
             if self.eval_strategy != IntervalStrategy::Steps {
-                bail!(
+                invalid!(
                     "training.eval_steps is set but training.eval_strategy = {}: eval_steps only applies with eval_strategy = \"steps\"",
                     self.eval_strategy
                 );
@@ -328,34 +330,34 @@ impl TrainingArguments {
         if let Some(steps) = self.save_steps {
             steps.check("save_steps")?;
             if self.save_strategy != SaveStrategy::Steps {
-                bail!(
+                invalid!(
                     "training.save_steps is set but training.save_strategy = {}: save_steps only applies with save_strategy = \"steps\"",
                     self.save_strategy
                 );
             }
         }
         if self.save_total_limit == Some(0) {
-            bail!("training.save_total_limit must be at least 1 (or left out to keep every checkpoint)");
+            invalid!("training.save_total_limit must be at least 1 (or left out to keep every checkpoint)");
         }
         if self.save_strategy == SaveStrategy::Best && self.metric_for_best_model.is_none() {
-            bail!(
+            invalid!(
                 "training.save_strategy = \"best\" needs training.metric_for_best_model (the metric that says which is best)"
             );
         }
         if self.save_strategy == SaveStrategy::Best && self.eval_strategy == IntervalStrategy::No {
-            bail!(
+            invalid!(
                 "training.save_strategy = \"best\" needs an evaluation to say what is best; set training.eval_strategy"
             );
         }
         if self.load_best_model_at_end {
             if self.eval_strategy == IntervalStrategy::No {
-                bail!(
+                invalid!(
                     "training.load_best_model_at_end needs evaluation: set training.eval_strategy to \"epoch\" or \"steps\""
                 );
             }
             if self.save_strategy != SaveStrategy::Best {
                 if self.save_strategy.interval() != Some(self.eval_strategy) {
-                    bail!(
+                    invalid!(
                         "training.load_best_model_at_end requires the save and eval strategy to match (as Trainer), but eval_strategy = {} and save_strategy = {}",
                         self.eval_strategy,
                         self.save_strategy
@@ -366,7 +368,7 @@ impl TrainingArguments {
                     && self.save_strategy == SaveStrategy::Steps
                     && !save.is_multiple_of(eval)
                 {
-                    bail!(
+                    invalid!(
                         "training.load_best_model_at_end requires save_steps ({save}) to be a round multiple of eval_steps ({eval}), so that each best evaluation has its checkpoint"
                     );
                 }
@@ -374,19 +376,19 @@ impl TrainingArguments {
         }
         if self.early_stopping_patience.is_some() {
             if !self.load_best_model_at_end {
-                bail!(
+                invalid!(
                     "training.early_stopping_patience needs training.load_best_model_at_end = true (as EarlyStoppingCallback)"
                 );
             }
             if self.early_stopping_patience == Some(0) {
-                bail!("training.early_stopping_patience must be at least 1 evaluation");
+                invalid!("training.early_stopping_patience must be at least 1 evaluation");
             }
         }
         if !(self.early_stopping_threshold >= 0.0 && self.early_stopping_threshold.is_finite()) {
-            bail!("training.early_stopping_threshold must be 0 or more, got {}", self.early_stopping_threshold);
+            invalid!("training.early_stopping_threshold must be 0 or more, got {}", self.early_stopping_threshold);
         }
         if !(0.0..1.0).contains(&self.label_smoothing_factor) {
-            bail!("training.label_smoothing_factor must be in [0, 1), got {}", self.label_smoothing_factor);
+            invalid!("training.label_smoothing_factor must be in [0, 1), got {}", self.label_smoothing_factor);
         }
         Ok(())
     }
@@ -402,7 +404,7 @@ impl TrainingArguments {
             None => "accuracy".into(),
         };
         if !names.contains(&name.as_str()) {
-            bail!(
+            invalid!(
                 "training.metric_for_best_model = {name:?} is not a metric of {}; it reports {}",
                 space.problem_type,
                 names.join(", ")

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Result;
+use crate::error::Result;
 use indicatif::ProgressBar;
 
 use crate::report::{EpochRecord, Evaluation};

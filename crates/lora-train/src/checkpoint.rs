@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Result, TrainError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use textdata::{Target, TokenizedExample};
@@ -128,8 +128,8 @@ pub fn write_manifest(
     data: &DataFingerprint,
 ) -> Result<()> {
     let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+    for entry in std::fs::read_dir(dir).map_err(TrainError::io("list", dir))? {
+        let path = entry.map_err(TrainError::io("list", dir))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name != MANIFEST_FILE && path.is_file() {
             files.insert(name, file_entry(&path)?);
@@ -147,10 +147,10 @@ pub fn write_manifest(
 }
 
 fn file_entry(path: &Path) -> Result<FileEntry> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = std::fs::File::open(path).map_err(TrainError::io("read", path))?;
     let (mut hash, mut buf, mut bytes) = (Sha256::new(), vec![0u8; 1 << 16], 0u64);
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = file.read(&mut buf).map_err(TrainError::io("read", path))?;
         if n == 0 {
             break;
         }
@@ -180,7 +180,7 @@ pub struct Found {
     /// The newest checkpoint that verifies.
     pub chosen: Option<Checkpoint>,
     /// Every other checkpoint that did not verify, with why.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub skipped: Vec<(PathBuf, Unusable)>,
 }
 
 impl Found {
@@ -198,11 +198,11 @@ pub fn find(output_dir: &Path) -> Result<Found> {
     let entries = match std::fs::read_dir(&root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", root.display())),
+        Err(e) => return Err(TrainError::io("list", &root)(e)),
     };
     let mut verified = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("cannot list {}", root.display()))?.path();
+        let path = entry.map_err(TrainError::io("list", &root))?.path();
         if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) || !path.is_dir() {
             continue;
         }
@@ -223,65 +223,92 @@ pub fn find(output_dir: &Path) -> Result<Found> {
             Err(why) => found.skipped.push((dir, why)),
         }
     }
-    found.skipped.sort();
+    found.skipped.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(found)
 }
 
 /// The manifest and trainer state of `dir` when every file it lists is there as it was
 /// written; otherwise what is wrong.
-fn verify(dir: &Path) -> std::result::Result<(Manifest, TrainerState), String> {
+fn verify(dir: &Path) -> std::result::Result<(Manifest, TrainerState), Unusable> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let text = match std::fs::read_to_string(&manifest_path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("no {MANIFEST_FILE} (written by an earlier lora, or damaged)"));
-        }
-        Err(e) => return Err(format!("cannot read {MANIFEST_FILE}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::NoManifest),
+        Err(e) => return Err(Unusable::ReadManifest(e)),
     };
-    let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| format!("{MANIFEST_FILE} is not a checkpoint manifest: {e}"))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(Unusable::BadManifest)?;
     if manifest.format != FORMAT {
-        return Err(format!("{MANIFEST_FILE} has format {}, this lora reads format {FORMAT}", manifest.format));
+        return Err(Unusable::Format(manifest.format));
     }
     for required in [STATE_FILE, OPTIMIZER_FILE] {
         if !manifest.files.contains_key(required) {
-            return Err(format!("{MANIFEST_FILE} lists no {required}"));
+            return Err(Unusable::Unlisted(required));
         }
     }
     for (name, expected) in &manifest.files {
         let path = dir.join(name);
         if !path.is_file() {
-            return Err(format!("{name} is missing"));
+            return Err(Unusable::Missing(name.clone()));
         }
-        let actual = file_entry(&path).map_err(|e| format!("{e:#}"))?;
+        let actual = file_entry(&path).map_err(|e| Unusable::Unreadable(Box::new(e)))?;
         if actual.bytes != expected.bytes {
-            return Err(format!("{name} has {} bytes, {} were written", actual.bytes, expected.bytes));
+            return Err(Unusable::Size { name: name.clone(), found: actual.bytes, written: expected.bytes });
         }
         if actual.sha256 != expected.sha256 {
-            return Err(format!("{name} is not the file that was written (its SHA-256 differs)"));
+            return Err(Unusable::Changed(name.clone()));
         }
     }
-    let state_text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(|e| format!("{STATE_FILE}: {e}"))?;
-    let state: TrainerState =
-        serde_json::from_str(&state_text).map_err(|e| format!("{STATE_FILE} is not a trainer state: {e}"))?;
+    let state_text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(Unusable::ReadState)?;
+    let state: TrainerState = serde_json::from_str(&state_text).map_err(Unusable::BadState)?;
     if (state.global_step, state.epoch) != (manifest.global_step, manifest.epoch) {
-        return Err(format!(
-            "{STATE_FILE} is at step {} (epoch {}), {MANIFEST_FILE} says step {} (epoch {})",
-            state.global_step, state.epoch, manifest.global_step, manifest.epoch
-        ));
+        return Err(Unusable::Disagree {
+            state: (state.global_step, state.epoch),
+            manifest: (manifest.global_step, manifest.epoch),
+        });
     }
     Ok((manifest, state))
 }
 
+/// Why a checkpoint directory is not resumed from.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("no {MANIFEST_FILE} (written by an earlier lora, or damaged)")]
+    NoManifest,
+    #[error("cannot read {MANIFEST_FILE}: {0}")]
+    ReadManifest(#[source] std::io::Error),
+    #[error("{MANIFEST_FILE} is not a checkpoint manifest: {0}")]
+    BadManifest(#[source] serde_json::Error),
+    #[error("{MANIFEST_FILE} has format {0}, this lora reads format {FORMAT}")]
+    Format(u32),
+    #[error("{MANIFEST_FILE} lists no {0}")]
+    Unlisted(&'static str),
+    #[error("{0} is missing")]
+    Missing(String),
+    #[error("{name} has {found} bytes, {written} were written")]
+    Size { name: String, found: u64, written: u64 },
+    #[error("{0} is not the file that was written (its SHA-256 differs)")]
+    Changed(String),
+    #[error("{STATE_FILE}: {0}")]
+    ReadState(#[source] std::io::Error),
+    #[error("{STATE_FILE} is not a trainer state: {0}")]
+    BadState(#[source] serde_json::Error),
+    /// `(global_step, epoch)` of the state and of the manifest.
+    #[error("{STATE_FILE} is at step {} (epoch {}), {MANIFEST_FILE} says step {} (epoch {})", state.0, state.1, manifest.0, manifest.1)]
+    Disagree { state: (u64, usize), manifest: (u64, usize) },
+    /// A listed file, the optimizer state or the adapter cannot be read.
+    #[error(transparent)]
+    Unreadable(Box<dyn std::error::Error + Send + Sync>),
+}
+
 type Contents = (BTreeMap<String, Vec<f32>>, lora_adapter::peft::Adapter);
 
-fn read(dir: &Path) -> std::result::Result<Contents, String> {
+fn read(dir: &Path) -> std::result::Result<Contents, Unusable> {
     let optimizer = tensor_file::read_safetensors(&dir.join(OPTIMIZER_FILE), |_| false)
-        .map_err(|e| format!("{e}"))?
+        .map_err(|e| Unusable::Unreadable(Box::new(e)))?
         .into_iter()
         .map(|(k, t)| (k, t.data))
         .collect();
-    let adapter = lora_adapter::peft::Adapter::read(dir).map_err(|e| format!("{e}"))?;
+    let adapter = lora_adapter::peft::Adapter::read(dir).map_err(|e| Unusable::Unreadable(Box::new(e)))?;
     Ok((optimizer, adapter))
 }
 
@@ -326,12 +353,12 @@ mod tests {
         write_manifest(&dir, &state, serde_json::json!({}), &data).unwrap();
         assert_eq!(verify(&dir).unwrap().1, state);
         std::fs::write(dir.join(OPTIMIZER_FILE), b"012345678").unwrap();
-        assert!(verify(&dir).unwrap_err().contains("has 9 bytes, 10 were written"));
+        assert!(verify(&dir).unwrap_err().to_string().contains("has 9 bytes, 10 were written"));
         std::fs::write(dir.join(OPTIMIZER_FILE), b"0123456780").unwrap();
-        assert!(verify(&dir).unwrap_err().contains("SHA-256 differs"));
+        assert!(verify(&dir).unwrap_err().to_string().contains("SHA-256 differs"));
         std::fs::remove_file(dir.join(OPTIMIZER_FILE)).unwrap();
-        assert!(verify(&dir).unwrap_err().contains("optimizer.safetensors is missing"));
+        assert!(verify(&dir).unwrap_err().to_string().contains("optimizer.safetensors is missing"));
         std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
-        assert!(verify(&dir).unwrap_err().contains("no checkpoint.json"));
+        assert!(verify(&dir).unwrap_err().to_string().contains("no checkpoint.json"));
     }
 }

@@ -14,6 +14,7 @@ pub mod args;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod console;
+mod error;
 pub mod eval;
 pub mod loss;
 pub mod metrics;
@@ -25,4 +26,5 @@ pub mod trainer;
 
 pub use args::{Interval, IntervalStrategy, ReportTo, SaveStrategy, TrainingArguments};
 pub use callbacks::{Callback, EarlyStopping, Interrupt, JsonLines, ProgressBars, TensorBoardLogs};
-pub use trainer::{Interrupted, Output, RunData, StepOutput, Trainer, TrainerState};
+pub use error::{Result, TrainError};
+pub use trainer::{Output, RunData, StepOutput, Trainer, TrainerState};

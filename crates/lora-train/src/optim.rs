@@ -269,7 +269,7 @@ impl<IB: Backend> AdamW<IB> {
         step: u64,
         tensors: BTreeMap<String, Vec<f32>>,
         device: &IB::Device,
-    ) -> Result<(), String>
+    ) -> Result<(), MomentError>
     where
         B: AutodiffBackend<InnerBackend = IB>,
         M: AdaptableModel<B>,
@@ -289,18 +289,16 @@ impl<IB: Backend> AdamW<IB> {
             } else if let Some(name) = key.strip_suffix(".exp_avg") {
                 (name, format!("{name}.exp_avg_sq"))
             } else {
-                return Err(format!("`{key}` is not an AdamW moment (NAME.exp_avg or NAME.exp_avg_sq)"));
+                return Err(MomentError::NotAMoment(key.clone()));
             };
             let Some(&size) = sizes.get(name) else {
-                return Err(format!("`{key}` is the moment of `{name}`, which this run does not train"));
+                return Err(MomentError::Untrained { key: key.clone(), name: name.to_string() });
             };
             if values.len() != size {
-                return Err(format!(
-                    "`{key}` has {} values, but `{name}` has {size} (the checkpoint is of another model or [lora] config)",
-                    values.len()
-                ));
+                return Err(MomentError::Size { key: key.clone(), values: values.len(), name: name.to_string(), size });
             }
-            let paired = tensors.get(&other).ok_or_else(|| format!("optimizer state has `{key}` but no `{other}`"))?;
+            let paired =
+                tensors.get(&other).ok_or_else(|| MomentError::Unpaired { key: key.clone(), other: other.clone() })?;
             if key.ends_with(".exp_avg") {
                 let tensor = |v: &Vec<f32>| Tensor::<IB, 1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
                 state.insert(name.to_string(), Moments { m: tensor(values), v: tensor(paired) });
@@ -310,6 +308,21 @@ impl<IB: Backend> AdamW<IB> {
         self.state = state;
         Ok(())
     }
+}
+
+/// Why an optimizer state cannot be restored for a model: it is another run's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MomentError {
+    #[error("`{0}` is not an AdamW moment (NAME.exp_avg or NAME.exp_avg_sq)")]
+    NotAMoment(String),
+    #[error("`{key}` is the moment of `{name}`, which this run does not train")]
+    Untrained { key: String, name: String },
+    #[error(
+        "`{key}` has {values} values, but `{name}` has {size} (the checkpoint is of another model or [lora] config)"
+    )]
+    Size { key: String, values: usize, name: String, size: usize },
+    #[error("optimizer state has `{key}` but no `{other}`")]
+    Unpaired { key: String, other: String },
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Result, TrainError};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::EvalMetrics;
@@ -33,18 +33,15 @@ pub struct Evaluation {
 
 /// Appends one JSON object as a line.
 pub fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(TrainError::io("write", path))?;
     // One write of the whole line; a write that fails part-way (a full disk) is cut back off,
     // so the file never ends in a torn line.
     let line = format!("{value}\n");
-    let start = file.metadata().map(|m| m.len()).with_context(|| format!("cannot write {}", path.display()))?;
+    let start = file.metadata().map(|m| m.len()).map_err(TrainError::io("write", path))?;
     if let Err(e) = file.write_all(line.as_bytes()) {
         let _ = file.set_len(start);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        return Err(TrainError::io("write", path)(e));
     }
     Ok(())
 }
@@ -169,7 +166,7 @@ pub fn curves_svg(log_history: &[serde_json::Value], evaluations: &[Evaluation])
             root.present()?;
             Ok(())
         })();
-        drawn.map_err(|e| anyhow::anyhow!("cannot draw the curves: {e}"))?;
+        drawn.map_err(|e| TrainError::Curves(e.to_string()))?;
     }
     Ok(svg)
 }

@@ -7,7 +7,7 @@
 
 use std::f64::consts::PI;
 
-use anyhow::{Result, bail};
+use crate::error::{Result, invalid};
 
 /// The names `lr_scheduler_type` takes.
 pub const NAMES: [&str; 9] = [
@@ -78,7 +78,7 @@ impl Kwargs<'_> {
             None => Ok(None),
             Some(toml::Value::Float(v)) if v.is_finite() => Ok(Some(v)),
             Some(toml::Value::Integer(v)) => Ok(Some(v as f64)),
-            Some(other) => bail!("{}: expected a number, got {other}", self.where_(key)),
+            Some(other) => invalid!("{}: expected a number, got {other}", self.where_(key)),
         }
     }
 
@@ -86,7 +86,7 @@ impl Kwargs<'_> {
         match self.table.remove(key) {
             None => Ok(None),
             Some(toml::Value::Integer(v)) if v >= 0 => Ok(Some(v as usize)),
-            Some(other) => bail!("{}: expected a whole number of steps (0 or more), got {other}", self.where_(key)),
+            Some(other) => invalid!("{}: expected a whole number of steps (0 or more), got {other}", self.where_(key)),
         }
     }
 
@@ -97,9 +97,9 @@ impl Kwargs<'_> {
                 "linear" => Ok(Shape::Linear),
                 "cosine" => Ok(Shape::Cosine),
                 "1-sqrt" => Ok(Shape::OneMinusSqrt),
-                _ => bail!("{}: {s:?} is not one of \"linear\", \"cosine\", \"1-sqrt\"", self.where_(key)),
+                _ => invalid!("{}: {s:?} is not one of \"linear\", \"cosine\", \"1-sqrt\"", self.where_(key)),
             },
-            Some(other) => bail!("{}: expected \"linear\", \"cosine\" or \"1-sqrt\", got {other}", self.where_(key)),
+            Some(other) => invalid!("{}: expected \"linear\", \"cosine\" or \"1-sqrt\", got {other}", self.where_(key)),
         }
     }
 
@@ -109,7 +109,7 @@ impl Kwargs<'_> {
                 [] => "takes no keywords".to_string(),
                 _ => format!("takes {}", takes.join(", ")),
             };
-            bail!("training.lr_scheduler_kwargs.{key}: lr_scheduler_type = {:?} {takes}", self.name);
+            invalid!("training.lr_scheduler_kwargs.{key}: lr_scheduler_type = {:?} {takes}", self.name);
         }
         Ok(())
     }
@@ -149,7 +149,7 @@ impl Schedule {
                 let power = k.number("power")?.unwrap_or(1.0);
                 k.done(&["lr_end", "power"])?;
                 if lr_end >= learning_rate {
-                    bail!(
+                    invalid!(
                         "training.lr_scheduler_kwargs.lr_end ({lr_end}) must be smaller than training.learning_rate ({learning_rate})"
                     );
                 }
@@ -166,12 +166,12 @@ impl Schedule {
                 let min_lr_rate = k.number("min_lr_rate")?;
                 k.done(&["num_cycles", "min_lr", "min_lr_rate"])?;
                 let min_lr_rate = match (min_lr, min_lr_rate) {
-                    (Some(_), Some(_)) => bail!(
+                    (Some(_), Some(_)) => invalid!(
                         "training.lr_scheduler_kwargs: set min_lr or min_lr_rate for \"cosine_with_min_lr\", not both"
                     ),
                     (Some(lr), None) => lr / learning_rate,
                     (None, Some(rate)) => rate,
-                    (None, None) => bail!(
+                    (None, None) => invalid!(
                         "lr_scheduler_type = \"cosine_with_min_lr\" needs training.lr_scheduler_kwargs.min_lr or .min_lr_rate (e.g. lr_scheduler_kwargs = {{ min_lr_rate = 0.1 }})"
                     ),
                 };
@@ -193,7 +193,7 @@ impl Schedule {
                     "num_cycles",
                 ])?;
                 let Some(num_decay_steps) = num_decay_steps else {
-                    bail!(
+                    invalid!(
                         "lr_scheduler_type = \"warmup_stable_decay\" needs training.lr_scheduler_kwargs.num_decay_steps (e.g. lr_scheduler_kwargs = {{ num_decay_steps = 100 }})"
                     );
                 };
@@ -206,7 +206,7 @@ impl Schedule {
                     num_cycles,
                 }
             }
-            other => bail!("training.lr_scheduler_type {other:?} is not one of {}", NAMES.join(", ")),
+            other => invalid!("training.lr_scheduler_type {other:?} is not one of {}", NAMES.join(", ")),
         };
         Ok(schedule)
     }

@@ -12,7 +12,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use crate::error::{Result, TrainError};
 use tfrecord::protobuf::{Event, event::What};
 use tfrecord::{EventWriter, EventWriterConfig};
 
@@ -32,21 +32,20 @@ impl TensorBoard {
     /// A new event file in `dir` (created if needed). A resumed run writes a second file
     /// beside the first; TensorBoard reads a directory's files as one run.
     pub fn create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the TensorBoard directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(TrainError::io("create the TensorBoard directory", dir))?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let host = hostname();
         let path = dir.join(format!("events.out.tfevents.{}.{host}.{}.0", now.as_secs(), std::process::id()));
-        let file = File::create_new(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = File::create_new(&path).map_err(TrainError::io("create", &path))?;
         let mut writer = EventWriter::from_writer(BufWriter::new(file), EventWriterConfig { auto_flush: true })
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .map_err(|source| TrainError::TensorBoard { path: path.clone(), source })?;
         let version = Event {
             wall_time: now.as_secs_f64(),
             step: 0,
             source_metadata: None,
             what: Some(What::FileVersion("brain.Event:2".into())),
         };
-        writer.write_event(version).with_context(|| format!("cannot write {}", path.display()))?;
+        writer.write_event(version).map_err(|source| TrainError::TensorBoard { path: path.clone(), source })?;
         Ok(Self { writer, path })
     }
 
@@ -58,7 +57,7 @@ impl TensorBoard {
             let Some(x) = v.as_f64().filter(|_| key != "step") else { continue };
             self.writer
                 .write_scalar(tag(key), step, x as f32)
-                .with_context(|| format!("cannot write {}", self.path.display()))?;
+                .map_err(|source| TrainError::TensorBoard { path: self.path.clone(), source })?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Result, TrainError, invalid};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
@@ -29,11 +29,6 @@ use crate::loss::smoothed_loss;
 use crate::optim::{AdamW, AdamWConfig, LoraPlus};
 use crate::report::{EpochRecord, Evaluation, append_jsonl, write_atomic};
 use crate::schedule::Schedule;
-
-/// The run was stopped by a signal after writing a checkpoint (or before writing anything).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Interrupted(pub String);
 
 /// How the run reports progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +185,7 @@ where
         {
             let (save, eval) = (t.save_every(total_steps), t.eval_every(total_steps));
             if !save.is_multiple_of(eval) {
-                bail!(
+                invalid!(
                     "training.load_best_model_at_end requires save_steps ({save} steps) to be a round multiple of eval_steps ({eval} steps), so that each best evaluation has its checkpoint"
                 );
             }
@@ -258,22 +253,24 @@ where
                 None => loss.inner(),
             });
         }
-        let (Some(flat), Some(step_loss)) = (flat, step_loss) else { bail!("an optimizer step needs a batch") };
+        let (Some(flat), Some(step_loss)) = (flat, step_loss) else { return Err(TrainError::NoBatch) };
         // The loss is read with the gradient norm, once the backward passes are queued: a GPU
         // backend then runs forward and backward without waiting on the host in between.
         let gradients = self.optim.finish::<B, _>(&mut self.model, &self.lora, flat, step_loss)?;
         let step = self.optim.step + 1;
         let stop = |what: &str, value: f64| {
-            format!("{what} became {value} at step {step}; stopping (the last checkpoint is kept)")
+            Err(TrainError::Diverged(format!(
+                "{what} became {value} at step {step}; stopping (the last checkpoint is kept)"
+            )))
         };
         if !gradients.read_with.is_finite() {
-            bail!(stop("the training loss", gradients.read_with));
+            return stop("the training loss", gradients.read_with);
         }
         if !gradients.weights_norm.is_finite() {
-            bail!(stop("the trained weights' norm", gradients.weights_norm));
+            return stop("the trained weights' norm", gradients.weights_norm);
         }
         if !gradients.grad_norm.is_finite() {
-            bail!(stop("the gradient norm", gradients.grad_norm));
+            return stop("the gradient norm", gradients.grad_norm);
         }
         let loss_value = gradients.read_with;
         let stats = self.optim.apply::<B, _>(&mut self.model, &self.lora, gradients, lr);
@@ -299,9 +296,11 @@ where
     /// Writes the adapter, the optimizer state, the trainer state and last the manifest into
     /// `dir`, through a temporary directory beside it and a rename: a checkpoint is whole or absent.
     pub fn save_checkpoint(&mut self, dir: &Path) -> Result<PathBuf> {
-        let parent = dir.parent().context("checkpoint directory has no parent")?;
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        let name = dir.file_name().context("checkpoint directory has no name")?.to_string_lossy().into_owned();
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return Err(TrainError::Setting(format!("checkpoint directory {} has no parent or name", dir.display())));
+        };
+        std::fs::create_dir_all(parent).map_err(TrainError::io("create", parent))?;
+        let name = name.to_string_lossy().into_owned();
         let tmp = parent.join(format!(".tmp-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         let written = (|| -> Result<()> {
@@ -326,9 +325,9 @@ where
             return Err(e);
         }
         if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+            std::fs::remove_dir_all(dir).map_err(TrainError::io("replace", dir))?;
         }
-        std::fs::rename(&tmp, dir).with_context(|| format!("cannot move the checkpoint into {}", dir.display()))?;
+        std::fs::rename(&tmp, dir).map_err(TrainError::io("move the checkpoint into", dir))?;
         Ok(dir.to_path_buf())
     }
 
@@ -339,12 +338,12 @@ where
         if (saved.r, &saved.target_modules, &saved.modules_to_save)
             != (self.lora.r, &self.lora.target_modules, &self.lora.modules_to_save)
         {
-            bail!("the adapter in {} is not this run's ([lora] differs from its adapter_config.json)", dir.display());
+            return Err(TrainError::OtherAdapter(dir));
         }
         lora_adapter::peft::load_weights(&mut self.model, &self.lora, &adapter.path, adapter.tensors, &self.device)?;
         self.optim
             .restore::<B, M>(&mut self.model, &self.lora, state.global_step, optimizer, &self.device)
-            .map_err(|m| anyhow::anyhow!("{}: {m}", dir.join(OPTIMIZER_FILE).display()))?;
+            .map_err(|source| TrainError::OtherOptimizer { path: dir.join(OPTIMIZER_FILE), source })?;
         self.state = state;
         Ok(())
     }
@@ -485,13 +484,12 @@ where
         }
         if control.interrupted {
             let dir = saved.unwrap_or_else(|| out.join("checkpoints").join(&name));
-            return Err(Interrupted(format!(
+            return Err(TrainError::Interrupted(format!(
                 "{}: wrote {}; continue with `lora train --resume --output-dir {}`",
                 self.interrupt.why(),
                 dir.display(),
                 shell_quoted(out)
-            ))
-            .into());
+            )));
         }
         Ok(())
     }
@@ -519,7 +517,10 @@ where
                 true => format!("after epoch {} (step {gs})", self.state.epoch + 1),
                 false => format!("at step {gs}"),
             };
-            bail!("the evaluation loss {at} is {}: the model diverged; stopping ({kept})", metrics.eval_loss);
+            return Err(TrainError::Diverged(format!(
+                "the evaluation loss {at} is {}: the model diverged; stopping ({kept})",
+                metrics.eval_loss
+            )));
         }
         let evaluation = Evaluation { step: gs, epoch, metrics, eval_seconds: started.elapsed().as_secs_f64() };
         let new_best = self.track_best(&evaluation, epoch_record)?;
@@ -565,7 +566,7 @@ where
     fn track_best(&mut self, evaluation: &Evaluation, epoch_record: bool) -> Result<bool> {
         let (metric, greater) = self.args.best_metric(&self.labels)?;
         let Some(value) = evaluation.metrics.get(&metric) else {
-            bail!("training.metric_for_best_model: the evaluation at step {} has no {metric}", evaluation.step);
+            return Err(TrainError::NoMetric { step: evaluation.step, metric });
         };
         for callback in &mut self.callbacks {
             callback.on_evaluate(&mut self.state, evaluation, value, epoch_record);
@@ -624,9 +625,8 @@ where
         for old in &sorted[..sorted.len().saturating_sub(limit)] {
             let dir = root.join(&old.name);
             let doomed = root.join(format!(".removing-{}", old.name));
-            std::fs::rename(&dir, &doomed)
-                .with_context(|| format!("cannot remove the old checkpoint {}", dir.display()))?;
-            std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))?;
+            std::fs::rename(&dir, &doomed).map_err(TrainError::io("remove the old checkpoint", &dir))?;
+            std::fs::remove_dir_all(&doomed).map_err(TrainError::io("remove", &doomed))?;
             s.checkpoints.retain(|c| c.name != old.name);
         }
         Ok(())

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use burn::backend::{Autodiff, Flex};
 use encoders::{HubOptions, LoadOptions};
 use lora_train::report::{EpochRecord, Evaluation};
-use lora_train::{Callback, Interrupt, Interrupted, RunData, StepOutput, Trainer, TrainerState, TrainingArguments};
+use lora_train::{Callback, Interrupt, RunData, StepOutput, TrainError, Trainer, TrainerState, TrainingArguments};
 use textdata::{Labels, SourceOptions, SubsetConfig, TextBatcher, TextDataset};
 
 type B = Autodiff<Flex>;
@@ -90,7 +90,7 @@ impl Callback for Recorder {
         self.0.borrow_mut().steps.push(state.global_step);
     }
 
-    fn on_log(&mut self, _state: &TrainerState, line: &serde_json::Value) -> anyhow::Result<()> {
+    fn on_log(&mut self, _state: &TrainerState, line: &serde_json::Value) -> lora_train::Result<()> {
         self.0.borrow_mut().logs.push(line.clone());
         Ok(())
     }
@@ -174,8 +174,8 @@ fn an_interrupt_stops_the_run_with_a_checkpoint_that_resumes_to_the_same_adapter
     let mut first = trainer(&data);
     first.callbacks.push(Box::new(StopAt(3, first.interrupt.clone())));
     let err = first.train(&data, &cut).unwrap_err();
-    let stop = err.downcast_ref::<Interrupted>().unwrap_or_else(|| panic!("not an interrupt: {err:#}"));
-    assert!(stop.0.starts_with("stopped by a callback: wrote ") && stop.0.contains("step-3"), "{}", stop.0);
+    let TrainError::Interrupted(stop) = &err else { panic!("not an interrupt: {err}") };
+    assert!(stop.starts_with("stopped by a callback: wrote ") && stop.contains("step-3"), "{stop}");
     assert_eq!(first.state.global_step, 3);
 
     let found = lora_train::checkpoint::find(&cut).unwrap();

@@ -1,4 +1,4 @@
-//! Tokenization once per run, Burn's `Dataset` and `Batcher` over the tokenized reviews, and the
+//! Tokenization once per run, Burn's `Dataset` and `Batcher` over the tokenized examples, and the
 //! order of each epoch's batches (seeded shuffle, optionally grouped by length).
 
 use burn::data::dataloader::batcher::Batcher;
@@ -25,17 +25,17 @@ pub fn strip_html_breaks(text: &str) -> String {
     text.replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
 }
 
-/// Tokenizes every review (or pair) in parallel (rayon, inside `tokenizers`), in input order.
-/// `progress` is called with the number of reviews done after each chunk.
+/// Tokenizes every example (or pair) in parallel (rayon, inside `tokenizers`), in input order.
+/// `progress` is called with the number of examples done after each chunk.
 pub fn tokenize(
-    reviews: &[Example],
+    examples: &[Example],
     tokenizer: &EncoderTokenizer,
     strip_breaks: bool,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<TokenizedExample>> {
     const CHUNK: usize = 1024;
-    let mut out = Vec::with_capacity(reviews.len());
-    for chunk in reviews.chunks(CHUNK) {
+    let mut out = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(CHUNK) {
         let clean = |t: &str| if strip_breaks { strip_html_breaks(t) } else { t.to_string() };
         let texts: Vec<(String, Option<String>)> =
             chunk.iter().map(|r| (clean(&r.text), r.text_pair.as_deref().map(clean))).collect();
@@ -49,7 +49,7 @@ pub fn tokenize(
     Ok(out)
 }
 
-/// Tokenized reviews as a Burn dataset.
+/// Tokenized examples as a Burn dataset.
 #[derive(Debug, Clone)]
 pub struct TextDataset {
     items: Vec<TokenizedExample>,
@@ -143,7 +143,7 @@ impl<B: Backend> Targets<B> {
     }
 }
 
-/// Pads each batch to its own longest review, rounded up to a multiple of `pad_to_multiple_of`
+/// Pads each batch to its own longest example, rounded up to a multiple of `pad_to_multiple_of`
 /// (transformers' `DataCollatorWithPadding`; 1 rounds nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextBatcher {
@@ -152,12 +152,12 @@ pub struct TextBatcher {
 }
 
 impl TextBatcher {
-    /// Pads to each batch's longest review, never further.
+    /// Pads to each batch's longest example, never further.
     pub fn new(pad_id: u32) -> Self {
         Self { pad_id, pad_to_multiple_of: 1 }
     }
 
-    /// The length a batch whose longest review has `longest` tokens is padded to.
+    /// The length a batch whose longest example has `longest` tokens is padded to.
     pub fn padded_length(&self, longest: usize) -> usize {
         encoders::padded_length(longest, self.pad_to_multiple_of)
     }
@@ -187,7 +187,7 @@ pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 ///
 /// Without grouping: a seeded shuffle cut into batches. With `group_by_length`, as transformers'
 /// `LengthGroupedSampler`: the shuffle is cut into mega-batches of 50 batches, each sorted by
-/// length (longest first) and cut into batches, and the batch with the longest review goes first
+/// length (longest first) and cut into batches, and the batch with the longest example goes first
 /// (a run that will run out of memory does so at once).
 pub fn epoch_batches(
     lengths: &[usize],
@@ -212,7 +212,7 @@ pub fn epoch_batches(
     batches
 }
 
-/// Padding of a batch plan: tokens `batcher` adds to the reviews of each batch.
+/// Padding of a batch plan: tokens `batcher` adds to the examples of each batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PaddingStats {
     pub real_tokens: usize,

@@ -30,9 +30,9 @@ pub enum Splits {
 }
 
 /// Examples per class of a single-label set with `classes` classes.
-pub fn class_counts(reviews: &[Example], classes: usize) -> Vec<usize> {
+pub fn class_counts(examples: &[Example], classes: usize) -> Vec<usize> {
     let mut counts = vec![0; classes];
-    for r in reviews {
+    for r in examples {
         if let Some(c) = counts.get_mut(r.label.class()) {
             *c += 1;
         }

@@ -1,9 +1,9 @@
 //! Seeded subsets: the training subset from the train split, the evaluation subset from the
 //! test split (the model card's held-out 500).
 //!
-//! The draw depends on the reviews, not on the order a source lists them in: every review gets
-//! the key `xxh3(text, label; seed)`, reviews are taken in key order, and the same seed picks
-//! the same reviews from the JSONL files, the aclImdb tree, its tarball or the Hub's parquet,
+//! The draw depends on the examples, not on the order a source lists them in: every example gets
+//! the key `xxh3(text, label; seed)`, examples are taken in key order, and the same seed picks
+//! the same examples from the JSONL files, the aclImdb tree, its tarball or the Hub's parquet,
 //! on every machine.
 
 use std::collections::HashSet;
@@ -31,7 +31,7 @@ pub struct SubsetConfig {
     pub seed: u64,
     /// An equal share of each subset from each class (stratified with equal allocation: with
     /// N classes, n / N each, the remainder one each to the last classes; for IMDb, half
-    /// negative, half positive, the larger half positive); `false` takes the first reviews in
+    /// negative, half positive, the larger half positive); `false` takes the first examples in
     /// key order, whatever their label (a plain shuffle, as `datasets`'
     /// `shuffle(seed).select(range(n))`, though not numpy's permutation).
     pub balanced: bool,
@@ -63,11 +63,11 @@ pub struct Subsets {
     pub overlap_dropped: usize,
 }
 
-/// The review's place in the seed's order: a hash of its text (and pair) salted with its label.
+/// The example's place in the seed's order: a hash of its text (and pair) salted with its label.
 /// A single text with a class keeps the key it had when labels were 0/1 only, so IMDb draws
 /// are the ones earlier runs drew.
-fn key(review: &Example, seed: u64) -> u64 {
-    let salt = match &review.label {
+fn key(example: &Example, seed: u64) -> u64 {
+    let salt = match &example.label {
         Target::Class(c) => *c as u64,
         Target::Value(v) => u64::from(v.to_bits()) ^ 0xA5A5_0000_0000_0000,
         Target::MultiHot(row) => {
@@ -76,32 +76,32 @@ fn key(review: &Example, seed: u64) -> u64 {
         }
     };
     let seed = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    match &review.text_pair {
-        None => xxh3_64_with_seed(review.text.as_bytes(), seed),
+    match &example.text_pair {
+        None => xxh3_64_with_seed(example.text.as_bytes(), seed),
         Some(pair) => {
             // 0xFF never occurs in UTF-8: the two texts cannot run into each other.
-            let bytes = [review.text.as_bytes(), &[0xFF], pair.as_bytes()].concat();
+            let bytes = [example.text.as_bytes(), &[0xFF], pair.as_bytes()].concat();
             xxh3_64_with_seed(&bytes, seed)
         }
     }
 }
 
-/// What identifies a review's text for de-duplication and overlap: its text and pair.
-fn texts(review: &Example) -> (&str, Option<&str>) {
-    (review.text.as_str(), review.text_pair.as_deref())
+/// What identifies a example's text for de-duplication and overlap: its text and pair.
+fn texts(example: &Example) -> (&str, Option<&str>) {
+    (example.text.as_str(), example.text_pair.as_deref())
 }
 
-/// Sorts into the seed's order; ties (identical reviews) are interchangeable.
-fn in_key_order(mut reviews: Vec<Example>, seed: u64) -> Vec<Example> {
-    reviews.sort_by_cached_key(|r| (key(r, seed), r.text.clone(), r.text_pair.clone()));
-    reviews
+/// Sorts into the seed's order; ties (identical examples) are interchangeable.
+fn in_key_order(mut examples: Vec<Example>, seed: u64) -> Vec<Example> {
+    examples.sort_by_cached_key(|r| (key(r, seed), r.text.clone(), r.text_pair.clone()));
+    examples
 }
 
-fn dedup(reviews: Vec<Example>) -> (Vec<Example>, usize) {
-    let before = reviews.len();
+fn dedup(examples: Vec<Example>) -> (Vec<Example>, usize) {
+    let before = examples.len();
     let mut seen = HashSet::new();
     let kept: Vec<Example> =
-        reviews.into_iter().filter(|r| seen.insert((r.text.clone(), r.text_pair.clone()))).collect();
+        examples.into_iter().filter(|r| seen.insert((r.text.clone(), r.text_pair.clone()))).collect();
     let dropped = before - kept.len();
     (kept, dropped)
 }
@@ -113,7 +113,7 @@ fn take(pool: &[Example], n: Option<usize>, classes: Option<&[String]>, split: &
         if n > pool.len() {
             return Err(DataError::TooLarge {
                 split: split.into(),
-                what: "reviews".into(),
+                what: "examples".into(),
                 requested: n,
                 available: pool.len(),
             });
@@ -135,7 +135,7 @@ fn take(pool: &[Example], n: Option<usize>, classes: Option<&[String]>, split: &
         return Err(DataError::TooLarge {
             split: split.into(),
             what: format!(
-                "reviews of class {:?} (data.balanced = true takes an equal share of each class; false draws regardless of class)",
+                "examples of class {:?} (data.balanced = true takes an equal share of each class; false draws regardless of class)",
                 classes[c]
             ),
             requested: want[c],
@@ -207,16 +207,16 @@ pub fn draw(splits: Splits, config: &SubsetConfig, space: &LabelSpace) -> Result
     Ok(Subsets { train, eval, duplicates_dropped, overlap_dropped })
 }
 
-/// Writes reviews as JSON Lines (`{"text": ..., "label": ...}`, see [`Example`]), through a
+/// Writes examples as JSON Lines (`{"text": ..., "label": ...}`, see [`Example`]), through a
 /// temporary file.
-pub fn write_jsonl(path: &Path, reviews: &[Example]) -> Result<()> {
+pub fn write_jsonl(path: &Path, examples: &[Example]) -> Result<()> {
     let fail = |source| DataError::Io { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(fail)?);
-    for r in reviews {
+    for r in examples {
         serde_json::to_writer(&mut out, r).map_err(|e| fail(std::io::Error::other(e)))?;
         out.write_all(b"\n").map_err(fail)?;
     }
@@ -229,8 +229,8 @@ pub fn write_jsonl(path: &Path, reviews: &[Example]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn reviews(n: usize) -> Vec<Example> {
-        (0..n).map(|i| Example::new(format!("review {i}"), i % 2)).collect()
+    fn examples(n: usize) -> Vec<Example> {
+        (0..n).map(|i| Example::new(format!("example {i}"), i % 2)).collect()
     }
 
     fn binary() -> LabelSpace {
@@ -244,15 +244,15 @@ mod tests {
     #[test]
     fn the_draw_ignores_source_order() {
         let config = SubsetConfig { train_size: Some(10), eval_size: Some(6), ..Default::default() };
-        let forward = draw(Splits::TrainTest { train: reviews(100), test: reviews(50) }, &config).unwrap();
-        let mut train = reviews(100);
+        let forward = draw(Splits::TrainTest { train: examples(100), test: examples(50) }, &config).unwrap();
+        let mut train = examples(100);
         train.reverse();
-        let mut test = reviews(50);
+        let mut test = examples(50);
         test.rotate_left(17);
         let shuffled = draw(Splits::TrainTest { train, test }, &config).unwrap();
         assert_eq!(forward, shuffled);
         let other_seed =
-            draw(Splits::TrainTest { train: reviews(100), test: reviews(50) }, &SubsetConfig { seed: 7, ..config })
+            draw(Splits::TrainTest { train: examples(100), test: examples(50) }, &SubsetConfig { seed: 7, ..config })
                 .unwrap();
         assert_ne!(forward.train, other_seed.train);
     }
@@ -260,13 +260,13 @@ mod tests {
     #[test]
     fn balanced_by_default_and_plain_on_request() {
         let config = SubsetConfig { train_size: Some(11), eval_size: Some(4), ..Default::default() };
-        let s = draw(Splits::TrainTest { train: reviews(100), test: reviews(50) }, &config).unwrap();
+        let s = draw(Splits::TrainTest { train: examples(100), test: examples(50) }, &config).unwrap();
         assert_eq!(crate::example::class_counts(&s.train, 2), [5, 6]);
         assert_eq!(crate::example::class_counts(&s.eval, 2), [2, 2]);
-        let mut skewed = reviews(100);
+        let mut skewed = examples(100);
         skewed.iter_mut().take(90).for_each(|r| r.label = Target::Class(1));
         let plain = SubsetConfig { train_size: Some(20), eval_size: Some(4), balanced: false, ..Default::default() };
-        let s = draw(Splits::TrainTest { train: skewed, test: reviews(50) }, &plain).unwrap();
+        let s = draw(Splits::TrainTest { train: skewed, test: examples(50) }, &plain).unwrap();
         assert_eq!(s.train.len(), 20);
         assert!(crate::example::class_counts(&s.train, 2)[1] > 10);
     }
@@ -274,22 +274,22 @@ mod tests {
     #[test]
     fn too_large_names_the_split_and_class() {
         let config = SubsetConfig { train_size: Some(60), eval_size: Some(4), ..Default::default() };
-        let err = draw(Splits::TrainTest { train: reviews(50), test: reviews(50) }, &config).unwrap_err().to_string();
+        let err = draw(Splits::TrainTest { train: examples(50), test: examples(50) }, &config).unwrap_err().to_string();
         assert!(err.contains("train") && err.contains("\"neg\"") && err.contains("30") && err.contains("25"), "{err}");
     }
 
     #[test]
     fn single_file_subsets_are_disjoint() {
         let config = SubsetConfig { train_size: Some(40), eval_size: Some(40), ..Default::default() };
-        let s = draw(Splits::Unsplit(reviews(80)), &config).unwrap();
+        let s = draw(Splits::Unsplit(examples(80)), &config).unwrap();
         let train: HashSet<_> = s.train.iter().map(|r| &r.text).collect();
         assert!(s.eval.iter().all(|r| !train.contains(&r.text)));
-        assert!(draw(Splits::Unsplit(reviews(80)), &SubsetConfig { eval_size: Some(41), ..config }).is_err());
+        assert!(draw(Splits::Unsplit(examples(80)), &SubsetConfig { eval_size: Some(41), ..config }).is_err());
     }
 
     #[test]
     fn dedup_and_overlap_are_counted() {
-        let mut train = reviews(20);
+        let mut train = examples(20);
         train.push(train[0].clone());
         let mut test: Vec<Example> = (0..20).map(|i| Example::new(format!("test {i}"), i % 2)).collect();
         test.push(train[3].clone());
@@ -346,9 +346,9 @@ mod tests {
     #[test]
     fn unset_sizes_take_every_example() {
         let all = SubsetConfig { train_size: None, eval_size: None, ..Default::default() };
-        let s = draw(Splits::TrainTest { train: reviews(30), test: reviews(11) }, &all).unwrap();
+        let s = draw(Splits::TrainTest { train: examples(30), test: examples(11) }, &all).unwrap();
         assert_eq!((s.train.len(), s.eval.len()), (30, 11), "whole splits, balanced or not");
-        let s = draw(Splits::Unsplit(reviews(41)), &all).unwrap();
+        let s = draw(Splits::Unsplit(examples(41)), &all).unwrap();
         assert_eq!((s.train.len(), s.eval.len()), (30, 11), "a quarter held out of one file");
         let used: HashSet<_> = s.train.iter().map(|r| &r.text).collect();
         assert!(s.eval.iter().all(|r| !used.contains(&r.text)));
