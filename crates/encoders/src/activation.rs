@@ -36,7 +36,7 @@ impl Activation {
 }
 
 /// `ACT2FN[hidden_act](x)`.
-pub fn activate<B: Backend, const D: usize>(activation: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
+pub(crate) fn activate<B: Backend, const D: usize>(activation: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
     match activation {
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => burn::tensor::activation::gelu_approximate(x),

@@ -57,7 +57,7 @@ impl<B: Backend> BertSelfAttention<B> {
 ///
 /// # Shapes
 /// - q, k, v: `[batch, seq, hidden]`; mask_bias: `[batch, 1, 1, seq]`; output: `[batch, seq, hidden]`
-pub fn attend<B: Backend>(
+pub(crate) fn attend<B: Backend>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
     v: Tensor<B, 3>,
@@ -75,7 +75,7 @@ pub fn attend<B: Backend>(
 /// `window`, each query attends to keys within `window` positions of it only (ModernBERT's
 /// local layers), computed one block of queries at a time against the keys around it (the
 /// scores a window can reach, not `seq x seq`). Output `[batch, seq, heads * head_dim]`.
-pub fn attend_heads<B: Backend>(
+pub(crate) fn attend_heads<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,

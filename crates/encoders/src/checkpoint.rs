@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use tensor_file::RawTensor;
+pub(crate) use tensor_file::RawTensor;
 use tensor_file::TensorFileError;
 
 use crate::error::{EncoderError, Result};
@@ -79,7 +79,7 @@ fn is_dropped(key: &str, family: &FamilyInfo) -> bool {
 }
 
 /// TF-era `LayerNorm.gamma` / `.beta` to `.weight` / `.bias`; every other key as it is.
-pub fn normalise_key(key: &str) -> String {
+pub(crate) fn normalise_key(key: &str) -> String {
     if let Some(stem) = key.strip_suffix("LayerNorm.gamma") {
         format!("{stem}LayerNorm.weight")
     } else if let Some(stem) = key.strip_suffix("LayerNorm.beta") {
@@ -92,7 +92,7 @@ pub fn normalise_key(key: &str) -> String {
 /// Reads every tensor of a safetensors file as f32; integer buffers (`position_ids`) are
 /// skipped. Keys are the file's own. (The loader reads through [`Checkpoint::read`]; tests read saved files.)
 #[cfg(test)]
-pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
+pub(crate) fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>> {
     tensor_file::read_safetensors(path, |name| name.ends_with("position_ids")).map_err(checkpoint_error)
 }
 

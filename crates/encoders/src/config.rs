@@ -151,7 +151,7 @@ impl FamilyConfig for BertConfig {
 }
 
 /// `width` must split into `heads` heads.
-pub fn check_heads(
+pub(crate) fn check_heads(
     width: usize,
     heads: usize,
     width_key: &str,
@@ -164,7 +164,7 @@ pub fn check_heads(
 }
 
 /// Each dropout probability must be in [0, 1).
-pub fn check_dropouts(dropouts: &[(&str, f64)]) -> std::result::Result<(), ConfigError> {
+pub(crate) fn check_dropouts(dropouts: &[(&str, f64)]) -> std::result::Result<(), ConfigError> {
     for &(key, p) in dropouts {
         if !(0.0..1.0).contains(&p) {
             return Err(format!("{key} must be in [0, 1), got {p}").into());

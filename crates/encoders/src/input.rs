@@ -19,7 +19,7 @@ pub struct EncoderInput<B: Backend> {
 ///
 /// # Shapes
 /// - hidden: `[batch, seq, hidden]`, output: `[batch, hidden]`
-pub fn first_token<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+pub(crate) fn first_token<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
     let [batch, _, width] = hidden.dims();
     hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width])
 }
@@ -29,7 +29,7 @@ pub fn first_token<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
 ///
 /// # Shapes
 /// - attention_mask: `[batch, seq]`, output: `[batch, 1, 1, seq]`
-pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
+pub(crate) fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
     let [batch, seq] = attention_mask.dims();
     let mask = attention_mask.float();
     (mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])

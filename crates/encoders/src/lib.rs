@@ -14,6 +14,7 @@
 //!
 //! The `testing` feature adds what other crates' tests use: [`testing::FakeHub`], a local
 //! stand-in for the Hugging Face Hub, and [`assets`], where the shared real assets are.
+#![warn(unreachable_pub)]
 
 mod activation;
 #[cfg(feature = "testing")]

@@ -119,7 +119,7 @@ families! {
 
 /// The family's `model_type`: from `model_type`, else the first of `architectures`
 /// (`RobertaForMaskedLM` -> `roberta`), else BERT (old BERT configs name neither).
-pub fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, ConfigError> {
+pub(crate) fn detect(config: &serde_json::Value) -> std::result::Result<&'static str, ConfigError> {
     if let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) {
         return families()
             .iter()

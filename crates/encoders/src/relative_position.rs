@@ -49,7 +49,7 @@ impl<B: Backend> RelativePositionBias<B> {
 /// transformers' `relative_position_bucket(key - query, num_buckets, max_distance)`, its float
 /// arithmetic in f32 as torch does it on a float32 tensor: keys after the query in the upper
 /// half; distances below `num_buckets / 4` exact, then logarithmic up to `max_distance`.
-pub fn bucket(relative: i64, num_buckets: usize, max_distance: usize) -> usize {
+pub(crate) fn bucket(relative: i64, num_buckets: usize, max_distance: usize) -> usize {
     let half = num_buckets / 2;
     let n = -relative;
     let side = if n < 0 { half } else { 0 };

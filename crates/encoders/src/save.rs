@@ -72,7 +72,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
 
 /// The model's tensors under transformers' names for it (`bert.encoder...`, `classifier.out_proj...`).
 /// Linears must be plain (no adapter): merge first.
-pub fn state_dict<B: Backend, M: Module<B>>(model: &M) -> Result<BTreeMap<String, RawTensor>> {
+pub(crate) fn state_dict<B: Backend, M: Module<B>>(model: &M) -> Result<BTreeMap<String, RawTensor>> {
     let mut collector = Collector { path: Vec::new(), tensors: BTreeMap::new(), failure: None };
     model.visit(&mut collector);
     match collector.failure {

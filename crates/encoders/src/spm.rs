@@ -21,7 +21,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 /// Why an `spm.model` cannot be converted (the caller names the file).
 #[derive(Debug, thiserror::Error)]
-pub enum SpmError {
+pub(crate) enum SpmError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The protobuf does not decode as a `ModelProto`: what was wrong, where it was found.
@@ -166,7 +166,7 @@ fn parse(bytes: &[u8]) -> Result<SpmModel, SpmError> {
 /// converts it: a Unigram over the pieces, [lower-casing,] strip, the precompiled character
 /// map, runs of spaces to one, [punctuation split,] Metaspace; control and user-defined pieces
 /// as added tokens; `[CLS] $A [SEP]` / `[CLS] $A [SEP] $B:1 [SEP]:1`.
-pub fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, SpmError> {
+pub(crate) fn deberta_tokenizer(path: &Path) -> Result<Tokenizer, SpmError> {
     let bytes = std::fs::read(path)?;
     let spm = parse(&bytes)?;
     if spm.model_type != 1 {

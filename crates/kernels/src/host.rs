@@ -18,11 +18,11 @@ use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 /// The CPU training backend.
-pub type HostTrain = Autodiff<Flex>;
+pub(crate) type HostTrain = Autodiff<Flex>;
 
 /// Which CPU backend a kernel runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Host {
+pub(crate) enum Host {
     /// `Flex`: the kernel alone, no autodiff.
     Infer,
     /// `Autodiff<Flex>`: the kernel recorded as one op.
@@ -31,7 +31,7 @@ pub enum Host {
 
 impl Host {
     /// `B` as a CPU backend, or `None` for every other backend (CUDA, ...).
-    pub fn of<B: Backend>() -> Option<Self> {
+    pub(crate) fn of<B: Backend>() -> Option<Self> {
         if is::<B, Flex>() {
             Some(Self::Infer)
         } else if is::<B, HostTrain>() {
@@ -42,13 +42,13 @@ impl Host {
     }
 
     /// `B` as a CPU backend, when every tensor of `dtypes` is f32 (the kernels' one dtype).
-    pub fn of_f32<B: Backend>(dtypes: &[DType]) -> Option<Self> {
+    pub(crate) fn of_f32<B: Backend>(dtypes: &[DType]) -> Option<Self> {
         Self::of::<B>().filter(|_| dtypes.iter().all(|d| *d == DType::F32))
     }
 }
 
 /// A float tensor's primitive, for [`dispatch`].
-pub fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+pub(crate) fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
 }
 
@@ -58,7 +58,7 @@ pub fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> 
 ///
 /// # Panics
 /// If `B` is not the backend `host` says it is (callers pass `Host::of::<B>()`).
-pub fn dispatch<B: Backend, const N: usize, const D: usize>(
+pub(crate) fn dispatch<B: Backend, const N: usize, const D: usize>(
     host: Host,
     inputs: [FloatTensor<B>; N],
     infer: impl FnOnce([FlexTensor; N]) -> FlexTensor,
@@ -73,7 +73,7 @@ pub fn dispatch<B: Backend, const N: usize, const D: usize>(
 
 /// [`dispatch`] for an op that exists only while training on the CPU (a dropout mask): `B` is
 /// `Autodiff<Flex>`, which the caller has checked.
-pub fn dispatch_train<B: Backend, const N: usize, const D: usize>(
+pub(crate) fn dispatch_train<B: Backend, const N: usize, const D: usize>(
     inputs: [FloatTensor<B>; N],
     train: impl FnOnce([FloatTensor<HostTrain>; N]) -> FloatTensor<HostTrain>,
 ) -> Tensor<B, D> {
@@ -83,7 +83,7 @@ pub fn dispatch_train<B: Backend, const N: usize, const D: usize>(
 /// Records `op` with `inputs` as its parents: `tracked` computes the output and the state the
 /// backward needs when a parent wants a gradient; `untracked` the output alone (it may reuse the
 /// input buffers that the state would have kept).
-pub fn record<O, const N: usize>(
+pub(crate) fn record<O, const N: usize>(
     op: O,
     inputs: [FloatTensor<HostTrain>; N],
     tracked: impl FnOnce([FloatTensor<HostTrain>; N]) -> (FlexTensor, O::State),
@@ -103,7 +103,7 @@ where
 }
 
 /// `value` as a `U` when `T` is `U`, else `value` back.
-pub fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+pub(crate) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     let mut slot = Some(value);
     if let Some(u) = (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>().and_then(Option::take) {
         return Ok(u);
@@ -115,32 +115,32 @@ pub fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
 ///
 /// # Panics
 /// If `T` is not `U`: a caller that checked with [`is`] first never sees it.
-pub fn same<T: 'static, U: 'static>(value: T) -> U {
+pub(crate) fn same<T: 'static, U: 'static>(value: T) -> U {
     cast(value).unwrap_or_else(|_| unreachable!("the type was checked before"))
 }
 
 /// Whether `T` is `U`.
-pub fn is<T: 'static, U: 'static>() -> bool {
+pub(crate) fn is<T: 'static, U: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
 }
 
 /// `t` contiguous and covering its whole buffer, so that `storage_mut` is its elements: `t`
 /// itself when it already is (no copy), else a contiguous copy. A buffer that another tensor
 /// shares is still copied by `storage_mut` when written (copy on write).
-pub fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+pub(crate) fn owned_contiguous(t: FlexTensor) -> FlexTensor {
     if is_whole(&t) { t } else { contiguous(&t) }
 }
 
 /// Whether `t` is contiguous and covers its whole buffer from the start (`storage` is its
 /// elements, in order).
-pub fn is_whole(t: &FlexTensor) -> bool {
+pub(crate) fn is_whole(t: &FlexTensor) -> bool {
     t.is_contiguous()
         && t.layout().start_offset() == 0
         && t.layout().num_elements() * t.dtype().size() == t.bytes().len()
 }
 
 /// A contiguous f32 tensor's elements, from its offset (however large its buffer).
-pub fn elements(t: &FlexTensor) -> &[f32] {
+pub(crate) fn elements(t: &FlexTensor) -> &[f32] {
     let start = t.layout().start_offset();
     &t.storage::<f32>()[start..start + t.layout().num_elements()]
 }
@@ -150,7 +150,7 @@ pub fn elements(t: &FlexTensor) -> &[f32] {
 /// parallel, where burn-flex's `to_contiguous` walks anything it cannot collapse to two
 /// dimensions one element at a time on one thread; else flex's copy (one `memcpy` for a
 /// contiguous slice, cache tiles for a transpose).
-pub fn contiguous(t: &FlexTensor) -> FlexTensor {
+pub(crate) fn contiguous(t: &FlexTensor) -> FlexTensor {
     let layout = t.layout();
     let rank = layout.num_dims();
     let n = layout.num_elements();
@@ -180,7 +180,7 @@ pub fn contiguous(t: &FlexTensor) -> FlexTensor {
 }
 
 /// A contiguous f32 tensor of `shape` holding `values`.
-pub fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+pub(crate) fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(Shape::from(shape)), DType::F32)
 }
 

@@ -7,6 +7,7 @@
 //! the CPU each is exact to Burn's within float rounding, which its tests check (values and
 //! gradients). `host` holds what they share: recognising the CPU backend, dispatching to the
 //! kernel and recording it as one autodiff op.
+#![warn(unreachable_pub)]
 
 mod add;
 mod attention;

@@ -4,6 +4,7 @@
 //! The unit is [`LoraLinear`]: a frozen linear with an optional low-rank adapter beside it.
 //! A model that builds its linears from it and lists them ([`AdaptableModel`]) takes adapters on
 //! any of them by config ([`inject`]); this crate knows nothing about the model around them.
+#![warn(unreachable_pub)]
 
 mod config;
 mod error;

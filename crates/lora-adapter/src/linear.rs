@@ -162,7 +162,7 @@ impl<B: Backend> LoraAdapter<B> {
 
 /// The L2 norm of each column of `[rows, cols]`, `[cols]` (`torch.linalg.norm(w, dim=1)` of the
 /// transpose).
-pub fn column_norms<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 1> {
+pub(crate) fn column_norms<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 1> {
     let cols = w.dims()[1];
     w.powf_scalar(2.0).sum_dim(0).sqrt().reshape([cols])
 }

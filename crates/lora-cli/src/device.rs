@@ -200,7 +200,7 @@ mod gpu {
 
     /// [`super::kernels_compiled`]: CubeCL names each compilation to the `log` crate, and
     /// [`CompileCounter`] counts them, once [`use_kernel_cache`] has set that up.
-    pub fn kernels_compiled() -> Option<usize> {
+    pub(super) fn kernels_compiled() -> Option<usize> {
         COUNTING.load(Ordering::Relaxed).then(|| COMPILED.load(Ordering::Relaxed))
     }
 
@@ -343,7 +343,7 @@ mod cuda {
     pub type CudaUnfused<F = f32> = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, F, i32, u8>;
 
     /// Loads the driver library by hand: Burn would panic without one.
-    pub fn check() -> Result<(), String> {
+    pub(super) fn check() -> Result<(), String> {
         // SAFETY: `is_culib_present` only tries to dlopen libcuda and reports whether it could.
         #[allow(unsafe_code)]
         let present = unsafe { cudarc::driver::sys::is_culib_present() };
@@ -460,7 +460,7 @@ pub mod wgpu {
 
 #[cfg(not(feature = "cuda"))]
 mod cuda {
-    pub fn check() -> Result<(), String> {
+    pub(super) fn check() -> Result<(), String> {
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The `lora` program's library: the run config, the training loop with Hugging Face Trainer's
 //! optimizer semantics, evaluation, and the subcommands. `src/main.rs` is a thin shell over it,
 //! so that tests drive the same code.
+#![warn(unreachable_pub)]
 
 pub mod alloc;
 pub mod bench;

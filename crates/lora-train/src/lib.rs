@@ -9,6 +9,7 @@
 //! The optimizer is Trainer's AdamW with PyTorch's arithmetic ([`optim`]), the schedules are
 //! transformers' `get_scheduler` ([`schedule`]), the loss and metrics are Trainer's and
 //! `evaluate`'s ([`loss`], [`metrics`]). `lora train` is this crate driven by a TOML config.
+#![warn(unreachable_pub)]
 
 pub mod args;
 pub mod callbacks;

@@ -3,6 +3,7 @@
 //! The bottom of the file side of the workspace: model checkpoints (`encoders`), adapters
 //! (`lora-adapter`) and the program's own files (optimizer state, run records) all read and write
 //! through here, so that no crate reaches into another's format code for a file helper.
+#![warn(unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -60,12 +60,12 @@ fn record(name: &str, class: &str, text: String, rating: Rating, at: Location, p
 }
 
 /// Whether `dir` is an aclImdb tree root (it has `train/pos` or `test/pos`).
-pub fn is_tree(dir: &Path) -> bool {
+pub(crate) fn is_tree(dir: &Path) -> bool {
     SPLITS.iter().any(|s| dir.join(s).join("pos").is_dir())
 }
 
 /// Reads `dir/{train,test}/{pos,neg}/*.txt`; `unsup/` and the URL lists are not reviews.
-pub fn read_tree(dir: &Path, wanted: &Columns) -> Result<RawSplits> {
+pub(crate) fn read_tree(dir: &Path, wanted: &Columns) -> Result<RawSplits> {
     let rating = columns(wanted, dir)?;
     let mut splits = Vec::new();
     for split in SPLITS {
@@ -110,7 +110,7 @@ pub fn read_tree(dir: &Path, wanted: &Columns) -> Result<RawSplits> {
 /// Reads the labelled reviews straight out of a `.tar.gz` (or plain `.tar`) of the tree.
 /// An entry whose path is absolute or climbs out with `..` is refused: a crafted archive is an
 /// error, not something to skip.
-pub fn read_tarball(path: &Path, wanted: &Columns) -> Result<RawSplits> {
+pub(crate) fn read_tarball(path: &Path, wanted: &Columns) -> Result<RawSplits> {
     let rating = columns(wanted, path)?;
     let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let name = path.to_string_lossy().to_ascii_lowercase();

@@ -21,7 +21,7 @@ pub struct TokenizedExample {
 }
 
 /// `<br />` (the release's line breaks) as a space. Off by default: the Hub copy keeps them.
-pub fn strip_html_breaks(text: &str) -> String {
+pub(crate) fn strip_html_breaks(text: &str) -> String {
     text.replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
 }
 
@@ -176,7 +176,7 @@ impl<B: Backend> Batcher<B, TokenizedExample, TextBatch<B>> for TextBatcher {
 }
 
 /// A seeded permutation of `0..n`: the same for the same `(seed, epoch)` on every machine.
-pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+pub(crate) fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let salt = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_cached_key(|&i| (xxh3_64_with_seed(&(i as u64).to_le_bytes(), salt), i));

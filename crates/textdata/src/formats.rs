@@ -14,14 +14,14 @@ use crate::records::{Columns, Location, RawSplit, Record};
 
 /// The file formats this module reads, by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     JsonLines { gzip: bool },
     Csv { gzip: bool },
     Parquet,
 }
 
 impl Format {
-    pub fn of(path: &Path) -> Option<Self> {
+    pub(crate) fn of(path: &Path) -> Option<Self> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
         let (stem, gzip) = match name.strip_suffix(".gz") {
             Some(stem) => (stem.to_string(), true),
@@ -63,7 +63,7 @@ fn open(path: &Path, gzip: bool) -> Result<Box<dyn BufRead>> {
 
 /// JSON Lines: one object per line; blank lines are not rows. The columns are found from the
 /// first object's keys, and every line must have them.
-pub fn read_jsonl(path: &Path, reader: impl BufRead, columns: &Columns) -> Result<RawSplit> {
+pub(crate) fn read_jsonl(path: &Path, reader: impl BufRead, columns: &Columns) -> Result<RawSplit> {
     let mut records = Vec::new();
     let mut found = None;
     for (i, line) in reader.split(b'\n').enumerate() {
@@ -105,7 +105,7 @@ pub fn read_jsonl(path: &Path, reader: impl BufRead, columns: &Columns) -> Resul
 }
 
 /// CSV with a header row naming the columns.
-pub fn read_csv(path: &Path, reader: impl Read, columns: &Columns) -> Result<RawSplit> {
+pub(crate) fn read_csv(path: &Path, reader: impl Read, columns: &Columns) -> Result<RawSplit> {
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
     let headers: Vec<String> = csv
         .headers()
@@ -151,7 +151,7 @@ pub fn read_csv(path: &Path, reader: impl Read, columns: &Columns) -> Result<Raw
 
 /// Parquet as the Hub's exports write it; the class names of a `ClassLabel` column are read
 /// from the file's `huggingface` metadata.
-pub fn read_parquet(path: &Path, columns: &Columns) -> Result<RawSplit> {
+pub(crate) fn read_parquet(path: &Path, columns: &Columns) -> Result<RawSplit> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let parquet = |what: &str| {

@@ -11,6 +11,7 @@
 //! ```
 //! The crate knows no model, only the encoders crate's tokenizer and the head a task needs
 //! (the [`LabelSpace`] the program hands to `from_pretrained` as the head).
+#![warn(unreachable_pub)]
 
 mod acl;
 mod batching;

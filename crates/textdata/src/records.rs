@@ -11,17 +11,17 @@ use encoders::LabelSpace;
 
 /// Single-text columns, in the order they are looked for (`review`: the popular
 /// `IMDB Dataset.csv`).
-pub const TEXT_COLUMNS: [&str; 3] = ["text", "sentence", "review"];
+pub(crate) const TEXT_COLUMNS: [&str; 3] = ["text", "sentence", "review"];
 /// Pair columns: transformers' pipelines' `text` + `text_pair`, and as GLUE and its kin name them
 /// (MRPC, STS-B; QNLI; QQP; MNLI, RTE).
-pub const PAIR_COLUMNS: [(&str, &str); 5] = [
+pub(crate) const PAIR_COLUMNS: [(&str, &str); 5] = [
     ("text", "text_pair"),
     ("sentence1", "sentence2"),
     ("question", "sentence"),
     ("question1", "question2"),
     ("premise", "hypothesis"),
 ];
-pub const LABEL_COLUMNS: [&str; 3] = ["label", "labels", "sentiment"];
+pub(crate) const LABEL_COLUMNS: [&str; 3] = ["label", "labels", "sentiment"];
 
 /// The columns to read, by name (`data.text_column`, `text_pair_column`, `label_column`);
 /// unset ones are found among the usual names.

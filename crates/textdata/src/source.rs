@@ -15,7 +15,7 @@ use encoders::{LabelSpace, ProblemType};
 const SPLIT_EXTENSIONS: [&str; 5] = ["jsonl", "jsonl.gz", "csv", "csv.gz", "parquet"];
 /// The evaluation split's names, in the order they are looked for when none is given
 /// (`eval`: what `lora export-data` writes).
-pub const EVAL_SPLITS: [&str; 3] = ["test", "validation", "eval"];
+pub(crate) const EVAL_SPLITS: [&str; 3] = ["test", "validation", "eval"];
 
 /// What to read from a source: the columns, the evaluation split's name, and for a Hub
 /// dataset its configuration (the folder of its parquet export).
