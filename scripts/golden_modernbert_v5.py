@@ -4,7 +4,7 @@ crates/encoders/tests/modern.rs, `modernbert_configs_saved_by_transformers_5_mat
 
 transformers 5 writes `layer_types` and `rope_parameters` where 4.x wrote
 `global_attn_every_n_layers`, `global_rope_theta` and `local_rope_theta`. From the fixture
-crates/encoders/tests/fixtures/modern/modernbert/model (made by scripts/golden_modern.py with
+crates/encoders/tests/fixtures/modern/modernbert/model (made by scripts/golden_families.py with
 transformers 4.57.1), its query/key/value weights multiplied by 40 (the random model's attention
 is otherwise nearly uniform, and the rotary settings barely show), under
 crates/encoders/tests/fixtures/modern/:

@@ -1,7 +1,7 @@
 //! Every family against transformers and PEFT, one harness driven by the fixture directories:
 //! each directory under `tests/fixtures/families/` and `tests/fixtures/modern/` that holds a
-//! `model/` and a `golden.safetensors` (made by `scripts/golden_families.py` and
-//! `scripts/golden_modern.py`: tiny random models with a tokenizer of the family's kind) is
+//! `model/` and a `golden.safetensors` (made by the one script `scripts/golden_families.py`:
+//! tiny random models with a tokenizer of the family's kind) is
 //! checked the same way, whatever its family. A family added to the registry without a fixture
 //! fails [`every_family_has_a_golden_fixture`].
 //!

@@ -1,5 +1,5 @@
 //! ModernBERT and DeBERTa-v3 against transformers 4.57.1 and PEFT 0.17.1: tiny random models
-//! (`scripts/golden_modern.py`): ModernBERT with a local window shorter than the texts, both
+//! (`scripts/golden_families.py`): ModernBERT with a local window shorter than the texts, both
 //! poolings, biases off and on; DeBERTa-v3-shaped with both position terms, log buckets,
 //! shared keys and LayerNorm-ed relative embeddings, and a DeBERTa-v2-shaped one with the other
 //! branches (own position projections, no buckets, absolute positions, token types).

@@ -1,5 +1,5 @@
 //! `lora train` on each BERT-family model: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, CamemBERT
-//! and MPNet (tiny random models from `scripts/golden_families.py` and `golden_modern.py`, their
+//! and MPNet (tiny random models from `scripts/golden_families.py`, their
 //! heads removed as a base checkpoint comes), trained, resumed bit for bit, and their adapters in
 //! PEFT's names for the family.
 
