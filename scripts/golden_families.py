@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Golden fixtures for every family but BERT (crates/encoders/tests/families.rs, modern.rs): one
-script, one pinned transformers, one fixture directory per family or variant.
+"""Golden fixtures for every family (crates/encoders/tests/families.rs, modern.rs): one script,
+one pinned transformers, one fixture directory per family or variant. (BERT also has the older
+real-weights goldens of golden_bert.py and golden_peft.py.)
 
-Under crates/encoders/tests/fixtures/families/<model_type>/ (RoBERTa, XLM-RoBERTa, DistilBERT,
+Under crates/encoders/tests/fixtures/families/<model_type>/ (BERT, RoBERTa, XLM-RoBERTa, DistilBERT,
 ELECTRA: a tiny model of each with a tokenizer of the family's kind, byte-level BPE (RoBERTa),
-Unigram with Metaspace (XLM-R), WordPiece (DistilBERT, ELECTRA), trained on the sentences below
+Unigram with Metaspace (XLM-R), WordPiece (BERT, DistilBERT, ELECTRA), trained on the sentences below
 and saved by the family's fast tokenizer class) and crates/encoders/tests/fixtures/modern/<name>/:
   modernbert       ModernBERT, mean pooling, no biases (ModernBERT-base's choices), global
                    attention every 2nd layer, a sliding window of 8 tokens elsewhere
@@ -249,6 +250,9 @@ def bert_keyed():
     common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, num_labels=3,
                   hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     return {
+        "bert": (lambda: wordpiece(t.BertTokenizerFast),
+                 lambda v: t.BertConfig(vocab_size=v, max_position_embeddings=64, **common),
+                 t.BertForSequenceClassification, ["query", "value"]),
         "roberta": (lambda: byte_level_bpe(t.RobertaTokenizerFast),
                     lambda v: t.RobertaConfig(vocab_size=v, max_position_embeddings=66, type_vocab_size=1,
                                               layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2, **common),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our adapters for every family but BERT (whose checks open docs/peft-compatibility.md), read by PEFT 0.17.1: for
+# Our adapters for every family (BERT's real-weights checks open docs/peft-compatibility.md), read by PEFT 0.17.1: for
 # the tiny models of scripts/golden_families.py (ModernBERT as its masked-LM checkpoint, the others as
 # their base model with the tokenizer beside it: the shapes the Hub has), `lora train` an adapter on tiny sentiment data,
 # `lora predict` 8 texts, `lora merge`; then scripts/peft_check.py loads the adapter with
@@ -30,10 +30,10 @@ for split, n in [("train", 40), ("test", 20)]:
             f.write(json.dumps({"text": f"the film was {w}, a {w} plot.", "label": label}) + "\n")
 PY
 rm -rf base-* run-* merged-* ours-*.jsonl
-for fam in ${FAMILIES:-roberta xlm-roberta distilbert electra modernbert deberta-v3 camembert mpnet}; do
+for fam in ${FAMILIES:-bert roberta xlm-roberta distilbert electra modernbert deberta-v3 camembert mpnet}; do
   F="$FIXTURES/modern"
   case $fam in
-    roberta|xlm-roberta|electra) targets='["query","value"]'; F="$FIXTURES/families" ;;
+    bert|roberta|xlm-roberta|electra) targets='["query","value"]'; F="$FIXTURES/families" ;;
     distilbert) targets='["q_lin","v_lin"]'; F="$FIXTURES/families" ;;
     modernbert) targets='["Wqkv","attn.Wo"]' ;;
     deberta-v3) targets='["query_proj","value_proj"]' ;;

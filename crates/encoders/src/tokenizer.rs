@@ -5,7 +5,7 @@
 //!
 //! A text longer than [`EncoderTokenizer::window`] bytes is tokenized in pieces, from the end
 //! truncation keeps, until the model's `max_length` is reached: a 1 GB line costs what a
-//! review does, and the tokens are the ones the whole text gives (see [`bounded`]).
+//! short text does, and the tokens are the ones the whole text gives (see [`bounded`]).
 
 use std::sync::Arc;
 

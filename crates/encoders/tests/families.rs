@@ -87,11 +87,6 @@ impl ModuleVisitor<B> for CountLinears {
 fn every_family_has_a_golden_fixture() {
     let covered: Vec<String> = fixtures().iter().map(|(_, dir)| model_type(dir)).collect();
     for family in encoders::families() {
-        // BERT's goldens are older than this harness: tests/parity.rs (transformers) and
-        // tests/peft_interop.rs (PEFT) hold them.
-        if family.model_type == "bert" {
-            continue;
-        }
         assert!(covered.iter().any(|t| t == family.model_type), "no golden fixture for {}", family.model_type);
     }
 }

@@ -128,9 +128,9 @@ pub struct BenchArgs {
     pub warmup: usize,
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    /// Time real batches instead: consecutive batches of the reviews in this file (JSON Lines
+    /// Time real batches instead: consecutive batches of the texts in this file (JSON Lines
     /// with `text`, or any format `--data` reads, e.g. `lora export-data`'s train.jsonl), each
-    /// padded to its longest review; rows `train_mix` and `eval_mix`.
+    /// padded to its longest text; rows `train_mix` and `eval_mix`.
     #[arg(long, value_name = "FILE")]
     pub length_mix: Option<PathBuf>,
     /// Pad each batch to a multiple of this many tokens (as `data.pad_to_multiple_of`).

@@ -415,7 +415,7 @@ impl TrainingArguments {
     }
 }
 
-/// Refuses a padding `multiple` (named `what` in the error) that would pad a review of
+/// Refuses a padding `multiple` (named `what` in the error) that would pad an example of
 /// `max_length` tokens (capped at `positions`) past the model's `positions` position embeddings.
 /// A `u64` over its full range, which TOML's integers (`i64`) do not reach: one past
 /// `i64::MAX` is written and read as a string of digits (`seed = "18446744073709551615"`).

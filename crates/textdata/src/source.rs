@@ -56,7 +56,7 @@ pub enum Source {
     AclTarball(PathBuf),
     /// One file per split (`train.jsonl` + `test.jsonl`, or `.csv`, `.jsonl.gz`, ...).
     SplitFiles { train: PathBuf, test: PathBuf },
-    /// One file holding every review, train and test subsets both drawn from it.
+    /// One file holding every example, train and test subsets both drawn from it.
     SingleFile(PathBuf),
     /// A Hub dataset id with the `stanfordnlp/imdb` parquet layout.
     Hub(String),
