@@ -37,7 +37,7 @@ fn run() -> Result<(), String> {
         }
     }
     let model = model.ok_or("--model DIR_OR_HUB_ID is required")?;
-    check_available(device)?;
+    check_available(device).map_err(|e| e.to_string())?;
     match device {
         DeviceSpec::Cpu => classify::<burn::backend::Flex>(&model, adapter_dir.as_deref(), &texts, &Default::default()),
         #[cfg(feature = "cuda")]
@@ -51,7 +51,7 @@ fn run() -> Result<(), String> {
         DeviceSpec::Cuda(_) => unreachable!("check_available refuses cuda without the feature"),
         #[cfg(feature = "wgpu")]
         DeviceSpec::Wgpu(n) => {
-            let (device, adapter) = lora_cli::device::wgpu::open(n)?;
+            let (device, adapter) = lora_cli::device::wgpu::open(n).map_err(|e| e.to_string())?;
             eprintln!("using {adapter}");
             classify::<burn::backend::Wgpu>(&model, adapter_dir.as_deref(), &texts, &device)
         }

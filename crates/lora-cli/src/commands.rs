@@ -31,7 +31,7 @@ trait Job {
 /// base linears in bf16 itself ([`in_dtype`]).
 fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
     let spec: DeviceSpec = device.device.parse().map_err(anyhow::Error::msg)?;
-    check_available(spec).map_err(anyhow::Error::msg)?;
+    check_available(spec)?;
     let mut name = spec.to_string();
     if bf16 && spec != DeviceSpec::Cpu {
         name.push_str(" bf16");
@@ -49,7 +49,7 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
             use crate::device::CudaUnfused;
             use burn::backend::{Cuda, cuda::CudaDevice};
             use burn::tensor::bf16;
-            let cache = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)?;
+            let cache = crate::device::use_kernel_cache()?;
             let gpu = CudaDevice::new(n);
             let _kernels = KernelReport::start("CUDA", cache);
             match (bf16, device.no_fusion) {
@@ -70,8 +70,8 @@ fn dispatch(device: &DeviceArg, bf16: bool, job: impl Job) -> Result<()> {
             use burn::backend::Wgpu;
             // The cache is set up before the device is made (CubeCL reads its config then); the
             // report starts once there is a device, so a missing adapter is its error alone.
-            let cache = crate::device::use_kernel_cache().map_err(anyhow::Error::msg)?;
-            let (gpu, adapter) = crate::device::wgpu::open(n).map_err(anyhow::Error::msg)?;
+            let cache = crate::device::use_kernel_cache()?;
+            let (gpu, adapter) = crate::device::wgpu::open(n)?;
             crate::console::err(format!("using {adapter}"));
             let _kernels = KernelReport::start("wgpu", cache);
             match device.no_fusion {

@@ -70,17 +70,39 @@ pub const VERSION: &str = match (cfg!(feature = "cuda"), cfg!(feature = "wgpu"))
     (true, true) => concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda, wgpu)"),
 };
 
+/// Why a device cannot be used: what was asked, and what this build or machine has.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("{spec} requested, but this binary was built without the `{feature}` feature")]
+    NotBuilt { spec: DeviceSpec, feature: &'static str },
+    #[error("no CUDA driver found (libcuda.so could not be loaded)")]
+    NoCudaDriver,
+    #[error("the working directory: {0}")]
+    WorkingDirectory(#[source] std::io::Error),
+    /// A `cubecl.toml`, or a `burn.toml` with a `[cubecl]` table, that CubeCL would read and
+    /// could not (it panics on one).
+    #[error("{}: not a CubeCL config: {source}", path.display())]
+    CubeClConfig {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// `--device wgpu:N` past the adapters there are (`count` says how many, `listed` which).
+    #[error("--device wgpu:{index}: {count}: {listed}")]
+    NoSuchAdapter { index: usize, count: String, listed: String },
+    #[error("no {backend} adapter found for --device wgpu: no GPU driver answered{hint}")]
+    NoAdapter { backend: String, hint: &'static str },
+    #[error("the adapter list changed while an adapter was chosen")]
+    AdapterListChanged,
+}
+
 /// Whether this build can run on `spec`: `Err` says why not, in one line.
-pub fn check_available(spec: DeviceSpec) -> Result<(), String> {
+pub fn check_available(spec: DeviceSpec) -> Result<(), DeviceError> {
     match spec {
         DeviceSpec::Cpu => Ok(()),
-        DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => {
-            Err(format!("{spec} requested, but this binary was built without the `cuda` feature"))
-        }
+        DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuilt { spec, feature: "cuda" }),
         DeviceSpec::Cuda(_) => cuda::check(),
-        DeviceSpec::Wgpu(_) if !cfg!(feature = "wgpu") => {
-            Err(format!("{spec} requested, but this binary was built without the `wgpu` feature"))
-        }
+        DeviceSpec::Wgpu(_) if !cfg!(feature = "wgpu") => Err(DeviceError::NotBuilt { spec, feature: "wgpu" }),
         // The adapter is looked for when the device is opened (`wgpu::open`).
         DeviceSpec::Wgpu(_) => Ok(()),
     }
@@ -121,7 +143,6 @@ pub use cuda::CudaUnfused;
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod gpu {
-    use std::fmt::Display;
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -131,15 +152,17 @@ mod gpu {
     use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
     use cubecl_common::config::logger::LogCrateLevel;
 
+    use super::DeviceError;
+
     /// Turns on CubeCL's compiled-kernel cache in [`super::kernel_cache_dir`], with the autotune
     /// results beside it, unless a `cubecl.toml` (or `burn.toml`) already names a kernel cache,
     /// and counts the kernels compiled ([`kernels_compiled`]). Call before the first GPU device
     /// is made; later calls, and calls after CubeCL has read its config, change nothing.
     /// Returns the directory in use, if any; `Err` names a config file CubeCL could not read.
-    pub fn use_kernel_cache() -> Result<Option<PathBuf>, String> {
+    pub fn use_kernel_cache() -> Result<Option<PathBuf>, DeviceError> {
         let mut slot = CubeClRuntimeConfig::storage().lock();
         if slot.is_none() {
-            let here = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
+            let here = std::env::current_dir().map_err(DeviceError::WorkingDirectory)?;
             check_config_files(&here)?;
             // What `CubeClRuntimeConfig::get` would load: the nearest cubecl.toml, then CUBECL_* variables.
             let config = CubeClRuntimeConfig::from_current_dir().override_from_env();
@@ -177,21 +200,21 @@ mod gpu {
     /// The config file CubeCL would read from `dir` or above (the first `cubecl.toml`, else a
     /// `burn.toml` with a `[cubecl]` table, nearest first) must parse: CubeCL panics on one that
     /// does not, so it is checked here first and named in the error.
-    fn check_config_files(dir: &Path) -> Result<(), String> {
-        let bad = |path: &Path, e: &dyn Display| format!("{}: not a CubeCL config: {e}", path.display());
+    fn check_config_files(dir: &Path) -> Result<(), DeviceError> {
+        let bad = |path: &Path, source: toml::de::Error| DeviceError::CubeClConfig { path: path.to_path_buf(), source };
         for dir in dir.ancestors() {
             for name in ["cubecl.toml", "CubeCL.toml"] {
                 let path = dir.join(name);
                 if let Ok(text) = std::fs::read_to_string(&path) {
-                    return toml::from_str::<CubeClRuntimeConfig>(&text).map(drop).map_err(|e| bad(&path, &e));
+                    return toml::from_str::<CubeClRuntimeConfig>(&text).map(drop).map_err(|e| bad(&path, e));
                 }
             }
             for name in ["burn.toml", "Burn.toml"] {
                 let path = dir.join(name);
                 let Ok(text) = std::fs::read_to_string(&path) else { continue };
-                let mut table = toml::from_str::<toml::Table>(&text).map_err(|e| bad(&path, &e))?;
+                let mut table = toml::from_str::<toml::Table>(&text).map_err(|e| bad(&path, e))?;
                 if let Some(section) = table.remove("cubecl") {
-                    return section.try_into::<CubeClRuntimeConfig>().map(drop).map_err(|e| bad(&path, &e));
+                    return section.try_into::<CubeClRuntimeConfig>().map(drop).map_err(|e| bad(&path, e));
                 }
             }
         }
@@ -317,20 +340,20 @@ mod gpu {
             let root = tempfile::tempdir().unwrap();
             let inner = root.path().join("a/b");
             std::fs::create_dir_all(&inner).unwrap();
-            assert_eq!(check_config_files(&inner), Ok(()));
+            assert!(check_config_files(&inner).is_ok());
 
             std::fs::write(root.path().join("cubecl.toml"), "[compilation]\ncache = 3\n").unwrap();
-            let err = check_config_files(&inner).unwrap_err();
+            let err = check_config_files(&inner).unwrap_err().to_string();
             assert!(err.contains("cubecl.toml") && err.contains("not a CubeCL config"), "{err}");
 
             // The nearest file decides: a good burn.toml [cubecl] table below the bad file wins.
             std::fs::write(root.path().join("a/burn.toml"), "[cubecl.autotune]\nlevel = \"minimal\"\n").unwrap();
-            assert_eq!(check_config_files(&inner), Ok(()));
+            assert!(check_config_files(&inner).is_ok());
             std::fs::write(root.path().join("a/burn.toml"), "[cubecl]\nautotune = 1\n").unwrap();
-            assert!(check_config_files(&inner).unwrap_err().contains("burn.toml"));
+            assert!(check_config_files(&inner).unwrap_err().to_string().contains("burn.toml"));
             // A burn.toml without a [cubecl] table is not CubeCL's: the search goes on upwards.
             std::fs::write(root.path().join("a/burn.toml"), "[other]\nx = 1\n").unwrap();
-            assert!(check_config_files(&inner).unwrap_err().contains("cubecl.toml"));
+            assert!(check_config_files(&inner).unwrap_err().to_string().contains("cubecl.toml"));
         }
     }
 }
@@ -343,11 +366,11 @@ mod cuda {
     pub type CudaUnfused<F = f32> = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, F, i32, u8>;
 
     /// Loads the driver library by hand: Burn would panic without one.
-    pub(super) fn check() -> Result<(), String> {
+    pub(super) fn check() -> Result<(), super::DeviceError> {
         // SAFETY: `is_culib_present` only tries to dlopen libcuda and reports whether it could.
         #[allow(unsafe_code)]
         let present = unsafe { cudarc::driver::sys::is_culib_present() };
-        if present { Ok(()) } else { Err("no CUDA driver found (libcuda.so could not be loaded)".into()) }
+        if present { Ok(()) } else { Err(super::DeviceError::NoCudaDriver) }
     }
 }
 
@@ -360,13 +383,15 @@ pub mod wgpu {
     use cubecl::wgpu::AutoGraphicsApi;
     use wgpu::{Adapter, Backend, DeviceType, InstanceFlags};
 
+    use super::DeviceError;
+
     /// Burn's wgpu backend without its operation fusion (`burn::backend::Wgpu` is this inside
     /// `Fusion`): one generic kernel per operation.
     pub type WgpuUnfused<F = f32> = burn_cubecl::CubeBackend<cubecl::wgpu::WgpuRuntime, F, i32, u32>;
 
     /// The adapter `index` asks for (see [`super::DeviceSpec::Wgpu`]), set up for Burn, and a
     /// line naming it. Call once per process, after [`super::use_kernel_cache`].
-    pub fn open(index: Option<usize>) -> Result<(WgpuDevice, String), String> {
+    pub fn open(index: Option<usize>) -> Result<(WgpuDevice, String), DeviceError> {
         let backend = AutoGraphicsApi::backend();
         // No validation layers unless WGPU_VALIDATION / WGPU_DEBUG ask (CubeCL turns them on
         // whenever compilations are logged, which is how kernels are counted).
@@ -383,25 +408,25 @@ pub mod wgpu {
         };
         let Some(chosen) = chosen else {
             return Err(match index {
-                Some(n) if !adapters.is_empty() => {
+                Some(index) if !adapters.is_empty() => {
                     let count = match adapters.len() {
                         1 => format!("there is only 1 {backend} adapter"),
                         k => format!("there are {k} {backend} adapters"),
                     };
-                    format!("--device wgpu:{n}: {count}: {listed}")
+                    DeviceError::NoSuchAdapter { index, count, listed }
                 }
-                _ => format!(
-                    "no {backend} adapter found for --device wgpu: no GPU driver answered{}",
-                    if backend == Backend::Vulkan {
+                _ => DeviceError::NoAdapter {
+                    backend: backend.to_string(),
+                    hint: if backend == Backend::Vulkan {
                         " (on Linux: a Vulkan driver and its loader, e.g. Debian's mesa-vulkan-drivers and \
                          libvulkan1; `vulkaninfo --summary` lists what Vulkan sees)"
                     } else {
                         ""
-                    }
-                ),
+                    },
+                },
             });
         };
-        let adapter = adapters.into_iter().nth(chosen).ok_or("the adapter list changed")?;
+        let adapter = adapters.into_iter().nth(chosen).ok_or(DeviceError::AdapterListChanged)?;
         let name = format!("wgpu:{chosen} {}", describe(&adapter));
         let device = match backend {
             Backend::Vulkan => setup_vulkan(instance, adapter, backend),
@@ -460,7 +485,7 @@ pub mod wgpu {
 
 #[cfg(not(feature = "cuda"))]
 mod cuda {
-    pub(super) fn check() -> Result<(), String> {
+    pub(super) fn check() -> Result<(), super::DeviceError> {
         Ok(())
     }
 }
@@ -502,6 +527,6 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_says_so() {
-        assert!(check_available(DeviceSpec::Cuda(0)).unwrap_err().contains("`cuda` feature"));
+        assert!(check_available(DeviceSpec::Cuda(0)).unwrap_err().to_string().contains("`cuda` feature"));
     }
 }
